@@ -1,0 +1,51 @@
+"""drr-agent: a trained Discriminative Model steers a Reasoner LLM, step by step, in LangGraph.
+
+Start with `build_graph(reasoner, scorer, config)`; see the README.
+"""
+
+from drr_agent.config import DRRConfig
+from drr_agent.errors import (
+    DMLoadError,
+    DRRError,
+    EmbeddedModelMissingError,
+    InvalidQuestionError,
+    ReasonerError,
+    ScorerError,
+)
+from drr_agent.graph import build_graph
+from drr_agent.prompts import StepPrompt
+from drr_agent.reasoners import (
+    Proposal,
+    Reasoner,
+    embedded_reasoner,
+    openai_compatible_reasoner,
+)
+from drr_agent.scorers import FunctionScorer, HFScorer, StepContext, StepScorer
+from drr_agent.state import DRRResult, DRRState, Thought
+from drr_agent.steps import StepFormat
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DMLoadError",
+    "DRRConfig",
+    "DRRError",
+    "DRRResult",
+    "DRRState",
+    "EmbeddedModelMissingError",
+    "FunctionScorer",
+    "HFScorer",
+    "InvalidQuestionError",
+    "Proposal",
+    "Reasoner",
+    "ReasonerError",
+    "ScorerError",
+    "StepContext",
+    "StepFormat",
+    "StepPrompt",
+    "StepScorer",
+    "Thought",
+    "build_graph",
+    "embedded_reasoner",
+    "openai_compatible_reasoner",
+]

@@ -1,0 +1,84 @@
+"""Typed configuration of the DRR loop: thresholds, budgets and failure outcomes.
+
+One `DRRConfig` drives `build_graph`, the CLI and (later) evaluations, so a run is fully
+described by one serialisable object. It is also the graph's LangGraph ``context_schema``:
+passing ``context=DRRConfig(...)`` to ``invoke`` overrides the configuration bound at build
+time for that run only, without rebuilding the graph.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from drr_agent.steps import StepFormat
+
+
+class DRRConfig(BaseModel):
+    """How the `decide` node routes and when a run stops.
+
+    Attributes:
+        accept_threshold: A thought whose DM score (probability that the step is on a path to
+            the gold answer) is at least this is accepted and the Reasoner thinks on from it.
+            ``None`` (default) takes the threshold stored with the DM (``drr train`` writes one),
+            else 0.5.
+        answer_threshold: A thought that carries a final answer ends the run only if its score is
+            at least this. ``None`` (default): the DM's stored value, else ``accept_threshold``.
+        candidates_per_step: Thoughts the Reasoner proposes per `reason` call (sampled
+            concurrently); the DM scores them in one batch and `decide` takes the best.
+        max_steps: Longest accepted path (depth) before the run stops on budget.
+        max_retries_per_point: Rejections allowed at one point of the path before `decide`
+            pops back to the parent thought (a backtrack).
+        max_backtracks: Pops allowed per run before it stops on budget.
+        max_reasoner_calls: `reason` calls allowed per run before it stops on budget.
+        on_budget_exhausted: ``"answer_best"`` answers with the best-scored final answer seen
+            (abstaining if none was seen); ``"abstain"`` always abstains.
+        on_reasoner_error: After the retries below fail, ``"abstain"`` ends the run with the
+            error recorded as the reason; ``"raise"`` propagates it (the checkpoint lets the run
+            resume later).
+        on_scorer_error: Same choice for a failing DM.
+        reasoner_timeout_s: Per-call timeout for the Reasoner.
+        reasoner_retries: Extra attempts after a failed or timed-out Reasoner call, with
+            exponential backoff and jitter.
+        scorer_timeout_s / scorer_retries: The same for the DM.
+        step_format: How steps are separated and a final answer is recognised.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    accept_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    answer_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    candidates_per_step: int = Field(default=1, ge=1, le=64)
+    max_steps: int = Field(default=8, ge=1)
+    max_retries_per_point: int = Field(default=3, ge=1)
+    max_backtracks: int = Field(default=4, ge=0)
+    max_reasoner_calls: int = Field(default=24, ge=1)
+    on_budget_exhausted: Literal["answer_best", "abstain"] = "answer_best"
+    on_reasoner_error: Literal["abstain", "raise"] = "abstain"
+    on_scorer_error: Literal["abstain", "raise"] = "abstain"
+    reasoner_timeout_s: float = Field(default=120.0, gt=0)
+    reasoner_retries: int = Field(default=2, ge=0)
+    scorer_timeout_s: float = Field(default=60.0, gt=0)
+    scorer_retries: int = Field(default=2, ge=0)
+    step_format: StepFormat = Field(default_factory=StepFormat)
+
+    @model_validator(mode="after")
+    def _budgets_are_consistent(self) -> DRRConfig:
+        if self.max_reasoner_calls < self.max_steps:
+            raise ValueError(
+                f"max_reasoner_calls ({self.max_reasoner_calls}) is below max_steps "
+                f"({self.max_steps}): the run could never reach its step budget"
+            )
+        return self
+
+    def thresholds(self, dm_defaults: dict[str, float] | None = None) -> tuple[float, float]:
+        """Resolve ``(accept, answer)``: explicit config, then the DM's stored values, then 0.5."""
+        stored = dm_defaults or {}
+        accept = self.accept_threshold
+        if accept is None:
+            accept = stored.get("accept_threshold", 0.5)
+        answer = self.answer_threshold
+        if answer is None:
+            answer = stored.get("answer_threshold", accept)
+        return float(accept), float(answer)

@@ -1,0 +1,354 @@
+"""`build_graph`: the DRR state machine ``reason → score → decide`` as a LangGraph graph.
+
+- ``reason`` asks the `Reasoner` for the next step(s) from the tip of the accepted path,
+  listing the alternatives already rejected there.
+- ``score`` has the DM (`StepScorer`) judge every new candidate in context, in one batch.
+- ``decide`` applies `drr_agent.policy.decide` and routes with ``Command``: back to
+  ``reason`` (continue / backtrack) or to the end (answer / stop), emitting one custom stream
+  event per decision (``stream_mode="custom"``).
+
+Every node has a sync and an async implementation, so ``invoke``, ``ainvoke``, ``abatch`` and
+``stream`` all work, and the compiled graph can be added as a node of a parent graph whose
+state has a ``question`` key. Pass a checkpointer to make runs resumable: re-invoking with
+``None`` and the same ``thread_id`` continues an interrupted run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langgraph._internal._runnable import RunnableCallable
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Checkpointer, Command
+
+from drr_agent.config import DRRConfig
+from drr_agent.errors import InvalidQuestionError, ReasonerError, ScorerError
+from drr_agent.policy import decide, rejected_texts
+from drr_agent.reasoners.base import Proposal, Reasoner
+from drr_agent.retry import aretry, retry
+from drr_agent.scorers.base import StepContext, StepScorer
+from drr_agent.state import Counters, DRRInput, DRRState, Thought, new_counters
+
+_RECURSION_LIMIT = 10_000
+
+
+def _question(state: DRRState) -> str:
+    question = state.get("question")
+    if not isinstance(question, str):
+        raise InvalidQuestionError(
+            f"input field 'question' must be a string, got {type(question).__name__}"
+        )
+    if not question.strip():
+        raise InvalidQuestionError("input field 'question' is empty")
+    return question
+
+
+def _accepted_steps(state: DRRState) -> list[str]:
+    tree = state.get("thoughts", [])
+    return [tree[i]["text"] for i in state.get("path", [])]
+
+
+class _DRRNodes:
+    """The three nodes, bound to one Reasoner, one scorer and a default config.
+
+    ``runtime.context`` (a `DRRConfig`) overrides the default for one run.
+    """
+
+    def __init__(self, reasoner: Reasoner, scorer: StepScorer, config: DRRConfig) -> None:
+        self.reasoner = reasoner
+        self.scorer = scorer
+        self.config = config
+
+    def _config(self, runtime: Runtime[DRRConfig] | None) -> DRRConfig:
+        context = runtime.context if runtime is not None else None
+        return context if isinstance(context, DRRConfig) else self.config
+
+    # -- reason ---------------------------------------------------------------------------
+    def _reason_request(self, state: DRRState) -> tuple[str, list[str], list[str]]:
+        path = state.get("path", [])
+        tip = path[-1] if path else None
+        return (
+            _question(state),
+            _accepted_steps(state),
+            rejected_texts(state.get("thoughts", []), tip),
+        )
+
+    def _reason_update(
+        self, state: DRRState, config: DRRConfig, proposals: list[Proposal]
+    ) -> Command[Any]:
+        tree = state.get("thoughts", [])
+        path = state.get("path", [])
+        counters = Counters(**(state.get("counters") or new_counters()))
+        counters["reasoner_calls"] += 1
+        new: list[Thought] = []
+        for offset, proposal in enumerate(proposals):
+            counters["prompt_tokens"] += proposal.prompt_tokens
+            counters["completion_tokens"] += proposal.completion_tokens
+            new.append(
+                Thought(
+                    id=len(tree) + offset,
+                    parent=path[-1] if path else None,
+                    depth=len(path) + 1,
+                    text=proposal.text,
+                    answer=config.step_format.extract_answer(proposal.text)
+                    if proposal.text
+                    else None,
+                    score=None,
+                    status="proposed",
+                    reason="",
+                    call=counters["reasoner_calls"],
+                    completion_tokens=proposal.completion_tokens,
+                )
+            )
+        update: dict[str, Any] = {
+            "thoughts": new,
+            "pending": [t["id"] for t in new],
+            "counters": counters,
+            "path": list(path),
+        }
+        return Command(goto="score", update=update)
+
+    def _failed(self, kind: str, exc: Exception, state: DRRState) -> Command[Any]:
+        get_stream_writer()(
+            {
+                "type": "drr.decision",
+                "route": "stop",
+                "abstained": True,
+                "stop_reason": kind,
+                "error": str(exc),
+            }
+        )
+        return Command(
+            goto=END,
+            update={
+                "abstained": True,
+                "answer": None,
+                "stop_reason": kind,
+                "stop_detail": f"abstained: {exc}",
+                "counters": state.get("counters") or new_counters(),
+                "path": state.get("path", []),
+            },
+        )
+
+    def reason(self, state: DRRState, runtime: Runtime[DRRConfig]) -> Command[Any]:
+        config = self._config(runtime)
+        question, steps, rejected = self._reason_request(state)
+        try:
+            proposals = retry(
+                lambda: self.reasoner.propose(
+                    question,
+                    steps,
+                    rejected,
+                    n=config.candidates_per_step,
+                    step_format=config.step_format,
+                ),
+                what=f"Reasoner {self.reasoner.name!r}",
+                retries=config.reasoner_retries,
+                timeout_s=config.reasoner_timeout_s,
+                error_cls=ReasonerError,
+            )
+        except ReasonerError as exc:
+            if config.on_reasoner_error == "raise":
+                raise
+            return self._failed("reasoner_error", exc, state)
+        return self._reason_update(state, config, proposals)
+
+    async def areason(self, state: DRRState, runtime: Runtime[DRRConfig]) -> Command[Any]:
+        config = self._config(runtime)
+        question, steps, rejected = self._reason_request(state)
+        try:
+            proposals = await aretry(
+                lambda: self.reasoner.apropose(
+                    question,
+                    steps,
+                    rejected,
+                    n=config.candidates_per_step,
+                    step_format=config.step_format,
+                ),
+                what=f"Reasoner {self.reasoner.name!r}",
+                retries=config.reasoner_retries,
+                timeout_s=config.reasoner_timeout_s,
+                error_cls=ReasonerError,
+            )
+        except ReasonerError as exc:
+            if config.on_reasoner_error == "raise":
+                raise
+            return self._failed("reasoner_error", exc, state)
+        return self._reason_update(state, config, proposals)
+
+    # -- score ----------------------------------------------------------------------------
+    def _score_request(self, state: DRRState) -> tuple[list[int], list[StepContext]]:
+        tree = state.get("thoughts", [])
+        steps = tuple(_accepted_steps(state))
+        ids = [i for i in state.get("pending", []) if tree[i]["text"]]
+        return ids, [StepContext(state["question"], steps, tree[i]["text"]) for i in ids]
+
+    def _score_update(self, state: DRRState, ids: list[int], scores: list[float]) -> Command[Any]:
+        if len(scores) != len(ids):
+            raise ScorerError(
+                f"DM {self.scorer.name!r} returned {len(scores)} scores for {len(ids)} steps"
+            )
+        tree = state.get("thoughts", [])
+        counters = Counters(**(state.get("counters") or new_counters()))
+        if ids:
+            counters["dm_calls"] += 1
+            counters["dm_items"] += len(ids)
+        scored = []
+        for tid, score in zip(ids, scores, strict=True):
+            thought = Thought(**tree[tid])
+            thought["score"] = float(score)
+            scored.append(thought)
+        return Command(goto="decide", update={"thoughts": scored, "counters": counters})
+
+    def score(self, state: DRRState, runtime: Runtime[DRRConfig]) -> Command[Any]:
+        config = self._config(runtime)
+        ids, items = self._score_request(state)
+        try:
+            scores = retry(
+                lambda: self.scorer.score(items) if items else [],
+                what=f"DM {self.scorer.name!r}",
+                retries=config.scorer_retries,
+                timeout_s=config.scorer_timeout_s,
+                error_cls=ScorerError,
+            )
+        except ScorerError as exc:
+            if config.on_scorer_error == "raise":
+                raise
+            return self._failed("scorer_error", exc, state)
+        return self._score_update(state, ids, scores)
+
+    async def ascore(self, state: DRRState, runtime: Runtime[DRRConfig]) -> Command[Any]:
+        config = self._config(runtime)
+        ids, items = self._score_request(state)
+
+        async def call() -> list[float]:
+            return await self.scorer.ascore(items) if items else []
+
+        try:
+            scores = await aretry(
+                call,
+                what=f"DM {self.scorer.name!r}",
+                retries=config.scorer_retries,
+                timeout_s=config.scorer_timeout_s,
+                error_cls=ScorerError,
+            )
+        except ScorerError as exc:
+            if config.on_scorer_error == "raise":
+                raise
+            return self._failed("scorer_error", exc, state)
+        return self._score_update(state, ids, scores)
+
+    # -- decide ---------------------------------------------------------------------------
+    def decide(self, state: DRRState, runtime: Runtime[DRRConfig]) -> Command[Any]:
+        config = self._config(runtime)
+        accept, answer = config.thresholds(self.scorer.thresholds)
+        decision = decide(
+            state.get("thoughts", []),
+            state.get("path", []),
+            state.get("pending", []),
+            state.get("counters") or new_counters(),
+            config,
+            accept,
+            answer,
+        )
+        decision.event.update(accept_threshold=accept, answer_threshold=answer)
+        get_stream_writer()(decision.event)
+        update: dict[str, Any] = {
+            "thoughts": decision.changed,
+            "path": decision.path,
+            "pending": [],
+            "counters": decision.counters,
+        }
+        if decision.finished:
+            update.update(
+                answer=decision.answer,
+                answer_thought=decision.answer_thought,
+                abstained=decision.abstained,
+                stop_reason=decision.stop_reason,
+                stop_detail=decision.stop_detail,
+            )
+            return Command(goto=END, update=update)
+        return Command(goto="reason", update=update)
+
+
+def build_graph(
+    reasoner: Reasoner | BaseChatModel,
+    scorer: StepScorer,
+    config: DRRConfig | None = None,
+    *,
+    checkpointer: Checkpointer = None,
+    name: str = "drr",
+) -> CompiledStateGraph[DRRState, DRRConfig, DRRInput, DRRState]:
+    """Compile the DRR graph.
+
+    Args:
+        reasoner: A `Reasoner`, or any LangChain chat model (wrapped with the default prompt).
+        scorer: The DM, or any `StepScorer`.
+        config: Thresholds, budgets and failure outcomes; ``invoke(..., context=DRRConfig(...))``
+            overrides it for one run.
+        checkpointer: Any LangGraph checkpointer (``InMemorySaver``, ``SqliteSaver``, ...);
+            runs then need ``config={"configurable": {"thread_id": ...}}``. When the graph is a
+            subgraph, leave it ``None``: the parent's checkpointer is used.
+        name: Graph name (shown in traces and as a subgraph).
+
+    Returns:
+        A compiled graph: input ``{"question": str}``; output the full `DRRState`, with
+        ``answer``, ``abstained``, ``stop_reason`` and the thought tree under ``thoughts``.
+    """
+    if isinstance(reasoner, BaseChatModel):
+        reasoner = Reasoner(reasoner)
+    if not isinstance(reasoner, Reasoner):
+        raise TypeError(
+            f"reasoner must be a Reasoner or a chat model, got {type(reasoner).__name__}"
+        )
+    if not isinstance(scorer, StepScorer):
+        raise TypeError(f"scorer must be a StepScorer, got {type(scorer).__name__}")
+    nodes = _DRRNodes(reasoner, scorer, config or DRRConfig())
+    builder = StateGraph(DRRState, context_schema=DRRConfig, input_schema=DRRInput)
+    # RunnableCallable (as in langgraph.prebuilt's ToolNode) carries a sync and an async
+    # implementation and injects `runtime`, so invoke and ainvoke both run natively.
+    builder.add_node(
+        "reason",
+        RunnableCallable(nodes.reason, nodes.areason, name="reason"),
+        destinations=("score", END),
+    )
+    builder.add_node(
+        "score",
+        RunnableCallable(nodes.score, nodes.ascore, name="score"),
+        destinations=("decide", END),
+    )
+    builder.add_node(
+        "decide",
+        RunnableCallable(nodes.decide, None, name="decide"),
+        destinations=("reason", END),
+    )
+    builder.add_edge(START, "reason")
+    graph = builder.compile(checkpointer=checkpointer, name=name)
+    graph.__class__ = DRRGraph
+    return graph
+
+
+class DRRGraph(CompiledStateGraph[DRRState, DRRConfig, DRRInput, DRRState]):
+    """The compiled DRR graph; `batch`/`abatch` keep LangGraph's own recursion limit.
+
+    The budgets in `DRRConfig` bound the loop (every cycle spends a Reasoner call).
+    ``invoke`` uses LangGraph's default limit (10007 steps), but ``batch``/``abatch`` are
+    inherited from LangChain's ``Runnable``, which fills in its own default of 25 steps (about
+    eight reason→score→decide cycles) and would cut batched runs short. Here a batch call
+    without an explicit ``recursion_limit`` gets the same generous bound as ``invoke``.
+    """
+
+    def batch(self, inputs: Any, config: Any = None, **kwargs: Any) -> Any:
+        return super().batch(inputs, _with_recursion_limit(config, len(inputs)), **kwargs)
+
+    async def abatch(self, inputs: Any, config: Any = None, **kwargs: Any) -> Any:
+        return await super().abatch(inputs, _with_recursion_limit(config, len(inputs)), **kwargs)
+
+
+def _with_recursion_limit(config: Any, n: int) -> list[dict[str, Any]]:
+    configs = config if isinstance(config, list) else [config] * n
+    return [{"recursion_limit": _RECURSION_LIMIT, **(c or {})} for c in configs]

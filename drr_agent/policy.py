@@ -1,0 +1,232 @@
+"""The routing policy of the `decide` node, as a pure function.
+
+Given the thought tree with the latest candidates scored, `decide` returns the route —
+**continue** (accept the best candidate, think on), **backtrack** (reject the candidates and
+retry at this point; after ``max_retries_per_point`` rejections there, pop back to the parent),
+**answer** (a candidate carries a final answer the DM trusts) or **stop** (a budget is spent:
+answer with the best-scored final answer seen, or abstain). Keeping it free of I/O makes every
+rule unit-testable and lets the sync and async graph paths share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from drr_agent.config import DRRConfig
+from drr_agent.state import Counters, Route, StopReason, Thought
+
+_OPEN_REJECTION = ("rejected", "abandoned")
+
+
+@dataclass
+class Decision:
+    """Outcome of one `decide` step: the route and the state changes it implies."""
+
+    route: Route
+    changed: list[Thought]
+    path: list[int]
+    counters: Counters
+    answer: str | None = None
+    answer_thought: int | None = None
+    abstained: bool = False
+    stop_reason: StopReason | None = None
+    stop_detail: str | None = None
+    event: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.route in ("answer", "stop")
+
+
+def rejections_at(tree: list[Thought], tip: int | None) -> int:
+    """Rejected or abandoned thoughts proposed at point ``tip`` (None = the question)."""
+    return sum(1 for t in tree if t["parent"] == tip and t["status"] in _OPEN_REJECTION)
+
+
+def rejected_texts(tree: list[Thought], tip: int | None) -> list[str]:
+    """Distinct texts rejected at point ``tip``, oldest first (for the Reasoner's prompt)."""
+    seen: dict[str, None] = {}
+    for t in tree:
+        if t["parent"] == tip and t["status"] in _OPEN_REJECTION and t["text"]:
+            seen.setdefault(t["text"], None)
+    return list(seen)
+
+
+def _verdict(
+    thought: Thought, path_texts: set[str], accept: float, answer: float
+) -> tuple[bool, str]:
+    """Whether a candidate passes, and why (the reason is recorded on the thought)."""
+    score = thought["score"]
+    if not thought["text"]:
+        return False, "empty step"
+    if thought["text"] in path_texts:
+        return False, "repeats a step already on the path"
+    if score is None:
+        return False, "not scored"
+    if thought["answer"] is not None:
+        if score >= answer:
+            return True, f"final answer trusted: score {score:.3f} >= {answer:.3f}"
+        return False, f"final answer not trusted: score {score:.3f} < {answer:.3f}"
+    if score >= accept:
+        return True, f"score {score:.3f} >= {accept:.3f}"
+    return False, f"score {score:.3f} < {accept:.3f}"
+
+
+def decide(
+    tree: list[Thought],
+    path: list[int],
+    pending: list[int],
+    counters: Counters,
+    config: DRRConfig,
+    accept: float,
+    answer: float,
+) -> Decision:
+    """Route after the candidates in ``pending`` have been scored."""
+    counters = Counters(**counters)
+    path = list(path)
+    path_texts = {tree[i]["text"] for i in path}
+    changed: dict[int, Thought] = {}
+    passed: list[Thought] = []
+    for tid in pending:
+        ok, why = _verdict(tree[tid], path_texts, accept, answer)
+        thought = Thought(**tree[tid])
+        thought["reason"] = why
+        thought["status"] = "proposed" if ok else "rejected"
+        changed[tid] = thought
+        if ok:
+            passed.append(thought)
+        else:
+            counters["rejections"] += 1
+
+    answers = [t for t in passed if t["answer"] is not None]
+    chosen = max(answers or passed, key=lambda t: t["score"] or 0.0, default=None)
+    for t in passed:
+        if t is not chosen:
+            t["status"] = "not_chosen"
+            t["reason"] += "; a sibling scored higher"
+
+    def event(route: Route, **extra: Any) -> dict[str, Any]:
+        shown = chosen or (changed[pending[-1]] if pending else None)
+        return {
+            "type": "drr.decision",
+            "route": route,
+            "thought": dict(shown) if shown else None,
+            "score": shown["score"] if shown else None,
+            "candidates": [
+                {"id": t["id"], "text": t["text"], "score": t["score"], "status": t["status"]}
+                for t in changed.values()
+            ],
+            "depth": len(path),
+            **extra,
+        }
+
+    if chosen is not None and chosen["answer"] is not None:
+        chosen["status"] = "answer"
+        path.append(chosen["id"])
+        return Decision(
+            route="answer",
+            changed=list(changed.values()),
+            path=path,
+            counters=counters,
+            answer=chosen["answer"],
+            answer_thought=chosen["id"],
+            stop_reason="answered",
+            stop_detail=f"trusted final answer: {chosen['reason']}",
+            event=event("answer", answer=chosen["answer"]),
+        )
+
+    route: Route
+    extra: dict[str, Any] = {}
+    budget: tuple[StopReason, str] | None = None
+    if chosen is not None:
+        chosen["status"] = "accepted"
+        path.append(chosen["id"])
+        route = "continue"
+        if len(path) >= config.max_steps:
+            budget = ("max_steps", f"accepted path reached max_steps={config.max_steps}")
+    else:
+        route = "backtrack"
+        tip = path[-1] if path else None
+        merged = [changed.get(t["id"], t) for t in tree]
+        count = rejections_at(merged, tip)
+        if count >= config.max_retries_per_point:
+            if tip is None:
+                budget = (
+                    "exhausted",
+                    f"{count} proposals rejected at the question and nothing to backtrack to",
+                )
+            elif counters["backtracks"] >= config.max_backtracks:
+                budget = ("max_backtracks", f"max_backtracks={config.max_backtracks} reached")
+            else:
+                popped = Thought(**tree[tip])
+                popped["status"] = "abandoned"
+                popped["reason"] += f"; backtracked after {count} rejections below it"
+                changed[tip] = popped
+                path.pop()
+                counters["backtracks"] += 1
+                extra = {"popped": tip}
+    if budget is None and counters["reasoner_calls"] >= config.max_reasoner_calls:
+        budget = ("max_reasoner_calls", f"max_reasoner_calls={config.max_reasoner_calls} reached")
+
+    if budget is None:
+        return Decision(
+            route=route,
+            changed=list(changed.values()),
+            path=path,
+            counters=counters,
+            event=event(route, **extra),
+        )
+    return _stop(tree, changed, path, counters, config, *budget, event=event)
+
+
+def _stop(
+    tree: list[Thought],
+    changed: dict[int, Thought],
+    path: list[int],
+    counters: Counters,
+    config: DRRConfig,
+    reason: StopReason,
+    detail: str,
+    *,
+    event: Any,
+) -> Decision:
+    """A budget is spent: answer with the best-scored final answer seen, or abstain."""
+    merged = [changed.get(t["id"], t) for t in tree]
+    best = None
+    if config.on_budget_exhausted == "answer_best":
+        with_answer = [t for t in merged if t["answer"] is not None and t["score"] is not None]
+        best = max(with_answer, key=lambda t: t["score"] or 0.0, default=None)
+    if best is None:
+        why = (
+            "no scored final answer seen"
+            if config.on_budget_exhausted == "answer_best"
+            else ("configured to abstain")
+        )
+        return Decision(
+            route="stop",
+            changed=list(changed.values()),
+            path=path,
+            counters=counters,
+            abstained=True,
+            stop_reason=reason,
+            stop_detail=f"{detail}; abstained ({why})",
+            event=event("stop", abstained=True, stop_reason=reason),
+        )
+    best = Thought(**best)
+    best["status"] = "answer"
+    best["reason"] += "; best-scored final answer when the budget ran out"
+    changed[best["id"]] = best
+    return Decision(
+        route="stop",
+        changed=list(changed.values()),
+        path=path,
+        counters=counters,
+        answer=best["answer"],
+        answer_thought=best["id"],
+        stop_reason=reason,
+        stop_detail=(
+            f"{detail}; answered with the best-scored final answer (score {best['score']:.3f})"
+        ),
+        event=event("stop", answer=best["answer"], abstained=False, stop_reason=reason),
+    )

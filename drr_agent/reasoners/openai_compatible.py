@@ -1,0 +1,55 @@
+"""A Reasoner served over an OpenAI-compatible API (vLLM, llama.cpp server, hosted APIs).
+
+vLLM can continue a prefilled assistant message when asked with ``continue_final_message``;
+this factory sets that for the ``prefill`` style so small instruct models get the same prompt
+they get embedded. For APIs that reject a trailing assistant message, use ``style="chat"``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from langchain_openai import ChatOpenAI
+
+from drr_agent.prompts import StepPrompt
+from drr_agent.reasoners.base import Reasoner
+
+
+def openai_compatible_reasoner(
+    base_url: str,
+    model: str,
+    *,
+    api_key: str | None = None,
+    style: Literal["prefill", "chat"] = "chat",
+    temperature: float = 0.7,
+    max_tokens: int = 64,
+    seed: int | None = None,
+    timeout_s: float = 120.0,
+    vllm: bool = False,
+) -> Reasoner:
+    """A `Reasoner` over ``{base_url}/chat/completions``.
+
+    Args:
+        base_url: The API root, e.g. ``http://127.0.0.1:8000/v1``.
+        model: Served model name.
+        api_key: Defaults to ``$OPENAI_API_KEY`` or a placeholder (local servers ignore it).
+        style: Prompt style (see `drr_agent.prompts`); ``prefill`` needs a server that can
+            continue an assistant message (vLLM with ``vllm=True``, llama.cpp).
+        vllm: Send vLLM's ``continue_final_message`` flags for the prefill style.
+    """
+    extra_body = None
+    if vllm and style == "prefill":
+        extra_body = {"continue_final_message": True, "add_generation_prompt": False}
+    chat = ChatOpenAI(
+        base_url=base_url,
+        api_key=api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",  # type: ignore[arg-type]
+        model=model,
+        temperature=temperature,
+        max_tokens=max_tokens,  # type: ignore[call-arg]
+        seed=seed,
+        timeout=timeout_s,
+        max_retries=0,  # drr_agent.retry owns retries
+        extra_body=extra_body,
+    )
+    return Reasoner(chat, StepPrompt(style=style), name=model)

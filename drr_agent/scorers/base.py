@@ -1,0 +1,101 @@
+"""The scorer interface: what the `score` node needs from a Discriminative Model.
+
+A `StepScorer` maps a batch of `StepContext` (question, accepted steps, candidate step) to
+probabilities that each candidate lies on a path to the right answer. The in-process Hugging
+Face DM, a remote DM behind vLLM's ``/classify``, the Reasoner judging itself (the
+self-critique baseline) and plain functions (heuristic checkers, test doubles) all implement
+it, so the graph does not know which one it has.
+
+`dm_text_pair` is the one definition of how a context is shown to a sequence-classification
+DM; training and serving use it too, so the DM sees at run time exactly what it was trained on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """A candidate step in its context."""
+
+    question: str
+    steps: tuple[str, ...]
+    candidate: str
+
+
+STEP_JOINER = "\n"
+CANDIDATE_MARK = "Next step: "
+
+
+def dm_text_pair(context: StepContext, steps: Sequence[str] | None = None) -> tuple[str, str]:
+    """``(text, text_pair)`` for a cross-encoder DM: the question, then steps and candidate.
+
+    ``steps`` overrides ``context.steps`` (a scorer passes the latest steps that fit).
+    """
+    shown = context.steps if steps is None else steps
+    pair = STEP_JOINER.join([*shown, CANDIDATE_MARK + context.candidate])
+    return context.question, pair
+
+
+class StepScorer(ABC):
+    """Scores candidate steps; higher means more likely on a path to the right answer.
+
+    Subclasses implement `ascore` (and `score` when they have a better sync path than the
+    default, which runs `ascore` on a private loop). ``thresholds`` carries the accept/answer
+    thresholds chosen for this DM on held-out traces, if known; `DRRConfig` uses them when
+    it sets none itself.
+    """
+
+    name: str = "scorer"
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return {}
+
+    @abstractmethod
+    async def ascore(self, items: Sequence[StepContext]) -> list[float]:
+        """Probabilities in [0, 1], one per item, in order. Must not block the event loop."""
+
+    def score(self, items: Sequence[StepContext]) -> list[float]:
+        """Sync scoring (used by ``graph.invoke``)."""
+        return asyncio.run(self.ascore(items))
+
+
+class FunctionScorer(StepScorer):
+    """A scorer from a plain function of one `StepContext` (sync or async).
+
+    Useful for rule-based checkers (e.g. "does this arithmetic step compute correctly?") and
+    as a scripted DM in tests.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[StepContext], float] | Callable[[StepContext], Awaitable[float]],
+        name: str | None = None,
+        thresholds: dict[str, float] | None = None,
+    ) -> None:
+        self._fn = fn
+        self._is_async = inspect.iscoroutinefunction(fn)
+        self.name = name or getattr(fn, "__name__", "function")
+        self._thresholds = dict(thresholds or {})
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return self._thresholds
+
+    async def ascore(self, items: Sequence[StepContext]) -> list[float]:
+        if self._is_async:
+            return [float(await self._fn(item)) for item in items]  # type: ignore[misc]
+        return self.score(items)
+
+    def score(self, items: Sequence[StepContext]) -> list[float]:
+        if self._is_async:
+            return super().score(items)
+        results: list[Any] = [self._fn(item) for item in items]
+        return [float(r) for r in results]

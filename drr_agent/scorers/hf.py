@@ -1,0 +1,187 @@
+"""The in-process DM: a Hugging Face sequence classifier loaded from a local folder.
+
+Loading checks what users get wrong: a missing folder, a folder that is not a model, a base
+encoder without a classification head. Weights load from safetensors only (no pickle) and
+remote code is off unless asked for. Inputs keep the question and the *latest* steps when the
+context is longer than the DM's window, because the step being judged depends most on what
+just came before it. Forward passes run in a worker thread so concurrent graphs keep their
+event loop free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from drr_agent.errors import DMLoadError
+from drr_agent.scorers.base import StepContext, StepScorer, dm_text_pair
+
+DM_METADATA_FILE = "drr_dm.json"
+"""Written by ``drr train`` next to the weights: thresholds and label names for the graph."""
+
+_POSITIVE_LABEL_NAMES = ("good", "correct", "positive", "accept", "yes", "label_1")
+
+
+def _read_metadata(path: Path) -> dict[str, object]:
+    meta_path = path / DM_METADATA_FILE
+    if not meta_path.is_file():
+        return {}
+    try:
+        data = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DMLoadError(f"{meta_path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise DMLoadError(f"{meta_path}: expected a JSON object")
+    return data
+
+
+class HFScorer(StepScorer):
+    """DM scorer over ``AutoModelForSequenceClassification``.
+
+    Args:
+        path: Local model folder (``config.json``, safetensors weights, tokenizer).
+        max_length: Token window; default ``min(256, tokenizer.model_max_length)``.
+        batch_size: Items per forward pass.
+        positive_label: Label name meaning "good step"; default: read from ``drr_dm.json``,
+            else a label named good/correct/positive/..., else index 1 of a 2-label head.
+        allow_untrained_head: Accept a base encoder without a classification head (the head
+            is then randomly initialised: scores are meaningless, but the plumbing is real —
+            for tests and smoke runs only).
+        trust_remote_code: Passed to transformers; off unless you ask for it.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_length: int | None = None,
+        batch_size: int = 32,
+        positive_label: str | None = None,
+        allow_untrained_head: bool = False,
+        trust_remote_code: bool = False,
+    ) -> None:
+        from transformers import (
+            AutoConfig,
+            AutoModelForSequenceClassification,
+            AutoTokenizer,
+        )
+
+        self.path = Path(path).expanduser()
+        if not self.path.exists():
+            raise DMLoadError(
+                f"DM folder {self.path} does not exist. Train one with `drr train`, or pass "
+                "the folder of a Hugging Face sequence-classification model."
+            )
+        if not (self.path / "config.json").is_file():
+            raise DMLoadError(f"{self.path} is not a Hugging Face model folder (no config.json)")
+        try:
+            config = AutoConfig.from_pretrained(self.path, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as exc:
+            raise DMLoadError(f"{self.path}/config.json cannot be read: {exc}") from exc
+        architectures = list(getattr(config, "architectures", None) or [])
+        is_classifier = any(a.endswith("ForSequenceClassification") for a in architectures)
+        if not is_classifier and not allow_untrained_head:
+            raise DMLoadError(
+                f"{self.path} holds {architectures or 'an unknown architecture'}, not a sequence "
+                "classifier (config.json 'architectures' has no *ForSequenceClassification). "
+                "Train a DM with `drr train`, or pass allow_untrained_head=True for a smoke test."
+            )
+        if not is_classifier:
+            config.num_labels = 2
+        self._meta = _read_metadata(self.path)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                self.path, trust_remote_code=trust_remote_code
+            )
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                self.path,
+                config=config,
+                use_safetensors=True,
+                trust_remote_code=trust_remote_code,
+            )
+        except (OSError, ValueError) as exc:
+            raise DMLoadError(f"cannot load the DM from {self.path}: {exc}") from exc
+        self.model.eval()
+        self.positive_index = self._positive_index(positive_label)
+        limit = int(getattr(self.tokenizer, "model_max_length", 512) or 512)
+        self.max_length = max_length or min(256, limit)
+        self.batch_size = batch_size
+        self.name = str(self._meta.get("name") or self.path.name)
+        # one forward at a time: torch already uses every core for a single pass
+        self._lock = threading.Lock()
+
+    def _positive_index(self, requested: str | None) -> int:
+        id2label = {int(k): str(v) for k, v in self.model.config.id2label.items()}
+        wanted = requested or self._meta.get("positive_label")
+        if wanted is not None:
+            for index, label in id2label.items():
+                if label == wanted:
+                    return index
+            raise DMLoadError(
+                f"{self.path}: positive label {wanted!r} is not among the DM's labels "
+                f"{sorted(id2label.values())}"
+            )
+        for index, label in id2label.items():
+            if label.lower() in _POSITIVE_LABEL_NAMES:
+                return index
+        if len(id2label) == 2:
+            return 1
+        raise DMLoadError(
+            f"{self.path}: cannot tell which of the labels {sorted(id2label.values())} means a "
+            "good step; pass positive_label"
+        )
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return {
+            k: float(v)  # type: ignore[arg-type]
+            for k, v in self._meta.items()
+            if k in ("accept_threshold", "answer_threshold")
+        }
+
+    def _fit(self, item: StepContext) -> tuple[str, str]:
+        """Keep the question and candidate; add previous steps from the latest backwards."""
+        count = self._count_tokens
+        budget = self.max_length - 4 - min(count(item.question), self.max_length // 3)
+        budget -= count(dm_text_pair(StepContext(item.question, (), item.candidate))[1])
+        kept: list[str] = []
+        for step in reversed(item.steps):
+            cost = count(step) + 1
+            if cost > budget:
+                break
+            kept.append(step)
+            budget -= cost
+        return dm_text_pair(item, kept[::-1])
+
+    def _count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def score(self, items: Sequence[StepContext]) -> list[float]:
+        import torch
+
+        pairs = [self._fit(item) for item in items]
+        scores: list[float] = []
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(pairs), self.batch_size):
+                chunk = pairs[start : start + self.batch_size]
+                encoded = self.tokenizer(
+                    [a for a, _ in chunk],
+                    [b for _, b in chunk],
+                    truncation="longest_first",
+                    max_length=self.max_length,
+                    padding=True,
+                    return_tensors="pt",
+                )
+                logits = self.model(**encoded).logits
+                if logits.shape[-1] == 1:
+                    probs = torch.sigmoid(logits[:, 0])
+                else:
+                    probs = torch.softmax(logits.float(), dim=-1)[:, self.positive_index]
+                scores.extend(float(p) for p in probs)
+        return scores
+
+    async def ascore(self, items: Sequence[StepContext]) -> list[float]:
+        return await asyncio.to_thread(self.score, items)
