@@ -19,7 +19,7 @@ from drr_agent.errors import DRRError
 
 T = TypeVar("T")
 
-_WAIT = wait_exponential_jitter(initial=0.5, max=8.0, jitter=0.5)
+_WAIT = wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.5)
 
 
 def _fail(error_cls: type[DRRError], what: str, attempts: int, exc: BaseException) -> DRRError:

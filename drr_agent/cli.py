@@ -1,0 +1,205 @@
+"""The ``drr`` command line.
+
+``drr solve`` runs the DRR graph on one question and shows each decision as it is taken.
+Later subcommands (traces, train, serve, eval, quickstart) reuse the same library calls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from drr_agent.config import DRRConfig
+from drr_agent.errors import DRRError
+from drr_agent.state import DRRResult
+
+app = typer.Typer(
+    name="drr",
+    help="DRR: a trained Discriminative Model steers a Reasoner LLM step by step.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)  # errors stay greppable, unwrapped
+
+EMBEDDED = "embedded"
+_NO_DM_MESSAGE = (
+    "No trained DM given. Pass --dm PATH (a Hugging Face sequence-classification folder, "
+    "e.g. one written by `drr train`) or set DRR_DM. To smoke-test the plumbing without a "
+    "trained DM, pass --untrained-dm: the embedded MiniLM base with a random head (its scores "
+    "are meaningless, so routing is too)."
+)
+
+
+class Style(StrEnum):
+    prefill = "prefill"
+    chat = "chat"
+
+
+class OnBudget(StrEnum):
+    answer_best = "answer_best"
+    abstain = "abstain"
+
+
+@app.callback()
+def _main() -> None:
+    """DRR: a trained Discriminative Model steers a Reasoner LLM step by step."""
+
+
+def _reasoner(reasoner: str, model: str | None, style: Style | None, vllm: bool, **sampling: Any):
+    from drr_agent.prompts import StepPrompt
+    from drr_agent.reasoners import embedded_reasoner, openai_compatible_reasoner
+
+    if reasoner == EMBEDDED:
+        return embedded_reasoner(
+            prompt=StepPrompt(style=(style or Style.prefill).value), **sampling
+        )
+    if not reasoner.startswith(("http://", "https://")):
+        raise typer.BadParameter(
+            f"expected 'embedded' or an http(s) URL of an OpenAI-compatible API, got {reasoner!r}",
+            param_hint="--reasoner",
+        )
+    if not model:
+        raise typer.BadParameter(
+            "an OpenAI-compatible --reasoner needs --model", param_hint="--model"
+        )
+    return openai_compatible_reasoner(
+        reasoner, model, style=(style or Style.chat).value, vllm=vllm, **sampling
+    )
+
+
+def _scorer(dm: Path | None, untrained_dm: bool, trust_remote_code: bool):
+    from drr_agent.scorers import HFScorer, embedded_dm_base_path
+
+    if dm is None and not untrained_dm:
+        err_console.print(f"[red]error:[/red] {_NO_DM_MESSAGE}")
+        raise typer.Exit(2)
+    if dm is None:
+        return HFScorer(embedded_dm_base_path(), allow_untrained_head=True)
+    return HFScorer(dm, trust_remote_code=trust_remote_code)
+
+
+def _print_event(event: dict[str, Any]) -> None:
+    thought = event.get("thought") or {}
+    score = event.get("score")
+    score_text = "  -  " if score is None else f"{score:.3f}"
+    colour = {"continue": "green", "backtrack": "yellow", "answer": "bold green", "stop": "red"}
+    route = event.get("route", "?")
+    text = (thought.get("text") or event.get("error") or "").replace("\n", " ")
+    console.print(
+        f"[{colour.get(route, 'white')}]{route:>9}[/] depth {event.get('depth', 0)} "
+        f"score {score_text}  {text[:100]}"
+    )
+
+
+def _tree_table(result: DRRResult) -> Table:
+    table = Table(title="Thought tree", show_lines=False)
+    for column in ("id", "parent", "depth", "score", "status", "thought"):
+        table.add_column(column, overflow="fold")
+    for t in result.thoughts:
+        table.add_row(
+            str(t.id),
+            "-" if t.parent is None else str(t.parent),
+            str(t.depth),
+            "-" if t.score is None else f"{t.score:.3f}",
+            t.status,
+            t.text,
+        )
+    return table
+
+
+@app.command()
+def solve(
+    question: Annotated[str, typer.Argument(help="The question to reason about.")],
+    reasoner: Annotated[
+        str, typer.Option(help="'embedded' (SmolLM2-135M on CPU) or an OpenAI-compatible API URL.")
+    ] = EMBEDDED,
+    model: Annotated[str | None, typer.Option(help="Model name served at --reasoner URL.")] = None,
+    style: Annotated[
+        Style | None,
+        typer.Option(help="Prompt style; default prefill (embedded) / chat (URL)."),
+    ] = None,
+    vllm: Annotated[
+        bool, typer.Option(help="The URL is a vLLM server (enables prefill continuation).")
+    ] = False,
+    dm: Annotated[
+        Path | None,
+        typer.Option(help="Trained DM folder (Hugging Face format).", envvar="DRR_DM"),
+    ] = None,
+    untrained_dm: Annotated[
+        bool, typer.Option(help="Use the embedded MiniLM base with a random head (smoke test).")
+    ] = False,
+    trust_remote_code: Annotated[
+        bool, typer.Option(help="Allow custom model code in the DM folder.")
+    ] = False,
+    accept_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
+    answer_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
+    candidates: Annotated[int, typer.Option(min=1, help="Candidates per step.")] = 1,
+    max_steps: Annotated[int, typer.Option(min=1)] = 8,
+    max_reasoner_calls: Annotated[int, typer.Option(min=1)] = 24,
+    on_budget: Annotated[OnBudget, typer.Option()] = OnBudget.answer_best,
+    temperature: Annotated[float, typer.Option(min=0.0)] = 0.7,
+    seed: Annotated[int | None, typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Answer one question with the DRR graph, showing every decision as it is taken."""
+    from drr_agent.graph import build_graph
+
+    try:
+        config = DRRConfig(
+            accept_threshold=accept_threshold,
+            answer_threshold=answer_threshold,
+            candidates_per_step=candidates,
+            max_steps=max_steps,
+            max_reasoner_calls=max_reasoner_calls,
+            on_budget_exhausted=on_budget.value,
+        )
+        scorer = _scorer(dm, untrained_dm, trust_remote_code)
+        graph = build_graph(
+            _reasoner(reasoner, model, style, vllm, temperature=temperature, seed=seed),
+            scorer,
+            config,
+        )
+        final: dict[str, Any] = {}
+        for mode, chunk in graph.stream({"question": question}, stream_mode=["custom", "values"]):
+            if mode == "custom" and not as_json:
+                _print_event(chunk)
+            elif mode == "values":
+                final = chunk
+        result = DRRResult.from_state(final)  # type: ignore[arg-type]
+    except DRRError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    except ValueError as exc:  # pydantic validation of the options
+        err_console.print(f"[red]error:[/red] invalid option: {exc}")
+        raise typer.Exit(2) from exc
+
+    if as_json:
+        console.print_json(json.dumps(result.model_dump()))
+        return
+    console.print(_tree_table(result))
+    if result.abstained:
+        console.print(f"[bold red]Abstained[/] ({result.stop_reason}): {result.stop_detail}")
+    else:
+        console.print(f"[bold green]Answer:[/] {result.answer}  ({result.stop_detail})")
+    console.print(
+        f"Reasoner calls {result.reasoner_calls}, tokens {result.prompt_tokens}+"
+        f"{result.completion_tokens}, DM calls {result.dm_calls}, "
+        f"rejections {result.rejections}, backtracks {result.backtracks}"
+    )
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

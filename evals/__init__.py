@@ -1,0 +1,1 @@
+"""Evaluations and benchmarks of drr_agent (not part of the installed package)."""

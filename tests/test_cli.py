@@ -1,0 +1,58 @@
+"""`drr solve` on the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from drr_agent.cli import app
+
+runner = CliRunner()
+
+
+def test_solve_without_a_dm_explains_what_to_do(monkeypatch):
+    monkeypatch.delenv("DRR_DM", raising=False)
+    result = runner.invoke(app, ["solve", "What is 1 + 1?"])
+    assert result.exit_code == 2
+    assert "No trained DM given" in result.output and "--dm PATH" in result.output
+
+
+def test_solve_with_a_missing_dm_folder(tmp_path):
+    result = runner.invoke(app, ["solve", "What is 1 + 1?", "--dm", str(tmp_path / "missing")])
+    assert result.exit_code == 1
+    assert "does not exist" in result.output
+
+
+def test_solve_rejects_a_bad_reasoner_url():
+    result = runner.invoke(app, ["solve", "q", "--untrained-dm", "--reasoner", "ftp://x"])
+    assert result.exit_code == 2
+    assert "OpenAI-compatible" in result.output
+
+
+@pytest.mark.embedded
+def test_solve_on_the_embedded_default_as_json():
+    result = runner.invoke(
+        app,
+        ["solve", "What is 3 + 4?", "--untrained-dm", "--accept-threshold", "0",
+         "--max-steps", "3", "--max-reasoner-calls", "4", "--seed", "3", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout[result.stdout.index("{") :])
+    assert payload["question"] == "What is 3 + 4?"
+    assert payload["thoughts"] and payload["reasoner_calls"] >= 1
+    assert payload["abstained"] == (payload["answer"] is None)
+
+
+@pytest.mark.embedded
+def test_solve_shows_decisions_and_tree():
+    result = runner.invoke(
+        app,
+        ["solve", "What is 2 + 5?", "--untrained-dm", "--accept-threshold", "0",
+         "--max-steps", "2", "--max-reasoner-calls", "3", "--seed", "1"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Thought tree" in result.output
+    assert "Reasoner calls" in result.output
+    assert "continue" in result.output or "answer" in result.output or "stop" in result.output

@@ -1,0 +1,106 @@
+"""The in-process DM on the real MiniLM: loading rules, truncation, batching, async safety."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+
+import pytest
+
+from drr_agent import DMLoadError, HFScorer, StepContext
+from drr_agent.scorers import DM_METADATA_FILE, embedded_dm_base_path
+
+pytestmark = pytest.mark.embedded
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(tmp_path_factory, untrained_dm):
+    """A real sequence-classifier folder (safetensors), saved from the MiniLM base."""
+    path = tmp_path_factory.mktemp("dm")
+    untrained_dm.model.config.id2label = {0: "bad", 1: "good"}
+    untrained_dm.model.config.label2id = {"bad": 0, "good": 1}
+    untrained_dm.model.save_pretrained(path, safe_serialization=True)
+    untrained_dm.tokenizer.save_pretrained(path)
+    return path
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(DMLoadError, match="does not exist.*drr train"):
+        HFScorer(tmp_path / "nope")
+
+
+def test_folder_without_config(tmp_path):
+    with pytest.raises(DMLoadError, match="no config.json"):
+        HFScorer(tmp_path)
+
+
+def test_base_encoder_is_not_a_classifier():
+    with pytest.raises(DMLoadError, match="not a sequence classifier"):
+        HFScorer(embedded_dm_base_path())
+
+
+def test_classifier_folder_loads_with_labels_and_thresholds(classifier_dir, tmp_path):
+    scorer = HFScorer(classifier_dir)
+    assert scorer.positive_index == 1
+    assert scorer.thresholds == {}
+    copy = tmp_path / "with-meta"
+    shutil.copytree(classifier_dir, copy)
+    (copy / DM_METADATA_FILE).write_text(
+        json.dumps({"accept_threshold": 0.4, "answer_threshold": 0.7, "positive_label": "bad"})
+    )
+    tuned = HFScorer(copy)
+    assert tuned.thresholds == {"accept_threshold": 0.4, "answer_threshold": 0.7}
+    assert tuned.positive_index == 0
+    with pytest.raises(DMLoadError, match="'nope' is not among"):
+        HFScorer(copy, positive_label="nope")
+    (copy / DM_METADATA_FILE).write_text("{broken")
+    with pytest.raises(DMLoadError, match=f"{DM_METADATA_FILE}: not valid JSON"):
+        HFScorer(copy)
+
+
+def test_scores_are_probabilities_in_order(untrained_dm):
+    items = [
+        StepContext("What is 7 + 4?", (), "7 + 4 = 11"),
+        StepContext("What is 7 + 4?", ("7 + 4 = 11",), "Answer: 11"),
+        StepContext("What is 2 + 2?", (), "2 + 2 = 5"),
+    ]
+    scores = untrained_dm.score(items)
+    assert len(scores) == 3 and all(0.0 <= s <= 1.0 for s in scores)
+    # batching does not change results: each item alone gives the same score
+    alone = [untrained_dm.score([item])[0] for item in items]
+    assert scores == pytest.approx(alone, abs=1e-5)
+    assert untrained_dm.score([]) == []
+
+
+def test_truncation_keeps_question_candidate_and_latest_steps(untrained_dm):
+    steps = tuple(f"step number {i} adds {i} apples to the basket" for i in range(200))
+    item = StepContext("How many apples are in the basket?", steps, "CANDIDATE 199 apples")
+    question, pair = untrained_dm._fit(item)
+    assert question == item.question
+    assert "step number 199 " in pair and "step number 0 " not in pair
+    assert pair.endswith("CANDIDATE 199 apples")
+    tokens = untrained_dm.tokenizer(question, pair)["input_ids"]
+    assert len(tokens) <= untrained_dm.max_length
+    kept = [s for s in steps if s in pair]
+    assert kept == list(steps[-len(kept) :]), "kept steps are the latest, contiguous, in order"
+
+
+async def test_ascore_does_not_block_the_event_loop(untrained_dm):
+    items = [StepContext("q" * 50, ("s" * 200,) * 5, "c" * 100)] * 64
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    start = time.perf_counter()
+    await untrained_dm.ascore(items)
+    elapsed = time.perf_counter() - start
+    task.cancel()
+    assert elapsed > 0.05, "the workload must be long enough to show blocking"
+    assert ticks >= 3, f"event loop starved: {ticks} ticks in {elapsed:.2f}s"
