@@ -21,7 +21,7 @@ from drr_agent.reasoners import (
     openai_compatible_reasoner,
 )
 from drr_agent.scorers import FunctionScorer, HFScorer, StepContext, StepScorer
-from drr_agent.state import DRRResult, DRRState, Thought
+from drr_agent.state import DecisionEvent, DRRResult, DRRState, Thought
 from drr_agent.steps import StepFormat
 
 __version__ = "0.1.0"
@@ -32,6 +32,7 @@ __all__ = [
     "DRRError",
     "DRRResult",
     "DRRState",
+    "DecisionEvent",
     "EmbeddedModelMissingError",
     "FunctionScorer",
     "HFScorer",

@@ -31,7 +31,15 @@ from drr_agent.policy import decide, rejected_texts
 from drr_agent.reasoners.base import Proposal, Reasoner
 from drr_agent.retry import aretry, retry
 from drr_agent.scorers.base import StepContext, StepScorer
-from drr_agent.state import Counters, DRRInput, DRRState, Thought, new_counters
+from drr_agent.state import (
+    Counters,
+    DecisionEvent,
+    DRRInput,
+    DRRState,
+    StopReason,
+    Thought,
+    new_counters,
+)
 
 _RECURSION_LIMIT = 10_000
 
@@ -112,15 +120,22 @@ class _DRRNodes:
         }
         return Command(goto="score", update=update)
 
-    def _failed(self, kind: str, exc: Exception, state: DRRState) -> Command[Any]:
+    def _failed(self, kind: StopReason, exc: Exception, state: DRRState) -> Command[Any]:
+        counters = Counters(**(state.get("counters") or new_counters()))
+        if kind == "reasoner_error":
+            counters["reasoner_calls"] += 1  # the failed call was made (and paid for)
         get_stream_writer()(
-            {
-                "type": "drr.decision",
-                "route": "stop",
-                "abstained": True,
-                "stop_reason": kind,
-                "error": str(exc),
-            }
+            DecisionEvent(
+                type="drr.decision",
+                route="stop",
+                thought=None,
+                score=None,
+                candidates=[],
+                depth=len(state.get("path", [])),
+                abstained=True,
+                stop_reason=kind,
+                error=str(exc),
+            )
         )
         return Command(
             goto=END,
@@ -129,7 +144,7 @@ class _DRRNodes:
                 "answer": None,
                 "stop_reason": kind,
                 "stop_detail": f"abstained: {exc}",
-                "counters": state.get("counters") or new_counters(),
+                "counters": counters,
                 "path": state.get("path", []),
             },
         )
@@ -187,11 +202,13 @@ class _DRRNodes:
         ids = [i for i in state.get("pending", []) if tree[i]["text"]]
         return ids, [StepContext(state["question"], steps, tree[i]["text"]) for i in ids]
 
+    def _checked(self, scores: list[float], items: list[StepContext]) -> list[float]:
+        """A DM that answers with the wrong number of scores has failed (and is retried)."""
+        if len(scores) != len(items):
+            raise ValueError(f"returned {len(scores)} scores for {len(items)} steps")
+        return scores
+
     def _score_update(self, state: DRRState, ids: list[int], scores: list[float]) -> Command[Any]:
-        if len(scores) != len(ids):
-            raise ScorerError(
-                f"DM {self.scorer.name!r} returned {len(scores)} scores for {len(ids)} steps"
-            )
         tree = state.get("thoughts", [])
         counters = Counters(**(state.get("counters") or new_counters()))
         if ids:
@@ -209,7 +226,7 @@ class _DRRNodes:
         ids, items = self._score_request(state)
         try:
             scores = retry(
-                lambda: self.scorer.score(items) if items else [],
+                lambda: self._checked(self.scorer.score(items), items) if items else [],
                 what=f"DM {self.scorer.name!r}",
                 retries=config.scorer_retries,
                 timeout_s=config.scorer_timeout_s,
@@ -226,7 +243,7 @@ class _DRRNodes:
         ids, items = self._score_request(state)
 
         async def call() -> list[float]:
-            return await self.scorer.ascore(items) if items else []
+            return self._checked(await self.scorer.ascore(items), items) if items else []
 
         try:
             scores = await aretry(

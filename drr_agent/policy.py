@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drr_agent.config import DRRConfig
-from drr_agent.state import Counters, Route, StopReason, Thought
+from drr_agent.state import Counters, DecisionEvent, Route, StopReason, Thought
 
 _OPEN_REJECTION = ("rejected", "abandoned")
 
@@ -32,7 +32,7 @@ class Decision:
     abstained: bool = False
     stop_reason: StopReason | None = None
     stop_detail: str | None = None
-    event: dict[str, Any] = field(default_factory=dict)
+    event: DecisionEvent = field(default_factory=lambda: DecisionEvent())  # type: ignore[typeddict-item]
 
     @property
     def finished(self) -> bool:
@@ -106,20 +106,22 @@ def decide(
             t["status"] = "not_chosen"
             t["reason"] += "; a sibling scored higher"
 
-    def event(route: Route, **extra: Any) -> dict[str, Any]:
+    depth = len(path)
+
+    def event(route: Route, **extra: Any) -> DecisionEvent:
         shown = chosen or (changed[pending[-1]] if pending else None)
-        return {
-            "type": "drr.decision",
-            "route": route,
-            "thought": dict(shown) if shown else None,
-            "score": shown["score"] if shown else None,
-            "candidates": [
+        return DecisionEvent(
+            type="drr.decision",
+            route=route,
+            thought=Thought(**shown) if shown else None,
+            score=shown["score"] if shown else None,
+            candidates=[
                 {"id": t["id"], "text": t["text"], "score": t["score"], "status": t["status"]}
                 for t in changed.values()
             ],
-            "depth": len(path),
+            depth=depth,
             **extra,
-        }
+        )
 
     if chosen is not None and chosen["answer"] is not None:
         chosen["status"] = "answer"

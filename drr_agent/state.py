@@ -12,7 +12,7 @@ taken on it. Nodes return only the thoughts they add or change; `merge_thoughts`
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict
 
@@ -93,6 +93,31 @@ def new_counters() -> Counters:
     )
 
 
+class DecisionEvent(TypedDict):
+    """One custom stream event per decision (``graph.stream(..., stream_mode="custom")``).
+
+    ``thought`` is the chosen candidate (or the last rejected one), ``candidates`` every
+    candidate of this cycle with its score and status, ``depth`` the accepted path's length
+    before the decision. Terminal events add ``answer``/``abstained``/``stop_reason``; a
+    backtrack that pops adds ``popped`` (the abandoned thought's id); a failed dependency
+    adds ``error``.
+    """
+
+    type: Literal["drr.decision"]
+    route: Route
+    thought: Thought | None
+    score: float | None
+    candidates: list[dict[str, Any]]
+    depth: int
+    accept_threshold: NotRequired[float]
+    answer_threshold: NotRequired[float]
+    answer: NotRequired[str | None]
+    abstained: NotRequired[bool]
+    stop_reason: NotRequired[StopReason]
+    popped: NotRequired[int]
+    error: NotRequired[str]
+
+
 class DRRInput(TypedDict):
     """What a caller passes: ``{"question": "..."}``."""
 
@@ -167,6 +192,10 @@ class DRRResult(BaseModel):
 
     @property
     def accepted_steps(self) -> list[str]:
-        """Texts of the accepted path, in order (the answer thought included if any)."""
+        """Texts of the accepted path, in order.
+
+        Ends with the answer thought when the run answered from the path; a budget stop that
+        answers with the best-scored answer seen elsewhere in the tree leaves the path as is.
+        """
         by_id = {t.id: t for t in self.thoughts}
         return [by_id[i].text for i in self.path]

@@ -15,13 +15,15 @@ from functools import cached_property
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_ANSWER_PATTERNS = (
-    r"(?i)\banswer\s*(?:is)?\s*[:=]\s*(?P<answer>.+?)\s*$",
-    r"(?i)\bthe (?:final )?answer is\s*(?P<answer>.+?)\s*$",
+    # \boxed{X} first: maths models write "The answer is $\boxed{42}$" and mean 42
     r"\\boxed\{(?P<answer>[^{}]+)\}",
+    # "Answer: X" only as a line's marker, so "to find the answer: add 5" is not an answer
+    r"(?i)^\W*(?:final\s+)?answer\W*\s*(?:is\s*)?[:=]\s*(?P<answer>.+?)\s*$",
+    r"(?i)\bthe (?:final )?answer is\s*[:=]?\s*(?P<answer>.+?)\s*$",
     r"^####\s*(?P<answer>.+?)\s*$",
 )
 
-_TRAILING_PUNCT = " .,;:!*\"'`"
+_TRAILING_PUNCT = " .,;:!*\"'`$"
 _LEADING_NUMBERING = re.compile(r"^\s*(?:step\s*\d+\s*[:.)-]|\d+\s*[.)]|[-*•])\s+", re.IGNORECASE)
 
 

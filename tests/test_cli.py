@@ -35,8 +35,20 @@ def test_solve_rejects_a_bad_reasoner_url():
 def test_solve_on_the_embedded_default_as_json():
     result = runner.invoke(
         app,
-        ["solve", "What is 3 + 4?", "--untrained-dm", "--accept-threshold", "0",
-         "--max-steps", "3", "--max-reasoner-calls", "4", "--seed", "3", "--json"],
+        [
+            "solve",
+            "What is 3 + 4?",
+            "--untrained-dm",
+            "--accept-threshold",
+            "0",
+            "--max-steps",
+            "3",
+            "--max-reasoner-calls",
+            "4",
+            "--seed",
+            "3",
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout[result.stdout.index("{") :])
@@ -49,8 +61,19 @@ def test_solve_on_the_embedded_default_as_json():
 def test_solve_shows_decisions_and_tree():
     result = runner.invoke(
         app,
-        ["solve", "What is 2 + 5?", "--untrained-dm", "--accept-threshold", "0",
-         "--max-steps", "2", "--max-reasoner-calls", "3", "--seed", "1"],
+        [
+            "solve",
+            "What is 2 + 5?",
+            "--untrained-dm",
+            "--accept-threshold",
+            "0",
+            "--max-steps",
+            "2",
+            "--max-reasoner-calls",
+            "3",
+            "--seed",
+            "1",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "Thought tree" in result.output

@@ -43,7 +43,9 @@ async def test_end_to_end_async(embedded, untrained_dm):
 def test_end_to_end_sync_streams_one_event_per_decision(embedded, untrained_dm):
     graph = build_graph(embedded, untrained_dm, SHORT)
     events, final = [], None
-    for mode, chunk in graph.stream({"question": "What is 9 - 3?"}, stream_mode=["custom", "values"]):
+    for mode, chunk in graph.stream(
+        {"question": "What is 9 - 3?"}, stream_mode=["custom", "values"]
+    ):
         if mode == "custom":
             events.append(chunk)
         else:
@@ -130,8 +132,9 @@ def test_resumes_from_sqlite_checkpoint(tmp_path, embedded, untrained_dm):
     db = tmp_path / "drr.sqlite"
     thread = {"configurable": {"thread_id": "q1"}}
     with SqliteSaver.from_conn_string(str(db)) as saver:
-        dying = build_graph(_DiesOnCall(embedded, die_on=3), untrained_dm, _resume_config(),
-                            checkpointer=saver)
+        dying = build_graph(
+            _DiesOnCall(embedded, die_on=3), untrained_dm, _resume_config(), checkpointer=saver
+        )
         with pytest.raises(ReasonerError, match="simulated crash"):
             dying.invoke({"question": "What is 6 + 2?"}, thread)
         before = dying.get_state(thread).values
@@ -153,8 +156,9 @@ async def test_resumes_from_async_sqlite_checkpoint(tmp_path, embedded, untraine
     db = tmp_path / "drr-async.sqlite"
     thread = {"configurable": {"thread_id": "q2"}}
     async with AsyncSqliteSaver.from_conn_string(str(db)) as saver:
-        dying = build_graph(_DiesOnCall(embedded, die_on=2), untrained_dm, _resume_config(),
-                            checkpointer=saver)
+        dying = build_graph(
+            _DiesOnCall(embedded, die_on=2), untrained_dm, _resume_config(), checkpointer=saver
+        )
         with pytest.raises(ReasonerError):
             await dying.ainvoke({"question": "What is 4 + 5?"}, thread)
     async with AsyncSqliteSaver.from_conn_string(str(db)) as saver:

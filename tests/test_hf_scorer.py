@@ -27,12 +27,12 @@ def classifier_dir(tmp_path_factory, untrained_dm):
 
 
 def test_missing_folder(tmp_path):
-    with pytest.raises(DMLoadError, match="does not exist.*drr train"):
+    with pytest.raises(DMLoadError, match=r"does not exist.*drr train"):
         HFScorer(tmp_path / "nope")
 
 
 def test_folder_without_config(tmp_path):
-    with pytest.raises(DMLoadError, match="no config.json"):
+    with pytest.raises(DMLoadError, match=r"no config\.json"):
         HFScorer(tmp_path)
 
 

@@ -92,7 +92,8 @@ class FunctionScorer(StepScorer):
     async def ascore(self, items: Sequence[StepContext]) -> list[float]:
         if self._is_async:
             return [float(await self._fn(item)) for item in items]  # type: ignore[misc]
-        return self.score(items)
+        # a sync function may be slow (a real checker): keep the event loop free
+        return await asyncio.to_thread(self.score, items)
 
     def score(self, items: Sequence[StepContext]) -> list[float]:
         if self._is_async:

@@ -1,0 +1,713 @@
+"""The routing policy: `drr_agent.policy.decide` directly, and the compiled graph with doubles.
+
+Doubles only: `ScriptedChatModel` (a tiny chat model that replies from a script and records
+the messages it receives), LangChain's `FakeListChatModel`, and `FunctionScorer` as the DM.
+Graph tests run on both the sync (`invoke`) and the async (`ainvoke`) path.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import Field
+
+from drr_agent import DRRConfig, FunctionScorer, StepContext, StepFormat, Thought, build_graph
+from drr_agent.policy import decide, rejected_texts, rejections_at
+from drr_agent.prompts import StepPrompt
+from drr_agent.state import Counters, new_counters
+
+FMT = StepFormat()
+HEADER = StepPrompt().rejected_header
+QUESTION = {"question": "Tom has 5 apples and buys 6. How many?"}
+
+# -- doubles -------------------------------------------------------------------------------------
+
+_LOCK = threading.Lock()
+
+
+class ScriptedChatModel(BaseChatModel):
+    """Replies from ``replies`` (the last one repeats) or from ``respond(messages)``.
+
+    Every call's messages are recorded in ``calls``; each reply reports 10 prompt and
+    2 completion tokens.
+    """
+
+    replies: list[str] = Field(default_factory=lambda: [""])
+    respond: Callable[[list[BaseMessage]], str] | None = None
+    calls: list[list[BaseMessage]] = Field(default_factory=list)
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        with _LOCK:
+            self.calls.append(list(messages))
+            k = len(self.calls)
+        if self.respond is not None:
+            text = self.respond(messages)
+        else:
+            text = self.replies[min(k - 1, len(self.replies) - 1)]
+        message = AIMessage(
+            text, usage_metadata={"input_tokens": 10, "output_tokens": 2, "total_tokens": 12}
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def human(call: list[BaseMessage]) -> str:
+    (message,) = [m for m in call if isinstance(m, HumanMessage)]
+    assert isinstance(message.content, str)
+    return message.content
+
+
+def prefill(call: list[BaseMessage]) -> str | None:
+    last = call[-1]
+    return last.content if isinstance(last, AIMessage) else None  # type: ignore[return-value]
+
+
+def scripted_dm(
+    scores: dict[str, float] | None = None,
+    default: float = 0.9,
+    seen: list[StepContext] | None = None,
+    **kwargs: Any,
+) -> FunctionScorer:
+    """A DM that scores a candidate by its text (``default`` for unknown texts)."""
+    table = scores or {}
+
+    def dm(ctx: StepContext) -> float:
+        if seen is not None:
+            seen.append(ctx)
+        return table.get(ctx.candidate, default)
+
+    return FunctionScorer(dm, name="scripted-dm", **kwargs)
+
+
+Runner = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture(params=["sync", "async"])
+def run(request: pytest.FixtureRequest) -> Runner:
+    """Run a graph with ``invoke`` or ``ainvoke``."""
+
+    async def _run(graph: Any, inputs: Any, **kwargs: Any) -> dict[str, Any]:
+        if request.param == "sync":
+            return graph.invoke(inputs, **kwargs)
+        return await graph.ainvoke(inputs, **kwargs)
+
+    return _run
+
+
+def rows(out: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """(id, parent, depth, text, score, status, call) of every thought."""
+    return [
+        (t["id"], t["parent"], t["depth"], t["text"], t["score"], t["status"], t["call"])
+        for t in out["thoughts"]
+    ]
+
+
+# -- decide(), directly ---------------------------------------------------------------------------
+
+
+def th(
+    tid: int,
+    parent: int | None,
+    text: str,
+    score: float | None,
+    status: str = "proposed",
+    depth: int = 1,
+) -> Thought:
+    return Thought(
+        id=tid,
+        parent=parent,
+        depth=depth,
+        text=text,
+        answer=FMT.extract_answer(text) if text else None,
+        score=score,
+        status=status,  # type: ignore[typeddict-item]
+        reason="",
+        call=1,
+        completion_tokens=0,
+    )
+
+
+def counters(**values: int) -> Counters:
+    c = new_counters()
+    c.update(values)  # type: ignore[typeddict-item]
+    return c
+
+
+def cfg(**kwargs: Any) -> DRRConfig:
+    return DRRConfig(**kwargs)
+
+
+def test_decide_continue_accepts_passing_step() -> None:
+    tree = [th(0, None, "5 + 6 = 11", 0.9)]
+    d = decide(tree, [], [0], counters(reasoner_calls=1), cfg(), 0.5, 0.5)
+    assert d.route == "continue"
+    assert not d.finished
+    assert d.path == [0]
+    (changed,) = d.changed
+    assert changed["status"] == "accepted"
+    assert changed["reason"] == "score 0.900 >= 0.500"
+    assert d.counters["rejections"] == 0
+    assert d.answer is None and not d.abstained and d.stop_reason is None
+    assert d.event["route"] == "continue"
+    assert d.event["thought"]["id"] == 0
+
+
+def test_decide_score_equal_to_threshold_passes() -> None:
+    d = decide([th(0, None, "x", 0.5)], [], [0], counters(reasoner_calls=1), cfg(), 0.5, 0.5)
+    assert d.route == "continue"
+
+
+def test_decide_rejection_retries_at_same_point() -> None:
+    tree = [th(0, None, "s1", 0.9, "accepted"), th(1, 0, "bad", 0.2, depth=2)]
+    d = decide(tree, [0], [1], counters(reasoner_calls=2), cfg(), 0.5, 0.5)
+    assert d.route == "backtrack"
+    assert d.path == [0]
+    (changed,) = d.changed
+    assert changed["status"] == "rejected"
+    assert changed["reason"] == "score 0.200 < 0.500"
+    assert d.counters["rejections"] == 1
+    assert d.counters["backtracks"] == 0
+    assert "popped" not in d.event
+
+
+def test_decide_pops_to_parent_after_max_retries_per_point() -> None:
+    tree = [
+        th(0, None, "s1", 0.9, "accepted"),
+        th(1, 0, "s2", 0.9, "accepted", depth=2),
+        th(2, 1, "bad A", 0.1, "rejected", depth=3),
+        th(3, 1, "bad B", 0.1, depth=3),
+    ]
+    d = decide(
+        tree,
+        [0, 1],
+        [3],
+        counters(reasoner_calls=4, rejections=1),
+        cfg(max_retries_per_point=2),
+        0.5,
+        0.5,
+    )
+    assert d.route == "backtrack"
+    assert d.path == [0]
+    by_id = {t["id"]: t for t in d.changed}
+    assert by_id[3]["status"] == "rejected"
+    assert by_id[1]["status"] == "abandoned"
+    assert by_id[1]["reason"].endswith("; backtracked after 2 rejections below it")
+    assert d.counters["backtracks"] == 1
+    assert d.counters["rejections"] == 2
+    assert d.event["popped"] == 1
+
+
+def test_decide_exhausted_at_root() -> None:
+    tree = [th(0, None, "bad A", 0.1, "rejected"), th(1, None, "bad B", 0.1)]
+    d = decide(tree, [], [1], counters(reasoner_calls=2), cfg(max_retries_per_point=2), 0.5, 0.5)
+    assert d.route == "stop"
+    assert d.finished
+    assert d.stop_reason == "exhausted"
+    assert d.abstained
+    assert d.answer is None
+    assert d.stop_detail == (
+        "2 proposals rejected at the question and nothing to backtrack to; "
+        "abstained (no scored final answer seen)"
+    )
+    assert d.event["stop_reason"] == "exhausted"
+
+
+def test_decide_max_backtracks() -> None:
+    tree = [th(0, None, "s1", 0.9, "accepted"), th(1, 0, "bad", 0.1, depth=2)]
+    d = decide(
+        tree,
+        [0],
+        [1],
+        counters(reasoner_calls=5, backtracks=2),
+        cfg(max_retries_per_point=1, max_backtracks=2),
+        0.5,
+        0.5,
+    )
+    assert d.route == "stop"
+    assert d.stop_reason == "max_backtracks"
+    assert d.stop_detail.startswith("max_backtracks=2 reached; abstained")
+    assert d.path == [0]  # nothing popped
+    assert all(t["status"] != "abandoned" for t in d.changed)
+    assert d.counters["backtracks"] == 2
+
+
+def test_decide_max_steps() -> None:
+    tree = [th(0, None, "s1", 0.9, "accepted"), th(1, 0, "s2", 0.9, depth=2)]
+    d = decide(tree, [0], [1], counters(reasoner_calls=2), cfg(max_steps=2), 0.5, 0.5)
+    assert d.route == "stop"
+    assert d.stop_reason == "max_steps"
+    assert d.path == [0, 1]
+    assert d.changed[0]["status"] == "accepted"
+    assert d.stop_detail == (
+        "accepted path reached max_steps=2; abstained (no scored final answer seen)"
+    )
+
+
+@pytest.mark.parametrize(("text", "score"), [("s1", 0.9), ("bad", 0.1)])
+def test_decide_max_reasoner_calls(text: str, score: float) -> None:
+    tree = [th(0, None, text, score)]
+    config = cfg(max_reasoner_calls=4, max_steps=4, max_retries_per_point=10)
+    d = decide(tree, [], [0], counters(reasoner_calls=4), config, 0.5, 0.5)
+    assert d.route == "stop"
+    assert d.stop_reason == "max_reasoner_calls"
+    assert d.stop_detail.startswith("max_reasoner_calls=4 reached; abstained")
+    # one call below the budget: keeps going
+    d = decide(tree, [], [0], counters(reasoner_calls=3), config, 0.5, 0.5)
+    assert d.route in ("continue", "backtrack")
+
+
+def test_decide_trusted_answer_ends_the_run() -> None:
+    tree = [th(0, None, "s1", 0.9, "accepted"), th(1, 0, "Answer: 11", 0.85, depth=2)]
+    d = decide(tree, [0], [1], counters(reasoner_calls=2), cfg(), 0.5, 0.8)
+    assert d.route == "answer"
+    assert d.finished
+    assert d.answer == "11"
+    assert d.answer_thought == 1
+    assert d.path == [0, 1]
+    assert not d.abstained
+    assert d.stop_reason == "answered"
+    assert d.changed[0]["status"] == "answer"
+    assert d.stop_detail == "trusted final answer: final answer trusted: score 0.850 >= 0.800"
+    assert d.event["answer"] == "11"
+
+
+def test_decide_untrusted_answer_is_rejected_by_answer_threshold() -> None:
+    tree = [th(0, None, "Answer: 11", 0.7)]
+    d = decide(tree, [], [0], counters(reasoner_calls=1), cfg(), 0.5, 0.8)
+    assert d.route == "backtrack"
+    assert d.answer is None
+    assert d.changed[0]["status"] == "rejected"
+    assert d.changed[0]["reason"] == "final answer not trusted: score 0.700 < 0.800"
+    # the same score passes as an ordinary step
+    d = decide([th(0, None, "s1", 0.7)], [], [0], counters(reasoner_calls=1), cfg(), 0.5, 0.8)
+    assert d.route == "continue"
+
+
+def test_decide_candidates_best_chosen_others_not_chosen() -> None:
+    tree = [
+        th(0, None, "a", 0.6),
+        th(1, None, "b", 0.9),
+        th(2, None, "c", 0.7),
+        th(3, None, "d", 0.1),
+    ]
+    d = decide(tree, [], [0, 1, 2, 3], counters(reasoner_calls=1), cfg(), 0.5, 0.5)
+    assert d.route == "continue"
+    assert d.path == [1]
+    status = {t["id"]: t["status"] for t in d.changed}
+    assert status == {0: "not_chosen", 1: "accepted", 2: "not_chosen", 3: "rejected"}
+    by_id = {t["id"]: t for t in d.changed}
+    assert by_id[0]["reason"] == "score 0.600 >= 0.500; a sibling scored higher"
+    assert d.counters["rejections"] == 1
+    assert [c["id"] for c in d.event["candidates"]] == [0, 1, 2, 3]
+
+
+def test_decide_prefers_a_trusted_answer_over_a_higher_scored_step() -> None:
+    tree = [th(0, None, "s1", 0.99), th(1, None, "Answer: 3", 0.6)]
+    d = decide(tree, [], [0, 1], counters(reasoner_calls=1), cfg(), 0.5, 0.5)
+    assert d.route == "answer"
+    assert d.answer == "3"
+    assert {t["id"]: t["status"] for t in d.changed} == {0: "not_chosen", 1: "answer"}
+
+
+def test_decide_rejects_repeated_empty_and_unscored_steps() -> None:
+    tree = [
+        th(0, None, "s1", 0.9, "accepted"),
+        th(1, 0, "s1", 1.0, depth=2),
+        th(2, 0, "", None, depth=2),
+        th(3, 0, "s2", None, depth=2),
+    ]
+    config = cfg(max_retries_per_point=5)
+    d = decide(tree, [0], [1, 2, 3], counters(reasoner_calls=2), config, 0.5, 0.5)
+    assert d.route == "backtrack"
+    reasons = {t["id"]: (t["status"], t["reason"]) for t in d.changed}
+    assert reasons == {
+        1: ("rejected", "repeats a step already on the path"),
+        2: ("rejected", "empty step"),
+        3: ("rejected", "not scored"),
+    }
+    assert d.counters["rejections"] == 3
+
+
+def test_decide_answer_best_uses_best_scored_answer_seen() -> None:
+    tree = [
+        th(0, None, "Answer: 5", 0.3, "rejected"),
+        th(1, None, "Answer: 6", 0.45, "rejected"),
+        th(2, None, "s1", 0.99, "not_chosen"),
+        th(3, None, "Answer: 7", 0.2),
+    ]
+    config = cfg(max_retries_per_point=3)
+    d = decide(tree, [], [3], counters(reasoner_calls=3), config, 0.5, 0.5)
+    assert d.route == "stop"
+    assert d.stop_reason == "exhausted"
+    assert not d.abstained
+    assert d.answer == "6"
+    assert d.answer_thought == 1
+    by_id = {t["id"]: t for t in d.changed}
+    assert by_id[1]["status"] == "answer"
+    assert by_id[1]["reason"].endswith("; best-scored final answer when the budget ran out")
+    assert by_id[3]["status"] == "rejected"
+    assert d.stop_detail.endswith("answered with the best-scored final answer (score 0.450)")
+    assert d.path == []
+
+    d = decide(
+        tree,
+        [],
+        [3],
+        counters(reasoner_calls=3),
+        cfg(max_retries_per_point=3, on_budget_exhausted="abstain"),
+        0.5,
+        0.5,
+    )
+    assert d.abstained
+    assert d.answer is None
+    assert d.answer_thought is None
+    assert d.stop_detail.endswith("abstained (configured to abstain)")
+
+
+def test_decide_does_not_mutate_its_inputs() -> None:
+    tree = [th(0, None, "s1", 0.9, "accepted"), th(1, 0, "bad", 0.1, depth=2)]
+    path = [0]
+    c = counters(reasoner_calls=2)
+    before = copy.deepcopy((tree, path, c))
+    decide(tree, path, [1], c, cfg(max_retries_per_point=1), 0.5, 0.5)
+    assert (tree, path, c) == before
+
+
+def test_rejections_at_and_rejected_texts() -> None:
+    tree = [
+        th(0, None, "dup", 0.1, "rejected"),
+        th(1, None, "s1", 0.9, "abandoned"),
+        th(2, None, "dup", 0.1, "rejected"),
+        th(3, None, "", None, "rejected"),
+        th(4, None, "ok", 0.9, "not_chosen"),
+        th(5, None, "s2", 0.9, "accepted"),
+        th(6, 5, "child", 0.1, "rejected", depth=2),
+    ]
+    assert rejections_at(tree, None) == 4
+    assert rejections_at(tree, 5) == 1
+    assert rejections_at(tree, 6) == 0
+    assert rejected_texts(tree, None) == ["dup", "s1"]
+    assert rejected_texts(tree, 5) == ["child"]
+
+
+# -- through the graph ---------------------------------------------------------------------------
+
+
+def bad_dm(**kwargs: Any) -> FunctionScorer:
+    """Scores 0.1 for texts starting with 'bad', 0.9 otherwise."""
+    return FunctionScorer(
+        lambda ctx: 0.1 if ctx.candidate.startswith("bad") else 0.9, name="bad-dm", **kwargs
+    )
+
+
+async def test_graph_rejected_step_retries_at_same_point(run: Runner) -> None:
+    model = ScriptedChatModel(replies=["s1", "bad A", "bad B", "Answer: 11"])
+    seen: list[StepContext] = []
+    dm = FunctionScorer(lambda ctx: seen.append(ctx) or (0.1 if "bad" in ctx.candidate else 0.9))
+    graph = build_graph(model, dm, DRRConfig(max_retries_per_point=3))
+    out = await run(graph, QUESTION)
+
+    assert rows(out) == [
+        (0, None, 1, "s1", 0.9, "accepted", 1),
+        (1, 0, 2, "bad A", 0.1, "rejected", 2),
+        (2, 0, 2, "bad B", 0.1, "rejected", 3),
+        (3, 0, 2, "Answer: 11", 0.9, "answer", 4),
+    ]
+    assert [t["reason"] for t in out["thoughts"]] == [
+        "score 0.900 >= 0.500",
+        "score 0.100 < 0.500",
+        "score 0.100 < 0.500",
+        "final answer trusted: score 0.900 >= 0.500",
+    ]
+    assert out["path"] == [0, 3]
+    assert out["counters"] == {
+        "reasoner_calls": 4,
+        "prompt_tokens": 40,
+        "completion_tokens": 8,
+        "dm_calls": 4,
+        "dm_items": 4,
+        "rejections": 2,
+        "backtracks": 0,
+    }
+    assert all(t["completion_tokens"] == 2 for t in out["thoughts"])
+    # the Reasoner is asked at the same point again, told what was rejected there
+    assert len(model.calls) == 4
+    assert [prefill(c) for c in model.calls] == [None, "s1\n\n", "s1\n\n", "s1\n\n"]
+    assert HEADER not in human(model.calls[1])
+    assert f"{HEADER}\n- bad A" in human(model.calls[2])
+    assert f"{HEADER}\n- bad A\n- bad B" in human(model.calls[3])
+    # the DM sees each candidate with the accepted steps before it
+    assert [(c.steps, c.candidate) for c in seen] == [
+        ((), "s1"),
+        (("s1",), "bad A"),
+        (("s1",), "bad B"),
+        (("s1",), "Answer: 11"),
+    ]
+    assert all(c.question == QUESTION["question"] for c in seen)
+
+
+async def test_graph_pops_to_parent_after_max_retries_per_point(run: Runner) -> None:
+    model = ScriptedChatModel(replies=["s1", "s2", "bad A", "bad B", "s3", "Answer: 11"])
+    graph = build_graph(model, bad_dm(), DRRConfig(max_retries_per_point=2))
+    out = await run(graph, QUESTION)
+
+    assert rows(out) == [
+        (0, None, 1, "s1", 0.9, "accepted", 1),
+        (1, 0, 2, "s2", 0.9, "abandoned", 2),
+        (2, 1, 3, "bad A", 0.1, "rejected", 3),
+        (3, 1, 3, "bad B", 0.1, "rejected", 4),
+        # the next proposal extends s1, the grandparent of the rejected steps
+        (4, 0, 2, "s3", 0.9, "accepted", 5),
+        (5, 4, 3, "Answer: 11", 0.9, "answer", 6),
+    ]
+    assert out["thoughts"][1]["reason"] == (
+        "score 0.900 >= 0.500; backtracked after 2 rejections below it"
+    )
+    assert out["path"] == [0, 4, 5]
+    assert out["counters"]["backtracks"] == 1
+    assert out["counters"]["rejections"] == 2
+    assert out["counters"]["reasoner_calls"] == 6
+    assert out["stop_reason"] == "answered"
+    assert out["answer"] == "11"
+    # after the pop the Reasoner continues from s1 and is told s2 was abandoned
+    assert prefill(model.calls[4]) == "s1\n\n"
+    assert f"{HEADER}\n- s2" in human(model.calls[4])
+    assert "bad A" not in human(model.calls[4])
+
+
+async def test_graph_trusted_answer_ends_the_run(run: Runner) -> None:
+    model = ScriptedChatModel(replies=["5 + 6 = 11", "Answer: 11", "never asked"])
+    graph = build_graph(model, scripted_dm(default=0.9))
+    out = await run(graph, QUESTION)
+    assert out["stop_reason"] == "answered"
+    assert out["answer"] == "11"
+    assert out["abstained"] is False
+    assert out["answer_thought"] == 1
+    assert out["thoughts"][1]["status"] == "answer"
+    assert out["thoughts"][1]["answer"] == "11"
+    assert out["path"] == [0, 1]
+    assert out["stop_detail"] == "trusted final answer: final answer trusted: score 0.900 >= 0.500"
+    assert len(model.calls) == 2
+
+
+async def test_graph_untrusted_answer_is_rejected(run: Runner) -> None:
+    model = ScriptedChatModel(replies=["Answer: 5", "Answer: 11"])
+    dm = scripted_dm({"Answer: 5": 0.7, "Answer: 11": 0.9})
+    graph = build_graph(model, dm, DRRConfig(accept_threshold=0.5, answer_threshold=0.8))
+    out = await run(graph, QUESTION)
+    first = out["thoughts"][0]
+    assert first["answer"] == "5"
+    assert first["status"] == "rejected"
+    assert first["reason"] == "final answer not trusted: score 0.700 < 0.800"
+    assert f"{HEADER}\n- Answer: 5" in human(model.calls[1])
+    assert out["answer"] == "11"
+    assert out["path"] == [1]
+    assert out["counters"]["rejections"] == 1
+
+
+def never_answers(n: int = 50) -> ScriptedChatModel:
+    return ScriptedChatModel(replies=[f"step {i}" for i in range(1, n + 1)])
+
+
+async def test_graph_budget_max_steps(run: Runner) -> None:
+    model = never_answers()
+    graph = build_graph(model, scripted_dm(), DRRConfig(max_steps=3))
+    out = await run(graph, QUESTION)
+    assert out["stop_reason"] == "max_steps"
+    assert out["stop_detail"] == (
+        "accepted path reached max_steps=3; abstained (no scored final answer seen)"
+    )
+    assert out["abstained"] is True
+    assert out["answer"] is None
+    assert out["path"] == [0, 1, 2]
+    assert len(model.calls) == 3
+
+
+async def test_graph_budget_max_reasoner_calls(run: Runner) -> None:
+    model = ScriptedChatModel(replies=[f"bad {i}" for i in range(10)])
+    config = DRRConfig(max_reasoner_calls=5, max_steps=5, max_retries_per_point=100)
+    out = await run(build_graph(model, bad_dm(), config), QUESTION)
+    assert out["stop_reason"] == "max_reasoner_calls"
+    assert out["stop_detail"].startswith("max_reasoner_calls=5 reached; abstained")
+    assert out["abstained"] is True
+    assert len(model.calls) == 5
+    assert out["counters"]["reasoner_calls"] == 5
+    assert out["counters"]["rejections"] == 5
+    assert {t["status"] for t in out["thoughts"]} == {"rejected"}
+
+
+async def test_graph_budget_max_backtracks(run: Runner) -> None:
+    model = ScriptedChatModel(replies=["s1", "bad 1", "s2", "bad 2", "never asked"])
+    config = DRRConfig(max_retries_per_point=1, max_backtracks=1)
+    out = await run(build_graph(model, bad_dm(), config), QUESTION)
+    assert rows(out) == [
+        (0, None, 1, "s1", 0.9, "abandoned", 1),
+        (1, 0, 2, "bad 1", 0.1, "rejected", 2),
+        (2, None, 1, "s2", 0.9, "accepted", 3),
+        (3, 2, 2, "bad 2", 0.1, "rejected", 4),
+    ]
+    assert out["stop_reason"] == "max_backtracks"
+    assert out["stop_detail"].startswith("max_backtracks=1 reached; abstained")
+    assert out["counters"]["backtracks"] == 1
+    assert out["path"] == [2]
+    assert len(model.calls) == 4
+
+
+async def test_graph_budget_exhausted_at_root(run: Runner) -> None:
+    model = ScriptedChatModel(replies=["bad A", "bad B", "never asked"])
+    out = await run(build_graph(model, bad_dm(), DRRConfig(max_retries_per_point=2)), QUESTION)
+    assert out["stop_reason"] == "exhausted"
+    assert out["stop_detail"].startswith("2 proposals rejected at the question")
+    assert out["abstained"] is True
+    assert out["answer"] is None
+    assert out["path"] == []
+    assert len(model.calls) == 2
+
+
+@pytest.mark.parametrize("mode", ["answer_best", "abstain"])
+async def test_graph_budget_answer_best_or_abstain(run: Runner, mode: str) -> None:
+    model = ScriptedChatModel(replies=["Answer: 5", "Answer: 6", "Answer: 7"])
+    dm = scripted_dm({"Answer: 5": 0.3, "Answer: 6": 0.45, "Answer: 7": 0.2})
+    config = DRRConfig(max_retries_per_point=3, on_budget_exhausted=mode)  # type: ignore[arg-type]
+    out = await run(build_graph(model, dm, config), QUESTION)
+    assert out["stop_reason"] == "exhausted"
+    assert len(model.calls) == 3
+    if mode == "answer_best":
+        assert out["abstained"] is False
+        assert out["answer"] == "6"
+        assert out["answer_thought"] == 1
+        assert out["thoughts"][1]["status"] == "answer"
+        assert out["stop_detail"].endswith(
+            "answered with the best-scored final answer (score 0.450)"
+        )
+    else:
+        assert out["abstained"] is True
+        assert out["answer"] is None
+        assert out["stop_detail"].endswith("abstained (configured to abstain)")
+        assert {t["status"] for t in out["thoughts"]} == {"rejected"}
+
+
+async def test_graph_candidates_per_step(run: Runner) -> None:
+    model = FakeListChatModel(responses=["a", "b", "c", "Answer: 1", "b", ""])
+    dm = scripted_dm({"a": 0.6, "b": 0.9, "c": 0.7, "Answer: 1": 0.8})
+    out = await run(build_graph(model, dm, DRRConfig(candidates_per_step=3)), QUESTION)
+    assert rows(out) == [
+        (0, None, 1, "a", 0.6, "not_chosen", 1),
+        (1, None, 1, "b", 0.9, "accepted", 1),
+        (2, None, 1, "c", 0.7, "not_chosen", 1),
+        (3, 1, 2, "Answer: 1", 0.8, "answer", 2),
+        (4, 1, 2, "b", 0.9, "rejected", 2),
+        (5, 1, 2, "", None, "rejected", 2),
+    ]
+    assert out["thoughts"][4]["reason"] == "repeats a step already on the path"
+    assert out["thoughts"][5]["reason"] == "empty step"
+    assert out["thoughts"][0]["reason"].endswith("; a sibling scored higher")
+    assert out["counters"]["reasoner_calls"] == 2
+    assert out["counters"]["dm_calls"] == 2
+    assert out["counters"]["dm_items"] == 5  # the empty step is never sent to the DM
+    assert out["counters"]["rejections"] == 2
+    assert out["path"] == [1, 3]
+    assert out["answer"] == "1"
+
+
+async def test_graph_context_overrides_config_for_one_run(run: Runner) -> None:
+    def respond(messages: list[BaseMessage]) -> str:
+        return "Answer: 11" if isinstance(messages[-1], AIMessage) else "s1"
+
+    model = ScriptedChatModel(respond=respond)
+    dm = scripted_dm({"s1": 0.7, "Answer: 11": 0.9})
+    graph = build_graph(model, dm, DRRConfig(accept_threshold=0.5))
+
+    out = await run(graph, QUESTION)
+    assert out["stop_reason"] == "answered"
+    assert out["thoughts"][0]["status"] == "accepted"
+
+    strict = DRRConfig(accept_threshold=0.8, max_retries_per_point=1)
+    out = await run(graph, QUESTION, context=strict)
+    assert out["stop_reason"] == "exhausted"
+    assert out["thoughts"][0]["reason"] == "score 0.700 < 0.800"
+
+    # a dict context is coerced to DRRConfig
+    out = await run(graph, QUESTION, context={"accept_threshold": 0.8, "max_retries_per_point": 1})
+    assert out["stop_reason"] == "exhausted"
+
+    # the override held for that run only
+    out = await run(graph, QUESTION)
+    assert out["stop_reason"] == "answered"
+    assert out["answer"] == "11"
+
+
+async def test_graph_uses_scorer_thresholds_when_config_has_none(run: Runner) -> None:
+    model = ScriptedChatModel(replies=["s1", "Answer: 11"])
+    dm = scripted_dm(
+        {"s1": 0.7, "Answer: 11": 0.9},
+        thresholds={"accept_threshold": 0.8, "answer_threshold": 0.95},
+    )
+    out = await run(build_graph(model, dm, DRRConfig(max_retries_per_point=1)), QUESTION)
+    assert out["thoughts"][0]["reason"] == "score 0.700 < 0.800"
+    assert out["stop_reason"] == "exhausted"
+
+    # config's accept threshold wins; the answer threshold still comes from the DM
+    model = ScriptedChatModel(replies=["s1", "Answer: 11"])
+    config = DRRConfig(accept_threshold=0.6, max_retries_per_point=1, on_budget_exhausted="abstain")
+    out = await run(build_graph(model, dm, config), QUESTION)
+    assert out["thoughts"][0]["reason"].startswith("score 0.700 >= 0.600")
+    assert out["thoughts"][1]["status"] == "rejected"
+    assert out["thoughts"][1]["reason"] == "final answer not trusted: score 0.900 < 0.950"
+    assert out["answer"] is None
+
+
+def test_graph_scorer_answer_threshold_defaults_to_accept_threshold() -> None:
+    model = ScriptedChatModel(replies=["Answer: 11"])
+    dm = scripted_dm({"Answer: 11": 0.75}, thresholds={"accept_threshold": 0.8})
+    config = DRRConfig(max_retries_per_point=1, on_budget_exhausted="abstain")
+    out = build_graph(model, dm, config).invoke(QUESTION)
+    assert out["thoughts"][0]["reason"] == "final answer not trusted: score 0.750 < 0.800"
+
+
+def test_graph_streams_one_decision_event_per_decide() -> None:
+    model = ScriptedChatModel(replies=["s1", "bad", "Answer: 11"])
+    dm = bad_dm(thresholds={"accept_threshold": 0.4, "answer_threshold": 0.6})
+    graph = build_graph(model, dm)
+    events = list(graph.stream(QUESTION, stream_mode="custom"))
+    assert [e["route"] for e in events] == ["continue", "backtrack", "answer"]
+    assert all(e["type"] == "drr.decision" for e in events)
+    assert all((e["accept_threshold"], e["answer_threshold"]) == (0.4, 0.6) for e in events)
+    assert events[-1]["answer"] == "11"
+
+
+async def test_graph_batch_is_not_cut_by_the_recursion_limit() -> None:
+    def respond(messages: list[BaseMessage]) -> str:
+        return "bad step"
+
+    model = ScriptedChatModel(respond=respond)
+    config = DRRConfig(max_reasoner_calls=12, max_steps=8, max_retries_per_point=100)
+    graph = build_graph(model, bad_dm(), config)
+    inputs = [{"question": "q1"}, {"question": "q2"}]
+    for out in [*graph.batch(inputs), *(await graph.abatch(inputs))]:
+        assert out["stop_reason"] == "max_reasoner_calls"
+        assert out["counters"]["reasoner_calls"] == 12
+
+
+def test_build_graph_rejects_wrong_types() -> None:
+    with pytest.raises(TypeError, match="reasoner must be a Reasoner or a chat model"):
+        build_graph(object(), scripted_dm())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="scorer must be a StepScorer"):
+        build_graph(ScriptedChatModel(), lambda ctx: 0.5)  # type: ignore[arg-type]

@@ -1,0 +1,109 @@
+"""StepPrompt message layouts, and how a Reasoner uses them with a fake chat model."""
+
+from __future__ import annotations
+
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+from drr_agent import Reasoner, StepFormat, StepPrompt
+from drr_agent.prompts import DEFAULT_INSTRUCTION
+
+QUESTION = "  Tom has 5 apples and buys 6. How many?  "
+
+
+def test_prefill_without_steps_is_one_human_message() -> None:
+    messages = StepPrompt().messages(QUESTION, [])
+    assert len(messages) == 1
+    assert isinstance(messages[0], HumanMessage)
+    assert messages[0].content == f"{QUESTION.strip()}\n\n{DEFAULT_INSTRUCTION}"
+
+
+def test_prefill_writes_accepted_steps_as_assistant_prefix() -> None:
+    prompt = StepPrompt()
+    messages = prompt.messages(QUESTION, ["Tom starts with 5.", "He buys 6."])
+    assert [type(m) for m in messages] == [HumanMessage, AIMessage]
+    assert messages[1].content == "Tom starts with 5.\n\nHe buys 6.\n\n"
+    assert messages[1].content == prompt.prefill_text(["Tom starts with 5.", "He buys 6."])
+    human = messages[0].content
+    assert "Steps so far" not in human
+    assert "Tom starts with 5." not in human
+    assert "Write only the next step" not in human
+
+
+def test_prefill_text_uses_step_joiner() -> None:
+    prompt = StepPrompt(step_joiner="\n")
+    assert prompt.prefill_text(["a", "b"]) == "a\nb\n"
+    assert prompt.messages("q", ["a", "b"])[-1].content == "a\nb\n"
+    assert StepPrompt(step_joiner=" | ").prefill_text(["a"]) == "a | "
+    assert prompt.prefill_text([]) == ""
+
+
+def test_chat_lists_steps_in_the_human_message_and_has_no_prefill() -> None:
+    prompt = StepPrompt(style="chat")
+    messages = prompt.messages(QUESTION, ["Tom starts with 5.", "He buys 6."])
+    assert len(messages) == 1
+    assert isinstance(messages[0], HumanMessage)
+    human = messages[0].content
+    assert "Steps so far:\n1. Tom starts with 5.\n2. He buys 6." in human
+    assert human.endswith("Write only the next step, on one line.")
+    assert prompt.prefill_text(["Tom starts with 5."]) == ""
+
+
+def test_chat_without_steps_has_no_steps_section() -> None:
+    human = StepPrompt(style="chat").messages(QUESTION, [])[0].content
+    assert "Steps so far" not in human
+    assert human.endswith("Write only the next step, on one line.")
+
+
+def test_rejected_alternatives_are_listed_in_the_human_message() -> None:
+    for style in ("prefill", "chat"):
+        prompt = StepPrompt(style=style)
+        messages = prompt.messages(QUESTION, ["Tom starts with 5."], ["5 - 6 = -1", "5 * 6 = 30"])
+        human = next(m for m in messages if isinstance(m, HumanMessage)).content
+        assert f"{prompt.rejected_header}\n- 5 - 6 = -1\n- 5 * 6 = 30" in human
+        for m in messages:
+            if isinstance(m, AIMessage):
+                assert "5 - 6" not in m.content
+
+
+def test_no_rejected_section_without_rejections() -> None:
+    prompt = StepPrompt()
+    human = prompt.messages(QUESTION, ["x"], [])[0].content
+    assert prompt.rejected_header not in human
+
+
+def test_system_message_comes_first() -> None:
+    messages = StepPrompt(system="You are careful.").messages(QUESTION, ["a"])
+    assert [type(m) for m in messages] == [SystemMessage, HumanMessage, AIMessage]
+    assert messages[0].content == "You are careful."
+
+
+def test_custom_instruction_and_header() -> None:
+    prompt = StepPrompt(instruction="Think.", rejected_header="Not these:")
+    human = prompt.messages("q?", [], ["bad"])[0].content
+    assert human == "q?\n\nThink.\n\nNot these:\n- bad"
+
+
+# -- Reasoner + prompt --------------------------------------------------------------------------
+
+
+def test_reasoner_strips_echoed_prefill_and_cuts_first_step() -> None:
+    prefill = "Tom starts with 5.\n\n"
+    model = FakeListChatModel(responses=[prefill + "2. 5 + 6 = 11\nAnswer: 11"])
+    reasoner = Reasoner(model)
+    (proposal,) = reasoner.propose("q", ["Tom starts with 5."])
+    assert proposal.text == "5 + 6 = 11"
+
+
+def test_reasoner_returns_n_proposals_in_order() -> None:
+    model = FakeListChatModel(responses=["a", "b", "c"])
+    proposals = Reasoner(model).propose("q", [], n=3)
+    assert [p.text for p in proposals] == ["a", "b", "c"]
+
+
+async def test_reasoner_async_uses_the_step_format() -> None:
+    model = FakeListChatModel(responses=["first\n\nsecond"])
+    (proposal,) = await Reasoner(model).apropose("q", [], step_format=StepFormat(separator="\n\n"))
+    assert proposal.text == "first"
+    assert proposal.prompt_tokens == 0
+    assert proposal.completion_tokens == 0

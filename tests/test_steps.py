@@ -1,0 +1,175 @@
+"""StepFormat: step segmentation, numbering removal and final-answer extraction."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from drr_agent import StepFormat
+from drr_agent.steps import DEFAULT_ANSWER_PATTERNS
+
+FMT = StepFormat()
+
+
+# -- split / clean -------------------------------------------------------------------------
+
+
+def test_split_strips_numbering_and_drops_blank_lines() -> None:
+    text = "1. Add the apples.\n\nStep 2: 5 + 6 = 11\n   - carry on  \n3) done\n\n\n"
+    assert FMT.split(text) == ["Add the apples.", "5 + 6 = 11", "carry on", "done"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("Step 3. compute", "compute"),
+        ("step 4) compute", "compute"),
+        ("12. compute", "compute"),
+        ("* compute", "compute"),
+        ("• compute", "compute"),
+        ("  plain step  ", "plain step"),
+        # content that merely starts with a digit or a minus sign is kept
+        ("1.5 is half of 3", "1.5 is half of 3"),
+        ("-5 is negative", "-5 is negative"),
+        ("42.", "42."),
+        ("3 apples remain", "3 apples remain"),
+    ],
+)
+def test_clean(raw: str, clean: str) -> None:
+    assert FMT.clean(raw) == clean
+
+
+def test_split_only_strips_one_marker() -> None:
+    assert FMT.split("1. 2. nested") == ["2. nested"]
+
+
+def test_split_keeps_numbering_when_disabled() -> None:
+    fmt = StepFormat(strip_numbering=False)
+    assert fmt.split("1. a\n\n Step 2: b ") == ["1. a", "Step 2: b"]
+
+
+def test_split_with_custom_separator_keeps_multiline_steps() -> None:
+    fmt = StepFormat(separator="\n\n")
+    assert fmt.split("first line\nstill first\n\n2. second\n\n\n\n") == [
+        "first line\nstill first",
+        "second",
+    ]
+
+
+def test_split_of_blank_text_is_empty() -> None:
+    assert FMT.split("") == []
+    assert FMT.split(" \n\n \n") == []
+
+
+# -- first_step -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "step"),
+    [
+        ("5 + 6 = 11\nAnswer: 11", "5 + 6 = 11"),
+        ("\n\n  2. carry the one\nmore", "carry the one"),
+        ("single", "single"),
+        ("", ""),
+        ("  \n \n", ""),
+    ],
+)
+def test_first_step(text: str, step: str) -> None:
+    assert FMT.first_step(text) == step
+
+
+# -- extract_answer ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("step", "answer"),
+    [
+        ("Answer: 11", "11"),
+        ("answer: 11.", "11"),
+        ("Final answer = 3.5", "3.5"),
+        ("The answer is: 7", "7"),
+        ("The answer is 18.", "18"),
+        ("So the final answer is 1,000.", "1,000"),
+        ("\\boxed{42}", "42"),
+        ("So x = \\boxed{42}", "42"),
+        ("#### 7", "7"),
+        ("work\n#### 7", "7"),
+    ],
+)
+def test_extract_answer(step: str, answer: str) -> None:
+    assert FMT.extract_answer(step) == answer
+
+
+@pytest.mark.parametrize(
+    "step",
+    ["5 + 6 = 11", "Answer:", "Answer: .", "", "We still need the total", "x #### 7"],
+)
+def test_extract_answer_none(step: str) -> None:
+    assert FMT.extract_answer(step) is None
+
+
+def test_custom_pattern_without_named_group_uses_group_1() -> None:
+    fmt = StepFormat(answer_patterns=(r"RESULT=(\d+)",))
+    assert fmt.extract_answer("so RESULT=12 ok") == "12"
+    assert fmt.extract_answer("Answer: 12") is None
+
+
+def test_patterns_are_tried_in_order_and_empty_matches_fall_through() -> None:
+    fmt = StepFormat(answer_patterns=(r"A=(?P<answer>\S*)", r"B=(\d+)"))
+    assert fmt.extract_answer("A=1 B=2") == "1"
+    # A= matches with an empty answer: the next pattern is tried
+    assert fmt.extract_answer("A= B=2") == "2"
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "The answer is \\boxed{42}.",
+        "Therefore, the final answer is $\\boxed{42}$.",
+        "Final answer: \\boxed{42}",
+    ],
+)
+def test_boxed_answer_after_answer_phrase_is_unwrapped(step: str) -> None:
+    assert FMT.extract_answer(step) == "42"
+
+
+# -- validation ---------------------------------------------------------------------------------
+
+
+def test_invalid_regex_names_the_pattern() -> None:
+    with pytest.raises(ValueError, match=r"answer_patterns\[1\] is not a valid regex"):
+        StepFormat(answer_patterns=(r"ok (?P<answer>\d+)", r"(unclosed"))
+
+
+def test_regex_without_group_names_the_pattern() -> None:
+    with pytest.raises(ValueError, match=r"answer_patterns\[0\] needs a capture group"):
+        StepFormat(answer_patterns=(r"answer \d+",))
+
+
+def test_validation_errors_are_value_errors() -> None:
+    with pytest.raises(ValidationError) as info:
+        StepFormat(answer_patterns=(r"[",))
+    assert isinstance(info.value, ValueError)
+
+
+def test_empty_pattern_list_rejected() -> None:
+    with pytest.raises(ValueError, match="answer_patterns"):
+        StepFormat(answer_patterns=())
+
+
+def test_empty_separator_rejected() -> None:
+    with pytest.raises(ValueError, match="separator must be a non-empty string"):
+        StepFormat(separator="")
+
+
+def test_unknown_field_rejected_and_model_frozen() -> None:
+    with pytest.raises(ValidationError):
+        StepFormat(seperator="\n")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        FMT.separator = "x"  # type: ignore[misc]
+
+
+def test_defaults() -> None:
+    assert FMT.separator == "\n"
+    assert FMT.answer_patterns == DEFAULT_ANSWER_PATTERNS
+    assert FMT.strip_numbering is True
