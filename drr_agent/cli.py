@@ -75,15 +75,17 @@ def _reasoner(reasoner: str, model: str | None, style: Style | None, vllm: bool,
     )
 
 
-def _scorer(dm: Path | None, untrained_dm: bool, trust_remote_code: bool):
+def _scorer(dm: Path | None, untrained_dm: bool, trust_remote_code: bool, beside_llama: bool):
     from drr_agent.scorers import HFScorer, embedded_dm_base_path
 
     if dm is None and not untrained_dm:
         err_console.print(f"[red]error:[/red] {_NO_DM_MESSAGE}")
         raise typer.Exit(2)
+    # one torch thread beside the in-process llama.cpp Reasoner (see HFScorer.num_threads)
+    threads = 1 if beside_llama else None
     if dm is None:
-        return HFScorer(embedded_dm_base_path(), allow_untrained_head=True)
-    return HFScorer(dm, trust_remote_code=trust_remote_code)
+        return HFScorer(embedded_dm_base_path(), allow_untrained_head=True, num_threads=threads)
+    return HFScorer(dm, trust_remote_code=trust_remote_code, num_threads=threads)
 
 
 def _print_event(event: dict[str, Any]) -> None:
@@ -161,7 +163,7 @@ def solve(
             max_reasoner_calls=max_reasoner_calls,
             on_budget_exhausted=on_budget.value,
         )
-        scorer = _scorer(dm, untrained_dm, trust_remote_code)
+        scorer = _scorer(dm, untrained_dm, trust_remote_code, beside_llama=reasoner == EMBEDDED)
         graph = build_graph(
             _reasoner(reasoner, model, style, vllm, temperature=temperature, seed=seed),
             scorer,

@@ -15,7 +15,8 @@ def untrained_dm():
     """The embedded MiniLM base with a random 2-label head: real model, meaningless scores."""
     from drr_agent.scorers import HFScorer, embedded_dm_base_path
 
-    return HFScorer(embedded_dm_base_path(), allow_untrained_head=True)
+    # one torch thread: the embedded llama.cpp Reasoner shares the process (HFScorer docs)
+    return HFScorer(embedded_dm_base_path(), allow_untrained_head=True, num_threads=1)
 
 
 @pytest.fixture(scope="session")

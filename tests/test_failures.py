@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
-import tenacity
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -28,14 +27,15 @@ from drr_agent import (
     build_graph,
 )
 from drr_agent.retry import aretry, retry
+from drr_agent.retry import backoff_s as REAL_BACKOFF
 
 QUESTION = {"question": "Tom has 5 apples and buys 6. How many?"}
 
 
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Retries without tenacity's exponential backoff, so every test stays fast."""
-    monkeypatch.setattr(drr_agent.retry, "_WAIT", tenacity.wait_none())
+    """Retries without exponential backoff, so every test stays fast."""
+    monkeypatch.setattr(drr_agent.retry, "backoff_s", lambda attempt: 0.0)
 
 
 # -- doubles -------------------------------------------------------------------------------------
@@ -469,15 +469,22 @@ def test_retry_wraps_errors_of_other_drr_classes() -> None:
         retry(fn, what="x", retries=0, timeout_s=1.0, error_cls=ScorerError)
 
 
-def test_retry_uses_the_module_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retry_backs_off_between_attempts_only(monkeypatch: pytest.MonkeyPatch) -> None:
     waits: list[int] = []
 
-    def record(retry_state: tenacity.RetryCallState) -> float:
-        waits.append(retry_state.attempt_number)
+    def record(attempt: int) -> float:
+        waits.append(attempt)
         return 0.0
 
-    monkeypatch.setattr(drr_agent.retry, "_WAIT", record)
+    monkeypatch.setattr(drr_agent.retry, "backoff_s", record)
     with pytest.raises(ReasonerError):
         retry(Counter(fail=100), what="x", retries=2, timeout_s=1.0, error_cls=ReasonerError)
-    # tenacity asks the wait strategy after every failed attempt (and then stops after the last)
-    assert waits[:2] == [1, 2]
+    assert waits == [1, 2]  # no wait after the last attempt
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
+    for attempt in range(1, 10):
+        nominal = min(
+            drr_agent.retry.BACKOFF_MAX_S, drr_agent.retry.BACKOFF_INITIAL_S * 2 ** (attempt - 1)
+        )
+        assert nominal / 2 <= REAL_BACKOFF(attempt) <= nominal

@@ -82,9 +82,12 @@ class Reasoner:
         """Ask for ``n`` candidate next steps concurrently."""
         fmt = step_format or StepFormat()
         messages = self._inputs(question, steps, rejected)
-        outputs = await self.model.abatch(
-            [messages] * n, config={"max_concurrency": n}, stop=[fmt.separator]
-        )
+        if n == 1:  # the common case; abatch's fan-out costs more than the graph's own step
+            outputs = [await self.model.ainvoke(messages, stop=[fmt.separator])]
+        else:
+            outputs = await self.model.abatch(
+                [messages] * n, config={"max_concurrency": n}, stop=[fmt.separator]
+            )
         return [self._parse(_as_message(o), self.prompt.prefill_text(steps), fmt) for o in outputs]
 
     def propose(
@@ -99,9 +102,12 @@ class Reasoner:
         """Sync twin of `apropose`."""
         fmt = step_format or StepFormat()
         messages = self._inputs(question, steps, rejected)
-        outputs = self.model.batch(
-            [messages] * n, config={"max_concurrency": n}, stop=[fmt.separator]
-        )
+        if n == 1:
+            outputs = [self.model.invoke(messages, stop=[fmt.separator])]
+        else:
+            outputs = self.model.batch(
+                [messages] * n, config={"max_concurrency": n}, stop=[fmt.separator]
+            )
         return [self._parse(_as_message(o), self.prompt.prefill_text(steps), fmt) for o in outputs]
 
 

@@ -15,6 +15,7 @@ import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from drr_agent.errors import DMLoadError
 from drr_agent.scorers.base import StepContext, StepScorer, dm_text_pair
@@ -38,6 +39,26 @@ def _read_metadata(path: Path) -> dict[str, object]:
     return data
 
 
+def fit_to_window(tokenizer: Any, item: StepContext, max_length: int) -> tuple[str, str]:
+    """The DM's ``(text, text_pair)`` for ``item`` within ``max_length`` tokens.
+
+    Keeps the question (up to a third of the window) and the candidate, then adds previous
+    steps from the latest backwards while they fit: the step being judged depends most on
+    what just came before it. Training uses this too, so the DM is trained on what it sees.
+    """
+    candidate_only = dm_text_pair(StepContext(item.question, (), item.candidate))[1]
+    pieces = [item.question, candidate_only, *item.steps]
+    lengths = [len(ids) for ids in tokenizer(pieces, add_special_tokens=False)["input_ids"]]
+    budget = max_length - 4 - min(lengths[0], max_length // 3) - lengths[1]
+    kept = 0
+    for cost in reversed(lengths[2:]):
+        if cost + 1 > budget:
+            break
+        budget -= cost + 1
+        kept += 1
+    return dm_text_pair(item, item.steps[len(item.steps) - kept :])
+
+
 class HFScorer(StepScorer):
     """DM scorer over ``AutoModelForSequenceClassification``.
 
@@ -51,6 +72,10 @@ class HFScorer(StepScorer):
             is then randomly initialised: scores are meaningless, but the plumbing is real —
             for tests and smoke runs only).
         trust_remote_code: Passed to transformers; off unless you ask for it.
+        num_threads: If set, ``torch.set_num_threads(num_threads)`` — process-wide. Use 1 when
+            the embedded llama.cpp Reasoner runs in the same process: measured here, the two
+            thread pools otherwise spin against each other and the Reasoner runs 1.8× slower,
+            while a 1-thread DM costs ~10 ms more per call.
     """
 
     def __init__(
@@ -62,7 +87,9 @@ class HFScorer(StepScorer):
         positive_label: str | None = None,
         allow_untrained_head: bool = False,
         trust_remote_code: bool = False,
+        num_threads: int | None = None,
     ) -> None:
+        import torch
         from transformers import (
             AutoConfig,
             AutoModelForSequenceClassification,
@@ -105,6 +132,8 @@ class HFScorer(StepScorer):
         except (OSError, ValueError) as exc:
             raise DMLoadError(f"cannot load the DM from {self.path}: {exc}") from exc
         self.model.eval()
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
         self.positive_index = self._positive_index(positive_label)
         limit = int(getattr(self.tokenizer, "model_max_length", 512) or 512)
         self.max_length = max_length or min(256, limit)
@@ -143,21 +172,7 @@ class HFScorer(StepScorer):
         }
 
     def _fit(self, item: StepContext) -> tuple[str, str]:
-        """Keep the question and candidate; add previous steps from the latest backwards."""
-        count = self._count_tokens
-        budget = self.max_length - 4 - min(count(item.question), self.max_length // 3)
-        budget -= count(dm_text_pair(StepContext(item.question, (), item.candidate))[1])
-        kept: list[str] = []
-        for step in reversed(item.steps):
-            cost = count(step) + 1
-            if cost > budget:
-                break
-            kept.append(step)
-            budget -= cost
-        return dm_text_pair(item, kept[::-1])
-
-    def _count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return fit_to_window(self.tokenizer, item, self.max_length)
 
     def score(self, items: Sequence[StepContext]) -> list[float]:
         import torch
