@@ -1,35 +1,30 @@
-"""The ``drr`` command line.
-
-``drr solve`` runs the DRR graph on one question and shows each decision as it is taken.
-Later subcommands (traces, train, serve, eval, quickstart) reuse the same library calls.
-"""
+"""``drr solve``: the DRR graph on one question, each decision shown as it is taken."""
 
 from __future__ import annotations
 
 import json
-import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from drr_agent.cli._common import (
+    EMBEDDED,
+    ModelOpt,
+    ReasonerOpt,
+    StyleOpt,
+    VllmOpt,
+    app,
+    console,
+    fail,
+    make_reasoner,
+)
 from drr_agent.config import DRRConfig
 from drr_agent.errors import DRRError
 from drr_agent.state import DRRResult
 
-app = typer.Typer(
-    name="drr",
-    help="DRR: a trained Discriminative Model steers a Reasoner LLM step by step.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)  # errors stay greppable, unwrapped
-
-EMBEDDED = "embedded"
 _NO_DM_MESSAGE = (
     "No trained DM given. Pass --dm PATH (a Hugging Face sequence-classification folder, "
     "e.g. one written by `drr train`) or set DRR_DM. To smoke-test the plumbing without a "
@@ -38,49 +33,16 @@ _NO_DM_MESSAGE = (
 )
 
 
-class Style(StrEnum):
-    prefill = "prefill"
-    chat = "chat"
-
-
 class OnBudget(StrEnum):
     answer_best = "answer_best"
     abstain = "abstain"
-
-
-@app.callback()
-def _main() -> None:
-    """DRR: a trained Discriminative Model steers a Reasoner LLM step by step."""
-
-
-def _reasoner(reasoner: str, model: str | None, style: Style | None, vllm: bool, **sampling: Any):
-    from drr_agent.prompts import StepPrompt
-    from drr_agent.reasoners import embedded_reasoner, openai_compatible_reasoner
-
-    if reasoner == EMBEDDED:
-        return embedded_reasoner(
-            prompt=StepPrompt(style=(style or Style.prefill).value), **sampling
-        )
-    if not reasoner.startswith(("http://", "https://")):
-        raise typer.BadParameter(
-            f"expected 'embedded' or an http(s) URL of an OpenAI-compatible API, got {reasoner!r}",
-            param_hint="--reasoner",
-        )
-    if not model:
-        raise typer.BadParameter(
-            "an OpenAI-compatible --reasoner needs --model", param_hint="--model"
-        )
-    return openai_compatible_reasoner(
-        reasoner, model, style=(style or Style.chat).value, vllm=vllm, **sampling
-    )
 
 
 def _scorer(dm: Path | None, untrained_dm: bool, trust_remote_code: bool, beside_llama: bool):
     from drr_agent.scorers import HFScorer, embedded_dm_base_path
 
     if dm is None and not untrained_dm:
-        err_console.print(f"[red]error:[/red] {_NO_DM_MESSAGE}")
-        raise typer.Exit(2)
+        raise fail(_NO_DM_MESSAGE, 2)
     # one torch thread beside the in-process llama.cpp Reasoner (see HFScorer.num_threads)
     threads = 1 if beside_llama else None
     if dm is None:
@@ -120,17 +82,10 @@ def _tree_table(result: DRRResult) -> Table:
 @app.command()
 def solve(
     question: Annotated[str, typer.Argument(help="The question to reason about.")],
-    reasoner: Annotated[
-        str, typer.Option(help="'embedded' (SmolLM2-135M on CPU) or an OpenAI-compatible API URL.")
-    ] = EMBEDDED,
-    model: Annotated[str | None, typer.Option(help="Model name served at --reasoner URL.")] = None,
-    style: Annotated[
-        Style | None,
-        typer.Option(help="Prompt style; default prefill (embedded) / chat (URL)."),
-    ] = None,
-    vllm: Annotated[
-        bool, typer.Option(help="The URL is a vLLM server (enables prefill continuation).")
-    ] = False,
+    reasoner: ReasonerOpt = EMBEDDED,
+    model: ModelOpt = None,
+    style: StyleOpt = None,
+    vllm: VllmOpt = False,
     dm: Annotated[
         Path | None,
         typer.Option(help="Trained DM folder (Hugging Face format).", envvar="DRR_DM"),
@@ -165,7 +120,7 @@ def solve(
         )
         scorer = _scorer(dm, untrained_dm, trust_remote_code, beside_llama=reasoner == EMBEDDED)
         graph = build_graph(
-            _reasoner(reasoner, model, style, vllm, temperature=temperature, seed=seed),
+            make_reasoner(reasoner, model, style, vllm, temperature=temperature, seed=seed),
             scorer,
             config,
         )
@@ -177,11 +132,9 @@ def solve(
                 final = chunk
         result = DRRResult.from_state(final)  # type: ignore[arg-type]
     except DRRError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        raise fail(str(exc)) from exc
     except ValueError as exc:  # pydantic validation of the options
-        err_console.print(f"[red]error:[/red] invalid option: {exc}")
-        raise typer.Exit(2) from exc
+        raise fail(f"invalid option: {exc}", 2) from exc
 
     if as_json:
         console.print_json(json.dumps(result.model_dump()))
@@ -196,12 +149,3 @@ def solve(
         f"{result.completion_tokens}, DM calls {result.dm_calls}, "
         f"rejections {result.rejections}, backtracks {result.backtracks}"
     )
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -1,0 +1,15 @@
+"""The ``drr`` command line: one module per group of subcommands, sharing `_common`."""
+
+from __future__ import annotations
+
+import os
+
+from drr_agent.cli import offline, solve  # noqa: F401  (registers the subcommands)
+from drr_agent.cli._common import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()

@@ -1,0 +1,215 @@
+"""``drr traces``, ``drr labels``, ``drr train``, ``drr dm-eval``: DRR's offline steps.
+
+Each command reads and writes JSON Lines files validated by `drr_agent.offline.records`, is
+resumable, and prints a summary; the files it writes sit next to each other so a later step
+finds the task spec and split of an earlier one without repeating options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from drr_agent.cli._common import (
+    EMBEDDED,
+    ModelOpt,
+    ReasonerOpt,
+    StyleOpt,
+    VllmOpt,
+    app,
+    console,
+    fail,
+    make_reasoner,
+)
+from drr_agent.errors import DRRError
+
+
+def task_spec_path(traces: Path) -> Path:
+    """Where ``drr traces`` records the task spec for a trace file."""
+    return traces.with_name(traces.stem + ".task.json")
+
+
+def split_path(traces: Path) -> Path:
+    """Where ``drr traces`` records the train / held-out split for a trace file."""
+    return traces.with_name(traces.stem + ".split.json")
+
+
+class SplitChoice(StrEnum):
+    train = "train"
+    held_out = "held_out"
+    both = "both"
+
+
+def _params(pairs: list[str]) -> dict[str, object]:
+    params: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--param")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _summary_table(title: str, rows: dict[str, object]) -> Table:
+    table = Table(title=title, show_header=False)
+    for key, value in rows.items():
+        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        table.add_row(key, shown)
+    return table
+
+
+@app.command()
+def traces(
+    task: Annotated[str, typer.Option(help="Task name (see drr_agent.tasks.task_names()).")],
+    out: Annotated[Path, typer.Option(help="Trace file (JSON Lines); resumed if it exists.")],
+    limit: Annotated[int | None, typer.Option(help="Items to load.")] = None,
+    task_seed: Annotated[int, typer.Option(help="Generator seed (reasoning-gym tasks).")] = 0,
+    path: Annotated[Path | None, typer.Option(help="Local data file for the task.")] = None,
+    param: Annotated[list[str], typer.Option(help="Task parameter KEY=VALUE (repeatable).")] = [],  # noqa: B006
+    held_out: Annotated[float, typer.Option(help="Held-out fraction (<1) or count (>=1).")] = 0.25,
+    split_seed: Annotated[int, typer.Option(help="Seed of the train/held-out split.")] = 0,
+    split: Annotated[SplitChoice, typer.Option(help="Which items to trace.")] = SplitChoice.train,
+    samples: Annotated[int, typer.Option(min=1, help="Traces per item (K).")] = 8,
+    temperature: Annotated[float, typer.Option(min=0.0)] = 0.8,
+    max_tokens: Annotated[int, typer.Option(min=1)] = 200,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    concurrency: Annotated[int, typer.Option(min=1)] = 8,
+    reasoner: ReasonerOpt = EMBEDDED,
+    model: ModelOpt = None,
+    style: StyleOpt = None,
+    vllm: VllmOpt = False,
+    force: Annotated[bool, typer.Option(help="Append to a file from another run setting.")] = False,
+) -> None:
+    """Sample K reasoning traces per item, split into steps and checked, appended as they come."""
+    from drr_agent.offline.traces import sample_traces
+    from drr_agent.tasks import split_task
+    from drr_agent.tasks.spec import TaskSpec
+    from drr_agent.tasks.splits import TaskSplit
+
+    try:
+        spec = TaskSpec(
+            name=task,
+            limit=limit,
+            seed=task_seed,
+            path=str(path) if path else None,
+            params=_params(param),
+        )
+        loaded = spec.load()
+        spec_file, split_file = task_spec_path(out), split_path(out)
+        if spec_file.exists() and TaskSpec.read(spec_file) != spec and not force:
+            raise DRRError(
+                f"{spec_file} records another task spec ({TaskSpec.read(spec_file)}); use another "
+                "--out, or --force"
+            )
+        amount = int(held_out) if held_out >= 1 else held_out
+        the_split = split_task(loaded, amount, split_seed)
+        if split_file.exists() and not force:
+            recorded = TaskSplit.load(split_file)
+            if recorded.fingerprint != the_split.fingerprint:
+                raise DRRError(f"{split_file} records another split; use another --out, or --force")
+        spec.save(spec_file)
+        the_split.save(split_file)
+        the_reasoner = make_reasoner(
+            reasoner, model, style, vllm, temperature=temperature, max_tokens=max_tokens
+        )
+        parts = ["train", "held_out"] if split == SplitChoice.both else [split.value]
+        for part in parts:
+            items = the_split.items(loaded, part)
+            summary = asyncio.run(
+                sample_traces(
+                    loaded,
+                    items,
+                    part,
+                    the_reasoner,
+                    out,  # type: ignore[arg-type]
+                    samples_per_item=samples,
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                    seed=seed,
+                    concurrency=concurrency,
+                    force=force,
+                )
+            )
+            force = True  # the second part appends to the file the first one wrote
+    except DRRError as exc:
+        raise fail(str(exc)) from exc
+    console.print(_summary_table(f"traces: {out}", summary.model_dump()))
+
+
+class LabelKind(StrEnum):
+    outcome = "outcome"
+    mc = "mc"
+
+
+class McMode(StrEnum):
+    soft = "soft"
+    hard = "hard"
+
+
+@app.command()
+def labels(
+    traces_file: Annotated[Path, typer.Option("--traces", help="Trace file from drr traces.")],
+    out: Annotated[Path, typer.Option(help="Labelled steps (JSON Lines); resumed if it exists.")],
+    kind: Annotated[LabelKind, typer.Option(help="outcome, or Monte-Carlo rollouts.")] = (
+        LabelKind.outcome
+    ),
+    rollouts: Annotated[int, typer.Option(min=1, help="MC continuations per step.")] = 4,
+    mode: Annotated[McMode, typer.Option(help="MC label: fraction (soft) or any (hard).")] = (
+        McMode.soft
+    ),
+    temperature: Annotated[float, typer.Option(min=0.0)] = 0.8,
+    max_tokens: Annotated[int, typer.Option(min=1)] = 160,
+    seed: Annotated[int, typer.Option()] = 0,
+    concurrency: Annotated[int, typer.Option(min=1)] = 8,
+    reasoner: ReasonerOpt = EMBEDDED,
+    model: ModelOpt = None,
+    style: StyleOpt = None,
+    vllm: VllmOpt = False,
+) -> None:
+    """Label every step of every trace from the Reasoner's own behaviour (no humans)."""
+    from drr_agent.offline.jsonl import RecordFile
+    from drr_agent.offline.labels import mc_examples, outcome_examples, summarize_labels
+    from drr_agent.offline.records import StepExample, TraceRecord
+    from drr_agent.tasks.spec import TaskSpec
+
+    try:
+        records = RecordFile(traces_file, TraceRecord).read()
+        if not records:
+            raise DRRError(f"{traces_file}: no traces")
+        if kind == LabelKind.outcome:
+            examples = outcome_examples(records)
+            target = RecordFile(out, StepExample)
+            done = target.keys()
+            target.append(e for e in examples if e.key not in done)
+            examples = target.read()
+        else:
+            task = TaskSpec.read(task_spec_path(traces_file)).load()
+            the_reasoner = make_reasoner(
+                reasoner, model, style, vllm, temperature=temperature, max_tokens=max_tokens
+            )
+            examples = asyncio.run(
+                mc_examples(
+                    records,
+                    task,
+                    the_reasoner,
+                    out,
+                    rollouts=rollouts,
+                    mode=mode.value,
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                    seed=seed,
+                    concurrency=concurrency,
+                )
+            )
+    except DRRError as exc:
+        raise fail(str(exc)) from exc
+    console.print(_summary_table(f"labels: {out}", summarize_labels(examples).model_dump()))

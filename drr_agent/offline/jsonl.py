@@ -1,0 +1,110 @@
+"""Append-only JSON Lines files of validated records: the resume mechanism of long jobs.
+
+A job writes one line per finished unit (a trace, a labelled step, an eval item) and flushes
+it, so killing the job loses at most the unit in flight. On restart the job reads the file,
+skips the keys already there and appends the rest — no loss, no duplicates. A line cut short
+by a kill (the last line, with no newline) is dropped and rewritten; any other bad line is an
+error naming the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Hashable, Iterable
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from drr_agent.errors import DRRError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class RecordFileError(DRRError, ValueError):
+    """A JSON Lines file holds a line that is not a valid record."""
+
+
+def _field_errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in err["loc"]) or "<record>"
+        parts.append(f"field '{loc}': {err['msg']}")
+    more = len(exc.errors()) - 3
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+class RecordFile(Generic[M]):
+    """A JSON Lines file of ``model`` records.
+
+    Args:
+        path: The file (created with its folder on first append).
+        model: The pydantic model every line must validate as.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], model: type[M]) -> None:
+        self.path = Path(path)
+        self.model = model
+
+    def read(self, *, repair: bool = False) -> list[M]:
+        """All records, validated. ``repair`` drops a truncated last line (a killed write)."""
+        if not self.path.exists():
+            return []
+        raw = self.path.read_bytes()
+        lines = raw.split(b"\n")
+        complete = raw.endswith(b"\n") or not raw
+        records: list[M] = []
+        offset = 0
+        for number, line in enumerate(lines, 1):
+            is_tail = number == len(lines)
+            if is_tail and complete:
+                break
+            try:
+                if not line.strip():
+                    raise RecordFileError(f"{self.path}:{number}: empty line")
+                records.append(self.model.model_validate_json(line))
+            except (ValidationError, RecordFileError) as exc:
+                if is_tail and not complete:
+                    if repair:  # cut short by a kill: forget it, it will be redone
+                        with self.path.open("r+b") as fh:
+                            fh.truncate(offset)
+                        break
+                    raise RecordFileError(
+                        f"{self.path}:{number}: truncated last line (an interrupted write?); "
+                        "resuming the job repairs it"
+                    ) from exc
+                if isinstance(exc, RecordFileError):
+                    raise
+                detail = _field_errors(exc)
+                if any(e["type"] == "json_invalid" for e in exc.errors()):
+                    detail = "not valid JSON"
+                raise RecordFileError(
+                    f"{self.path}:{number}: invalid {self.model.__name__}: {detail}"
+                ) from exc
+            offset += len(line) + 1
+        return records
+
+    def append(self, records: Iterable[M]) -> int:
+        """Append records, one flushed line each; returns how many were written."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        count = 0
+        with self.path.open("a", encoding="utf-8") as fh:
+            for record in records:
+                fh.write(record.model_dump_json() + "\n")
+                fh.flush()
+                count += 1
+        return count
+
+    def keys(self, *, repair: bool = True) -> set[Hashable]:
+        """Keys (``record.key``) of the records on disk, for resuming."""
+        return {getattr(r, "key") for r in self.read(repair=repair)}  # noqa: B009
+
+
+def write_json(path: str | os.PathLike[str], data: object) -> None:
+    """Write a JSON document atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.replace(path)

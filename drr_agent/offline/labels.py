@@ -1,0 +1,194 @@
+"""Step labels without humans, from the Reasoner's own behaviour.
+
+Every step prefix of every trace becomes a `StepExample` whose label estimates "continuing
+from here reaches the gold answer":
+
+- **outcome** labels give each step its trace's result (1 if the trace's answer is right).
+  Free, but noisy: a right step in a trace that later goes wrong is labelled 0.
+- **Monte-Carlo** labels sample ``rollouts`` continuations of the Reasoner from the prefix
+  (the same prefill prompt the graph uses) and take the fraction that reach the gold answer
+  (``soft``), or 1 if any does (``hard``, Math-Shepherd's "hard estimation"). A step that
+  carries a final answer is labelled by its own correctness. Identical prefixes (common: many
+  samples share a first step) are rolled out once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from drr_agent.errors import DRRError, ReasonerError
+from drr_agent.offline.jsonl import RecordFile
+from drr_agent.offline.records import StepExample, TraceRecord
+from drr_agent.offline.traces import finish_trace, sample_seed
+from drr_agent.reasoners.base import Reasoner
+from drr_agent.retry import aretry
+from drr_agent.tasks.base import Task, TaskItem
+from drr_agent.tasks.checking import is_correct
+
+
+class LabelSummary(BaseModel):
+    """Size and class balance of a labelled set."""
+
+    examples: int
+    positives: int
+    negatives: int
+    positive_rate: float
+    final_steps: int
+    items: int
+    by_split: dict[str, int]
+    kind: str
+
+
+def summarize_labels(examples: Sequence[StepExample]) -> LabelSummary:
+    positives = sum(e.hard_label for e in examples)
+    by_split: dict[str, int] = {}
+    for e in examples:
+        by_split[e.split] = by_split.get(e.split, 0) + 1
+    kinds = sorted({e.label_kind for e in examples})
+    return LabelSummary(
+        examples=len(examples),
+        positives=positives,
+        negatives=len(examples) - positives,
+        positive_rate=positives / len(examples) if examples else 0.0,
+        final_steps=sum(e.final for e in examples),
+        items=len({e.item_id for e in examples}),
+        by_split=by_split,
+        kind="+".join(kinds) or "none",
+    )
+
+
+def _usable(traces: Iterable[TraceRecord]) -> list[TraceRecord]:
+    return [t for t in traces if t.status == "ok" and t.steps]
+
+
+def _example(trace: TraceRecord, index: int, label: float, kind: str, rollouts: int) -> StepExample:
+    return StepExample(
+        task=trace.task,
+        split=trace.split,
+        item_id=trace.item_id,
+        sample_index=trace.sample_index,
+        step_index=index,
+        question=trace.question,
+        previous=trace.steps[:index],
+        step=trace.steps[index],
+        label=label,
+        label_kind=kind,  # type: ignore[arg-type]
+        rollouts=rollouts,
+        final=index == len(trace.steps) - 1 and trace.answer is not None,
+    )
+
+
+def outcome_examples(traces: Iterable[TraceRecord]) -> list[StepExample]:
+    """Label every step with its trace's outcome."""
+    return [
+        _example(t, i, float(t.correct), "outcome", 0)
+        for t in _usable(traces)
+        for i in range(len(t.steps))
+    ]
+
+
+async def mc_examples(
+    traces: Sequence[TraceRecord],
+    task: Task,
+    reasoner: Reasoner,
+    out: str | Path,
+    *,
+    rollouts: int = 4,
+    mode: Literal["soft", "hard"] = "soft",
+    temperature: float = 0.8,
+    max_tokens: int = 160,
+    seed: int = 0,
+    concurrency: int = 8,
+    retries: int = 2,
+    timeout_s: float = 120.0,
+    progress: bool = True,
+) -> list[StepExample]:
+    """Monte-Carlo labels, appended to ``out`` per step; resumes from what ``out`` holds."""
+    if reasoner.prompt.style != "prefill":
+        raise DRRError(
+            "Monte-Carlo labels continue the Reasoner from a step prefix and need the 'prefill' "
+            f"prompt style; {reasoner.name!r} uses {reasoner.prompt.style!r}"
+        )
+    items: dict[str, TaskItem] = {item.id: item for item in task.items}
+    usable = _usable(traces)
+    missing = sorted({t.item_id for t in usable} - items.keys())
+    if missing:
+        raise DRRError(
+            f"{len(missing)} traced items are not in task {task.name!r} (e.g. {missing[0]!r}): "
+            "label with the task and parameters the traces were sampled with"
+        )
+    records = RecordFile(out, StepExample)
+    done = {e.key for e in records.read(repair=True)}
+    prompt = reasoner.prompt.model_copy(update={"instruction": task.instruction})
+    semaphore = asyncio.Semaphore(concurrency)
+    cache: dict[tuple[str, tuple[str, ...]], asyncio.Task[float]] = {}
+
+    async def rollout_value(item: TaskItem, prefix: tuple[str, ...]) -> float:
+        messages = prompt.messages(item.question, list(prefix))
+        prefill = prompt.prefill_text(list(prefix))
+        wins = 0
+        for r in range(rollouts):
+            kwargs = {
+                "temperature": temperature,
+                "max_tokens": max_tokens,
+                "seed": sample_seed(seed, f"{item.id}|{'|'.join(prefix)}", r),
+            }
+            async with semaphore:
+                message = await aretry(
+                    lambda kw=kwargs: reasoner.model.ainvoke(messages, **kw),
+                    what=f"Reasoner {reasoner.name!r}",
+                    retries=retries,
+                    timeout_s=timeout_s,
+                    error_cls=ReasonerError,
+                )
+            text = message.text if hasattr(message, "text") else str(message.content)
+            if text.startswith(prefill):  # llama.cpp echoes the prefill
+                text = text[len(prefill) :]
+            _, answer, _ = finish_trace(text, item, task)
+            wins += is_correct(answer, item.gold, item.answer_type, item.choices)
+        if mode == "hard":
+            return float(wins > 0)
+        return wins / rollouts
+
+    def value_of(item: TaskItem, prefix: tuple[str, ...]) -> asyncio.Task[float]:
+        key = (item.id, prefix)
+        if key not in cache:
+            cache[key] = asyncio.ensure_future(rollout_value(item, prefix))
+        return cache[key]
+
+    async def label(trace: TraceRecord, index: int) -> StepExample:
+        example = _example(trace, index, 0.0, "mc", rollouts)
+        if example.final:  # the answer is there: its correctness is the label
+            return example.model_copy(update={"label": float(trace.correct), "rollouts": 0})
+        item = items[trace.item_id]
+        value = await value_of(item, tuple(trace.steps[: index + 1]))
+        return example.model_copy(update={"label": value})
+
+    todo = [
+        (t, i)
+        for t in usable
+        for i in range(len(t.steps))
+        if (t.item_id, t.sample_index, i) not in done
+    ]
+    started = time.perf_counter()
+    columns = (
+        TextColumn("[bold]MC labels[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.2f} steps/s"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, disable=not progress) as bar:
+        job = bar.add_task("label", total=len(todo), rate=0.0)
+        for future in asyncio.as_completed([label(t, i) for t, i in todo]):
+            records.append([await future])
+            elapsed = time.perf_counter() - started
+            bar.update(job, advance=1, rate=bar.tasks[0].completed / max(elapsed, 1e-9))
+    return records.read()

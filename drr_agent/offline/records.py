@@ -1,0 +1,100 @@
+"""Records of the offline module, one JSON Lines row each: traces and labelled steps.
+
+Every file the offline module writes is JSON Lines of one of these models, appended as rows
+are produced (see `drr_agent.offline.jsonl`), so a killed job resumes from what is on disk.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SplitName = Literal["train", "held_out"]
+
+
+class SamplingSettings(BaseModel):
+    """How traces were sampled (recorded so a file can be matched to its Reasoner run)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float
+    max_tokens: int
+    seed: int
+    samples_per_item: int
+    prompt_style: str
+    instruction: str
+
+
+class TraceRecord(BaseModel):
+    """One sampled reasoning trace for one item, split into steps and checked.
+
+    ``steps`` end at the first step that carries a final answer (what follows is drift the
+    graph would never reach). ``answer_marked`` says whether that answer came from an answer
+    marker ("Answer: X") or, failing one, from the last step (small models often omit it).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = 1
+    task: str
+    split: SplitName
+    item_id: str
+    sample_index: int = Field(ge=0)
+    question: str
+    gold: str
+    reasoner: str
+    sampling: SamplingSettings
+    status: Literal["ok", "failed"]
+    text: str = ""
+    steps: list[str] = Field(default_factory=list)
+    answer: str | None = None
+    answer_marked: bool = False
+    correct: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.item_id, self.sample_index)
+
+
+class StepExample(BaseModel):
+    """One labelled step: the DM's training / evaluation unit.
+
+    The DM input is ``dm_text_pair(StepContext(question, tuple(previous), step))``.
+
+    Attributes:
+        previous: Steps before this one in the trace.
+        step: The step being judged.
+        label: Soft label in [0, 1]: the probability that continuing from this prefix reaches
+            the gold answer (outcome labels are 0 or 1; Monte-Carlo labels are fractions).
+        label_kind: ``"outcome"`` (the trace's own result) or ``"mc"`` (rollouts from the
+            prefix).
+        final: The step carries a final answer (it is judged against ``answer_threshold``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = 1
+    task: str
+    split: SplitName
+    item_id: str
+    sample_index: int = Field(ge=0)
+    step_index: int = Field(ge=0)
+    question: str
+    previous: list[str]
+    step: str
+    label: float = Field(ge=0.0, le=1.0)
+    label_kind: Literal["outcome", "mc"]
+    rollouts: int = Field(default=0, ge=0)
+    final: bool = False
+
+    @property
+    def hard_label(self) -> int:
+        return int(self.label >= 0.5)
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return (self.item_id, self.sample_index, self.step_index)

@@ -1,0 +1,217 @@
+"""Behavioural traces: the Reasoner's own reasoning on questions with gold answers.
+
+DRR's DM is trained on what *this* Reasoner does, right and wrong, so the first offline step
+samples K traces per question with the Reasoner under the same prompt the graph uses, cuts each
+into steps (`StepFormat`), extracts and checks its answer with the task's checker, and appends
+one `TraceRecord` per trace to a JSON Lines file as it goes. Sampling is concurrent but bounded;
+a re-run skips what the file already holds; a trace whose Reasoner call fails after retries is
+recorded as ``failed`` and the run goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from langchain_core.messages import BaseMessage
+from pydantic import BaseModel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from drr_agent.errors import DRRError, ReasonerError
+from drr_agent.offline.jsonl import RecordFile
+from drr_agent.offline.records import SamplingSettings, SplitName, TraceRecord
+from drr_agent.reasoners.base import Reasoner
+from drr_agent.retry import aretry
+from drr_agent.tasks.base import Task, TaskItem
+from drr_agent.tasks.checking import is_correct, normalize_answer
+
+
+class TraceFileMismatchError(DRRError, ValueError):
+    """An existing trace file was produced by another task, Reasoner or sampling setting."""
+
+
+class TraceSummary(BaseModel):
+    """What a `sample_traces` run did (this run and the file as a whole)."""
+
+    path: str
+    items: int
+    traces_total: int
+    traces_new: int
+    failed: int
+    correct: int
+    accuracy: float
+    marked: int
+    seconds: float
+    traces_per_second: float
+
+
+def sample_seed(seed: int, item_id: str, sample_index: int) -> int:
+    """A per-trace seed: the same (seed, item, index) always samples the same way."""
+    digest = hashlib.sha256(f"{seed}:{item_id}:{sample_index}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def finish_trace(text: str, item: TaskItem, task: Task) -> tuple[list[str], str | None, bool]:
+    """Cut a completion into steps, up to the first answer; return (steps, answer, marked)."""
+    fmt = task.step_format
+    steps = fmt.split(text)
+    for index, step in enumerate(steps):
+        answer = fmt.extract_answer(step)
+        if answer is not None:
+            return steps[: index + 1], answer, True
+    if steps:  # no marker: read the answer off the last step (numbers, letters, yes/no)
+        fallback = normalize_answer(steps[-1], item.answer_type, item.choices)
+        if fallback is not None and item.answer_type != "text":
+            return steps, fallback, False
+    return steps, None, False
+
+
+def trace_messages(reasoner: Reasoner, task: Task, question: str) -> list[BaseMessage]:
+    """The prompt of a whole trace: the graph's first-step prompt under the task's instruction."""
+    prompt = reasoner.prompt.model_copy(update={"instruction": task.instruction})
+    return prompt.messages(question, [])
+
+
+def _check_compatible(existing: Sequence[TraceRecord], probe: TraceRecord, path: Path) -> None:
+    for record in existing[:1]:
+        for field in ("task", "reasoner", "sampling"):
+            if getattr(record, field) != getattr(probe, field):
+                raise TraceFileMismatchError(
+                    f"{path} holds traces with {field}={getattr(record, field)!r}, this run has "
+                    f"{getattr(probe, field)!r}. Use another --out file, or --force to append."
+                )
+
+
+async def sample_traces(
+    task: Task,
+    items: Sequence[TaskItem],
+    split: SplitName,
+    reasoner: Reasoner,
+    out: str | Path,
+    *,
+    samples_per_item: int = 8,
+    temperature: float = 0.8,
+    max_tokens: int = 200,
+    seed: int = 0,
+    concurrency: int = 8,
+    retries: int = 2,
+    timeout_s: float = 120.0,
+    force: bool = False,
+    progress: bool = True,
+) -> TraceSummary:
+    """Sample ``samples_per_item`` traces for each item and append them to ``out``.
+
+    Resumes: traces already in ``out`` (same item id and sample index) are not sampled again.
+    Refuses a file written for another task, Reasoner or sampling setting unless ``force``.
+    """
+    started = time.perf_counter()
+    records = RecordFile(out, TraceRecord)
+    existing = records.read(repair=True)
+    sampling = SamplingSettings(
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+        samples_per_item=samples_per_item,
+        prompt_style=reasoner.prompt.style,
+        instruction=task.instruction,
+    )
+
+    def record(item: TaskItem, index: int, **fields: object) -> TraceRecord:
+        return TraceRecord(
+            task=task.name,
+            split=split,
+            item_id=item.id,
+            sample_index=index,
+            question=item.question,
+            gold=item.gold,
+            reasoner=reasoner.name,
+            sampling=sampling,
+            **fields,  # type: ignore[arg-type]
+        )
+
+    if items and not force:
+        _check_compatible(existing, record(items[0], 0, status="failed"), records.path)
+    done = {r.key for r in existing}
+    todo = [
+        (item, index)
+        for item in items
+        for index in range(samples_per_item)
+        if (item.id, index) not in done
+    ]
+    semaphore = asyncio.Semaphore(concurrency)
+    stats = {"new": 0, "correct": 0, "failed": 0}
+
+    async def one(item: TaskItem, index: int) -> TraceRecord:
+        messages = trace_messages(reasoner, task, item.question)
+        kwargs = {
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "seed": sample_seed(seed, item.id, index),
+        }
+        async with semaphore:
+            try:
+                message = await aretry(
+                    lambda: reasoner.model.ainvoke(messages, **kwargs),
+                    what=f"Reasoner {reasoner.name!r}",
+                    retries=retries,
+                    timeout_s=timeout_s,
+                    error_cls=ReasonerError,
+                )
+            except ReasonerError as exc:
+                return record(item, index, status="failed", error=str(exc))
+        text = message.text if hasattr(message, "text") else str(message.content)
+        steps, answer, marked = finish_trace(text, item, task)
+        usage = getattr(message, "usage_metadata", None) or {}
+        return record(
+            item,
+            index,
+            status="ok",
+            text=text,
+            steps=steps,
+            answer=answer,
+            answer_marked=marked,
+            correct=is_correct(answer, item.gold, item.answer_type, item.choices),
+            prompt_tokens=int(usage.get("input_tokens", 0)),
+            completion_tokens=int(usage.get("output_tokens", 0)),
+        )
+
+    columns = (
+        TextColumn("[bold]traces[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.2f} traces/s  acc {task.fields[acc]:.2f}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        job = bar.add_task(f"{task.name}/{split}", total=len(todo), rate=0.0, acc=0.0)
+        for future in asyncio.as_completed([one(item, index) for item, index in todo]):
+            result = await future
+            records.append([result])
+            stats["new"] += 1
+            stats["failed"] += result.status == "failed"
+            stats["correct"] += result.correct
+            elapsed = time.perf_counter() - started
+            bar.update(
+                job,
+                advance=1,
+                rate=stats["new"] / max(elapsed, 1e-9),
+                acc=stats["correct"] / stats["new"],
+            )
+    everything = records.read()
+    ok = [r for r in everything if r.status == "ok"]
+    seconds = time.perf_counter() - started
+    return TraceSummary(
+        path=str(records.path),
+        items=len({r.item_id for r in everything}),
+        traces_total=len(everything),
+        traces_new=stats["new"],
+        failed=len(everything) - len(ok),
+        correct=sum(r.correct for r in ok),
+        accuracy=sum(r.correct for r in ok) / len(ok) if ok else 0.0,
+        marked=sum(r.answer_marked for r in ok),
+        seconds=seconds,
+        traces_per_second=stats["new"] / seconds if seconds else 0.0,
+    )

@@ -1,0 +1,290 @@
+"""`sample_traces`, resume after a kill, and annotation-free labels (seeded doubles + real task)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+from typing import Any
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+import drr_agent.retry
+from drr_agent import Reasoner
+from drr_agent.offline.jsonl import RecordFile, RecordFileError
+from drr_agent.offline.labels import mc_examples, outcome_examples, summarize_labels
+from drr_agent.offline.records import TraceRecord
+from drr_agent.offline.traces import TraceFileMismatchError, finish_trace, sample_traces
+from drr_agent.tasks import load_task
+
+
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(drr_agent.retry, "backoff_s", lambda attempt: 0.0)
+
+
+class SeededArithmetic(BaseChatModel):
+    """Answers "Calculate a ± b." step by step; the seed decides whether it slips.
+
+    Deterministic per (prompt, seed), like a seeded sampler; continues a prefilled assistant
+    message (for Monte-Carlo rollouts) by answering what the last step computed.
+    """
+
+    calls: int = 0
+    fail_items: tuple[str, ...] = ()
+
+    @property
+    def _llm_type(self) -> str:
+        return "seeded-arithmetic"
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
+        self.calls += 1
+        question = str(messages[0].content)
+        if any(f in question for f in self.fail_items):
+            raise ConnectionError("reasoner down")
+        rng = random.Random(f"{question}|{kwargs.get('seed')}")
+        a, op, b = re.search(r"(-?\d+) ([+-]) (-?\d+)", question).groups()
+        right = int(a) + int(b) if op == "+" else int(a) - int(b)
+        if isinstance(messages[-1], AIMessage):  # continuation of a prefix
+            last = str(messages[-1].content).strip().splitlines()[-1]
+            value = int(last.split("=")[-1]) if "=" in last else right
+            value += 0 if rng.random() < 0.7 else 1
+            text = f"Answer: {value}"
+        else:
+            got = right if rng.random() < 0.5 else right + rng.choice([-2, 1, 3])
+            text = f"Let me compute.\n{a} {op} {b} = {got}\nAnswer: {got}\nextra drift"
+        usage = {"input_tokens": 20, "output_tokens": len(text.split()), "total_tokens": 0}
+        return ChatResult(
+            generations=[ChatGeneration(message=AIMessage(text, usage_metadata=usage))]
+        )
+
+
+@pytest.fixture(scope="module")
+def task():
+    return load_task("basic_arithmetic", limit=6, seed=3)
+
+
+def _sorted(path) -> list[dict]:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return sorted(rows, key=lambda r: (r["item_id"], r["sample_index"]))
+
+
+async def test_traces_are_split_checked_and_recorded(tmp_path, task):
+    out = tmp_path / "traces.jsonl"
+    summary = await sample_traces(
+        task,
+        task.items,
+        "train",
+        Reasoner(SeededArithmetic()),
+        out,
+        samples_per_item=4,
+        seed=1,
+        progress=False,
+    )
+    records = RecordFile(out, TraceRecord).read()
+    assert len(records) == summary.traces_total == summary.traces_new == 24
+    assert len({r.key for r in records}) == 24
+    for r in records:
+        assert r.status == "ok" and r.task == "basic_arithmetic" and r.split == "train"
+        assert r.steps[-1].startswith("Answer:"), "steps end at the first answer (drift cut)"
+        assert r.answer_marked and r.sampling.samples_per_item == 4 and r.sampling.seed == 1
+        assert r.correct == (r.answer == r.gold)
+    assert summary.correct == sum(r.correct for r in records)
+    assert 0 < summary.accuracy < 1
+
+
+async def test_killed_run_resumes_to_the_same_records(tmp_path, task):
+    reference = tmp_path / "reference.jsonl"
+    await sample_traces(
+        task,
+        task.items,
+        "train",
+        Reasoner(SeededArithmetic()),
+        reference,
+        samples_per_item=3,
+        seed=5,
+        concurrency=2,
+        progress=False,
+    )
+
+    out = tmp_path / "killed.jsonl"
+    job = asyncio.create_task(
+        sample_traces(
+            task,
+            task.items,
+            "train",
+            Reasoner(SeededArithmetic()),
+            out,
+            samples_per_item=3,
+            seed=5,
+            concurrency=2,
+            progress=False,
+        )
+    )
+    while not out.exists() or len(out.read_text().splitlines()) < 5:
+        await asyncio.sleep(0.001)
+    job.cancel()  # the kill
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    with out.open("a") as fh:  # and a line cut short by the kill
+        fh.write('{"schema_version": 1, "task": "basic_ar')
+    partial = len(out.read_text().splitlines())
+    assert 5 <= partial < 18
+
+    model = SeededArithmetic()
+    summary = await sample_traces(
+        task,
+        task.items,
+        "train",
+        Reasoner(model),
+        out,
+        samples_per_item=3,
+        seed=5,
+        concurrency=2,
+        progress=False,
+    )
+    assert summary.traces_new == model.calls == 18 - (partial - 1)
+    assert _sorted(out) == _sorted(reference)  # nothing lost, nothing duplicated
+
+
+async def test_failures_are_recorded_and_counted(tmp_path, task):
+    down = task.items[0].question
+    model = SeededArithmetic(fail_items=(down,))
+    summary = await sample_traces(
+        task,
+        task.items,
+        "train",
+        Reasoner(model),
+        tmp_path / "t.jsonl",
+        samples_per_item=2,
+        retries=1,
+        progress=False,
+    )
+    assert summary.failed == 2 and summary.traces_total == 12
+    failed = [
+        r for r in RecordFile(tmp_path / "t.jsonl", TraceRecord).read() if r.status == "failed"
+    ]
+    assert {r.item_id for r in failed} == {task.items[0].id}
+    assert "reasoner down" in failed[0].error and "after 2 attempts" in failed[0].error
+
+
+async def test_a_file_from_another_reasoner_is_refused_unless_forced(tmp_path, task):
+    out = tmp_path / "t.jsonl"
+    items = task.items[:2]
+    await sample_traces(
+        task,
+        items,
+        "train",
+        Reasoner(SeededArithmetic(), name="A"),
+        out,
+        samples_per_item=1,
+        progress=False,
+    )
+    with pytest.raises(TraceFileMismatchError, match="reasoner='A'"):
+        await sample_traces(
+            task,
+            items,
+            "train",
+            Reasoner(SeededArithmetic(), name="B"),
+            out,
+            samples_per_item=1,
+            progress=False,
+        )
+    summary = await sample_traces(
+        task,
+        items,
+        "train",
+        Reasoner(SeededArithmetic(), name="B"),
+        out,
+        samples_per_item=2,
+        progress=False,
+        force=True,
+    )
+    assert summary.traces_new == 2  # index 1 of each item; index 0 is already there
+
+
+def test_malformed_line_names_file_line_and_field(tmp_path):
+    out = tmp_path / "t.jsonl"
+    good = TraceRecord.model_validate(
+        json.loads(
+            '{"task":"t","split":"train","item_id":"a","sample_index":0,"question":"q","gold":"1",'
+            '"reasoner":"r","sampling":{"temperature":0.8,"max_tokens":9,"seed":0,'
+            '"samples_per_item":1,"prompt_style":"prefill","instruction":"i"},"status":"ok"}'
+        )
+    )
+    RecordFile(out, TraceRecord).append([good])
+    bad = good.model_dump()
+    bad["sample_index"] = -1
+    with out.open("a") as fh:
+        fh.write(json.dumps(bad) + "\n")
+        fh.write(good.model_dump_json() + "\n")
+    with pytest.raises(
+        RecordFileError, match=r"t\.jsonl:2: invalid TraceRecord: field 'sample_index'"
+    ):
+        RecordFile(out, TraceRecord).read()
+    out.write_text(good.model_dump_json() + "\n{not json\n")
+    with pytest.raises(RecordFileError, match=r":2: invalid TraceRecord: not valid JSON"):
+        RecordFile(out, TraceRecord).read()
+
+
+def test_answer_fallback_without_a_marker(task):
+    item = task.items[0]
+    steps, answer, marked = finish_trace("First I add.\nThe result is 12", item, task)
+    assert steps == ["First I add.", "The result is 12"] and answer == "12" and not marked
+    assert finish_trace("", item, task) == ([], None, False)
+
+
+async def test_outcome_and_monte_carlo_labels(tmp_path, task):
+    traces_path = tmp_path / "traces.jsonl"
+    await sample_traces(
+        task,
+        task.items,
+        "train",
+        Reasoner(SeededArithmetic()),
+        traces_path,
+        samples_per_item=3,
+        seed=2,
+        progress=False,
+    )
+    traces = RecordFile(traces_path, TraceRecord).read()
+
+    outcome = outcome_examples(traces)
+    assert len(outcome) == sum(len(t.steps) for t in traces)
+    for e in outcome:
+        trace = next(t for t in traces if t.key == (e.item_id, e.sample_index))
+        assert e.label == float(trace.correct) and e.previous == trace.steps[: e.step_index]
+        assert e.final == (e.step_index == len(trace.steps) - 1)
+    summary = summarize_labels(outcome)
+    assert summary.examples == len(outcome) and 0 < summary.positive_rate < 1
+
+    model = SeededArithmetic()
+    out = tmp_path / "mc.jsonl"
+    mc = await mc_examples(traces, task, Reasoner(model), out, rollouts=4, progress=False)
+    assert {e.key for e in mc} == {e.key for e in outcome}
+    prefixes = {(e.item_id, (*e.previous, e.step)) for e in mc if not e.final}
+    assert model.calls == 4 * len(prefixes), "identical prefixes are rolled out once"
+    for e in mc:
+        if e.final:
+            assert e.label in (0.0, 1.0) and e.rollouts == 0
+        else:
+            assert e.label * 4 == int(e.label * 4) and e.rollouts == 4
+    # a wrong computed step leads rollouts to wrong answers: MC separates what outcome can't
+    wrong = [
+        e
+        for e in mc
+        if "=" in e.step
+        and not e.final
+        and e.step.split("=")[-1].strip() != next(t.gold for t in traces if t.item_id == e.item_id)
+    ]
+    assert wrong and all(e.label == 0.0 for e in wrong)
+
+    again = await mc_examples(
+        traces, task, Reasoner(SeededArithmetic()), out, rollouts=4, progress=False
+    )
+    assert sorted(e.key for e in again) == sorted(e.key for e in mc)  # resumed: nothing redone
