@@ -213,3 +213,90 @@ def labels(
     except DRRError as exc:
         raise fail(str(exc)) from exc
     console.print(_summary_table(f"labels: {out}", summarize_labels(examples).model_dump()))
+
+
+def _read_examples(path: Path):
+    from drr_agent.offline.jsonl import RecordFile
+    from drr_agent.offline.records import StepExample
+
+    examples = RecordFile(path, StepExample).read()
+    if not examples:
+        raise DRRError(f"{path}: no labelled steps")
+    return examples
+
+
+@app.command()
+def train(
+    labels_file: Annotated[Path, typer.Option("--labels", help="Labelled steps (drr labels).")],
+    out: Annotated[Path, typer.Option(help="Output folder for the DM (Hugging Face format).")],
+    base: Annotated[
+        str | None, typer.Option(help="Base model folder or Hub id (default: embedded MiniLM).")
+    ] = None,
+    epochs: Annotated[float, typer.Option(min=0.01)] = 3.0,
+    learning_rate: Annotated[float, typer.Option(min=0.0)] = 5e-5,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    max_length: Annotated[int, typer.Option(min=16, help="DM token window.")] = 256,
+    eval_fraction: Annotated[float, typer.Option(min=0.0, max=0.99)] = 0.2,
+    class_weighting: Annotated[bool, typer.Option(help="Weight classes by balance.")] = True,
+    patience: Annotated[int | None, typer.Option(help="Early-stopping patience (epochs).")] = 2,
+    seed: Annotated[int, typer.Option()] = 42,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+    trust_remote_code: Annotated[bool, typer.Option()] = False,
+) -> None:
+    """Fine-tune the DM on train-split steps; evaluate on held-out-split steps; save it."""
+    from rich.markdown import Markdown
+
+    from drr_agent.offline.train import TrainConfig, train_dm
+
+    try:
+        examples = _read_examples(labels_file)
+        config = TrainConfig(
+            base_model=base,
+            output_dir=out,
+            overwrite_output_dir=overwrite,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            max_length=max_length,
+            eval_fraction=eval_fraction,
+            class_weighting=class_weighting,
+            early_stopping_patience=patience if eval_fraction > 0 else None,
+            seed=seed,
+            trust_remote_code=trust_remote_code,
+        )
+        result = train_dm(
+            [e for e in examples if e.split == "train"],
+            config,
+            held_out=[e for e in examples if e.split == "held_out"] or None,
+        )
+    except DRRError as exc:
+        raise fail(str(exc)) from exc
+    except ValueError as exc:
+        raise fail(f"invalid option: {exc}", 2) from exc
+    console.print(Markdown(result.to_markdown()))
+
+
+@app.command("dm-eval")
+def dm_eval(
+    dm: Annotated[Path, typer.Option(help="DM folder.")],
+    labels_file: Annotated[Path, typer.Option("--labels", help="Labelled steps (drr labels).")],
+    split: Annotated[SplitChoice, typer.Option(help="Which labelled steps to score.")] = (
+        SplitChoice.held_out
+    ),
+) -> None:
+    """Step-level AUROC, accuracy, calibration and thresholds of a DM on labelled steps."""
+    from rich.markdown import Markdown
+
+    from drr_agent.offline.dm_eval import evaluate_dm
+    from drr_agent.scorers import HFScorer
+
+    try:
+        examples = _read_examples(labels_file)
+        if split != SplitChoice.both:
+            examples = [e for e in examples if e.split == split.value]
+        if not examples:
+            raise DRRError(f"{labels_file}: no labelled steps in split {split.value!r}")
+        report = evaluate_dm(HFScorer(dm), examples, progress=True)
+    except DRRError as exc:
+        raise fail(str(exc)) from exc
+    console.print(Markdown(report.to_markdown(title=f"DM {dm} on {split.value} steps")))

