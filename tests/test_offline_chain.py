@@ -1,0 +1,141 @@
+"""The offline chain on the real embedded Reasoner, at small size: traces → labels → train →
+evaluate, the trained DM in the graph, and `drr traces` killed with SIGKILL and resumed."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from drr_agent import DRRResult, HFScorer, build_graph
+from drr_agent.cli import app
+from drr_agent.offline.jsonl import RecordFile
+from drr_agent.offline.records import StepExample, TraceRecord
+from drr_agent.scorers import DM_METADATA_FILE
+
+pytestmark = pytest.mark.embedded
+runner = CliRunner()
+DRR = str(Path(sys.executable).with_name("drr"))
+
+
+def _ok(result) -> None:
+    assert result.exit_code == 0, result.output
+
+
+def test_traces_labels_train_evaluate_and_solve(tmp_path, embedded):
+    traces = tmp_path / "traces.jsonl"
+    _ok(
+        runner.invoke(
+            app,
+            [
+                "traces",
+                "--task",
+                "basic_arithmetic",
+                "--limit",
+                "16",
+                "--task-seed",
+                "42",
+                "--held-out",
+                "0.25",
+                "--split",
+                "both",
+                "--samples",
+                "3",
+                "--max-tokens",
+                "80",
+                "--out",
+                str(traces),
+            ],
+        )
+    )
+    records = RecordFile(traces, TraceRecord).read()
+    assert len(records) == len({r.key for r in records}) == 16 * 3  # every item is in one part
+    assert {r.split for r in records} == {"train", "held_out"}
+    assert (tmp_path / "traces.task.json").is_file() and (tmp_path / "traces.split.json").is_file()
+    split = json.loads((tmp_path / "traces.split.json").read_text())
+    assert not set(split["train_ids"]) & set(split["held_out_ids"])
+    assert {r.item_id for r in records if r.split == "held_out"} <= set(split["held_out_ids"])
+
+    labels = tmp_path / "labels.jsonl"
+    _ok(runner.invoke(app, ["labels", "--traces", str(traces), "--out", str(labels)]))
+    examples = RecordFile(labels, StepExample).read()
+    assert len(examples) == sum(len(r.steps) for r in records if r.status == "ok")
+
+    dm = tmp_path / "dm"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--labels",
+            str(labels),
+            "--out",
+            str(dm),
+            "--epochs",
+            "1",
+            "--max-length",
+            "96",
+            "--batch-size",
+            "16",
+        ],
+    )
+    _ok(result)
+    assert "AUROC" in result.output
+    assert (dm / "model.safetensors").is_file() and (dm / DM_METADATA_FILE).is_file()
+    assert not list(dm.glob("*.bin")), "weights are saved as safetensors only"
+
+    _ok(runner.invoke(app, ["dm-eval", "--dm", str(dm), "--labels", str(labels)]))
+
+    scorer = HFScorer(dm, num_threads=1)  # a trained classifier: no allow_untrained_head
+    assert set(scorer.thresholds) == {"accept_threshold", "answer_threshold"}
+    graph = build_graph(embedded, scorer)
+    state = graph.invoke({"question": "Calculate 4 + 3."})
+    run = DRRResult.from_state(state)
+    assert run.thoughts and run.stop_reason is not None
+    first = next(e for e in graph.stream({"question": "Calculate 2 + 2."}, stream_mode="custom"))
+    assert first["accept_threshold"] == scorer.thresholds["accept_threshold"]
+
+
+def test_killed_traces_command_resumes_without_loss_or_duplicates(tmp_path):
+    out = tmp_path / "traces.jsonl"
+    args = [
+        DRR,
+        "traces",
+        "--task",
+        "basic_arithmetic",
+        "--limit",
+        "6",
+        "--task-seed",
+        "1",
+        "--held-out",
+        "0",
+        "--samples",
+        "3",
+        "--max-tokens",
+        "60",
+        "--concurrency",
+        "2",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if out.exists() and len(out.read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = len(out.read_text().splitlines())
+    assert 4 <= before < 18, "killed midway"
+
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = RecordFile(out, TraceRecord).read()
+    keys = [r.key for r in records]
+    assert len(keys) == len(set(keys)) == 18  # 6 items × 3 samples: none lost, none twice
+    assert all(r.status == "ok" for r in records)
