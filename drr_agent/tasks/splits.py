@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from drr_agent.errors import describe_validation_error
 from drr_agent.tasks.base import Task, TaskItem
 from drr_agent.tasks.errors import SplitLeakError, TaskDataError
 
@@ -150,10 +151,7 @@ class TaskSplit(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            details = "; ".join(
-                f"field '{'.'.join(str(p) for p in err['loc']) or '<root>'}': {err['msg']}"
-                for err in exc.errors()
-            )
+            details = describe_validation_error(exc)
             raise TaskDataError(f"{path}: not a valid task split: {details}") from exc
 
 

@@ -13,8 +13,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
-
 from drr_agent.tasks.base import AnswerType
 from drr_agent.tasks.checking import normalize_answer, parse_numbers
 from drr_agent.tasks.errors import TaskDataError, TaskSourceMissingError
@@ -81,14 +79,6 @@ def format_choices(question: str, choices: Sequence[str]) -> str:
     """The question followed by one "A) option" line per choice."""
     lines = [f"{LETTERS[i]}) {text}" for i, text in enumerate(choices)]
     return question.strip() + "\n" + "\n".join(lines)
-
-
-def validation_details(exc: ValidationError) -> str:
-    """Pydantic errors as "field 'x': message" parts."""
-    return "; ".join(
-        f"field '{'.'.join(str(p) for p in err['loc']) or '<row>'}': {err['msg']}"
-        for err in exc.errors()
-    )
 
 
 def jsonable(value: Any) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from drr_agent.errors import describe_validation_error
 from drr_agent.tasks.base import AnswerType, Task, TaskItem
 from drr_agent.tasks.errors import TaskDataError, TaskSourceMissingError
 from drr_agent.tasks.instructions import instruction_for
@@ -28,7 +29,6 @@ from drr_agent.tasks.sources._common import (
     check_limit,
     format_choices,
     is_plain_number,
-    validation_details,
 )
 
 __all__ = ["JsonlRow", "load_jsonl"]
@@ -104,7 +104,7 @@ def load_jsonl(
             try:
                 rows.append((line_no, JsonlRow.model_validate(raw)))
             except ValidationError as exc:
-                raise TaskDataError(f"{where}: {validation_details(exc)}") from exc
+                raise TaskDataError(f"{where}: {describe_validation_error(exc)}") from exc
     if not rows:
         raise TaskDataError(f"{file}: no items")
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from drr_agent.errors import describe_validation_error
 from drr_agent.tasks.base import Task, TaskItem
 from drr_agent.tasks.errors import TaskDataError, TaskSourceMissingError
 from drr_agent.tasks.instructions import instruction_for
@@ -24,7 +25,6 @@ from drr_agent.tasks.sources._common import (
     check_limit,
     load_hub_rows,
     take,
-    validation_details,
 )
 
 __all__ = ["SvampRow", "load_svamp"]
@@ -69,7 +69,7 @@ def _item(index: int, raw: Any, where: str) -> TaskItem:
     try:
         row = SvampRow.model_validate(raw)
     except ValidationError as exc:
-        raise TaskDataError(f"{where}: {validation_details(exc)}") from exc
+        raise TaskDataError(f"{where}: {describe_validation_error(exc)}") from exc
     metadata: dict[str, Any] = {"equation": row.Equation, "type": row.Type}
     metadata.update(row.model_extra or {})
     metadata.pop("question_concat", None)
