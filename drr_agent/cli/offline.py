@@ -162,6 +162,7 @@ def labels(
     kind: Annotated[LabelKind, typer.Option(help="outcome, or Monte-Carlo rollouts.")] = (
         LabelKind.outcome
     ),
+    split: Annotated[SplitChoice, typer.Option(help="Which traces to label.")] = SplitChoice.both,
     rollouts: Annotated[int, typer.Option(min=1, help="MC continuations per step.")] = 4,
     mode: Annotated[McMode, typer.Option(help="MC label: fraction (soft) or any (hard).")] = (
         McMode.soft
@@ -182,9 +183,13 @@ def labels(
     from drr_agent.tasks.spec import TaskSpec
 
     try:
-        records = RecordFile(traces_file, TraceRecord).read()
+        records = [
+            r
+            for r in RecordFile(traces_file, TraceRecord).read()
+            if split == SplitChoice.both or r.split == split.value
+        ]
         if not records:
-            raise DRRError(f"{traces_file}: no traces")
+            raise DRRError(f"{traces_file}: no traces (split {split.value!r})")
         if kind == LabelKind.outcome:
             examples = outcome_examples(records)
             target = RecordFile(out, StepExample)
