@@ -23,6 +23,20 @@ from drr_agent.reasoners import (
 from drr_agent.scorers import FunctionScorer, HFScorer, StepContext, StepScorer
 from drr_agent.state import DecisionEvent, DRRResult, DRRState, Thought
 from drr_agent.steps import StepFormat
+from drr_agent.tracing import (
+    ReplayStep,
+    TreeDrawing,
+    areplay,
+    astream_decisions,
+    decision_log,
+    draw_thought_tree,
+    format_decision,
+    format_thought_tree,
+    layout_thought_tree,
+    replay,
+    stream_decisions,
+    thought_table,
+)
 
 __version__ = "0.1.0"
 
@@ -40,13 +54,25 @@ __all__ = [
     "Proposal",
     "Reasoner",
     "ReasonerError",
+    "ReplayStep",
     "ScorerError",
     "StepContext",
     "StepFormat",
     "StepPrompt",
     "StepScorer",
     "Thought",
+    "TreeDrawing",
+    "areplay",
+    "astream_decisions",
     "build_graph",
+    "decision_log",
+    "draw_thought_tree",
     "embedded_reasoner",
+    "format_decision",
+    "format_thought_tree",
+    "layout_thought_tree",
     "openai_compatible_reasoner",
+    "replay",
+    "stream_decisions",
+    "thought_table",
 ]

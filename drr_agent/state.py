@@ -12,9 +12,10 @@ taken on it. Nodes return only the thoughts they add or change; `merge_thoughts`
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict
+from typing_extensions import TypedDict  # pydantic (LangGraph's JSON schemas) needs it on 3.11
 
 ThoughtStatus = Literal["proposed", "accepted", "rejected", "answer", "not_chosen", "abandoned"]
 """What happened to a thought.

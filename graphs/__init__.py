@@ -1,0 +1,1 @@
+"""Graphs exported for LangGraph's tooling (``langgraph.json``): the DRR graph and an agent app."""
