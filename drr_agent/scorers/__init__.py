@@ -1,13 +1,16 @@
-"""DM scorers behind one interface: in-process Hugging Face, plain functions remote ones later."""
+"""DM scorers behind one interface: in-process Hugging Face, plain functions, the Reasoner as
+its own critic (self-critique baseline); remote ones later."""
 
 from drr_agent.scorers.base import FunctionScorer, StepContext, StepScorer, dm_text_pair
 from drr_agent.scorers.embedded import embedded_dm_base_path
 from drr_agent.scorers.hf import DM_METADATA_FILE, HFScorer
+from drr_agent.scorers.self_critique import SelfCritiqueScorer
 
 __all__ = [
     "DM_METADATA_FILE",
     "FunctionScorer",
     "HFScorer",
+    "SelfCritiqueScorer",
     "StepContext",
     "StepScorer",
     "dm_text_pair",

@@ -1,0 +1,205 @@
+"""``drr eval``: compare DRR with its baselines on a task's held-out items (async, resumable).
+
+The harness lives in the top-level ``evals`` package (installed with drr-agent); it is imported
+when the command runs, so ``import drr_agent`` never pulls it (or matplotlib) in.
+
+Items come either from task options (the same as ``drr traces``: the split is recomputed from
+``--held-out`` / ``--split-seed``) or from ``--traces FILE``, whose ``*.task.json`` and
+``*.split.json`` name the exact task and split the DM was trained on, so the evaluation runs on
+the held-out items the DM never saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from drr_agent.cli._common import (
+    EMBEDDED,
+    ModelOpt,
+    ReasonerOpt,
+    StyleOpt,
+    VllmOpt,
+    app,
+    console,
+    fail,
+    make_reasoner,
+)
+from drr_agent.cli.offline import SplitChoice, _params, split_path, task_spec_path
+from drr_agent.cli.solve import OnBudget, _scorer
+from drr_agent.errors import DRRError
+
+DEFAULT_METHODS = "cot,self_consistency,self_critique,drr,best_of_n_dm"
+
+
+class Aggregate(StrEnum):
+    min = "min"
+    mean = "mean"
+
+
+def _items(task, limit, task_seed, path, param, held_out, split_seed, split, traces):
+    """``(task, items)`` from the task options or from a trace file's spec and split."""
+    from drr_agent.tasks import split_task
+    from drr_agent.tasks.spec import TaskSpec
+    from drr_agent.tasks.splits import TaskSplit
+
+    if traces is not None:
+        if task is not None:
+            raise typer.BadParameter("give --task or --traces, not both", param_hint="--task")
+        loaded = TaskSpec.read(task_spec_path(traces)).load()
+        split_file = split_path(traces)
+        if not split_file.is_file():
+            raise DRRError(f"{split_file}: no split (written by `drr traces` beside its output)")
+        the_split = TaskSplit.load(split_file)
+    else:
+        if task is None:
+            raise typer.BadParameter("give --task NAME or --traces FILE", param_hint="--task")
+        spec = TaskSpec(
+            name=task,
+            limit=limit,
+            seed=task_seed,
+            path=str(path) if path else None,
+            params=_params(param),
+        )
+        loaded = spec.load()
+        the_split = split_task(loaded, int(held_out) if held_out >= 1 else held_out, split_seed)
+    if split == SplitChoice.both:
+        return loaded, list(loaded.items)
+    part = the_split.subtask(loaded, split.value)
+    return part, list(part.items)
+
+
+@app.command("eval")
+def eval_command(
+    out: Annotated[Path, typer.Option(help="Run folder (records, summary, plots); resumed.")],
+    task: Annotated[str | None, typer.Option(help="Task name (as for drr traces).")] = None,
+    traces: Annotated[
+        Path | None,
+        typer.Option(help="Trace file of drr traces: reuse its task spec and split."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Items to load (task options).")] = None,
+    task_seed: Annotated[int, typer.Option(help="Generator seed (reasoning-gym tasks).")] = 0,
+    path: Annotated[Path | None, typer.Option(help="Local data file for the task.")] = None,
+    param: Annotated[list[str], typer.Option(help="Task parameter KEY=VALUE (repeatable).")] = [],  # noqa: B006
+    held_out: Annotated[float, typer.Option(help="Held-out fraction (<1) or count (>=1).")] = 0.25,
+    split_seed: Annotated[int, typer.Option(help="Seed of the train/held-out split.")] = 0,
+    split: Annotated[SplitChoice, typer.Option(help="Which items to evaluate.")] = (
+        SplitChoice.held_out
+    ),
+    limit_items: Annotated[
+        int | None, typer.Option(min=1, help="Evaluate only the first N of those items.")
+    ] = None,
+    methods: Annotated[str, typer.Option(help="Comma-separated methods.")] = DEFAULT_METHODS,
+    dm: Annotated[
+        Path | None, typer.Option(help="Trained DM folder (drr, best_of_n_dm).", envvar="DRR_DM")
+    ] = None,
+    untrained_dm: Annotated[
+        bool, typer.Option(help="Embedded MiniLM with a random head (smoke test only).")
+    ] = False,
+    trust_remote_code: Annotated[bool, typer.Option()] = False,
+    k: Annotated[int, typer.Option(min=1, help="Samples of self_consistency/best_of_n_dm.")] = 4,
+    temperature: Annotated[float, typer.Option(min=0.0, help="Temperature of the k samples.")] = (
+        0.8
+    ),
+    max_tokens: Annotated[int, typer.Option(min=1, help="Longest whole trace (tokens).")] = 200,
+    aggregate: Annotated[Aggregate, typer.Option(help="best_of_n_dm: step scores -> trace.")] = (
+        Aggregate.min
+    ),
+    step_temperature: Annotated[float, typer.Option(min=0.0, help="Graph step sampling.")] = 0.7,
+    step_max_tokens: Annotated[int, typer.Option(min=1, help="Longest graph step.")] = 64,
+    accept_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
+    answer_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
+    candidates: Annotated[int, typer.Option(min=1, help="Graph candidates per step.")] = 1,
+    max_steps: Annotated[int, typer.Option(min=1)] = 8,
+    max_reasoner_calls: Annotated[int, typer.Option(min=1)] = 24,
+    max_backtracks: Annotated[int, typer.Option(min=0)] = 4,
+    on_budget: Annotated[OnBudget, typer.Option()] = OnBudget.answer_best,
+    concurrency: Annotated[int, typer.Option(min=1, help="(method, item) jobs at once.")] = 4,
+    seed: Annotated[int, typer.Option(help="Sampling seed (and the untrained head's).")] = 0,
+    force: Annotated[bool, typer.Option(help="Append to a run folder of another setup.")] = False,
+    retry_errors: Annotated[
+        bool, typer.Option("--retry-errors", help="Run items that failed before again.")
+    ] = False,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots.")] = False,
+    reasoner: ReasonerOpt = EMBEDDED,
+    model: ModelOpt = None,
+    style: StyleOpt = None,
+    vllm: VllmOpt = False,
+) -> None:
+    """Evaluate methods (cot, self_consistency, self_critique, drr, best_of_n_dm) on held-out
+    items: one record per item, a summary with 95% intervals and cost, plots."""
+    from rich.markdown import Markdown
+
+    from drr_agent.config import DRRConfig
+
+    try:
+        from evals.methods import DM_METHODS, MethodContext, MethodSettings
+        from evals.runner import check_methods, run_eval
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise fail(f"the evaluation harness (package 'evals') cannot be imported: {exc}") from exc
+
+    wanted = [m.strip() for m in methods.split(",") if m.strip()]
+    try:
+        check_methods(wanted)  # names first: a typo fails before any model loads
+        config = DRRConfig(
+            accept_threshold=accept_threshold,
+            answer_threshold=answer_threshold,
+            candidates_per_step=candidates,
+            max_steps=max_steps,
+            max_reasoner_calls=max_reasoner_calls,
+            max_backtracks=max_backtracks,
+            on_budget_exhausted=on_budget.value,
+        )
+        settings = MethodSettings(
+            k=k, temperature=temperature, max_tokens=max_tokens, seed=seed, aggregate=aggregate
+        )
+        the_task, items = _items(
+            task, limit, task_seed, path, param, held_out, split_seed, split, traces
+        )
+        if limit_items is not None:
+            items = items[:limit_items]
+        if not items:
+            raise DRRError(f"no items to evaluate (task {the_task.name!r}, split {split.value!r})")
+        the_reasoner = make_reasoner(
+            reasoner, model, style, vllm, temperature=step_temperature, max_tokens=step_max_tokens
+        )
+        scorer = None
+        if any(m in DM_METHODS for m in wanted):
+            if dm is None and untrained_dm:  # --seed fixes the random head too: runs repeat
+                import torch
+
+                torch.manual_seed(seed)
+            scorer = _scorer(dm, untrained_dm, trust_remote_code, beside_llama=reasoner == EMBEDDED)
+        ctx = MethodContext(the_task, the_reasoner, scorer, config, settings)
+        summary = asyncio.run(
+            run_eval(
+                the_task,
+                items,
+                wanted,
+                ctx,
+                out,
+                concurrency=concurrency,
+                force=force,
+                plots=not no_plots,
+                retry_errors=retry_errors,
+            )
+        )
+    except DRRError as exc:
+        raise fail(str(exc)) from exc
+    except ValueError as exc:  # unknown methods, pydantic validation of the options
+        raise fail(f"invalid option: {exc}", 2) from exc
+    table = summary.to_markdown()
+    if console.is_terminal:
+        console.print(Markdown(table))
+    else:  # a log or a pipe: the Markdown text itself, never cut to 80 columns
+        console.print(table, markup=False, highlight=False, soft_wrap=True)
+    console.print(f"records, summary and plots in {out}/")
+    if untrained_dm and scorer is not None:
+        console.print(
+            "[yellow]note:[/] the DM is the untrained embedded MiniLM (random head): drr and "
+            "best_of_n_dm scores are noise here."
+        )

@@ -1,0 +1,343 @@
+"""The methods an evaluation compares: one small async function each, registered in `METHODS`.
+
+Every method has the signature ``async def method(item, ctx) -> MethodOutcome`` and runs on the
+same Reasoner (``ctx.reasoner``), under the same task instruction and answer checker:
+
+- ``cot``: one greedy (temperature 0) chain of thought, the whole trace in one call, with the
+  prompt trace sampling uses (`trace_messages`, cut by `finish_trace`).
+- ``self_consistency``: ``k`` sampled traces (seeded per item and index, as traces are), the
+  majority of their answers after normalisation by the task checker ("11" and "11.0" vote
+  together); a tie goes to the answer seen first (lowest sample index).
+- ``drr``: the DRR graph (`build_graph`) with the DM (``ctx.scorer``).
+- ``self_critique``: the same graph and budgets with the Reasoner as its own critic
+  (`SelfCritiqueScorer` on the Reasoner's model) instead of the DM; the critic's calls and
+  tokens are charged to the Reasoner.
+- ``best_of_n_dm``: ``k`` sampled traces (the same seeds as ``self_consistency``, so both see
+  the same samples on a seeded backend); the DM scores every step of every trace and the
+  answer of the trace with the highest *minimum* step score wins among the traces whose
+  answer the checker can read (ties: lowest index). Min,
+  not mean: the graph accepts a path only when every step passes the threshold, so the
+  minimum is the same criterion without the routing (what this method isolates), and a mean
+  lets several easy steps hide the one wrong step that sinks an arithmetic trace (the
+  small Reasoner's drift after a right first step). ``MethodSettings.aggregate="mean"``
+  switches it.
+
+Add a method by writing such a function and adding it to `METHODS` (and to `DM_METHODS` if it
+needs ``ctx.scorer``). A method raises on failure after its own bounded retries; the runner
+records the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langchain_core.messages import BaseMessage
+from pydantic import BaseModel, ConfigDict, Field
+
+from drr_agent.config import DRRConfig
+from drr_agent.errors import ReasonerError, ScorerError
+from drr_agent.graph import build_graph
+from drr_agent.offline.traces import finish_trace, sample_seed, trace_messages
+from drr_agent.reasoners.base import Reasoner
+from drr_agent.retry import aretry
+from drr_agent.scorers.base import StepContext, StepScorer
+from drr_agent.scorers.self_critique import SelfCritiqueScorer
+from drr_agent.state import DRRResult
+from drr_agent.tasks.base import Task, TaskItem
+from drr_agent.tasks.checking import normalize_answer
+from evals.records import TokenUsage
+
+
+class MethodSettings(BaseModel):
+    """Budgets and sampling of the whole-trace methods (the graph's come from `DRRConfig`).
+
+    Attributes:
+        k: Traces sampled per item by ``self_consistency`` and ``best_of_n_dm``.
+        temperature: Sampling temperature of those ``k`` traces (``cot`` is always greedy).
+        max_tokens: Longest whole trace (completion tokens) for ``cot`` and the ``k`` traces.
+        seed: Base seed; trace ``i`` of item ``x`` uses ``sample_seed(seed, x, i)``, and the
+            graph methods seed their Reasoner per item when the backend takes a seed.
+        aggregate: How ``best_of_n_dm`` turns a trace's step scores into one (see the module).
+        retries: Extra attempts after a failed or timed-out Reasoner / DM call.
+        timeout_s: Per-call timeout.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    k: int = Field(default=4, ge=1)
+    temperature: float = Field(default=0.8, ge=0.0)
+    max_tokens: int = Field(default=200, ge=1)
+    seed: int = 0
+    aggregate: Literal["min", "mean"] = "min"
+    retries: int = Field(default=2, ge=0)
+    timeout_s: float = Field(default=120.0, gt=0)
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """What every method may use: the task, the Reasoner, the DM and the budgets.
+
+    Attributes:
+        task: The task the items come from (instruction, step format, answer type).
+        reasoner: The one Reasoner all methods share.
+        scorer: The DM; required by the methods in `DM_METHODS`.
+        config: The graph's configuration, the same for ``drr`` and ``self_critique``. Its
+            ``step_format`` is replaced by the task's, so all methods cut steps alike.
+        settings: Budgets of the whole-trace methods.
+    """
+
+    task: Task
+    reasoner: Reasoner
+    scorer: StepScorer | None = None
+    config: DRRConfig = field(default_factory=DRRConfig)
+    settings: MethodSettings = field(default_factory=MethodSettings)
+
+
+class MethodOutcome(BaseModel):
+    """What a method returns for one item (the runner adds gold, correctness and latency)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    answer: str | None
+    tokens: TokenUsage = Field(default_factory=TokenUsage)
+    reasoner_calls: int = 0
+    dm_calls: int = 0
+    backtracks: int = 0
+    abstained: bool = False
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+Method = Callable[[TaskItem, MethodContext], Awaitable[MethodOutcome]]
+
+
+# -- whole traces ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Trace:
+    steps: list[str]
+    answer: str | None
+    marked: bool
+    tokens: TokenUsage
+
+
+async def _trace(item: TaskItem, ctx: MethodContext, *, temperature: float, seed: int) -> _Trace:
+    """One whole trace, sampled exactly as `drr traces` samples them, with bounded retries."""
+    messages: list[BaseMessage] = trace_messages(ctx.reasoner, ctx.task, item.question)
+    kwargs = {"temperature": temperature, "max_tokens": ctx.settings.max_tokens, "seed": seed}
+    message = await aretry(
+        lambda: ctx.reasoner.model.ainvoke(messages, **kwargs),
+        what=f"Reasoner {ctx.reasoner.name!r}",
+        retries=ctx.settings.retries,
+        timeout_s=ctx.settings.timeout_s,
+        error_cls=ReasonerError,
+    )
+    text = message.text if hasattr(message, "text") else str(message.content)
+    steps, answer, marked = finish_trace(text, item, ctx.task)
+    usage = getattr(message, "usage_metadata", None) or {}
+    tokens = TokenUsage(
+        prompt=int(usage.get("input_tokens", 0)), completion=int(usage.get("output_tokens", 0))
+    )
+    return _Trace(steps, answer, marked, tokens)
+
+
+async def _sample_k(item: TaskItem, ctx: MethodContext) -> list[_Trace]:
+    s = ctx.settings
+    return list(
+        await asyncio.gather(
+            *(
+                _trace(item, ctx, temperature=s.temperature, seed=sample_seed(s.seed, item.id, i))
+                for i in range(s.k)
+            )
+        )
+    )
+
+
+def _total(traces: list[_Trace]) -> TokenUsage:
+    return sum((t.tokens for t in traces), TokenUsage())
+
+
+def majority_answer(answers: list[str | None], item: TaskItem) -> tuple[str | None, dict[str, int]]:
+    """The most frequent normalised answer (ties: first seen) and the vote counts.
+
+    Answers the checker cannot read (``None`` after normalisation) do not vote.
+    """
+    votes: dict[str, int] = {}  # insertion order = first seen
+    for answer in answers:
+        norm = normalize_answer(answer, item.answer_type, item.choices)
+        if norm is not None:
+            votes[norm] = votes.get(norm, 0) + 1
+    if not votes:
+        return None, votes
+    best = max(votes.values())
+    return next(a for a, count in votes.items() if count == best), votes
+
+
+async def cot(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
+    """One greedy chain of thought."""
+    trace = await _trace(
+        item, ctx, temperature=0.0, seed=sample_seed(ctx.settings.seed, item.id, 0)
+    )
+    return MethodOutcome(
+        answer=trace.answer,
+        tokens=trace.tokens,
+        reasoner_calls=1,
+        details={"steps": trace.steps, "answer_marked": trace.marked},
+    )
+
+
+async def self_consistency(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
+    """``k`` sampled traces, majority answer."""
+    traces = await _sample_k(item, ctx)
+    answer, votes = majority_answer([t.answer for t in traces], item)
+    return MethodOutcome(
+        answer=answer,
+        tokens=_total(traces),
+        reasoner_calls=len(traces),
+        details={"answers": [t.answer for t in traces], "votes": votes},
+    )
+
+
+def _aggregate(scores: list[float], how: str) -> float:
+    return min(scores) if how == "min" else sum(scores) / len(scores)
+
+
+async def best_of_n_dm(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
+    """``k`` sampled traces, the DM picks the best-scored one."""
+    scorer = _require_scorer(ctx, "best_of_n_dm")
+    traces = await _sample_k(item, ctx)
+    contexts: list[StepContext] = []
+    owner: list[int] = []
+    for index, trace in enumerate(traces):
+        for j, step in enumerate(trace.steps):
+            contexts.append(StepContext(item.question, tuple(trace.steps[:j]), step))
+            owner.append(index)
+
+    async def score_all() -> list[float]:
+        scores = await scorer.ascore(contexts)
+        if len(scores) != len(contexts):  # a wrong count is a failed call (and is retried)
+            raise ValueError(f"returned {len(scores)} scores for {len(contexts)} steps")
+        return scores
+
+    scores: list[float] = []
+    if contexts:
+        scores = await aretry(
+            score_all,
+            what=f"DM {scorer.name!r}",
+            retries=ctx.config.scorer_retries,
+            timeout_s=ctx.config.scorer_timeout_s,
+            error_cls=ScorerError,
+        )
+    per_trace: list[list[float]] = [[] for _ in traces]
+    for index, score in zip(owner, scores, strict=True):
+        per_trace[index].append(float(score))
+    trace_scores = [_aggregate(s, ctx.settings.aggregate) if s else None for s in per_trace]
+    candidates = [  # a trace whose answer the checker cannot read ("Answer: X") cannot win
+        i
+        for i, t in enumerate(traces)
+        if trace_scores[i] is not None
+        and normalize_answer(t.answer, item.answer_type, item.choices) is not None
+    ]
+    chosen = max(candidates, key=lambda i: (trace_scores[i], -i), default=None)
+    return MethodOutcome(
+        answer=traces[chosen].answer if chosen is not None else None,
+        tokens=_total(traces),
+        reasoner_calls=len(traces),
+        dm_calls=1 if contexts else 0,
+        details={
+            "answers": [t.answer for t in traces],
+            "step_scores": per_trace,
+            "trace_scores": trace_scores,
+            "aggregate": ctx.settings.aggregate,
+            "chosen": chosen,
+        },
+    )
+
+
+# -- the graph -------------------------------------------------------------------------------
+def _require_scorer(ctx: MethodContext, method: str) -> StepScorer:
+    if ctx.scorer is None:
+        raise ValueError(f"method {method!r} needs a DM: set MethodContext.scorer")
+    return ctx.scorer
+
+
+def _graph_reasoner(item: TaskItem, ctx: MethodContext) -> Reasoner:
+    """The Reasoner under the task's instruction, seeded per item where that is safe.
+
+    A backend with a ``seed`` field (``ChatOpenAI``) gets ``sample_seed(seed, item, 0)`` so runs
+    repeat, but only with one candidate per step: n candidates of one prompt under one seed
+    would all be the same text.
+    """
+    model = ctx.reasoner.model
+    if ctx.config.candidates_per_step == 1 and "seed" in type(model).model_fields:
+        model = model.model_copy(update={"seed": sample_seed(ctx.settings.seed, item.id, 0)})
+    prompt = ctx.reasoner.prompt.model_copy(update={"instruction": ctx.task.instruction})
+    return Reasoner(model, prompt, name=ctx.reasoner.name)
+
+
+def _tree_details(result: DRRResult) -> dict[str, Any]:
+    """What the report needs from the thought tree: where the run backtracked and rejected."""
+    return {
+        "stop_reason": result.stop_reason,
+        "stop_detail": result.stop_detail,
+        "rejections": result.rejections,
+        "backtrack_depths": [t.depth for t in result.thoughts if t.status == "abandoned"],
+        "rejection_depths": [t.depth for t in result.thoughts if t.status == "rejected"],
+        "path": result.path,
+        "thoughts": [t.model_dump() for t in result.thoughts],
+    }
+
+
+async def _run_graph(item: TaskItem, ctx: MethodContext, scorer: StepScorer) -> DRRResult:
+    config = ctx.config.model_copy(update={"step_format": ctx.task.step_format})
+    graph = build_graph(_graph_reasoner(item, ctx), scorer, config)
+    result = DRRResult.from_state(await graph.ainvoke({"question": item.question}))
+    if result.stop_reason == "reasoner_error":  # a failed dependency is an error, not a choice
+        raise ReasonerError(result.stop_detail or "Reasoner failed")
+    if result.stop_reason == "scorer_error":
+        raise ScorerError(result.stop_detail or "scorer failed")
+    return result
+
+
+def _graph_outcome(result: DRRResult, extra: TokenUsage, extra_calls: int) -> MethodOutcome:
+    return MethodOutcome(
+        answer=result.answer,
+        abstained=result.abstained,
+        tokens=TokenUsage(prompt=result.prompt_tokens, completion=result.completion_tokens) + extra,
+        reasoner_calls=result.reasoner_calls + extra_calls,
+        dm_calls=result.dm_calls,
+        backtracks=result.backtracks,
+        details=_tree_details(result),
+    )
+
+
+async def drr(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
+    """The DRR graph with the DM."""
+    result = await _run_graph(item, ctx, _require_scorer(ctx, "drr"))
+    return _graph_outcome(result, TokenUsage(), 0)
+
+
+async def self_critique(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
+    """The DRR graph with the Reasoner as its own critic; the critic's cost is the Reasoner's."""
+    critic = SelfCritiqueScorer(ctx.reasoner.model, name=f"self-critique:{ctx.reasoner.name}")
+    result = await _run_graph(item, ctx, critic)
+    used = TokenUsage(
+        prompt=critic.usage["prompt_tokens"], completion=critic.usage["completion_tokens"]
+    )
+    outcome = _graph_outcome(result, used, critic.usage["calls"])
+    outcome.details["critic"] = dict(critic.usage)
+    return outcome
+
+
+METHODS: dict[str, Method] = {
+    "cot": cot,
+    "self_consistency": self_consistency,
+    "self_critique": self_critique,
+    "drr": drr,
+    "best_of_n_dm": best_of_n_dm,
+}
+"""Method name -> method. The runner and ``drr eval --methods`` dispatch on these names."""
+
+DM_METHODS = frozenset({"drr", "best_of_n_dm"})
+"""The methods that need ``MethodContext.scorer`` (the DM)."""

@@ -1,0 +1,268 @@
+"""`run_eval`: run methods over a task's items, concurrently, resumably, with progress.
+
+A run lives in one folder::
+
+    run.json              what was run: task, Reasoner, DM, budgets (checked on resume)
+    records.jsonl         one EvalRecord per (method, item), appended as each finishes
+    summary.json / .md    per-method accuracy (95% CI), cost, abstention (evals.summary)
+    accuracy_vs_tokens.png, backtracks.png   (evals.plots)
+
+Every (method, item) pair is one job; at most ``concurrency`` jobs run at once (an
+``asyncio.Semaphore``), item by item so that an interrupted run leaves every method on the same
+first items. A re-run in the same folder skips the pairs ``records.jsonl`` already holds (no
+duplicates, a line cut short by a kill is repaired) and refuses a folder written with another
+task, Reasoner, DM or budget unless ``force``. A method that fails after its own retries is
+recorded with ``error`` and counted; the run goes on (``retry_errors`` runs such items again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from drr_agent.errors import DRRError, describe_validation_error
+from drr_agent.offline.jsonl import RecordFile, write_json
+from drr_agent.tasks.base import Task, TaskItem
+from drr_agent.tasks.checking import is_correct
+from evals.methods import DM_METHODS, METHODS, MethodContext
+from evals.records import RECORDS_FILE, EvalRecord
+from evals.summary import EvalSummary, summarize, write_summary
+
+RUN_FILE = "run.json"
+
+
+class EvalRunMismatchError(DRRError, ValueError):
+    """A run folder holds records of another task, Reasoner, DM or budget."""
+
+
+class RunManifest(BaseModel):
+    """``run.json``: what a run folder was evaluated with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str
+    created: str
+    task: str
+    task_params: dict[str, Any]
+    reasoner: str
+    scorer: str | None
+    settings: dict[str, Any]
+    config: dict[str, Any]
+
+    def setup(self) -> dict[str, Any]:
+        """The fields a resumed run must share (everything but the id and creation time)."""
+        return self.model_dump(exclude={"run_id", "created"}, mode="json")
+
+
+def _new_run_id(task: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{task.replace(':', '-')}-{stamp}-{secrets.token_hex(2)}"
+
+
+def _manifest(task: Task, ctx: MethodContext, out: Path, run_id: str | None, force: bool):
+    wanted = RunManifest(
+        run_id=run_id or _new_run_id(task.name),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        task=task.name,
+        task_params=task.params,
+        reasoner=ctx.reasoner.name,
+        scorer=ctx.scorer.name if ctx.scorer is not None else None,
+        settings=ctx.settings.model_dump(mode="json"),
+        config=ctx.config.model_dump(mode="json"),
+    )
+    path = out / RUN_FILE
+    if not path.exists():
+        write_json(path, wanted.model_dump(mode="json"))
+        return wanted
+    try:
+        existing = RunManifest.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as exc:
+        raise EvalRunMismatchError(
+            f"{path}: not a valid run manifest: {describe_validation_error(exc)}"
+        ) from exc
+    if not force:
+        old, new = existing.setup(), wanted.setup()
+        for field, value in new.items():
+            if old[field] != value:
+                raise EvalRunMismatchError(
+                    f"{out} was evaluated with {field}={old[field]!r}; this run has "
+                    f"{value!r}. Use another output folder, or force=True (--force) to append."
+                )
+    resumed = wanted.model_copy(update={"run_id": existing.run_id, "created": existing.created})
+    write_json(path, resumed.model_dump(mode="json"))
+    return resumed
+
+
+def _drop_errors(records: RecordFile[EvalRecord]) -> None:
+    """Rewrite the records file without its failed items (atomically: temp file + rename)."""
+    existing = records.read(repair=True)
+    if not any(r.error for r in existing):
+        return
+    tmp = RecordFile(records.path.with_name(records.path.name + ".tmp"), EvalRecord)
+    tmp.path.unlink(missing_ok=True)
+    tmp.append(r for r in existing if r.error is None)
+    tmp.path.replace(records.path)
+
+
+def check_methods(methods: Sequence[str], *, has_scorer: bool = True) -> None:
+    """Raise ``ValueError`` for an unknown or repeated method, or a DM method without a DM."""
+    if not methods:
+        raise ValueError(f"no methods given; known methods: {', '.join(METHODS)}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; known methods: {', '.join(METHODS)}")
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"a method is listed twice: {list(methods)}")
+    needing = [m for m in methods if m in DM_METHODS]
+    if needing and not has_scorer:
+        raise ValueError(f"method(s) {needing} need a DM (MethodContext.scorer / --dm)")
+
+
+async def run_eval(
+    task: Task,
+    items: Sequence[TaskItem],
+    methods: Sequence[str],
+    ctx: MethodContext,
+    out_dir: str | Path,
+    concurrency: int = 4,
+    progress: bool = True,
+    *,
+    run_id: str | None = None,
+    force: bool = False,
+    plots: bool = True,
+    retry_errors: bool = False,
+) -> EvalSummary:
+    """Evaluate ``methods`` on ``items`` into ``out_dir`` and summarise (see the module).
+
+    Args:
+        task: The task the items belong to (``ctx.task`` should be the same task).
+        items: The items to evaluate (normally the held-out part of a split).
+        methods: Keys of `evals.methods.METHODS`, in the order the summary lists them.
+        ctx: Reasoner, DM and budgets shared by all methods.
+        out_dir: The run folder (created; resumed if it holds records).
+        concurrency: (method, item) jobs in flight at once.
+        progress: Show a rich progress bar per method.
+        run_id: Id of a new run (default: task name, UTC time and a random suffix); a resumed
+            run keeps the id in its ``run.json``.
+        force: Append to a folder evaluated with another setup.
+        plots: Also write the PNG plots.
+        retry_errors: Drop the records of failed items from ``records.jsonl`` first, so they
+            are run again (e.g. after a Reasoner server was down).
+
+    Returns:
+        The summary of ``methods`` × ``items`` (records from earlier, resumed runs included),
+        also written as ``summary.json`` and ``summary.md``.
+    """
+    check_methods(methods, has_scorer=ctx.scorer is not None)
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = _manifest(task, ctx, out, run_id, force)
+    records = RecordFile(out / RECORDS_FILE, EvalRecord)
+    if retry_errors:
+        _drop_errors(records)
+    done = records.keys(repair=True)
+    todo = [(m, item) for item in items for m in methods if (m, item.id) not in done]
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(method: str, item: TaskItem) -> EvalRecord:
+        async with semaphore:
+            started = time.perf_counter()
+            try:
+                outcome = await METHODS[method](item, ctx)
+            except Exception as exc:  # recorded and counted, never dropped
+                return EvalRecord(
+                    run_id=manifest.run_id,
+                    task=task.name,
+                    method=method,
+                    item_id=item.id,
+                    question=item.question,
+                    gold=item.gold,
+                    latency_s=time.perf_counter() - started,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            latency = time.perf_counter() - started
+        return EvalRecord(
+            run_id=manifest.run_id,
+            task=task.name,
+            method=method,
+            item_id=item.id,
+            question=item.question,
+            gold=item.gold,
+            answer=outcome.answer,
+            correct=is_correct(outcome.answer, item.gold, item.answer_type, item.choices),
+            abstained=outcome.abstained,
+            tokens=outcome.tokens,
+            reasoner_calls=outcome.reasoner_calls,
+            dm_calls=outcome.dm_calls,
+            backtracks=outcome.backtracks,
+            latency_s=latency,
+            details=outcome.details,
+        )
+
+    columns = (
+        TextColumn("[bold]eval[/] {task.description:<18}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("acc {task.fields[acc]:.2f}  errors {task.fields[errors]}"),
+        TimeElapsedColumn(),
+    )
+    stats = {m: {"n": 0, "correct": 0, "errors": 0} for m in methods}
+    jobs: list[asyncio.Task[EvalRecord]] = []
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        bars = {
+            m: bar.add_task(
+                m,
+                total=len(items),
+                completed=sum((m, item.id) in done for item in items),
+                acc=0.0,
+                errors=0,
+            )
+            for m in methods
+        }
+        try:
+            jobs = [asyncio.create_task(one(m, item)) for m, item in todo]
+            for future in asyncio.as_completed(jobs):
+                record = await future
+                records.append([record])
+                s = stats[record.method]
+                s["n"] += 1
+                s["correct"] += record.correct
+                s["errors"] += record.error is not None
+                bar.update(
+                    bars[record.method],
+                    advance=1,
+                    acc=s["correct"] / s["n"],
+                    errors=s["errors"],
+                )
+        finally:  # interrupted: stop the jobs in flight (their items are redone on resume)
+            for job in jobs:
+                job.cancel()
+    wanted = {(m, item.id) for m in methods for item in items}
+    everything = [r for r in records.read() if r.key in wanted]
+    summary = summarize(
+        everything,
+        methods,
+        run_id=manifest.run_id,
+        task=task.name,
+        reasoner=manifest.reasoner,
+        scorer=manifest.scorer,
+        settings=manifest.settings,
+        config=manifest.config,
+    )
+    summary.out_dir = str(out)
+    write_summary(summary, out)
+    if plots:
+        from evals.plots import write_plots
+
+        write_plots(summary, everything, out)
+    return summary

@@ -1,0 +1,226 @@
+"""Per-method summary of an evaluation: accuracy with a 95% Wilson interval, cost, abstention.
+
+Definitions, per method, over its ``n`` records (one per item):
+
+- ``errors``: records whose method failed after its retries; ``abstained``: records where the
+  method chose not to answer; ``answered = n - abstained - errors``.
+- ``accuracy = correct / n``: an abstention or an error counts as not correct (nothing is
+  dropped from the denominator). Its 95% interval is Wilson's score interval (below).
+- ``coverage = answered / n``; ``abstention_rate = abstained / n``; ``error_rate = errors / n``
+  (the three add up to 1).
+- ``selective_accuracy = correct / answered``: accuracy on the items the method answered
+  (``None`` when it answered none).
+- Cost: means over the records without an error (a failed item's cost is unknown) of prompt,
+  completion and total Reasoner tokens, Reasoner calls, DM calls, backtracks and latency.
+  ``tokens_vs_cot`` divides the mean total tokens by ``cot``'s, when ``cot`` was run.
+
+Wilson score interval for ``x`` successes in ``n`` trials, with ``p = x / n`` and ``z = 1.96``
+(the 97.5% normal quantile, 1.959964)::
+
+    centre    = (p + z²/(2n)) / (1 + z²/n)
+    half      = z / (1 + z²/n) * sqrt(p(1 - p)/n + z²/(4n²))
+    interval  = [centre - half, centre + half]
+
+e.g. 7/10: centre 0.6445, half 0.2477, interval [0.3968, 0.8922]. Unlike ``p ± z·sqrt(p(1-p)/n)``
+it stays inside [0, 1] and is not empty at 0/n or n/n, which matters at the small ``n`` of CPU
+evaluations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from drr_agent.offline.jsonl import write_json
+from evals.records import EvalRecord
+
+Z_95 = 1.959963984540054
+"""The two-sided 95% normal quantile."""
+
+SUMMARY_JSON = "summary.json"
+SUMMARY_MD = "summary.md"
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (see the module docstring); ``(0, 1)`` if n = 0."""
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got {successes}/{n}")
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z / denominator * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+class MethodSummary(BaseModel):
+    """One row of the summary table (see the module docstring for every definition)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: str
+    n: int
+    correct: int
+    answered: int
+    abstained: int
+    errors: int
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    coverage: float
+    abstention_rate: float
+    error_rate: float
+    selective_accuracy: float | None
+    mean_prompt_tokens: float
+    mean_completion_tokens: float
+    mean_tokens: float
+    tokens_vs_cot: float | None = None
+    mean_reasoner_calls: float
+    mean_dm_calls: float
+    mean_backtracks: float
+    mean_latency_s: float
+
+
+class EvalSummary(BaseModel):
+    """The summary of one run folder: settings, then one `MethodSummary` per method."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    task: str
+    items: int
+    reasoner: str
+    scorer: str | None
+    settings: dict[str, Any]
+    config: dict[str, Any]
+    methods: list[MethodSummary]
+    out_dir: str = ""
+
+    def method(self, name: str) -> MethodSummary:
+        for row in self.methods:
+            if row.method == name:
+                return row
+        raise KeyError(name)
+
+    def to_markdown(self) -> str:
+        """The summary as a Markdown table with the budgets it was run at."""
+        s, c = self.settings, self.config
+        lines = [
+            f"# Evaluation `{self.run_id}`: {self.task}, {self.items} items",
+            "",
+            f"Reasoner `{self.reasoner}`; DM `{self.scorer or '-'}`. "
+            f"Whole traces: k={s.get('k')}, temperature {s.get('temperature')}, "
+            f"max_tokens {s.get('max_tokens')}, best-of-n aggregate {s.get('aggregate')}. "
+            f"Graph: candidates/step {c.get('candidates_per_step')}, max_steps "
+            f"{c.get('max_steps')}, max_reasoner_calls {c.get('max_reasoner_calls')}, "
+            f"max_backtracks {c.get('max_backtracks')}, thresholds accept "
+            f"{c.get('accept_threshold')} / answer {c.get('answer_threshold')} (None: the DM's "
+            f"stored value, else 0.5), on budget {c.get('on_budget_exhausted')}.",
+            "",
+            "| method | n | accuracy [95% CI] | coverage | selective acc. | abstained | errors "
+            "| prompt tok | completion tok | total tok (× CoT) | Reasoner calls | DM calls "
+            "| backtracks | latency s |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in self.methods:
+            selective = "-" if r.selective_accuracy is None else f"{r.selective_accuracy:.3f}"
+            ratio = "" if r.tokens_vs_cot is None else f" ({r.tokens_vs_cot:.2f}×)"
+            lines.append(
+                f"| {r.method} | {r.n} | {r.accuracy:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] "
+                f"| {r.coverage:.3f} | {selective} | {r.abstained} | {r.errors} "
+                f"| {r.mean_prompt_tokens:.1f} | {r.mean_completion_tokens:.1f} "
+                f"| {r.mean_tokens:.1f}{ratio} | {r.mean_reasoner_calls:.2f} "
+                f"| {r.mean_dm_calls:.2f} | {r.mean_backtracks:.2f} | {r.mean_latency_s:.2f} |"
+            )
+        lines += [
+            "",
+            "Accuracy counts abstentions and errors as wrong; selective accuracy is over answered "
+            "items; token, call and latency columns are means per item (errors excluded); "
+            "tokens are Reasoner tokens, self-critique's critic calls included.",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def summarize_method(method: str, records: Sequence[EvalRecord]) -> MethodSummary:
+    """The `MethodSummary` of one method's records."""
+    n = len(records)
+    correct = sum(r.correct for r in records)
+    errors = sum(r.error is not None for r in records)
+    abstained = sum(r.abstained and r.error is None for r in records)
+    answered = n - abstained - errors
+    low, high = wilson_interval(correct, n)
+    ok = [r for r in records if r.error is None]
+    return MethodSummary(
+        method=method,
+        n=n,
+        correct=correct,
+        answered=answered,
+        abstained=abstained,
+        errors=errors,
+        accuracy=correct / n if n else 0.0,
+        ci_low=low,
+        ci_high=high,
+        coverage=answered / n if n else 0.0,
+        abstention_rate=abstained / n if n else 0.0,
+        error_rate=errors / n if n else 0.0,
+        selective_accuracy=(
+            sum(r.correct for r in records if not r.abstained and r.error is None) / answered
+            if answered
+            else None
+        ),
+        mean_prompt_tokens=_mean([r.tokens.prompt for r in ok]),
+        mean_completion_tokens=_mean([r.tokens.completion for r in ok]),
+        mean_tokens=_mean([r.tokens.total for r in ok]),
+        mean_reasoner_calls=_mean([r.reasoner_calls for r in ok]),
+        mean_dm_calls=_mean([r.dm_calls for r in ok]),
+        mean_backtracks=_mean([r.backtracks for r in ok]),
+        mean_latency_s=_mean([r.latency_s for r in ok]),
+    )
+
+
+def summarize(
+    records: Sequence[EvalRecord],
+    methods: Sequence[str],
+    *,
+    run_id: str,
+    task: str,
+    reasoner: str,
+    scorer: str | None = None,
+    settings: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+) -> EvalSummary:
+    """Summarise ``records`` per method, in the order of ``methods``."""
+    rows = [summarize_method(m, [r for r in records if r.method == m]) for m in methods]
+    cot = next((r for r in rows if r.method == "cot" and r.mean_tokens > 0), None)
+    if cot is not None:
+        rows = [
+            r.model_copy(update={"tokens_vs_cot": r.mean_tokens / cot.mean_tokens}) for r in rows
+        ]
+    return EvalSummary(
+        run_id=run_id,
+        task=task,
+        items=len({r.item_id for r in records}),
+        reasoner=reasoner,
+        scorer=scorer,
+        settings=dict(settings or {}),
+        config=dict(config or {}),
+        methods=rows,
+    )
+
+
+def write_summary(summary: EvalSummary, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``summary.json`` and ``summary.md`` into ``out_dir``; return their paths."""
+    out = Path(out_dir)
+    json_path, md_path = out / SUMMARY_JSON, out / SUMMARY_MD
+    write_json(json_path, summary.model_dump(mode="json"))
+    md_path.write_text(summary.to_markdown(), encoding="utf-8")
+    return json_path, md_path
