@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -74,3 +76,38 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """Print an error and return the exit to raise."""
     err_console.print(f"[red]error:[/red] {message}")
     return typer.Exit(code)
+
+
+_NO_DM_MESSAGE = (
+    "No trained DM given. Pass --dm PATH (a Hugging Face sequence-classification folder, "
+    "e.g. one written by `drr train`) or set DRR_DM. To smoke-test the plumbing without a "
+    "trained DM, pass --untrained-dm: the embedded MiniLM base with a random head (its scores "
+    "are meaningless, so routing is too)."
+)
+
+
+def parse_params(pairs: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` options as a dict (values parsed as JSON where they are JSON)."""
+    params: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--param")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def load_scorer(dm: Path | None, untrained_dm: bool, trust_remote_code: bool, beside_llama: bool):
+    """The DM the options name; one torch thread beside the in-process llama.cpp Reasoner."""
+    from drr_agent.scorers import HFScorer, embedded_dm_base_path
+
+    if dm is None and not untrained_dm:
+        raise fail(_NO_DM_MESSAGE, 2)
+    # one torch thread beside the in-process llama.cpp Reasoner (see HFScorer.num_threads)
+    threads = 1 if beside_llama else None
+    if dm is None:
+        return HFScorer(embedded_dm_base_path(), allow_untrained_head=True, num_threads=threads)
+    return HFScorer(dm, trust_remote_code=trust_remote_code, num_threads=threads)

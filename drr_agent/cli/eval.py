@@ -27,10 +27,12 @@ from drr_agent.cli._common import (
     app,
     console,
     fail,
+    load_scorer,
     make_reasoner,
+    parse_params,
 )
-from drr_agent.cli.offline import SplitChoice, _params, split_path, task_spec_path
-from drr_agent.cli.solve import OnBudget, _scorer
+from drr_agent.cli.offline import SplitChoice, split_path, task_spec_path
+from drr_agent.cli.solve import OnBudget
 from drr_agent.errors import DRRError
 
 DEFAULT_METHODS = "cot,self_consistency,self_critique,drr,best_of_n_dm"
@@ -63,7 +65,7 @@ def _items(task, limit, task_seed, path, param, held_out, split_seed, split, tra
             limit=limit,
             seed=task_seed,
             path=str(path) if path else None,
-            params=_params(param),
+            params=parse_params(param),
         )
         loaded = spec.load()
         the_split = split_task(loaded, int(held_out) if held_out >= 1 else held_out, split_seed)
@@ -173,7 +175,9 @@ def eval_command(
                 import torch
 
                 torch.manual_seed(seed)
-            scorer = _scorer(dm, untrained_dm, trust_remote_code, beside_llama=reasoner == EMBEDDED)
+            scorer = load_scorer(
+                dm, untrained_dm, trust_remote_code, beside_llama=reasoner == EMBEDDED
+            )
         ctx = MethodContext(the_task, the_reasoner, scorer, config, settings)
         summary = asyncio.run(
             run_eval(

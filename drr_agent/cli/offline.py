@@ -8,7 +8,6 @@ finds the task spec and split of an earlier one without repeating options.
 from __future__ import annotations
 
 import asyncio
-import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -26,6 +25,7 @@ from drr_agent.cli._common import (
     console,
     fail,
     make_reasoner,
+    parse_params,
 )
 from drr_agent.errors import DRRError
 
@@ -44,19 +44,6 @@ class SplitChoice(StrEnum):
     train = "train"
     held_out = "held_out"
     both = "both"
-
-
-def _params(pairs: list[str]) -> dict[str, object]:
-    params: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--param")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
-    return params
 
 
 def _summary_table(title: str, rows: dict[str, object]) -> Table:
@@ -101,7 +88,7 @@ def traces(
             limit=limit,
             seed=task_seed,
             path=str(path) if path else None,
-            params=_params(param),
+            params=parse_params(param),
         )
         loaded = spec.load()
         spec_file, split_file = task_spec_path(out), split_path(out)

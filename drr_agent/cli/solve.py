@@ -19,35 +19,17 @@ from drr_agent.cli._common import (
     app,
     console,
     fail,
+    load_scorer,
     make_reasoner,
 )
 from drr_agent.config import DRRConfig
 from drr_agent.errors import DRRError
 from drr_agent.state import DRRResult
 
-_NO_DM_MESSAGE = (
-    "No trained DM given. Pass --dm PATH (a Hugging Face sequence-classification folder, "
-    "e.g. one written by `drr train`) or set DRR_DM. To smoke-test the plumbing without a "
-    "trained DM, pass --untrained-dm: the embedded MiniLM base with a random head (its scores "
-    "are meaningless, so routing is too)."
-)
-
 
 class OnBudget(StrEnum):
     answer_best = "answer_best"
     abstain = "abstain"
-
-
-def _scorer(dm: Path | None, untrained_dm: bool, trust_remote_code: bool, beside_llama: bool):
-    from drr_agent.scorers import HFScorer, embedded_dm_base_path
-
-    if dm is None and not untrained_dm:
-        raise fail(_NO_DM_MESSAGE, 2)
-    # one torch thread beside the in-process llama.cpp Reasoner (see HFScorer.num_threads)
-    threads = 1 if beside_llama else None
-    if dm is None:
-        return HFScorer(embedded_dm_base_path(), allow_untrained_head=True, num_threads=threads)
-    return HFScorer(dm, trust_remote_code=trust_remote_code, num_threads=threads)
 
 
 def _print_event(event: dict[str, Any]) -> None:
@@ -118,7 +100,7 @@ def solve(
             max_reasoner_calls=max_reasoner_calls,
             on_budget_exhausted=on_budget.value,
         )
-        scorer = _scorer(dm, untrained_dm, trust_remote_code, beside_llama=reasoner == EMBEDDED)
+        scorer = load_scorer(dm, untrained_dm, trust_remote_code, beside_llama=reasoner == EMBEDDED)
         graph = build_graph(
             make_reasoner(reasoner, model, style, vllm, temperature=temperature, seed=seed),
             scorer,
