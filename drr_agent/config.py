@@ -32,6 +32,10 @@ class DRRConfig(BaseModel):
             pops back to the parent thought (a backtrack).
         max_backtracks: Pops allowed per run before it stops on budget.
         max_reasoner_calls: `reason` calls allowed per run before it stops on budget.
+        force_final_answer: When the budget allows one more step only (the path is one step
+            short of ``max_steps``, or one Reasoner call is left), ask for the final answer
+            (`StepPrompt`'s ``final``) instead of another step, so a run that used its budget
+            still ends with an answer for the DM to judge rather than with none.
         on_budget_exhausted: ``"answer_best"`` answers with the best-scored final answer seen
             (abstaining if none was seen); ``"abstain"`` always abstains.
         on_reasoner_error: After the retries below fail, ``"abstain"`` ends the run with the
@@ -54,6 +58,7 @@ class DRRConfig(BaseModel):
     max_retries_per_point: int = Field(default=3, ge=1)
     max_backtracks: int = Field(default=4, ge=0)
     max_reasoner_calls: int = Field(default=24, ge=1)
+    force_final_answer: bool = True
     on_budget_exhausted: Literal["answer_best", "abstain"] = "answer_best"
     on_reasoner_error: Literal["abstain", "raise"] = "abstain"
     on_scorer_error: Literal["abstain", "raise"] = "abstain"

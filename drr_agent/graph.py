@@ -76,13 +76,27 @@ class _DRRNodes:
         return context if isinstance(context, DRRConfig) else self.config
 
     # -- reason ---------------------------------------------------------------------------
-    def _reason_request(self, state: DRRState) -> tuple[str, list[str], list[str]]:
+    def _reason_request(
+        self, state: DRRState, config: DRRConfig
+    ) -> tuple[str, list[str], list[str], dict[str, Any]]:
         path = state.get("path", [])
         tip = path[-1] if path else None
+        calls = (state.get("counters") or new_counters())["reasoner_calls"]
+        # the last step the budget allows must answer, or the run would end without one
+        final = config.force_final_answer and (
+            len(path) + 1 >= config.max_steps or calls + 1 >= config.max_reasoner_calls
+        )
+        kwargs = {
+            "n": config.candidates_per_step,
+            "step_format": config.step_format,
+            "call_index": calls,
+            "final": final,
+        }
         return (
             _question(state),
             _accepted_steps(state),
             rejected_texts(state.get("thoughts", []), tip),
+            kwargs,
         )
 
     def _reason_update(
@@ -151,16 +165,10 @@ class _DRRNodes:
 
     def reason(self, state: DRRState, runtime: Runtime[DRRConfig]) -> Command[Any]:
         config = self._config(runtime)
-        question, steps, rejected = self._reason_request(state)
+        question, steps, rejected, kwargs = self._reason_request(state, config)
         try:
             proposals = retry(
-                lambda: self.reasoner.propose(
-                    question,
-                    steps,
-                    rejected,
-                    n=config.candidates_per_step,
-                    step_format=config.step_format,
-                ),
+                lambda: self.reasoner.propose(question, steps, rejected, **kwargs),
                 what=f"Reasoner {self.reasoner.name!r}",
                 retries=config.reasoner_retries,
                 timeout_s=config.reasoner_timeout_s,
@@ -174,16 +182,10 @@ class _DRRNodes:
 
     async def areason(self, state: DRRState, runtime: Runtime[DRRConfig]) -> Command[Any]:
         config = self._config(runtime)
-        question, steps, rejected = self._reason_request(state)
+        question, steps, rejected, kwargs = self._reason_request(state, config)
         try:
             proposals = await aretry(
-                lambda: self.reasoner.apropose(
-                    question,
-                    steps,
-                    rejected,
-                    n=config.candidates_per_step,
-                    step_format=config.step_format,
-                ),
+                lambda: self.reasoner.apropose(question, steps, rejected, **kwargs),
                 what=f"Reasoner {self.reasoner.name!r}",
                 retries=config.reasoner_retries,
                 timeout_s=config.reasoner_timeout_s,
@@ -279,6 +281,8 @@ class _DRRNodes:
             "path": decision.path,
             "pending": [],
             "counters": decision.counters,
+            "accept_threshold": accept,
+            "answer_threshold": answer,
         }
         if decision.finished:
             update.update(

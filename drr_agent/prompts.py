@@ -11,7 +11,9 @@ Two styles, because chat servers differ in what they allow:
   next step only.
 
 In both, the alternatives the DM rejected at this point are listed so the Reasoner explores
-instead of repeating them.
+instead of repeating them. When the budget allows one more step only, the prompt asks for the
+final answer (``final=True``): prefill style starts the step with ``answer_prefix``, chat style
+says so.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class StepPrompt(BaseModel):
         step_joiner: Text between accepted steps in a prefilled reply. A blank line makes small
             models start the next step at once instead of emitting an empty line first.
         rejected_header: Introduces the list of rejected alternatives.
+        answer_prefix: Starts a step that must give the final answer (it matches
+            `StepFormat`'s default answer pattern).
+        final_request: Asks for the final answer in ``chat`` style.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,17 +54,37 @@ class StepPrompt(BaseModel):
     rejected_header: str = (
         "These next steps were judged wrong; do not repeat them, write a different step:"
     )
+    answer_prefix: str = "Answer:"
+    final_request: str = "Write the final answer now, on one line: 'Answer: X'."
 
-    def prefill_text(self, steps: Sequence[str]) -> str:
-        """The assistant prefix for ``prefill`` style ('' when no step is accepted yet)."""
-        if self.style != "prefill" or not steps:
+    def prefill_text(self, steps: Sequence[str], *, final: bool = False) -> str:
+        """The assistant prefix for ``prefill`` style ('' when there is nothing to prefill).
+
+        With ``final``, the prefix ends with ``answer_prefix``: the model can only complete
+        the final answer.
+        """
+        if self.style != "prefill":
             return ""
-        return self.step_joiner.join(steps) + self.step_joiner
+        prefix = self.step_joiner.join(steps) + self.step_joiner if steps else ""
+        return prefix + self.answer_prefix if final else prefix
+
+    def step_text(self, completion: str, *, final: bool = False) -> str:
+        """The step as written, from the model's completion of `messages` (``prefill`` style
+        with ``final`` put the answer prefix in the prompt, so it goes back in front)."""
+        if final and self.style == "prefill":
+            return f"{self.answer_prefix} {completion.strip()}"
+        return completion
 
     def messages(
-        self, question: str, steps: Sequence[str], rejected: Sequence[str] = ()
+        self,
+        question: str,
+        steps: Sequence[str],
+        rejected: Sequence[str] = (),
+        *,
+        final: bool = False,
     ) -> list[BaseMessage]:
-        """Messages asking for the step after ``steps``, avoiding ``rejected``."""
+        """Messages asking for the step after ``steps``, avoiding ``rejected``; with ``final``
+        that step must be the final answer."""
         parts = [question.strip(), self.instruction]
         if self.style == "chat" and steps:
             listed = "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
@@ -67,12 +92,12 @@ class StepPrompt(BaseModel):
         if rejected:
             parts.append(self.rejected_header + "\n" + "\n".join(f"- {r}" for r in rejected))
         if self.style == "chat":
-            parts.append("Write only the next step, on one line.")
+            parts.append(self.final_request if final else "Write only the next step, on one line.")
         messages: list[BaseMessage] = []
         if self.system:
             messages.append(SystemMessage(self.system))
         messages.append(HumanMessage("\n\n".join(parts)))
-        prefill = self.prefill_text(steps)
+        prefill = self.prefill_text(steps, final=final)
         if prefill:
             messages.append(AIMessage(prefill))
         return messages

@@ -138,6 +138,9 @@ class DRRState(TypedDict):
     abstained: NotRequired[bool]
     stop_reason: NotRequired[StopReason | None]
     stop_detail: NotRequired[str | None]
+    # the thresholds `decide` applied (config, else the DM's stored ones): traces show them
+    accept_threshold: NotRequired[float]
+    answer_threshold: NotRequired[float]
 
 
 class ThoughtRecord(BaseModel):
@@ -176,6 +179,8 @@ class DRRResult(BaseModel):
     dm_items: int
     rejections: int
     backtracks: int
+    accept_threshold: float | None = None
+    answer_threshold: float | None = None
 
     @classmethod
     def from_state(cls, state: DRRState) -> DRRResult:
@@ -188,6 +193,8 @@ class DRRResult(BaseModel):
             stop_detail=state.get("stop_detail"),
             path=list(state.get("path", [])),
             thoughts=[ThoughtRecord(**t) for t in state.get("thoughts", [])],
+            accept_threshold=state.get("accept_threshold"),
+            answer_threshold=state.get("answer_threshold"),
             **counters,
         )
 

@@ -16,11 +16,10 @@ turns it into what a person reads:
   events of ``graph.stream(..., stream_mode="custom")`` as one line each, live or afterwards.
 
 Every function takes what a run gives you: the state dict returned by ``graph.invoke``, a
-`DRRResult`, or a LangGraph ``StateSnapshot`` (``graph.get_state(config)``). The state does not
-store the thresholds the run used (they are resolved per run from `DRRConfig` and the DM), so
-pass ``accept_threshold`` / ``answer_threshold`` to compare scores against them; a state that
-carries those keys is read as is. When only the accept threshold is known, final answers are
-compared with it too (as `DRRConfig.thresholds` does).
+`DRRResult`, or a LangGraph ``StateSnapshot`` (``graph.get_state(config)``). Scores are
+compared with the thresholds the run applied (``decide`` stores them in the state); pass
+``accept_threshold`` / ``answer_threshold`` to compare with others. When only the accept
+threshold is known, final answers are compared with it too (as `DRRConfig.thresholds` does).
 """
 
 from __future__ import annotations

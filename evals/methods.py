@@ -263,14 +263,13 @@ def _require_scorer(ctx: MethodContext, method: str) -> StepScorer:
 
 
 def _graph_reasoner(item: TaskItem, ctx: MethodContext) -> Reasoner:
-    """The Reasoner under the task's instruction, seeded per item where that is safe.
+    """The Reasoner under the task's instruction, seeded per item.
 
     A backend with a ``seed`` field (``ChatOpenAI``) gets ``sample_seed(seed, item, 0)`` so runs
-    repeat, but only with one candidate per step: n candidates of one prompt under one seed
-    would all be the same text.
+    repeat; the `Reasoner` derives the seed of each call and candidate from it.
     """
     model = ctx.reasoner.model
-    if ctx.config.candidates_per_step == 1 and "seed" in type(model).model_fields:
+    if "seed" in type(model).model_fields:
         model = model.model_copy(update={"seed": sample_seed(ctx.settings.seed, item.id, 0)})
     prompt = ctx.reasoner.prompt.model_copy(update={"instruction": ctx.task.instruction})
     return Reasoner(model, prompt, name=ctx.reasoner.name)

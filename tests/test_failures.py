@@ -250,7 +250,8 @@ async def test_empty_reasoner_output_is_rejected_until_budget(run: Runner) -> No
 
 async def test_reasoner_that_never_answers_ends_by_budget(run: Runner) -> None:
     model = FlakyChatModel(replies=[f"step {i}" for i in range(1, 100)])
-    out = await run(build_graph(model, good_dm()), QUESTION)
+    config = DRRConfig(force_final_answer=False)
+    out = await run(build_graph(model, good_dm(), config), QUESTION)
     assert out["stop_reason"] == "max_steps"  # DRRConfig().max_steps == 8
     assert out["abstained"] is True
     assert out["answer"] is None

@@ -19,7 +19,15 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
-from drr_agent import DRRConfig, FunctionScorer, StepContext, StepFormat, Thought, build_graph
+from drr_agent import (
+    DRRConfig,
+    FunctionScorer,
+    Reasoner,
+    StepContext,
+    StepFormat,
+    Thought,
+    build_graph,
+)
 from drr_agent.policy import decide, rejected_texts, rejections_at
 from drr_agent.prompts import StepPrompt
 from drr_agent.state import Counters, new_counters
@@ -528,7 +536,7 @@ def never_answers(n: int = 50) -> ScriptedChatModel:
 
 async def test_graph_budget_max_steps(run: Runner) -> None:
     model = never_answers()
-    graph = build_graph(model, scripted_dm(), DRRConfig(max_steps=3))
+    graph = build_graph(model, scripted_dm(), DRRConfig(max_steps=3, force_final_answer=False))
     out = await run(graph, QUESTION)
     assert out["stop_reason"] == "max_steps"
     assert out["stop_detail"] == (
@@ -540,9 +548,34 @@ async def test_graph_budget_max_steps(run: Runner) -> None:
     assert len(model.calls) == 3
 
 
+async def test_graph_forces_the_final_answer_when_one_step_is_left(run: Runner) -> None:
+    model = never_answers()
+    graph = build_graph(model, scripted_dm(), DRRConfig(max_steps=3))
+    out = await run(graph, QUESTION)
+    # the third (last) step was asked as the answer: the prefill ends with the answer prefix
+    last_prompt = model.calls[-1][-1]
+    assert isinstance(last_prompt, AIMessage) and last_prompt.content.endswith("\n\nAnswer:")
+    assert not model.calls[1][-1].content.endswith("Answer:")
+    assert out["thoughts"][-1]["text"] == "Answer: step 3"
+    assert out["stop_reason"] == "answered" and out["answer"] == "step 3"
+
+
+async def test_graph_forces_the_answer_on_the_last_reasoner_call_in_chat_style(run) -> None:
+    model = ScriptedChatModel(replies=[f"bad {i}" for i in range(10)])
+    config = DRRConfig(max_reasoner_calls=3, max_steps=3, max_retries_per_point=100)
+    reasoner = Reasoner(model, StepPrompt(style="chat"))
+    out = await run(build_graph(reasoner, bad_dm(), config), QUESTION)
+    asked = [m[-1].content for m in model.calls]
+    assert all("Write only the next step" in a for a in asked[:2])
+    assert "Write the final answer now" in asked[2]
+    assert out["stop_reason"] == "max_reasoner_calls"
+
+
 async def test_graph_budget_max_reasoner_calls(run: Runner) -> None:
     model = ScriptedChatModel(replies=[f"bad {i}" for i in range(10)])
-    config = DRRConfig(max_reasoner_calls=5, max_steps=5, max_retries_per_point=100)
+    config = DRRConfig(
+        max_reasoner_calls=5, max_steps=5, max_retries_per_point=100, force_final_answer=False
+    )
     out = await run(build_graph(model, bad_dm(), config), QUESTION)
     assert out["stop_reason"] == "max_reasoner_calls"
     assert out["stop_detail"].startswith("max_reasoner_calls=5 reached; abstained")
@@ -698,7 +731,9 @@ async def test_graph_batch_is_not_cut_by_the_recursion_limit() -> None:
         return "bad step"
 
     model = ScriptedChatModel(respond=respond)
-    config = DRRConfig(max_reasoner_calls=12, max_steps=8, max_retries_per_point=100)
+    config = DRRConfig(
+        max_reasoner_calls=12, max_steps=8, max_retries_per_point=100, force_final_answer=False
+    )
     graph = build_graph(model, bad_dm(), config)
     inputs = [{"question": "q1"}, {"question": "q2"}]
     for out in [*graph.batch(inputs), *(await graph.abatch(inputs))]:

@@ -107,3 +107,44 @@ async def test_reasoner_async_uses_the_step_format() -> None:
     assert proposal.text == "first"
     assert proposal.prompt_tokens == 0
     assert proposal.completion_tokens == 0
+
+
+def test_final_prompt_prefills_the_answer_prefix_and_puts_it_back() -> None:
+    prompt = StepPrompt()
+    assert prompt.prefill_text([], final=True) == "Answer:"
+    assert prompt.prefill_text(["a"], final=True) == "a\n\nAnswer:"
+    chat = StepPrompt(style="chat")
+    assert chat.prefill_text(["a"], final=True) == ""
+    assert "Write the final answer now" in chat.messages("q", ["a"], final=True)[0].content
+    # llama.cpp echoes the prefill; the step keeps the prefix so the answer is recognised
+    model = FakeListChatModel(responses=["a\n\nAnswer: 11\nmore"])
+    (proposal,) = Reasoner(model).propose("q", ["a"], final=True)
+    assert proposal.text == "Answer: 11"
+    assert StepFormat().extract_answer(proposal.text) == "11"
+
+
+class _SeededModel(FakeListChatModel):
+    """A chat model with a ``seed`` field (as ChatOpenAI) that records the seeds it was given."""
+
+    seed: int | None = 11
+    seen: list = []  # noqa: RUF012 (pydantic copies the default per instance)
+
+    def _call(self, messages, stop=None, run_manager=None, **kwargs):
+        self.seen.append(kwargs.get("seed"))
+        return super()._call(messages, stop, run_manager, **kwargs)
+
+
+async def test_reasoner_derives_a_fresh_seed_per_call_and_candidate() -> None:
+    model = _SeededModel(responses=["x"] * 20)
+    reasoner = Reasoner(model)
+    assert reasoner.base_seed == 11
+    reasoner.propose("q", [], n=3, call_index=0)
+    await reasoner.apropose("q", [], n=1, call_index=1)
+    reasoner.propose("q", [], n=1, call_index=1)
+    first, second, again = model.seen[:3], model.seen[3], model.seen[4]
+    assert len(set(first)) == 3 and second not in first  # all distinct
+    assert second == again  # reproducible: the same call of the same run, the same seed
+    # an unseeded model is called without one
+    plain = _SeededModel(responses=["x"], seed=None, seen=[])
+    Reasoner(plain).propose("q", [])
+    assert plain.seen == [None]

@@ -113,20 +113,24 @@ def test_text_tree(run) -> None:
 
 def test_text_tree_takes_thresholds_from_the_state_and_any_run_form(run) -> None:
     graph, thread, _, final = run
-    with_thresholds = {**final, **THRESHOLDS}
-    assert format_thought_tree(with_thresholds) == EXPECTED_TREE
-    assert format_thought_tree({**DRRResult.from_state(final).model_dump(), **THRESHOLDS}) == (
-        EXPECTED_TREE
-    )
-    assert format_thought_tree(graph.get_state(thread), **THRESHOLDS) == EXPECTED_TREE
+    # `decide` stored the thresholds it applied
+    assert (final["accept_threshold"], final["answer_threshold"]) == (0.5, 0.7)
+    assert format_thought_tree(final) == EXPECTED_TREE
+    assert format_thought_tree(DRRResult.from_state(final)) == EXPECTED_TREE
+    assert format_thought_tree(DRRResult.from_state(final).model_dump()) == EXPECTED_TREE
+    assert format_thought_tree(graph.get_state(thread)) == EXPECTED_TREE
     # arguments win over the state; the state itself is not changed
-    assert "accept 0.30" in format_thought_tree(with_thresholds, accept_threshold=0.3)
-    assert "accept_threshold" not in final
+    assert "accept 0.30" in format_thought_tree(final, accept_threshold=0.3)
+    assert final["accept_threshold"] == 0.5
+
+
+def _without_thresholds(final) -> dict:
+    return {k: v for k, v in final.items() if not k.endswith("_threshold")}
 
 
 def test_text_tree_without_thresholds_shows_plain_scores(run) -> None:
     _, _, _, final = run
-    text = format_thought_tree(DRRResult.from_state(final))
+    text = format_thought_tree(_without_thresholds(final))
     assert "thresholds unknown" in text
     assert "✗ #1  0.100  rejected  5 - 6 = -1" in text
     assert "≥" not in text.split("\n", 2)[2].split("Answer: 11 (")[0]
@@ -279,7 +283,7 @@ def test_drawing_into_given_axes(run) -> None:
     _, _, _, final = run
     fig = Figure()
     ax = fig.add_subplot()
-    assert draw_thought_tree(DRRResult.from_state(final), ax=ax) is fig
+    assert draw_thought_tree(_without_thresholds(final), ax=ax) is fig
     assert ax.get_legend() is not None
     assert "#3  0.800\n5 + 6 = 11" in [t.get_text() for t in ax.texts]  # no thresholds given
 

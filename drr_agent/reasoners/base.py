@@ -10,11 +10,14 @@ or LangChain's fake chat models in tests.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables import RunnableParallel
 
 from drr_agent.prompts import StepPrompt
 from drr_agent.steps import StepFormat
@@ -38,6 +41,13 @@ class Reasoner:
         prompt: Prompt style; ``StepPrompt()`` (prefill) by default, ``StepPrompt(style="chat")``
             for APIs that cannot continue an assistant message.
         name: Identity recorded with traces and results; defaults to the model's name.
+
+    A model with a fixed ``seed`` (``ChatOpenAI(seed=...)``, the embedded model) would write
+    the same step every time it is asked the same thing, so a retry after a rejection, or
+    the ``n`` candidates of one call, would be copies. The Reasoner therefore derives a seed per
+    call and candidate from the model's seed and the ``call_index`` the graph passes (its
+    count of Reasoner calls so far): runs stay reproducible, and every proposal is a fresh
+    sample.
     """
 
     def __init__(
@@ -50,22 +60,31 @@ class Reasoner:
         self.model = model
         self.prompt = prompt or StepPrompt()
         self.name = name or _model_name(model)
+        fields = getattr(type(model), "model_fields", {})
+        self.base_seed: int | None = getattr(model, "seed", None) if "seed" in fields else None
 
     def __repr__(self) -> str:
         return f"Reasoner({self.name!r}, style={self.prompt.style!r})"
 
-    def _inputs(
-        self, question: str, steps: Sequence[str], rejected: Sequence[str]
-    ) -> list[BaseMessage]:
-        return self.prompt.messages(question, steps, rejected)
+    def _seed_kwargs(self, call_index: int, n: int) -> list[dict[str, Any]]:
+        """Per-candidate invoke kwargs: a derived seed when the model has a fixed one."""
+        if self.base_seed is None:
+            return [{} for _ in range(n)]
+        return [{"seed": call_seed(self.base_seed, call_index, i)} for i in range(n)]
 
-    def _parse(self, message: BaseMessage, prefill: str, fmt: StepFormat) -> Proposal:
+    def _fan_out(self, fmt: StepFormat, kwargs: list[dict[str, Any]]) -> RunnableParallel:
+        """The ``n`` candidate calls as one LangChain parallel runnable (threads or tasks)."""
+        return RunnableParallel(
+            {str(i): self.model.bind(stop=[fmt.separator], **kw) for i, kw in enumerate(kwargs)}
+        )
+
+    def _parse(self, message: BaseMessage, prefill: str, fmt: StepFormat, final: bool) -> Proposal:
         text = message.content if isinstance(message.content, str) else message.text
         if prefill and text.startswith(prefill):  # llama.cpp echoes a continued message
             text = text[len(prefill) :]
         usage = getattr(message, "usage_metadata", None) or {}
         return Proposal(
-            text=fmt.first_step(text),
+            text=fmt.first_step(self.prompt.step_text(text, final=final)),
             prompt_tokens=int(usage.get("input_tokens", 0)),
             completion_tokens=int(usage.get("output_tokens", 0)),
         )
@@ -78,17 +97,24 @@ class Reasoner:
         *,
         n: int = 1,
         step_format: StepFormat | None = None,
+        call_index: int = 0,
+        final: bool = False,
     ) -> list[Proposal]:
-        """Ask for ``n`` candidate next steps concurrently."""
+        """Ask for ``n`` candidate next steps concurrently.
+
+        Args:
+            call_index: Which call of the run this is (seeds differ per call, see the class).
+            final: The step must be the final answer (the budget allows no other).
+        """
         fmt = step_format or StepFormat()
-        messages = self._inputs(question, steps, rejected)
+        messages = self.prompt.messages(question, steps, rejected, final=final)
+        kwargs = self._seed_kwargs(call_index, n)
         if n == 1:  # the common case; abatch's fan-out costs more than the graph's own step
-            outputs = [await self.model.ainvoke(messages, stop=[fmt.separator])]
+            outputs = [await self.model.ainvoke(messages, stop=[fmt.separator], **kwargs[0])]
         else:
-            outputs = await self.model.abatch(
-                [messages] * n, config={"max_concurrency": n}, stop=[fmt.separator]
-            )
-        return [self._parse(_as_message(o), self.prompt.prefill_text(steps), fmt) for o in outputs]
+            outputs = list((await self._fan_out(fmt, kwargs).ainvoke(messages)).values())
+        prefill = self.prompt.prefill_text(steps, final=final)
+        return [self._parse(_as_message(o), prefill, fmt, final) for o in outputs]
 
     def propose(
         self,
@@ -98,17 +124,25 @@ class Reasoner:
         *,
         n: int = 1,
         step_format: StepFormat | None = None,
+        call_index: int = 0,
+        final: bool = False,
     ) -> list[Proposal]:
         """Sync twin of `apropose`."""
         fmt = step_format or StepFormat()
-        messages = self._inputs(question, steps, rejected)
+        messages = self.prompt.messages(question, steps, rejected, final=final)
+        kwargs = self._seed_kwargs(call_index, n)
         if n == 1:
-            outputs = [self.model.invoke(messages, stop=[fmt.separator])]
+            outputs = [self.model.invoke(messages, stop=[fmt.separator], **kwargs[0])]
         else:
-            outputs = self.model.batch(
-                [messages] * n, config={"max_concurrency": n}, stop=[fmt.separator]
-            )
-        return [self._parse(_as_message(o), self.prompt.prefill_text(steps), fmt) for o in outputs]
+            outputs = list(self._fan_out(fmt, kwargs).invoke(messages).values())
+        prefill = self.prompt.prefill_text(steps, final=final)
+        return [self._parse(_as_message(o), prefill, fmt, final) for o in outputs]
+
+
+def call_seed(base: int, call_index: int, candidate: int) -> int:
+    """The seed of candidate ``candidate`` in call ``call_index`` of a run seeded ``base``."""
+    digest = hashlib.sha256(f"{base}:{call_index}:{candidate}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 def _as_message(output: object) -> BaseMessage:

@@ -1,9 +1,10 @@
-"""DM scorers behind one interface: in-process Hugging Face, plain functions, the Reasoner as
-its own critic (self-critique baseline); remote ones later."""
+"""DM scorers behind one interface: in-process Hugging Face, plain functions and rule checkers,
+the Reasoner as its own critic (self-critique baseline)."""
 
 from drr_agent.scorers.base import FunctionScorer, StepContext, StepScorer, dm_text_pair
 from drr_agent.scorers.embedded import embedded_dm_base_path
 from drr_agent.scorers.hf import DM_METADATA_FILE, HFScorer
+from drr_agent.scorers.rules import arithmetic_check, arithmetic_scorer, check_equations
 from drr_agent.scorers.self_critique import SelfCritiqueScorer
 
 __all__ = [
@@ -13,6 +14,9 @@ __all__ = [
     "SelfCritiqueScorer",
     "StepContext",
     "StepScorer",
+    "arithmetic_check",
+    "arithmetic_scorer",
+    "check_equations",
     "dm_text_pair",
     "embedded_dm_base_path",
 ]

@@ -443,15 +443,11 @@ class TimedReasoner(Reasoner):
         question: str,
         steps: Sequence[str],
         rejected: Sequence[str] = (),
-        *,
-        n: int = 1,
-        step_format: StepFormat | None = None,
+        **kwargs: Any,
     ) -> list[Proposal]:
         start = time.perf_counter()
         try:
-            return await self.inner.apropose(
-                question, steps, rejected, n=n, step_format=step_format
-            )
+            return await self.inner.apropose(question, steps, rejected, **kwargs)
         finally:
             self.seconds += time.perf_counter() - start
             self.calls += 1
@@ -461,13 +457,11 @@ class TimedReasoner(Reasoner):
         question: str,
         steps: Sequence[str],
         rejected: Sequence[str] = (),
-        *,
-        n: int = 1,
-        step_format: StepFormat | None = None,
+        **kwargs: Any,
     ) -> list[Proposal]:
         start = time.perf_counter()
         try:
-            return self.inner.propose(question, steps, rejected, n=n, step_format=step_format)
+            return self.inner.propose(question, steps, rejected, **kwargs)
         finally:
             self.seconds += time.perf_counter() - start
             self.calls += 1

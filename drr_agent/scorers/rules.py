@@ -1,0 +1,92 @@
+"""Rule-based step critics: checkers written as code instead of trained.
+
+A rule critic is the cheapest `StepScorer` there is and a useful baseline for a trained DM: on
+arithmetic tasks a checker that recomputes every equation a step writes catches exactly the
+"7 + 4 = 12" slips a small Reasoner makes. It knows nothing about steps without equations, so it
+scores them neutrally and leaves the decision to the thresholds. Use it through
+`arithmetic_scorer` (a `FunctionScorer`), alone or as a second opinion beside a DM.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+import re
+from collections.abc import Callable
+
+from drr_agent.scorers.base import FunctionScorer, StepContext
+
+__all__ = ["arithmetic_check", "arithmetic_scorer", "check_equations"]
+
+_NUMBER = r"-?\d+(?:\.\d+)?"
+# "3 + 4 * (2 - 1) = 7": an arithmetic expression (at least one operator), "=", a number
+_EQUATION = re.compile(
+    rf"(?P<lhs>[(\s]*{_NUMBER}(?:[\s()]*[-+*/×x÷][\s(]*{_NUMBER}[\s)]*)+)\s*=\s*(?P<rhs>{_NUMBER})"
+)
+_OPS: dict[type[ast.operator], Callable[[float, float], float]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+}
+
+
+def _evaluate(node: ast.AST) -> float:
+    """Evaluate numbers and + - * / only (never `eval`: the text comes from a model)."""
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body)
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        return float(node.value)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_evaluate(node.operand)
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+        return _OPS[type(node.op)](_evaluate(node.left), _evaluate(node.right))
+    raise ValueError(f"not arithmetic: {ast.dump(node)}")
+
+
+def check_equations(text: str) -> list[bool]:
+    """Whether each equation ``<expression> = <number>`` written in ``text`` is right.
+
+    Equations whose left side does not parse (unbalanced brackets, a word in between) are
+    skipped rather than judged.
+    """
+    verdicts: list[bool] = []
+    for match in _EQUATION.finditer(text):
+        lhs = match["lhs"].replace("×", "*").replace("x", "*").replace("÷", "/")
+        try:
+            value = _evaluate(ast.parse(lhs.strip(), mode="eval"))
+        except (SyntaxError, ValueError, ZeroDivisionError):
+            continue
+        verdicts.append(abs(value - float(match["rhs"])) < 1e-6)
+    return verdicts
+
+
+def arithmetic_check(
+    context: StepContext, *, right: float = 0.9, wrong: float = 0.05, unknown: float = 0.5
+) -> float:
+    """Score a candidate step by its equations: ``wrong`` if any is wrong, ``right`` if it
+    writes at least one and all are right, ``unknown`` if it writes none."""
+    verdicts = check_equations(context.candidate)
+    if not verdicts:
+        return unknown
+    return right if all(verdicts) else wrong
+
+
+def arithmetic_scorer(
+    *, right: float = 0.9, wrong: float = 0.05, unknown: float = 0.5
+) -> FunctionScorer:
+    """`arithmetic_check` as a `StepScorer`.
+
+    Its accept and answer thresholds lie halfway between ``wrong`` and ``unknown``: it rejects
+    exactly the steps it caught computing wrongly and lets everything else through.
+    """
+
+    def check(context: StepContext) -> float:
+        return arithmetic_check(context, right=right, wrong=wrong, unknown=unknown)
+
+    threshold = (wrong + unknown) / 2
+    return FunctionScorer(
+        check,
+        name="arithmetic-checker",
+        thresholds={"accept_threshold": threshold, "answer_threshold": threshold},
+    )

@@ -1,0 +1,56 @@
+"""Rule critics: the arithmetic checker judges equations, never evaluates arbitrary code."""
+
+from __future__ import annotations
+
+import pytest
+
+from drr_agent import DRRConfig, DRRResult, build_graph
+from drr_agent.scorers import StepContext, arithmetic_check, arithmetic_scorer, check_equations
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("7 + 4 = 11", [True]),
+        ("7 + 4 = 12", [False]),
+        ("First 3 * (2 + 1) = 9, then 9 - 2 = 7.", [True, True]),
+        ("9 - 2 = 8 but 1 + 1 = 2", [False, True]),
+        ("-3 + 5 = 2", [True]),
+        ("6 x 3 = 18 and 8 ÷ 2 = 4", [True, True]),
+        ("7.5 / 2.5 = 3", [True]),
+        ("Answer: 11", []),
+        ("x = 4", []),  # no arithmetic on the left
+        ("12 / 0 = 3", []),  # not judged
+        ("__import__('os') + 1 = 2", []),  # only numbers reach the evaluator
+    ],
+)
+def test_check_equations(text, expected):
+    assert check_equations(text) == expected
+
+
+def test_arithmetic_check_scores():
+    ctx = lambda c: StepContext("What is 7 + 4?", (), c)  # noqa: E731
+    assert arithmetic_check(ctx("7 + 4 = 11")) == 0.9
+    assert arithmetic_check(ctx("7 + 4 = 11, so 11 - 1 = 9")) == 0.05
+    assert arithmetic_check(ctx("Let me add the numbers.")) == 0.5
+    assert arithmetic_check(ctx("7 + 4 = 12"), wrong=0.0) == 0.0
+
+
+def test_arithmetic_scorer_rejects_wrong_steps_in_the_graph():
+    from langchain_core.language_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+
+    from drr_agent import Reasoner
+
+    replies = iter(["7 + 4 = 12", "7 + 4 = 11", "Answer: 11"])
+    model = GenericFakeChatModel(messages=(AIMessage(r) for r in replies))
+    scorer = arithmetic_scorer()
+    assert scorer.thresholds == {"accept_threshold": 0.275, "answer_threshold": 0.275}
+    graph = build_graph(Reasoner(model), scorer, DRRConfig(max_steps=4))
+    result = DRRResult.from_state(graph.invoke({"question": "What is 7 + 4?"}))
+    assert result.answer == "11"
+    assert [(t.text, t.status) for t in result.thoughts] == [
+        ("7 + 4 = 12", "rejected"),
+        ("7 + 4 = 11", "accepted"),
+        ("Answer: 11", "answer"),
+    ]
