@@ -402,7 +402,9 @@ def test_cli_rejects_unknown_methods_and_a_missing_dm(tmp_path, monkeypatch):
     base = ["eval", "--task", "basic_arithmetic", "--limit", "8", "--out", str(tmp_path)]
     result = runner.invoke(app, [*base, "--methods", "cot,magic"])
     assert result.exit_code == 2 and "unknown method(s) ['magic']" in result.output
-    monkeypatch.setattr("drr_agent.cli.eval.make_reasoner", lambda *a, **k: Reasoner(Scripted()))
+    monkeypatch.setattr(
+        "drr_agent.cli.evaluate.make_reasoner", lambda *a, **k: Reasoner(Scripted())
+    )
     result = runner.invoke(app, [*base, "--methods", "cot,drr"])
     assert result.exit_code == 2 and "No trained DM given" in result.output
 
@@ -413,7 +415,9 @@ def test_cli_evaluates_the_held_out_items_of_a_trace_file(tmp_path, monkeypatch)
     split = split_task(loaded, 4, 1)
     spec.save(tmp_path / "traces.task.json")
     split.save(tmp_path / "traces.split.json")
-    monkeypatch.setattr("drr_agent.cli.eval.make_reasoner", lambda *a, **k: Reasoner(Scripted()))
+    monkeypatch.setattr(
+        "drr_agent.cli.evaluate.make_reasoner", lambda *a, **k: Reasoner(Scripted())
+    )
     out = tmp_path / "run"
     args = ["eval", "--traces", str(tmp_path / "traces.jsonl"), "--out", str(out)]
     result = runner.invoke(app, [*args, "--methods", "cot,self_consistency", "--k", "2"])

@@ -100,10 +100,28 @@ def parse_params(pairs: list[str]) -> dict[str, object]:
     return params
 
 
-def load_scorer(dm: Path | None, untrained_dm: bool, trust_remote_code: bool, beside_llama: bool):
-    """The DM the options name; one torch thread beside the in-process llama.cpp Reasoner."""
-    from drr_agent.scorers import HFScorer, embedded_dm_base_path
+DmUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="A DM served by `drr serve --dm` (vLLM), e.g. http://127.0.0.1:8001; with --dm "
+        "the local folder supplies the tokenizer window and thresholds.",
+        envvar="DRR_DM_URL",
+    ),
+]
 
+
+def load_scorer(
+    dm: Path | None,
+    untrained_dm: bool,
+    trust_remote_code: bool,
+    beside_llama: bool,
+    dm_url: str | None = None,
+):
+    """The DM the options name; one torch thread beside the in-process llama.cpp Reasoner."""
+    from drr_agent.scorers import HFScorer, RemoteScorer, embedded_dm_base_path
+
+    if dm_url is not None:
+        return RemoteScorer(dm_url, dm_path=dm)
     if dm is None and not untrained_dm:
         raise fail(_NO_DM_MESSAGE, 2)
     # one torch thread beside the in-process llama.cpp Reasoner (see HFScorer.num_threads)

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from drr_agent.cli._common import (
     EMBEDDED,
+    DmUrlOpt,
     ModelOpt,
     ReasonerOpt,
     StyleOpt,
@@ -72,6 +73,7 @@ def solve(
         Path | None,
         typer.Option(help="Trained DM folder (Hugging Face format).", envvar="DRR_DM"),
     ] = None,
+    dm_url: DmUrlOpt = None,
     untrained_dm: Annotated[
         bool, typer.Option(help="Use the embedded MiniLM base with a random head (smoke test).")
     ] = False,
@@ -100,7 +102,7 @@ def solve(
             max_reasoner_calls=max_reasoner_calls,
             on_budget_exhausted=on_budget.value,
         )
-        scorer = load_scorer(dm, untrained_dm, trust_remote_code, beside_llama=reasoner == EMBEDDED)
+        scorer = load_scorer(dm, untrained_dm, trust_remote_code, reasoner == EMBEDDED, dm_url)
         graph = build_graph(
             make_reasoner(reasoner, model, style, vllm, temperature=temperature, seed=seed),
             scorer,

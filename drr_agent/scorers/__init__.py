@@ -1,9 +1,11 @@
 """DM scorers behind one interface: in-process Hugging Face, plain functions and rule checkers,
-the Reasoner as its own critic (self-critique baseline)."""
+a DM served by vLLM (micro-batched over HTTP), the Reasoner as its own critic (self-critique
+baseline)."""
 
 from drr_agent.scorers.base import FunctionScorer, StepContext, StepScorer, dm_text_pair
 from drr_agent.scorers.embedded import embedded_dm_base_path
 from drr_agent.scorers.hf import DM_METADATA_FILE, HFScorer
+from drr_agent.scorers.remote import RemoteScorer
 from drr_agent.scorers.rules import arithmetic_check, arithmetic_scorer, check_equations
 from drr_agent.scorers.self_critique import SelfCritiqueScorer
 
@@ -11,6 +13,7 @@ __all__ = [
     "DM_METADATA_FILE",
     "FunctionScorer",
     "HFScorer",
+    "RemoteScorer",
     "SelfCritiqueScorer",
     "StepContext",
     "StepScorer",

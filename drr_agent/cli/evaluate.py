@@ -20,6 +20,7 @@ import typer
 
 from drr_agent.cli._common import (
     EMBEDDED,
+    DmUrlOpt,
     ModelOpt,
     ReasonerOpt,
     StyleOpt,
@@ -99,6 +100,7 @@ def eval_command(
     dm: Annotated[
         Path | None, typer.Option(help="Trained DM folder (drr, best_of_n_dm).", envvar="DRR_DM")
     ] = None,
+    dm_url: DmUrlOpt = None,
     untrained_dm: Annotated[
         bool, typer.Option(help="Embedded MiniLM with a random head (smoke test only).")
     ] = False,
@@ -175,9 +177,7 @@ def eval_command(
                 import torch
 
                 torch.manual_seed(seed)
-            scorer = load_scorer(
-                dm, untrained_dm, trust_remote_code, beside_llama=reasoner == EMBEDDED
-            )
+            scorer = load_scorer(dm, untrained_dm, trust_remote_code, reasoner == EMBEDDED, dm_url)
         ctx = MethodContext(the_task, the_reasoner, scorer, config, settings)
         summary = asyncio.run(
             run_eval(

@@ -1,0 +1,53 @@
+"""``drr quickstart``: the whole DRR recipe on the embedded default, in one run folder."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markdown import Markdown
+
+from drr_agent.cli._common import app, console, fail
+from drr_agent.errors import DRRError
+
+
+class Size(StrEnum):
+    small = "small"
+    full = "full"
+
+
+@app.command()
+def quickstart(
+    out: Annotated[Path, typer.Option(help="Run folder (resumed if it exists).")] = Path(
+        "runs/quickstart"
+    ),
+    size: Annotated[
+        Size,
+        typer.Option(
+            help="small: 120 training items x 4 traces, cot/self_critique/drr; "
+            "full: 400 x 8, all five methods."
+        ),
+    ] = Size.small,
+    force: Annotated[bool, typer.Option(help="Continue a folder made with another plan.")] = False,
+) -> None:
+    """Distill traces, label them, train the DM, and compare DRR with chain-of-thought and
+    self-critique on held-out items — on the embedded SmolLM2 Reasoner and MiniLM DM (CPU)."""
+    from drr_agent.quickstart import PLANS, run_quickstart
+
+    started = time.perf_counter()
+    try:
+        result = run_quickstart(out, PLANS[size.value], force=force)
+    except DRRError as exc:
+        raise fail(str(exc)) from exc
+    if console.is_terminal:
+        console.print(Markdown(result.table))
+    else:  # a log or a pipe: the Markdown text itself
+        console.print(result.table, markup=False, highlight=False, soft_wrap=True)
+    minutes = (time.perf_counter() - started) / 60
+    console.print(
+        f"done in {minutes:.1f} min. DM: {result.dm}/  evaluation: {result.eval_dir}/ "
+        f'(summary.md, plots). Try it: drr solve "What is 8 + 7?" --dm {result.dm}'
+    )

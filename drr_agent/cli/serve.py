@@ -1,0 +1,123 @@
+"""``drr serve``: the DM and/or the Reasoner behind local vLLM servers, until Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from drr_agent.cli._common import EMBEDDED, app, console, fail
+from drr_agent.errors import DRRError
+
+DM_NAME = "drr-dm"
+REASONER_NAME = "drr-reasoner"
+
+
+class Device(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    gpu = "gpu"
+
+
+@app.command()
+def serve(
+    dm: Annotated[
+        Path | None, typer.Option(help="Trained DM folder to serve (vLLM /score).")
+    ] = None,
+    reasoner: Annotated[
+        str | None,
+        typer.Option(
+            help="Reasoner to serve (OpenAI chat API): 'embedded' (SmolLM2-135M, converted "
+            "from its GGUF once) or a Hugging Face model folder / Hub id."
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to bind; loopback by default.")] = (
+        "127.0.0.1"
+    ),
+    dm_port: Annotated[int, typer.Option(min=1, max=65535)] = 8001,
+    reasoner_port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    device: Annotated[Device, typer.Option(help="auto: GPU if vLLM's torch sees one.")] = (
+        Device.auto
+    ),
+    vllm_python: Annotated[
+        str | None,
+        typer.Option(
+            help="Interpreter with vLLM (default: $DRR_VLLM_PYTHON, this one, .venv-vllm)."
+        ),
+    ] = None,
+    cache: Annotated[
+        Path, typer.Option(help="Where converted model folders and server logs go.")
+    ] = Path(".drr_cache/serving"),
+) -> None:
+    """Serve the DM and/or the Reasoner with vLLM on this machine; Ctrl-C stops them."""
+    from drr_agent.serving import VLLMServer, export_dm_for_vllm, export_embedded_reasoner
+
+    if dm is None and reasoner is None:
+        raise fail("nothing to serve: pass --dm PATH and/or --reasoner embedded|MODEL", 2)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]note:[/] binding {host}: the servers have no authentication.")
+    servers: list[VLLMServer] = []
+    common = {"host": host, "python": vllm_python, "device": device.value}
+    try:
+        if dm is not None:
+            console.print(f"converting {dm} for vLLM (one-logit head, same probabilities)…")
+            folder = export_dm_for_vllm(dm, cache / f"dm-{dm.resolve().name}")
+            servers.append(
+                VLLMServer(folder, DM_NAME, "pooling", port=dm_port, log=cache / "dm.log", **common)
+            )
+        if reasoner is not None:
+            if reasoner == EMBEDDED:
+                console.print("converting the embedded SmolLM2 GGUF to safetensors (once)…")
+                model: str | Path = export_embedded_reasoner(cache / "smollm2-135m-instruct")
+            else:
+                model = reasoner
+            servers.append(
+                VLLMServer(
+                    model,
+                    REASONER_NAME,
+                    "generate",
+                    port=reasoner_port,
+                    log=cache / "reasoner.log",
+                    **common,
+                )
+            )
+        for server in servers:
+            console.print(f"starting vLLM ({server.device}) for {server.model} …")
+            server.start()
+            console.print(f"  [green]ready[/] {server.served_name} at {server.url}")
+    except DRRError as exc:
+        for server in servers:
+            server.stop()
+        raise fail(str(exc)) from exc
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    dm_url = next((s.url for s in servers if s.served_name == DM_NAME), None)
+    r_url = next((s.url for s in servers if s.served_name == REASONER_NAME), None)
+    example = ["drr solve 'What is 7 + 4?'"]
+    if r_url:
+        example.append(f"--reasoner {r_url}/v1 --model {REASONER_NAME} --vllm --style prefill")
+    if dm_url:
+        example.append(f"--dm-url {dm_url} --dm {dm}")
+    console.print("use them with:\n  " + " ".join(example) + "\nCtrl-C stops the servers.")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.is_set():
+            for server in servers:
+                if server.process is not None and server.process.poll() is not None:
+                    console.print(f"[red]{server.served_name} exited[/]:\n{server.log_tail()}")
+                    stop.set()
+            stop.wait(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.print("stopping…")
+        for server in servers:
+            server.stop()
+    console.print("stopped.")

@@ -1,0 +1,266 @@
+"""The whole DRR recipe in one resumable run: distill, reinforce, reason, compare.
+
+`run_quickstart` chains the library's own steps on one task — the same functions ``drr traces``,
+``drr labels``, ``drr train`` and ``drr eval`` call, never a re-implementation:
+
+1. split the task's items into train and held-out (by question, seeded);
+2. sample the Reasoner's own traces on the train items (`sample_traces`);
+3. label every step by the outcome of its trace (`outcome_examples`);
+4. fine-tune the DM on those labels, thresholds picked on items it did not train on
+   (`train_dm`);
+5. evaluate the methods on the held-out items, which neither the DM nor its thresholds saw
+   (`evals.run_eval`).
+
+Everything lands in one run folder, laid out so each file also works with the single-step
+commands (``drr eval --traces <run>/traces.jsonl --dm <run>/dm``)::
+
+    quickstart.json       the plan (sizes, seeds, budgets); a rerun must match it
+    traces.jsonl          traces (+ traces.task.json, traces.split.json)
+    labels.jsonl          labelled steps
+    dm/                   the trained DM (safetensors, drr_dm.json, model card)
+    eval/                 records.jsonl, summary.md / summary.json, plots
+
+Every step resumes: an interrupted quickstart continues where it stopped (traces and eval
+records are appended as produced; a finished DM is reused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from drr_agent.config import DRRConfig
+from drr_agent.errors import DRRError
+from drr_agent.tasks.spec import TaskSpec
+
+__all__ = ["PLANS", "QuickstartPlan", "QuickstartResult", "run_quickstart"]
+
+PLAN_FILE = "quickstart.json"
+
+
+class QuickstartPlan(BaseModel):
+    """Sizes, seeds and budgets of a quickstart run.
+
+    Attributes:
+        task: The task (defaults: reasoning-gym ``basic_arithmetic`` with one-digit, two-term
+            sums and differences — the embedded Reasoner solves about a third greedily and
+            most items within 8 samples, so a critic has room to help).
+        held_out: Held-out items (count); all the rest train the DM.
+        samples: Traces sampled per training item.
+        temperature / max_tokens: Trace sampling.
+        epochs / learning_rate / batch_size / max_length: DM training (`TrainConfig`).
+        methods: Methods compared on the held-out items (`evals.methods.METHODS`).
+        graph: The graph's budgets for ``drr`` and ``self_critique``.
+        step_temperature / step_max_tokens: The graph's step sampling.
+        k: Samples of ``self_consistency`` / ``best_of_n_dm``.
+        concurrency: Traces / evaluation jobs in flight (the embedded server has 8 slots).
+        seed: Seeds the split, the sampling and training.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: TaskSpec = Field(default_factory=lambda: TaskSpec(name="basic_arithmetic", seed=42))
+    held_out: int = Field(default=40, ge=1)
+    samples: int = Field(default=4, ge=1)
+    temperature: float = Field(default=0.8, ge=0.0)
+    max_tokens: int = Field(default=160, ge=1)
+    epochs: float = Field(default=2.0, gt=0)
+    learning_rate: float = Field(default=1e-4, gt=0)
+    batch_size: int = Field(default=32, ge=1)
+    max_length: int = Field(default=96, ge=16)
+    methods: tuple[str, ...] = ("cot", "self_critique", "drr")
+    graph: DRRConfig = Field(
+        default_factory=lambda: DRRConfig(max_steps=6, max_reasoner_calls=12, max_backtracks=3)
+    )
+    step_temperature: float = Field(default=0.7, ge=0.0)
+    step_max_tokens: int = Field(default=64, ge=1)
+    k: int = Field(default=4, ge=1)
+    concurrency: int = Field(default=8, ge=1)
+    seed: int = 0
+
+
+PLANS: dict[str, QuickstartPlan] = {
+    # ~160 items: 120 train x 4 traces, 40 held out; three methods
+    "small": QuickstartPlan(task=TaskSpec(name="basic_arithmetic", seed=42, limit=160)),
+    # ~440 items: 400 train x 8 traces, 40 held out; all five methods
+    "full": QuickstartPlan(
+        task=TaskSpec(name="basic_arithmetic", seed=42, limit=440),
+        samples=8,
+        epochs=3.0,
+        methods=("cot", "self_consistency", "self_critique", "drr", "best_of_n_dm"),
+    ),
+}
+
+
+class QuickstartResult(BaseModel):
+    """Where a quickstart put things, and the evaluation's summary table."""
+
+    out: Path
+    dm: Path
+    eval_dir: Path
+    table: str
+    summary: dict[str, Any]
+
+
+class QuickstartMismatchError(DRRError, ValueError):
+    """The run folder holds a quickstart with another plan."""
+
+
+def _check_plan(out: Path, plan: QuickstartPlan, force: bool) -> None:
+    path = out / PLAN_FILE
+    if path.exists() and not force:
+        recorded = QuickstartPlan.model_validate(json.loads(path.read_text()))
+        if recorded != plan:
+            raise QuickstartMismatchError(
+                f"{path} records another plan; use another folder, or force=True (--force) "
+                "to continue with this one"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(plan.model_dump_json(indent=2) + "\n")
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold]quickstart[/bold] {message}")
+
+
+def run_quickstart(
+    out: str | Path,
+    plan: QuickstartPlan | None = None,
+    *,
+    reasoner: Any = None,
+    progress: bool = True,
+    force: bool = False,
+) -> QuickstartResult:
+    """Run (or resume) the whole recipe into ``out``; see the module docstring.
+
+    Args:
+        out: The run folder.
+        plan: Sizes and budgets; ``PLANS["small"]`` by default.
+        reasoner: A `Reasoner` (default: the embedded SmolLM2 at ``step_temperature``).
+        progress: Progress bars and stage messages on stderr.
+        force: Continue a folder whose recorded plan differs.
+    """
+    from drr_agent.offline.jsonl import RecordFile
+    from drr_agent.offline.labels import outcome_examples
+    from drr_agent.offline.records import StepExample, TraceRecord
+    from drr_agent.offline.traces import sample_traces
+    from drr_agent.offline.train import TrainConfig, train_dm
+    from drr_agent.reasoners import embedded_reasoner
+    from drr_agent.scorers import DM_METADATA_FILE, HFScorer
+    from drr_agent.tasks import split_task
+    from evals.methods import MethodContext, MethodSettings
+    from evals.runner import check_methods, run_eval
+
+    plan = plan or PLANS["small"]
+    check_methods(plan.methods)
+    out = Path(out)
+    _check_plan(out, plan, force)
+    embedded = reasoner is None
+    if reasoner is None:
+        reasoner = embedded_reasoner(
+            temperature=plan.step_temperature, max_tokens=plan.step_max_tokens, seed=plan.seed
+        )
+
+    # 1. split (saved beside the traces, where `drr eval --traces` looks for it)
+    traces_file = out / "traces.jsonl"
+    task = plan.task.load()
+    split = split_task(task, plan.held_out, plan.seed)
+    plan.task.save(traces_file.with_name("traces.task.json"))
+    split.save(traces_file.with_name("traces.split.json"))
+    train_items, held_out_items = split.items(task, "train"), split.items(task, "held_out")
+    _say(
+        progress,
+        f"{task.name}: {len(train_items)} training items, {len(held_out_items)} held out → {out}",
+    )
+
+    # 2. the Reasoner's own traces on the training items
+    _say(progress, f"1/4 sampling {plan.samples} traces per training item")
+    traces = asyncio.run(
+        sample_traces(
+            task,
+            train_items,
+            "train",
+            reasoner,
+            traces_file,
+            samples_per_item=plan.samples,
+            temperature=plan.temperature,
+            max_tokens=plan.max_tokens,
+            seed=plan.seed,
+            concurrency=plan.concurrency,
+            force=force,
+            progress=progress,
+        )
+    )
+
+    # 3. outcome labels (deterministic from the traces: rewritten whole)
+    records = RecordFile(traces_file, TraceRecord).read(repair=True)
+    examples = outcome_examples(records)
+    labels_file = out / "labels.jsonl"
+    labels_file.unlink(missing_ok=True)
+    RecordFile(labels_file, StepExample).append(examples)
+    _say(
+        progress,
+        f"2/4 labelled {len(examples)} steps of {traces.traces_total} traces "
+        f"(sample accuracy {traces.accuracy:.2f})",
+    )
+
+    # 4. the DM (reused when a finished one is there)
+    dm_dir = out / "dm"
+    if not (dm_dir / DM_METADATA_FILE).is_file():
+        _say(progress, "3/4 training the DM")
+        train_dm(
+            examples,
+            TrainConfig(
+                output_dir=dm_dir,
+                overwrite_output_dir=True,
+                epochs=plan.epochs,
+                learning_rate=plan.learning_rate,
+                batch_size=plan.batch_size,
+                max_length=plan.max_length,
+                seed=plan.seed,
+            ),
+            progress=progress,
+        )
+    else:
+        _say(progress, f"3/4 reusing the trained DM in {dm_dir}")
+
+    # 5. the comparison on held-out items
+    _say(progress, f"4/4 evaluating {', '.join(plan.methods)} on {len(held_out_items)} items")
+    # one torch thread beside the in-process llama.cpp Reasoner (see HFScorer.num_threads)
+    scorer = HFScorer(dm_dir, num_threads=1 if embedded else None)
+    ctx = MethodContext(
+        task,
+        reasoner,
+        scorer,
+        plan.graph,
+        MethodSettings(
+            k=plan.k, temperature=plan.temperature, max_tokens=plan.max_tokens, seed=plan.seed
+        ),
+    )
+    eval_dir = out / "eval"
+    summary = asyncio.run(
+        run_eval(
+            task,
+            held_out_items,
+            list(plan.methods),
+            ctx,
+            eval_dir,
+            concurrency=plan.concurrency,
+            progress=progress,
+            force=force,
+        )
+    )
+    return QuickstartResult(
+        out=out,
+        dm=dm_dir,
+        eval_dir=eval_dir,
+        table=summary.to_markdown(),
+        summary=summary.model_dump(mode="json"),
+    )

