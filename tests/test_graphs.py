@@ -137,9 +137,9 @@ def test_reasoner_from_the_environment(drr_graph_module) -> None:
     assert isinstance(reasoner, Reasoner)
     assert reasoner.name == "Qwen/Qwen2.5-1.5B-Instruct" and reasoner.prompt.style == "prefill"
     assert str(reasoner.model.openai_api_base) == "http://127.0.0.1:8000/v1"
-    assert reasoner.model.extra_body == {
-        "continue_final_message": True,
-        "add_generation_prompt": False,
+    # sent only with a prefilled prompt (vLLM refuses it after the user's turn)
+    assert reasoner.continuation == {
+        "extra_body": {"continue_final_message": True, "add_generation_prompt": False}
     }
 
 

@@ -148,3 +148,20 @@ async def test_reasoner_derives_a_fresh_seed_per_call_and_candidate() -> None:
     plain = _SeededModel(responses=["x"], seed=None, seen=[])
     Reasoner(plain).propose("q", [])
     assert plain.seen == [None]
+
+
+def test_continuation_arguments_go_only_with_a_prefill() -> None:
+    model = _SeededModel(responses=["x"] * 4, seed=None, seen=[])
+    sent: list[dict] = []
+    original = model._call
+
+    def record(messages, stop=None, run_manager=None, **kwargs):
+        sent.append(kwargs)
+        return original(messages, stop, run_manager, **kwargs)
+
+    object.__setattr__(model, "_call", record)
+    reasoner = Reasoner(model, continuation={"extra_body": {"continue_final_message": True}})
+    reasoner.propose("q", [])  # the user's turn ends the prompt
+    reasoner.propose("q", ["a"])  # a prefilled assistant turn ends it
+    reasoner.propose("q", [], final=True)  # "Answer:" is a prefill too
+    assert [("extra_body" in k) for k in sent] == [False, True, True]

@@ -41,6 +41,8 @@ class Reasoner:
         prompt: Prompt style; ``StepPrompt()`` (prefill) by default, ``StepPrompt(style="chat")``
             for APIs that cannot continue an assistant message.
         name: Identity recorded with traces and results; defaults to the model's name.
+        continuation: Extra call arguments for prompts that end with a prefilled assistant
+            message (e.g. vLLM's ``continue_final_message``; see `openai_compatible_reasoner`).
 
     A model with a fixed ``seed`` (``ChatOpenAI(seed=...)``, the embedded model) would write
     the same step every time it is asked the same thing, so a retry after a rejection, or
@@ -51,7 +53,12 @@ class Reasoner:
     """
 
     def __init__(
-        self, model: BaseChatModel, prompt: StepPrompt | None = None, name: str | None = None
+        self,
+        model: BaseChatModel,
+        prompt: StepPrompt | None = None,
+        name: str | None = None,
+        *,
+        continuation: dict[str, Any] | None = None,
     ) -> None:
         if not isinstance(model, BaseChatModel):
             raise TypeError(
@@ -60,17 +67,20 @@ class Reasoner:
         self.model = model
         self.prompt = prompt or StepPrompt()
         self.name = name or _model_name(model)
+        self.continuation = dict(continuation or {})
         fields = getattr(type(model), "model_fields", {})
         self.base_seed: int | None = getattr(model, "seed", None) if "seed" in fields else None
 
     def __repr__(self) -> str:
         return f"Reasoner({self.name!r}, style={self.prompt.style!r})"
 
-    def _seed_kwargs(self, call_index: int, n: int) -> list[dict[str, Any]]:
-        """Per-candidate invoke kwargs: a derived seed when the model has a fixed one."""
+    def _call_kwargs(self, call_index: int, n: int, prefill: str) -> list[dict[str, Any]]:
+        """Per-candidate invoke kwargs: a derived seed when the model has a fixed one, and the
+        continuation arguments when the prompt ends with a prefill."""
+        common = self.continuation if prefill else {}
         if self.base_seed is None:
-            return [{} for _ in range(n)]
-        return [{"seed": call_seed(self.base_seed, call_index, i)} for i in range(n)]
+            return [dict(common) for _ in range(n)]
+        return [{**common, "seed": call_seed(self.base_seed, call_index, i)} for i in range(n)]
 
     def _fan_out(self, fmt: StepFormat, kwargs: list[dict[str, Any]]) -> RunnableParallel:
         """The ``n`` candidate calls as one LangChain parallel runnable (threads or tasks)."""
@@ -108,12 +118,12 @@ class Reasoner:
         """
         fmt = step_format or StepFormat()
         messages = self.prompt.messages(question, steps, rejected, final=final)
-        kwargs = self._seed_kwargs(call_index, n)
+        prefill = self.prompt.prefill_text(steps, final=final)
+        kwargs = self._call_kwargs(call_index, n, prefill)
         if n == 1:  # the common case; abatch's fan-out costs more than the graph's own step
             outputs = [await self.model.ainvoke(messages, stop=[fmt.separator], **kwargs[0])]
         else:
             outputs = list((await self._fan_out(fmt, kwargs).ainvoke(messages)).values())
-        prefill = self.prompt.prefill_text(steps, final=final)
         return [self._parse(_as_message(o), prefill, fmt, final) for o in outputs]
 
     def propose(
@@ -130,12 +140,12 @@ class Reasoner:
         """Sync twin of `apropose`."""
         fmt = step_format or StepFormat()
         messages = self.prompt.messages(question, steps, rejected, final=final)
-        kwargs = self._seed_kwargs(call_index, n)
+        prefill = self.prompt.prefill_text(steps, final=final)
+        kwargs = self._call_kwargs(call_index, n, prefill)
         if n == 1:
             outputs = [self.model.invoke(messages, stop=[fmt.separator], **kwargs[0])]
         else:
             outputs = list(self._fan_out(fmt, kwargs).invoke(messages).values())
-        prefill = self.prompt.prefill_text(steps, final=final)
         return [self._parse(_as_message(o), prefill, fmt, final) for o in outputs]
 
 

@@ -38,9 +38,13 @@ def openai_compatible_reasoner(
             continue an assistant message (vLLM with ``vllm=True``, llama.cpp).
         vllm: Send vLLM's ``continue_final_message`` flags for the prefill style.
     """
-    extra_body = None
+    # vLLM continues a trailing assistant message only when told to, and refuses the flag
+    # when the prompt ends with the user's turn (the first step): the Reasoner adds it per call
+    continuation = None
     if vllm and style == "prefill":
-        extra_body = {"continue_final_message": True, "add_generation_prompt": False}
+        continuation = {
+            "extra_body": {"continue_final_message": True, "add_generation_prompt": False}
+        }
     chat = ChatOpenAI(
         base_url=base_url,
         api_key=api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",  # type: ignore[arg-type]
@@ -50,6 +54,5 @@ def openai_compatible_reasoner(
         seed=seed,
         timeout=timeout_s,
         max_retries=0,  # drr_agent.retry owns retries
-        extra_body=extra_body,
     )
-    return Reasoner(chat, StepPrompt(style=style), name=model)
+    return Reasoner(chat, StepPrompt(style=style), name=model, continuation=continuation)

@@ -75,10 +75,11 @@ def export_dm_for_vllm(dm_path: str | Path, out: str | Path) -> Path:
     with torch.no_grad():
         single.weight.copy_(head.weight[good : good + 1] - head.weight[bad : bad + 1])
         single.bias.copy_(head.bias[good : good + 1] - head.bias[bad : bad + 1])
+    good_name = str(model.config.id2label[good])
     model.classifier = single
-    model.config.num_labels = 1
-    model.config.id2label = {0: model.config.id2label[good]}
-    model.config.label2id = {model.config.id2label[0]: 0}
+    model.config.num_labels = 1  # (resets the label names)
+    model.config.id2label = {0: good_name}
+    model.config.label2id = {good_name: 0}
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging, safe_serialization=True)
@@ -103,7 +104,14 @@ def export_embedded_reasoner(out: str | Path) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     kwargs = {"gguf_file": gguf.name}
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, torch_dtype=torch.float32, **kwargs)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
+    # transformers marks a GGUF-loaded model as quantized and will not save it; the weights are
+    # plain float32 by now, so they move into an unquantized model of the same config
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
     return _finish(staging, out, gguf)

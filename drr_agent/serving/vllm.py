@@ -98,7 +98,7 @@ class VLLMServer:
         host / port: Where to listen; 127.0.0.1 and a free port by default.
         python: The interpreter with vLLM (`find_vllm_python` when omitted).
         device: ``cpu`` / ``gpu``; ``auto`` asks that interpreter's torch.
-        max_model_len: Context length to allocate for.
+        max_model_len: Context length to allocate for (default: what the model's config says).
         kv_cache_gib: KV cache size on CPU (``VLLM_CPU_KVCACHE_SPACE``).
         extra_args: More ``vllm serve`` arguments.
         log: File that receives the server's output (default: ``<model>/../<name>.vllm.log``).
@@ -115,7 +115,7 @@ class VLLMServer:
         port: int | None = None,
         python: str | None = None,
         device: Literal["auto", "cpu", "gpu"] = "auto",
-        max_model_len: int = 2048,
+        max_model_len: int | None = None,
         kv_cache_gib: int = 1,
         extra_args: Sequence[str] = (),
         log: str | Path | None = None,
@@ -149,8 +149,9 @@ class VLLMServer:
             "--host", self.host,
             "--port", str(self.port),
             "--runner", self.runner,
-            "--max-model-len", str(self.max_model_len),
         ]  # fmt: skip
+        if self.max_model_len is not None:
+            cmd += ["--max-model-len", str(self.max_model_len)]
         if self.device == "cpu":
             cmd += ["--dtype", "float32", "--enforce-eager"]
         return cmd + self.extra_args
