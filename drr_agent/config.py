@@ -32,6 +32,10 @@ class DRRConfig(BaseModel):
             pops back to the parent thought (a backtrack).
         max_backtracks: Pops allowed per run before it stops on budget.
         max_reasoner_calls: `reason` calls allowed per run before it stops on budget.
+        greedy_first: At a point of the path not tried before, the first candidate is the
+            Reasoner's greedy step (temperature 0); sampling explores only after the DM rejects
+            (and for the other candidates). A DM that accepts everything then reproduces greedy
+            chain-of-thought, and every rejection can only move away from a step it judged bad.
         force_final_answer: When the budget allows one more step only (the path is one step
             short of ``max_steps``, or one Reasoner call is left), ask for the final answer
             (`StepPrompt`'s ``final``) instead of another step, so a run that used its budget
@@ -58,6 +62,7 @@ class DRRConfig(BaseModel):
     max_retries_per_point: int = Field(default=3, ge=1)
     max_backtracks: int = Field(default=4, ge=0)
     max_reasoner_calls: int = Field(default=24, ge=1)
+    greedy_first: bool = True
     force_final_answer: bool = True
     on_budget_exhausted: Literal["answer_best", "abstain"] = "answer_best"
     on_reasoner_error: Literal["abstain", "raise"] = "abstain"

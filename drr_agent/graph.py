@@ -86,18 +86,15 @@ class _DRRNodes:
         final = config.force_final_answer and (
             len(path) + 1 >= config.max_steps or calls + 1 >= config.max_reasoner_calls
         )
+        rejected = rejected_texts(state.get("thoughts", []), tip)
         kwargs = {
             "n": config.candidates_per_step,
             "step_format": config.step_format,
             "call_index": calls,
             "final": final,
+            "greedy_first": config.greedy_first and not rejected,
         }
-        return (
-            _question(state),
-            _accepted_steps(state),
-            rejected_texts(state.get("thoughts", []), tip),
-            kwargs,
-        )
+        return _question(state), _accepted_steps(state), rejected, kwargs
 
     def _reason_update(
         self, state: DRRState, config: DRRConfig, proposals: list[Proposal]
@@ -116,9 +113,10 @@ class _DRRNodes:
                     parent=path[-1] if path else None,
                     depth=len(path) + 1,
                     text=proposal.text,
-                    answer=config.step_format.extract_answer(proposal.text)
-                    if proposal.text
-                    else None,
+                    answer=proposal.answer
+                    or (
+                        config.step_format.extract_answer(proposal.text) if proposal.text else None
+                    ),
                     score=None,
                     status="proposed",
                     reason="",

@@ -18,6 +18,7 @@ says so.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Literal
 
@@ -40,8 +41,10 @@ class StepPrompt(BaseModel):
         step_joiner: Text between accepted steps in a prefilled reply. A blank line makes small
             models start the next step at once instead of emitting an empty line first.
         rejected_header: Introduces the list of rejected alternatives.
-        answer_prefix: Starts a step that must give the final answer (it matches
-            `StepFormat`'s default answer pattern).
+        answer_prefix: Starts a step that must give the final answer (prefill style). It
+            avoids the word "answer" on purpose: after an instruction that says "write 'Answer:
+            X'", small models complete "Answer:" with a literal "X" (SmolLM2-135M: 1 in 20
+            greedy answers right with "Answer:", 12 in 20 with "So the result is").
         final_request: Asks for the final answer in ``chat`` style.
     """
 
@@ -54,7 +57,7 @@ class StepPrompt(BaseModel):
     rejected_header: str = (
         "These next steps were judged wrong; do not repeat them, write a different step:"
     )
-    answer_prefix: str = "Answer:"
+    answer_prefix: str = "So the result is"
     final_request: str = "Write the final answer now, on one line: 'Answer: X'."
 
     def prefill_text(self, steps: Sequence[str], *, final: bool = False) -> str:
@@ -68,12 +71,12 @@ class StepPrompt(BaseModel):
         prefix = self.step_joiner.join(steps) + self.step_joiner if steps else ""
         return prefix + self.answer_prefix if final else prefix
 
-    def step_text(self, completion: str, *, final: bool = False) -> str:
-        """The step as written, from the model's completion of `messages` (``prefill`` style
-        with ``final`` put the answer prefix in the prompt, so it goes back in front)."""
-        if final and self.style == "prefill":
-            return f"{self.answer_prefix} {completion.strip()}"
-        return completion
+    def final_answer(self, completion: str) -> str:
+        """The answer in a completion of a ``final`` prompt: its first line, without the
+        trailing full stop (a chat-style reply may still start with an answer marker)."""
+        line = completion.strip().split("\n", 1)[0].strip()
+        line = re.sub(r"^(?:answer|final answer|result)\s*[:=-]\s*", "", line, flags=re.I)
+        return line.rstrip(".").strip()
 
     def messages(
         self,

@@ -554,8 +554,10 @@ async def test_graph_forces_the_final_answer_when_one_step_is_left(run: Runner) 
     out = await run(graph, QUESTION)
     # the third (last) step was asked as the answer: the prefill ends with the answer prefix
     last_prompt = model.calls[-1][-1]
-    assert isinstance(last_prompt, AIMessage) and last_prompt.content.endswith("\n\nAnswer:")
-    assert not model.calls[1][-1].content.endswith("Answer:")
+    assert isinstance(last_prompt, AIMessage)
+    assert last_prompt.content == "step 1\n\nstep 2\n\nSo the result is"
+    assert not model.calls[1][-1].content.endswith("So the result is")
+    # written in the canonical answer form the DM was trained on
     assert out["thoughts"][-1]["text"] == "Answer: step 3"
     assert out["stop_reason"] == "answered" and out["answer"] == "step 3"
 
@@ -564,10 +566,15 @@ async def test_graph_forces_the_answer_on_the_last_reasoner_call_in_chat_style(r
     model = ScriptedChatModel(replies=[f"bad {i}" for i in range(10)])
     config = DRRConfig(max_reasoner_calls=3, max_steps=3, max_retries_per_point=100)
     reasoner = Reasoner(model, StepPrompt(style="chat"))
-    out = await run(build_graph(reasoner, bad_dm(), config), QUESTION)
+    dm = FunctionScorer(lambda ctx: 0.1 if "bad" in ctx.candidate else 0.9)
+    out = await run(build_graph(reasoner, dm, config), QUESTION)
     asked = [m[-1].content for m in model.calls]
     assert all("Write only the next step" in a for a in asked[:2])
     assert "Write the final answer now" in asked[2]
+    # the forced answer "bad 2" scores 0.1, below the threshold; answer_best still takes it
+    last = out["thoughts"][-1]
+    assert last["text"] == "Answer: bad 2" and last["score"] == 0.1
+    assert out["answer"] == "bad 2" and out["answer_thought"] == last["id"]
     assert out["stop_reason"] == "max_reasoner_calls"
 
 

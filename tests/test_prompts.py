@@ -111,16 +111,23 @@ async def test_reasoner_async_uses_the_step_format() -> None:
 
 def test_final_prompt_prefills_the_answer_prefix_and_puts_it_back() -> None:
     prompt = StepPrompt()
-    assert prompt.prefill_text([], final=True) == "Answer:"
-    assert prompt.prefill_text(["a"], final=True) == "a\n\nAnswer:"
+    assert prompt.prefill_text([], final=True) == "So the result is"
+    assert prompt.prefill_text(["a"], final=True) == "a\n\nSo the result is"
     chat = StepPrompt(style="chat")
     assert chat.prefill_text(["a"], final=True) == ""
     assert "Write the final answer now" in chat.messages("q", ["a"], final=True)[0].content
-    # llama.cpp echoes the prefill; the step keeps the prefix so the answer is recognised
-    model = FakeListChatModel(responses=["a\n\nAnswer: 11\nmore"])
+    # llama.cpp echoes the prefill; the step is written in the canonical answer form
+    model = FakeListChatModel(responses=["a\n\nSo the result is 11.\nmore"])
     (proposal,) = Reasoner(model).propose("q", ["a"], final=True)
-    assert proposal.text == "Answer: 11"
+    assert proposal.text == "Answer: 11" and proposal.answer == "11"
     assert StepFormat().extract_answer(proposal.text) == "11"
+    # a chat reply that writes its own marker
+    model = FakeListChatModel(responses=["Answer: (B)."])
+    (proposal,) = Reasoner(model, chat).propose("q", ["a"], final=True)
+    assert proposal.answer == "(B)"
+    # an empty completion gives no answer (and an empty step, which the graph rejects)
+    (proposal,) = Reasoner(FakeListChatModel(responses=["  "])).propose("q", [], final=True)
+    assert proposal.text == "" and proposal.answer is None
 
 
 class _SeededModel(FakeListChatModel):

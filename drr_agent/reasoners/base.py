@@ -30,6 +30,8 @@ class Proposal:
     text: str
     prompt_tokens: int
     completion_tokens: int
+    answer: str | None = None
+    """Set for a step asked as the final answer (``final=True``): the answer it gives."""
 
 
 class Reasoner:
@@ -74,13 +76,20 @@ class Reasoner:
     def __repr__(self) -> str:
         return f"Reasoner({self.name!r}, style={self.prompt.style!r})"
 
-    def _call_kwargs(self, call_index: int, n: int, prefill: str) -> list[dict[str, Any]]:
-        """Per-candidate invoke kwargs: a derived seed when the model has a fixed one, and the
-        continuation arguments when the prompt ends with a prefill."""
+    def _call_kwargs(
+        self, call_index: int, n: int, prefill: str, greedy_first: bool
+    ) -> list[dict[str, Any]]:
+        """Per-candidate invoke kwargs: a derived seed when the model has a fixed one, the
+        continuation arguments when the prompt ends with a prefill, temperature 0 for the
+        first candidate when ``greedy_first``."""
         common = self.continuation if prefill else {}
-        if self.base_seed is None:
-            return [dict(common) for _ in range(n)]
-        return [{**common, "seed": call_seed(self.base_seed, call_index, i)} for i in range(n)]
+        kwargs = [dict(common) for _ in range(n)]
+        if self.base_seed is not None:
+            for i, kw in enumerate(kwargs):
+                kw["seed"] = call_seed(self.base_seed, call_index, i)
+        if greedy_first:
+            kwargs[0]["temperature"] = 0.0
+        return kwargs
 
     def _fan_out(self, fmt: StepFormat, kwargs: list[dict[str, Any]]) -> RunnableParallel:
         """The ``n`` candidate calls as one LangChain parallel runnable (threads or tasks)."""
@@ -93,10 +102,18 @@ class Reasoner:
         if prefill and text.startswith(prefill):  # llama.cpp echoes a continued message
             text = text[len(prefill) :]
         usage = getattr(message, "usage_metadata", None) or {}
+        answer = None
+        if final:
+            # written in the canonical form, as the DM saw final steps in training
+            answer = self.prompt.final_answer(text) or None
+            text = f"Answer: {answer}" if answer else ""
+        else:
+            text = fmt.first_step(text)
         return Proposal(
-            text=fmt.first_step(self.prompt.step_text(text, final=final)),
+            text=text,
             prompt_tokens=int(usage.get("input_tokens", 0)),
             completion_tokens=int(usage.get("output_tokens", 0)),
+            answer=answer,
         )
 
     async def apropose(
@@ -109,17 +126,20 @@ class Reasoner:
         step_format: StepFormat | None = None,
         call_index: int = 0,
         final: bool = False,
+        greedy_first: bool = False,
     ) -> list[Proposal]:
         """Ask for ``n`` candidate next steps concurrently.
 
         Args:
             call_index: Which call of the run this is (seeds differ per call, see the class).
             final: The step must be the final answer (the budget allows no other).
+            greedy_first: Decode the first candidate greedily (temperature 0): the model's
+                best guess, with sampling kept for the other candidates and for retries.
         """
         fmt = step_format or StepFormat()
         messages = self.prompt.messages(question, steps, rejected, final=final)
         prefill = self.prompt.prefill_text(steps, final=final)
-        kwargs = self._call_kwargs(call_index, n, prefill)
+        kwargs = self._call_kwargs(call_index, n, prefill, greedy_first)
         if n == 1:  # the common case; abatch's fan-out costs more than the graph's own step
             outputs = [await self.model.ainvoke(messages, stop=[fmt.separator], **kwargs[0])]
         else:
@@ -136,12 +156,13 @@ class Reasoner:
         step_format: StepFormat | None = None,
         call_index: int = 0,
         final: bool = False,
+        greedy_first: bool = False,
     ) -> list[Proposal]:
         """Sync twin of `apropose`."""
         fmt = step_format or StepFormat()
         messages = self.prompt.messages(question, steps, rejected, final=final)
         prefill = self.prompt.prefill_text(steps, final=final)
-        kwargs = self._call_kwargs(call_index, n, prefill)
+        kwargs = self._call_kwargs(call_index, n, prefill, greedy_first)
         if n == 1:
             outputs = [self.model.invoke(messages, stop=[fmt.separator], **kwargs[0])]
         else:
