@@ -272,9 +272,7 @@ def _graph_reasoner(item: TaskItem, ctx: MethodContext) -> Reasoner:
     if "seed" in type(model).model_fields:
         model = model.model_copy(update={"seed": sample_seed(ctx.settings.seed, item.id, 0)})
     prompt = ctx.reasoner.prompt.model_copy(update={"instruction": ctx.task.instruction})
-    return Reasoner(
-        model, prompt, name=ctx.reasoner.name, continuation=ctx.reasoner.continuation
-    )
+    return Reasoner(model, prompt, name=ctx.reasoner.name, continuation=ctx.reasoner.continuation)
 
 
 def _tree_details(result: DRRResult) -> dict[str, Any]:

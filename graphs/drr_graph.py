@@ -17,6 +17,9 @@ What cannot be a context field — which models to load — comes from environme
 =============================  ==============================================================
 ``DRR_DM``                     Folder of a trained DM (Hugging Face sequence classifier,
                                e.g. written by ``drr train``).
+``DRR_DM_URL``                 A DM served by ``drr serve --dm`` (vLLM ``/score``), e.g.
+                               ``http://127.0.0.1:8001``; with ``DRR_DM`` set too, that
+                               folder supplies the tokenizer window and the thresholds.
 ``DRR_ALLOW_UNTRAINED_DM=1``   Without ``DRR_DM``: use the embedded MiniLM base with a
                                *randomly initialised* head — the plumbing is real, the scores
                                are noise. For smoke tests only; without it and without
@@ -56,6 +59,7 @@ class GraphSettings:
     """Which models the exported graph loads, read from the environment (see module docs)."""
 
     dm: str | None = None
+    dm_url: str | None = None
     allow_untrained_dm: bool = False
     reasoner_url: str | None = None
     reasoner_model: str | None = None
@@ -72,6 +76,7 @@ class GraphSettings:
 
         settings = cls(
             dm=text("DRR_DM"),
+            dm_url=text("DRR_DM_URL"),
             allow_untrained_dm=(text("DRR_ALLOW_UNTRAINED_DM") or "").lower() in _TRUE,
             reasoner_url=text("DRR_REASONER_URL"),
             reasoner_model=text("DRR_REASONER_MODEL"),
@@ -83,7 +88,9 @@ class GraphSettings:
 
     def check(self) -> None:
         """Raise `GraphSetupError` naming the variable to set when the settings are unusable."""
-        if self.dm is None and not self.allow_untrained_dm:
+        if self.dm_url is not None and not self.dm_url.startswith(("http://", "https://")):
+            raise GraphSetupError(f"DRR_DM_URL must be an http(s) URL, got {self.dm_url!r}")
+        if self.dm is None and self.dm_url is None and not self.allow_untrained_dm:
             raise GraphSetupError(
                 "No DM configured for the DRR graph. Set DRR_DM to a trained DM folder (a "
                 "Hugging Face sequence classifier, e.g. written by `drr train`), or set "
@@ -127,10 +134,13 @@ def build_reasoner(settings: GraphSettings) -> Any:
 
 
 def build_scorer(settings: GraphSettings) -> Any:
-    """The DM the settings name: ``DRR_DM``, else (if allowed) the untrained embedded MiniLM."""
+    """The DM the settings name: ``DRR_DM_URL`` (served), ``DRR_DM`` (in process), else (if
+    allowed) the untrained embedded MiniLM."""
     from drr_agent import HFScorer
-    from drr_agent.scorers import embedded_dm_base_path
+    from drr_agent.scorers import RemoteScorer, embedded_dm_base_path
 
+    if settings.dm_url is not None:
+        return RemoteScorer(settings.dm_url, dm_path=settings.dm)
     # one torch thread beside the in-process llama.cpp Reasoner (see HFScorer.num_threads)
     threads = 1 if settings.embedded_reasoner else None
     if settings.dm is not None:

@@ -108,7 +108,8 @@ def drr_graph_module() -> Any:
 
 
 def test_settings_need_a_dm(drr_graph_module, monkeypatch) -> None:
-    for name in ("DRR_DM", "DRR_ALLOW_UNTRAINED_DM", "DRR_REASONER_URL", "DRR_REASONER_MODEL"):
+    names = ("DRR_DM", "DRR_DM_URL", "DRR_ALLOW_UNTRAINED_DM", "DRR_REASONER_URL")
+    for name in (*names, "DRR_REASONER_MODEL"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(drr_graph_module.GraphSetupError, match=r"DRR_DM.*DRR_ALLOW_UNTRAINED_DM"):
         drr_graph_module.make_graph({})
@@ -121,6 +122,12 @@ def test_settings_need_a_dm(drr_graph_module, monkeypatch) -> None:
     with pytest.raises(errors, match="DRR_REASONER_STYLE"):
         settings({"DRR_DM": "/dm", "DRR_REASONER_STYLE": "fancy"})
     assert settings({"DRR_ALLOW_UNTRAINED_DM": "1"}).embedded_reasoner
+    with pytest.raises(errors, match="DRR_DM_URL must be an http"):
+        settings({"DRR_DM_URL": "127.0.0.1:8001"})
+    # a served DM is enough on its own
+    served = settings({"DRR_DM_URL": "http://127.0.0.1:8001"})
+    scorer = drr_graph_module.build_scorer(served)
+    assert type(scorer).__name__ == "RemoteScorer" and scorer.url == "http://127.0.0.1:8001"
 
 
 def test_reasoner_from_the_environment(drr_graph_module) -> None:

@@ -28,9 +28,9 @@ def _execute(path: Path, monkeypatch) -> nbformat.NotebookNode:
     monkeypatch.setenv("DRR_NB_ITEMS", "2")
     nb = nbformat.read(path, as_version=4)
     # a cell that raises makes execute() raise CellExecutionError with the traceback
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={
-        "metadata": {"path": str(path.parent)}
-    }).execute(env=dict(os.environ))
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute(env=dict(os.environ))
     return nb
 
 
