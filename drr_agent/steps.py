@@ -20,6 +20,10 @@ DEFAULT_ANSWER_PATTERNS = (
     # "Answer: X" only as a line's marker, so "to find the answer: add 5" is not an answer
     r"(?i)^\W*(?:final\s+)?answer\W*\s*(?:is\s*)?[:=]\s*(?P<answer>.+?)\s*$",
     r"(?i)\bthe (?:final )?answer is\s*[:=]?\s*(?P<answer>.+?)\s*$",
+    # "11 is the answer." / "(B) is the correct answer": a line that names a number, a choice
+    # or yes/no first (small models write this); "This is the answer." is not an answer
+    r"(?i)^[^\w(+$-]*(?:so,?\s+)?(?P<answer>[-+$]?\d[\d.,/]*|\(?[a-e]\)|yes|no)"
+    r"\s+is the (?:final |correct )?answer\W*$",
     r"^####\s*(?P<answer>.+?)\s*$",
 )
 

@@ -173,3 +173,18 @@ def test_defaults() -> None:
     assert FMT.separator == "\n"
     assert FMT.answer_patterns == DEFAULT_ANSWER_PATTERNS
     assert FMT.strip_numbering is True
+
+
+@pytest.mark.parametrize(
+    ("step", "answer"),
+    [
+        ("6 is the answer.", "6"),
+        ("So -2 is the correct answer!", "-2"),
+        ("(B) is the answer", "(B)"),
+        ("yes is the final answer", "yes"),
+        ("This is the answer.", None),
+        ("12 is the answer to the question.", None),
+    ],
+)
+def test_a_line_naming_its_answer_first(step, answer):
+    assert StepFormat().extract_answer(step) == answer
