@@ -124,6 +124,49 @@ async def test_graph_end_to_end_over_http(dm_server, reasoner_server, trained_dm
     await scorer.aclose()
 
 
+def test_drr_serve_waits_for_health_and_stops_on_ctrl_c(trained_dm, vllm_python, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    import httpx
+
+    from drr_agent.serving.vllm import free_port
+
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "drr_agent", "serve", "--dm", str(trained_dm),
+        "--dm-port", str(port), "--cache", str(tmp_path), "--vllm-python", vllm_python,
+        "--device", "cpu",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C stops" in line:
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert ready.wait(300), "".join(lines)
+        url = f"http://127.0.0.1:{port}"
+        assert f"--dm-url {url}" in "".join(lines)
+        body = {"model": "drr-dm", "text_1": ["What is 1 + 1?"], "text_2": ["Next step: 1 + 1 = 2"]}
+        assert httpx.post(f"{url}/score", json=body, timeout=30).status_code == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=90) == 0
+        assert "stopped." in "".join(lines)
+        with pytest.raises(httpx.ConnectError):  # the server went with it
+            httpx.get(f"{url}/health", timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 async def test_killing_the_dm_server_mid_run_abstains_without_hanging(
     dm_server, reasoner_server, trained_dm, monkeypatch
 ):

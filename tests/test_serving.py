@@ -1,0 +1,139 @@
+"""`drr_agent.serving` without vLLM: the DM export's maths, and the launcher's process handling
+against a stand-in server (the real vLLM runs in tests/test_vllm.py)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import textwrap
+
+import pytest
+
+from drr_agent.serving import VLLMServer, VLLMServerError, find_vllm_python
+
+FAKE_SERVER = textwrap.dedent(
+    """\
+    #!{python}
+    # Stands in for an interpreter with vLLM: answers the import probe, and for "-m ..." serves
+    # /health on --port (ignoring SIGTERM when FAKE_STUBBORN is set, to test the kill).
+    import http.server, os, signal, sys
+    if sys.argv[1] == "-c":
+        sys.exit(0)
+    if os.environ.get("FAKE_CRASH"):
+        print("RuntimeError: no model here", flush=True)
+        sys.exit(3)
+    if os.environ.get("FAKE_STUBBORN"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    args = sys.argv
+    port = int(args[args.index("--port") + 1])
+    print("args:", " ".join(args[1:]), flush=True)
+    print("env:", os.environ.get("VLLM_CPU_KVCACHE_SPACE"), flush=True)
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200); self.end_headers()
+        def log_message(self, *a):
+            pass
+    http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+    """
+)
+
+
+@pytest.fixture
+def fake_python(tmp_path):
+    path = tmp_path / "python"
+    path.write_text(FAKE_SERVER.format(python=sys.executable))
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return str(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_find_vllm_python_says_where_it_looked(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DRR_VLLM_PYTHON", raising=False)
+    with pytest.raises(VLLMServerError, match="does not exist"):
+        find_vllm_python(str(tmp_path / "nope"))
+    with pytest.raises(VLLMServerError, match=r"no vLLM found.*\.ci/setup-vllm"):
+        find_vllm_python()  # this interpreter has no vllm, and there is no .venv-vllm here
+
+
+def test_cpu_server_command_and_clean_stop(fake_python, tmp_path):
+    server = VLLMServer(
+        tmp_path / "model", "drr-dm", "pooling", python=fake_python, device="cpu",
+        log=tmp_path / "dm.log", startup_timeout_s=30,
+    )  # fmt: skip
+    assert server.host == "127.0.0.1"  # loopback unless told otherwise
+    with server:
+        pid = server.process.pid
+        log = server.log_path.read_text()
+        assert "--runner pooling" in log and "--dtype float32 --enforce-eager" in log
+        assert "--host 127.0.0.1" in log and "env: 1" in log  # VLLM_CPU_KVCACHE_SPACE
+    assert server.process is None and not _alive(pid)
+
+
+def test_a_server_that_ignores_sigterm_is_killed(fake_python, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_STUBBORN", "1")
+    server = VLLMServer(
+        tmp_path / "m", "x", "generate", python=fake_python, device="cpu", log=tmp_path / "l"
+    )
+    server.start()
+    pid = server.process.pid
+    server.stop(grace_s=0.5)
+    assert not _alive(pid)
+
+
+def test_a_server_that_dies_while_starting_reports_its_log(fake_python, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_CRASH", "1")
+    server = VLLMServer(
+        tmp_path / "m", "x", "generate", python=fake_python, device="cpu", log=tmp_path / "l"
+    )
+    with pytest.raises(VLLMServerError, match=r"(?s)exited with code 3.*no model here"):
+        server.start()
+
+
+@pytest.mark.embedded
+def test_exported_dm_gives_the_in_process_probabilities(tmp_path):
+    """The one-logit copy vLLM serves: sigmoid(logit) equals HFScorer's softmax[good]."""
+    import json
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from drr_agent.scorers import HFScorer, StepContext, embedded_dm_base_path
+    from drr_agent.scorers.hf import fit_to_window
+    from drr_agent.serving import export_dm_for_vllm
+
+    torch.manual_seed(0)
+    dm = tmp_path / "dm"  # a classifier whose *first* label is the good one
+    model = AutoModelForSequenceClassification.from_pretrained(
+        embedded_dm_base_path(), num_labels=2, id2label={0: "good", 1: "bad"},
+        label2id={"good": 0, "bad": 1},
+    )  # fmt: skip
+    model.save_pretrained(dm)
+    AutoTokenizer.from_pretrained(embedded_dm_base_path()).save_pretrained(dm)
+    (dm / "drr_dm.json").write_text(json.dumps({"accept_threshold": 0.4, "max_length": 64}))
+
+    out = export_dm_for_vllm(dm, tmp_path / "served")
+    served = AutoModelForSequenceClassification.from_pretrained(out, use_safetensors=True)
+    assert served.config.num_labels == 1 and served.config.id2label == {0: "good"}
+    assert json.loads((out / "drr_dm.json").read_text())["accept_threshold"] == 0.4
+
+    local = HFScorer(dm)
+    items = [
+        StepContext("What is 2 + 3?", (), "2 + 3 = 5"),
+        StepContext("What is 2 + 3?", ("2 + 3 = 6",), "Answer: 6"),
+    ]
+    pairs = [fit_to_window(local.tokenizer, i, 64) for i in items]
+    enc = local.tokenizer([p[0] for p in pairs], [p[1] for p in pairs], return_tensors="pt",
+                          padding=True)  # fmt: skip
+    with torch.no_grad():
+        probs = torch.sigmoid(served(**enc).logits[:, 0]).tolist()
+    assert probs == pytest.approx(local.score(items), abs=1e-5)
+    assert export_dm_for_vllm(dm, tmp_path / "served") == out  # up to date: reused
