@@ -7,7 +7,8 @@
 2. sample the Reasoner's own traces on the train items (`sample_traces`);
 3. label every step by the outcome of its trace (`outcome_examples`);
 4. fine-tune the DM on those labels, thresholds picked on items it did not train on
-   (`train_dm`);
+   (`train_dm`); pick the self-critique baseline's thresholds on the same training steps
+   (`calibrate_thresholds`), so both critics are tuned alike;
 5. evaluate the methods on the held-out items, which neither the DM nor its thresholds saw
    (`evals.run_eval`).
 
@@ -18,6 +19,7 @@ commands (``drr eval --traces <run>/traces.jsonl --dm <run>/dm``)::
     traces.jsonl          traces (+ traces.task.json, traces.split.json)
     labels.jsonl          labelled steps
     dm/                   the trained DM (safetensors, drr_dm.json, model card)
+    critic_thresholds.json  the self-critique baseline's calibrated thresholds
     eval/                 records.jsonl, summary.md / summary.json, plots
 
 Every step resumes: an interrupted quickstart continues where it stopped (traces and eval
@@ -149,13 +151,14 @@ def run_quickstart(
         progress: Progress bars and stage messages on stderr.
         force: Continue a folder whose recorded plan differs.
     """
+    from drr_agent.offline.dm_eval import calibrate_thresholds
     from drr_agent.offline.jsonl import RecordFile
     from drr_agent.offline.labels import outcome_examples
     from drr_agent.offline.records import StepExample, TraceRecord
     from drr_agent.offline.traces import sample_traces
     from drr_agent.offline.train import TrainConfig, train_dm
     from drr_agent.reasoners import embedded_reasoner
-    from drr_agent.scorers import DM_METADATA_FILE, HFScorer
+    from drr_agent.scorers import DM_METADATA_FILE, HFScorer, SelfCritiqueScorer
     from drr_agent.tasks import split_task
     from evals.methods import MethodContext, MethodSettings
     from evals.runner import check_methods, run_eval
@@ -233,7 +236,20 @@ def run_quickstart(
     else:
         _say(progress, f"3/4 reusing the trained DM in {dm_dir}")
 
-    # 5. the comparison on held-out items
+    # 5. the self-critique baseline's thresholds, picked on training steps like the DM's
+    critic_thresholds = None
+    if "self_critique" in plan.methods:
+        critic_file = out / "critic_thresholds.json"
+        if critic_file.is_file():
+            critic_thresholds = json.loads(critic_file.read_text())
+        else:
+            _say(progress, "calibrating the self-critique baseline's thresholds (300 steps)")
+            critic = SelfCritiqueScorer(reasoner.model)
+            report = calibrate_thresholds(critic, examples, seed=plan.seed, progress=progress)
+            critic_thresholds = report.thresholds
+            critic_file.write_text(json.dumps(critic_thresholds, indent=2) + "\n")
+
+    # 6. the comparison on held-out items
     _say(progress, f"4/4 evaluating {', '.join(plan.methods)} on {len(held_out_items)} items")
     # one torch thread beside the in-process llama.cpp Reasoner (see HFScorer.num_threads)
     scorer = HFScorer(dm_dir, num_threads=1 if embedded else None)
@@ -243,7 +259,11 @@ def run_quickstart(
         scorer,
         plan.graph,
         MethodSettings(
-            k=plan.k, temperature=plan.temperature, max_tokens=plan.max_tokens, seed=plan.seed
+            k=plan.k,
+            temperature=plan.temperature,
+            max_tokens=plan.max_tokens,
+            seed=plan.seed,
+            critic_thresholds=critic_thresholds,
         ),
     )
     eval_dir = out / "eval"

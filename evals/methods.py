@@ -63,6 +63,9 @@ class MethodSettings(BaseModel):
         aggregate: How ``best_of_n_dm`` turns a trace's step scores into one (see the module).
         retries: Extra attempts after a failed or timed-out Reasoner / DM call.
         timeout_s: Per-call timeout.
+        critic_thresholds: Accept / answer thresholds of the ``self_critique`` critic, picked
+            on labelled training steps as the DM's are (`calibrate_thresholds`); ``None``
+            leaves the graph's default (0.5), which an uncalibrated P("yes") rarely suits.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -74,6 +77,7 @@ class MethodSettings(BaseModel):
     aggregate: Literal["min", "mean"] = "min"
     retries: int = Field(default=2, ge=0)
     timeout_s: float = Field(default=120.0, gt=0)
+    critic_thresholds: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -319,7 +323,11 @@ async def drr(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
 
 async def self_critique(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
     """The DRR graph with the Reasoner as its own critic; the critic's cost is the Reasoner's."""
-    critic = SelfCritiqueScorer(ctx.reasoner.model, name=f"self-critique:{ctx.reasoner.name}")
+    critic = SelfCritiqueScorer(
+        ctx.reasoner.model,
+        name=f"self-critique:{ctx.reasoner.name}",
+        thresholds=ctx.settings.critic_thresholds,
+    )
     result = await _run_graph(item, ctx, critic)
     used = TokenUsage(
         prompt=critic.usage["prompt_tokens"], completion=critic.usage["completion_tokens"]

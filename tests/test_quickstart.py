@@ -50,7 +50,7 @@ TINY = QuickstartPlan(
     samples=3,
     epochs=1,
     batch_size=8,
-    methods=("cot", "drr"),
+    methods=("cot", "self_critique", "drr"),
     graph=DRRConfig(max_steps=2, max_reasoner_calls=4),
     concurrency=4,
 )
@@ -71,6 +71,7 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
         "eval/records.jsonl",
         "eval/summary.md",
         "eval/summary.json",
+        "critic_thresholds.json",
     ):
         assert (out / name).is_file(), name
     split = json.loads((out / "traces.split.json").read_text())
@@ -79,10 +80,13 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
     assert len(traces) == 3 * len(split["train_ids"])
     records = [json.loads(line) for line in (out / "eval/records.jsonl").read_text().splitlines()]
     assert {(r["method"], r["item_id"]) for r in records} == {
-        (m, i) for m in ("cot", "drr") for i in split["held_out_ids"]
+        (m, i) for m in ("cot", "self_critique", "drr") for i in split["held_out_ids"]
     }
+    critic = json.loads((out / "critic_thresholds.json").read_text())
+    run = json.loads((out / "eval/run.json").read_text())
+    assert run["settings"]["critic_thresholds"] == critic  # the baseline used them
     assert "| cot |" in result.table and "| drr |" in result.table
-    assert {row["method"] for row in result.summary["methods"]} == {"cot", "drr"}
+    assert {row["method"] for row in result.summary["methods"]} == {"cot", "self_critique", "drr"}
 
     # a rerun resumes: nothing sampled, trained or evaluated twice
     dm_time = (out / "dm/model.safetensors").stat().st_mtime_ns

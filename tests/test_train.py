@@ -356,3 +356,21 @@ def test_trained_dm_learns_and_reports(trained):
     assert again.auroc == pytest.approx(result.held_out_report.auroc)
     assert isinstance(again, DMReport) and math.isfinite(again.brier)
     assert "Held out" in result.to_markdown()
+
+
+def test_calibrate_thresholds_samples_and_picks_youden_thresholds():
+    from drr_agent.offline.dm_eval import calibrate_thresholds
+
+    steps = arithmetic_steps(60, seed=3)
+    labels = {(e.question, tuple(e.previous), e.step): e.hard_label for e in steps}
+    # a critic that says 0.3 to good steps and 0.2 to bad ones: uncalibrated, yet separating
+    scorer = FunctionScorer(lambda c: 0.3 if labels[(c.question, c.steps, c.candidate)] else 0.2)
+
+    report = calibrate_thresholds(scorer, steps, limit=50, seed=1)
+    assert report.n == 50
+    assert 0.2 < report.accept_threshold <= 0.3 and 0.2 < report.answer_threshold <= 0.3
+    assert report.thresholds == {
+        "accept_threshold": report.accept_threshold,
+        "answer_threshold": report.answer_threshold,
+    }
+    assert calibrate_thresholds(scorer, steps, limit=50, seed=1) == report  # seeded sample

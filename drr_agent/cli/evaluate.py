@@ -105,6 +105,13 @@ def eval_command(
         bool, typer.Option(help="Embedded MiniLM with a random head (smoke test only).")
     ] = False,
     trust_remote_code: Annotated[bool, typer.Option()] = False,
+    critic_labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labelled steps (drr labels) to pick self_critique's thresholds on (train "
+            "split, 300 sampled), as drr train does for the DM; default: 0.5."
+        ),
+    ] = None,
     k: Annotated[int, typer.Option(min=1, help="Samples of self_consistency/best_of_n_dm.")] = 4,
     temperature: Annotated[float, typer.Option(min=0.0, help="Temperature of the k samples.")] = (
         0.8
@@ -178,6 +185,19 @@ def eval_command(
 
                 torch.manual_seed(seed)
             scorer = load_scorer(dm, untrained_dm, trust_remote_code, reasoner == EMBEDDED, dm_url)
+        if critic_labels is not None and "self_critique" in wanted:
+            from drr_agent.offline.dm_eval import calibrate_thresholds
+            from drr_agent.offline.jsonl import RecordFile
+            from drr_agent.offline.records import StepExample
+            from drr_agent.scorers import SelfCritiqueScorer
+
+            steps = [e for e in RecordFile(critic_labels, StepExample).read() if e.split == "train"]
+            if not steps:
+                raise DRRError(f"{critic_labels}: no labelled training steps")
+            report = calibrate_thresholds(
+                SelfCritiqueScorer(the_reasoner.model), steps, seed=seed, progress=True
+            )
+            settings = settings.model_copy(update={"critic_thresholds": report.thresholds})
         ctx = MethodContext(the_task, the_reasoner, scorer, config, settings)
         summary = asyncio.run(
             run_eval(

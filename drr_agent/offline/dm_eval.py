@@ -16,6 +16,7 @@ ranks for ties.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 
 import numpy as np
@@ -324,3 +325,23 @@ def _checked(scorer: StepScorer, chunk: list[StepContext]) -> list[float]:
     if bad:
         raise ValueError(f"scorer {scorer.name!r} returned non-finite scores: {bad[:3]}")
     return out
+
+
+def calibrate_thresholds(
+    scorer: StepScorer,
+    examples: Sequence[StepExample],
+    *,
+    limit: int | None = 300,
+    seed: int = 0,
+    progress: bool = False,
+) -> DMReport:
+    """Pick ``scorer``'s accept / answer thresholds on labelled steps (Youden's J), as
+    ``drr train`` does for a DM — for critics trained elsewhere or not at all (self-critique).
+
+    Uses a seeded sample of at most ``limit`` steps (a critic that is a language model costs a
+    call per step). The report's ``thresholds`` are the values to configure.
+    """
+    chosen = list(examples)
+    if limit is not None and len(chosen) > limit:
+        chosen = random.Random(seed).sample(chosen, limit)
+    return evaluate_dm(scorer, chosen, batch_size=64, progress=progress)

@@ -113,6 +113,10 @@ class SelfCritiqueScorer(StepScorer):
         max_tokens: Call option bounding the reply; ``None`` keeps the model's.
         max_concurrency: Critic requests in flight at once per batch.
         name: Recorded as the scorer's name.
+        thresholds: Accept / answer thresholds for this critic. A model's P("yes") is not
+            calibrated to 0.5 (SmolLM2-135M says "yes" with 0.4–0.5 to nearly every step), so
+            a fair baseline picks them on labelled training steps, as ``drr train`` does for
+            the DM (`drr_agent.offline.dm_eval.calibrate_thresholds`).
 
     Attributes:
         usage: ``{"calls", "prompt_tokens", "completion_tokens"}`` spent by this scorer so far.
@@ -128,6 +132,7 @@ class SelfCritiqueScorer(StepScorer):
         max_tokens: int | None = 4,
         max_concurrency: int = 8,
         name: str | None = None,
+        thresholds: dict[str, float] | None = None,
     ) -> None:
         if not isinstance(model, BaseChatModel):
             raise TypeError(
@@ -145,6 +150,11 @@ class SelfCritiqueScorer(StepScorer):
             self._kwargs["max_tokens"] = max_tokens
         self.usage = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
         self._usage_lock = threading.Lock()
+        self._thresholds = dict(thresholds or {})
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return self._thresholds
 
     def _count(self, message: BaseMessage) -> None:
         usage = getattr(message, "usage_metadata", None) or {}
