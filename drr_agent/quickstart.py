@@ -74,7 +74,7 @@ class QuickstartPlan(BaseModel):
     learning_rate: float = Field(default=1e-4, gt=0)
     batch_size: int = Field(default=32, ge=1)
     max_length: int = Field(default=96, ge=16)
-    methods: tuple[str, ...] = ("cot", "self_critique", "drr")
+    methods: tuple[str, ...] = ("cot", "stepwise", "self_critique", "drr")
     graph: DRRConfig = Field(
         # short paths: SmolLM2 drifts after its first step ("2 + 6 = 8", "8 + 6 = 14", ...), so
         # the second step is asked as the answer. Measured on the small plan's 40 held-out
@@ -89,14 +89,14 @@ class QuickstartPlan(BaseModel):
 
 
 PLANS: dict[str, QuickstartPlan] = {
-    # ~160 items: 120 train x 4 traces, 40 held out; three methods
+    # ~160 items: 120 train x 4 traces, 40 held out; four methods
     "small": QuickstartPlan(task=TaskSpec(name="basic_arithmetic", seed=42, limit=160)),
-    # ~440 items: 400 train x 8 traces, 40 held out; all five methods
+    # ~440 items: 400 train x 8 traces, 40 held out; all six methods
     "full": QuickstartPlan(
         task=TaskSpec(name="basic_arithmetic", seed=42, limit=440),
         samples=8,
         epochs=3.0,
-        methods=("cot", "self_consistency", "self_critique", "drr", "best_of_n_dm"),
+        methods=("cot", "self_consistency", "stepwise", "self_critique", "drr", "best_of_n_dm"),
     ),
 }
 

@@ -12,6 +12,9 @@ same Reasoner (``ctx.reasoner``), under the same task instruction and answer che
 - ``self_critique``: the same graph and budgets with the Reasoner as its own critic
   (`SelfCritiqueScorer` on the Reasoner's model) instead of the DM; the critic's calls and
   tokens are charged to the Reasoner.
+- ``stepwise``: the same graph and budgets with a critic that accepts every step — greedy
+  steps, the last one asked as the answer. What ``drr`` and ``self_critique`` add (or cost)
+  over it is their critic's doing, not the step-at-a-time format's.
 - ``best_of_n_dm``: ``k`` sampled traces (the same seeds as ``self_consistency``, so both see
   the same samples on a seeded backend); the DM scores every step of every trace and the
   answer of the trace with the highest *minimum* step score wins among the traces whose
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from langchain_core.messages import BaseMessage
@@ -43,7 +46,7 @@ from drr_agent.graph import build_graph
 from drr_agent.offline.traces import finish_trace, sample_seed, trace_messages
 from drr_agent.reasoners.base import Reasoner
 from drr_agent.retry import aretry
-from drr_agent.scorers.base import StepContext, StepScorer
+from drr_agent.scorers.base import FunctionScorer, StepContext, StepScorer
 from drr_agent.scorers.self_critique import SelfCritiqueScorer
 from drr_agent.state import DRRResult
 from drr_agent.tasks.base import Task, TaskItem
@@ -337,8 +340,19 @@ async def self_critique(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
     return outcome
 
 
+async def stepwise(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
+    """The graph without a critic (every step accepted): the ablation of ``drr``'s DM."""
+    accept_all = FunctionScorer(lambda _: 1.0, name="accept-all")
+    config = ctx.config.model_copy(update={"accept_threshold": 0.0, "answer_threshold": 0.0})
+    result = await _run_graph(item, replace(ctx, config=config), accept_all)
+    outcome = _graph_outcome(result, TokenUsage(), 0)
+    outcome.dm_calls = 0  # the stand-in critic is free and is not a DM
+    return outcome
+
+
 METHODS: dict[str, Method] = {
     "cot": cot,
+    "stepwise": stepwise,
     "self_consistency": self_consistency,
     "self_critique": self_critique,
     "drr": drr,

@@ -292,6 +292,14 @@ async def test_self_critique_runs_the_same_graph_and_charges_the_critic(task):
     assert out.tokens.prompt == drr_out.tokens.prompt + 120
 
 
+async def test_stepwise_is_the_graph_without_a_critic(task):
+    ctx = _ctx(task, Scripted(), FunctionScorer(_arith_dm))
+    out = await METHODS["stepwise"](_item(), ctx)
+    # "7 + 4 = 11" accepted, then "Answer: 12" — the answer the DM rejected in drr — is taken
+    assert out.answer == "12" and out.backtracks == 0 and out.reasoner_calls == 2
+    assert out.dm_calls == 0 and out.details["stop_reason"] == "answered"
+
+
 # -- the runner ------------------------------------------------------------------------------
 def _comparable(path) -> list[tuple]:
     rows = RecordFile(path, EvalRecord).read()

@@ -104,4 +104,4 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
 def test_plans_are_valid_and_sized_as_the_cli_says():
     assert PLANS["small"].task.limit == 160 and PLANS["small"].held_out == 40
     assert PLANS["small"].samples == 4
-    assert PLANS["full"].samples == 8 and len(PLANS["full"].methods) == 5
+    assert PLANS["full"].samples == 8 and len(PLANS["full"].methods) == 6

@@ -36,7 +36,7 @@ from drr_agent.cli.offline import SplitChoice, split_path, task_spec_path
 from drr_agent.cli.solve import OnBudget
 from drr_agent.errors import DRRError
 
-DEFAULT_METHODS = "cot,self_consistency,self_critique,drr,best_of_n_dm"
+DEFAULT_METHODS = "cot,self_consistency,stepwise,self_critique,drr,best_of_n_dm"
 
 
 class Aggregate(StrEnum):
@@ -141,8 +141,8 @@ def eval_command(
     style: StyleOpt = None,
     vllm: VllmOpt = False,
 ) -> None:
-    """Evaluate methods (cot, self_consistency, self_critique, drr, best_of_n_dm) on held-out
-    items: one record per item, a summary with 95% intervals and cost, plots."""
+    """Evaluate methods (cot, self_consistency, stepwise, self_critique, drr, best_of_n_dm) on
+    held-out items: one record per item, a summary with 95% intervals and cost, plots."""
     from rich.markdown import Markdown
 
     from drr_agent.config import DRRConfig

@@ -27,8 +27,8 @@ def quickstart(
     size: Annotated[
         Size,
         typer.Option(
-            help="small: 120 training items x 4 traces, cot/self_critique/drr; "
-            "full: 400 x 8, all five methods."
+            help="small: 120 training items x 4 traces, cot/stepwise/self_critique/drr; "
+            "full: 400 x 8, all six methods."
         ),
     ] = Size.small,
     force: Annotated[bool, typer.Option(help="Continue a folder made with another plan.")] = False,
