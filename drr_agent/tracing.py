@@ -448,7 +448,8 @@ def layout_thought_tree(
         )
     ]
     edges: list[DrawnEdge] = []
-    path_edges = set(zip([None, *run.path[:-1]], run.path, strict=True))
+    # (parent, child) along the accepted path; an empty path (abstained at the question) has none
+    path_edges = set(zip([None, *run.path], run.path, strict=False))
     for t in run.thoughts:
         tid = t["id"]
         nodes.append(
@@ -594,7 +595,10 @@ def draw_thought_tree(
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4))
     else:
         ax.legend(handles=handles, loc="best", fontsize=7)
-    ax.set_title(drawing.title, fontsize=9)
+    # long stop details wrap to the figure's width instead of running off it
+    width_chars = max(40, int(ax.get_figure().get_figwidth() * 14))
+    title = "\n".join(textwrap.fill(line, width_chars) for line in drawing.title.split("\n"))
+    ax.set_title(title, fontsize=9)
     ax.set_xlim(-_NODE_W / 2 - 0.15, depth + _NODE_W / 2 + 0.15)
     ax.set_ylim(-(height - 1) - _NODE_H / 2 - 0.3, _NODE_H / 2 + 0.3)
     ax.set_axis_off()

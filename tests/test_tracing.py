@@ -148,6 +148,9 @@ def test_text_tree_of_an_abstention_and_of_a_run_in_progress() -> None:
     ]
     partial = {"question": "q", "thoughts": [dict(out["thoughts"][0], status="proposed")]}
     assert "Run in progress (1 thoughts, 1 awaiting a decision)" in format_thought_tree(partial)
+    # an abstention at the question (empty path) draws too: no path edges, two rejections
+    drawing = draw_thought_tree(out).tree_drawing
+    assert [e.kind for e in drawing.edges] == ["tree", "tree"]
 
 
 def test_table(run) -> None:
