@@ -79,3 +79,28 @@ def test_solve_shows_decisions_and_tree():
     assert "Thought tree" in result.output
     assert "Reasoner calls" in result.output
     assert "continue" in result.output or "answer" in result.output or "stop" in result.output
+
+
+def test_quickstart_command_builds_the_plan_and_prints_the_table(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from drr_agent.quickstart import PLANS, QuickstartResult
+
+    seen = {}
+
+    def fake_run(out, plan, force=False):
+        seen.update(out=out, plan=plan, force=force)
+        return QuickstartResult(
+            out=Path(out), dm=Path(out) / "dm", eval_dir=Path(out) / "eval",
+            table="| method | acc |\n|---|---|\n| drr | 0.7 |", summary={},
+        )  # fmt: skip
+
+    monkeypatch.setattr("drr_agent.quickstart.run_quickstart", fake_run)
+    out = tmp_path / "qs"
+    result = runner.invoke(app, ["quickstart", "--task", "chain_sum", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "| drr | 0.7 |" in result.output and "done in" in result.output
+    assert seen["plan"].task.name == "chain_sum"
+    assert seen["plan"].task.limit == PLANS["small"].task.limit  # only the name changed
+    result = runner.invoke(app, ["quickstart", "--size", "full", "--out", str(out)])
+    assert seen["plan"] == PLANS["full"]

@@ -31,6 +31,13 @@ def quickstart(
             "full: 400 x 8, all six methods."
         ),
     ] = Size.small,
+    task: Annotated[
+        str,
+        typer.Option(
+            help="Task (as for drr traces); the default and chain_sum are ones the embedded "
+            "Reasoner partly solves."
+        ),
+    ] = "basic_arithmetic",
     force: Annotated[bool, typer.Option(help="Continue a folder made with another plan.")] = False,
 ) -> None:
     """Distill traces, label them, train the DM, and compare DRR with chain-of-thought and
@@ -39,7 +46,9 @@ def quickstart(
 
     started = time.perf_counter()
     try:
-        result = run_quickstart(out, PLANS[size.value], force=force)
+        plan = PLANS[size.value]
+        plan = plan.model_copy(update={"task": plan.task.model_copy(update={"name": task})})
+        result = run_quickstart(out, plan, force=force)
     except DRRError as exc:
         raise fail(str(exc)) from exc
     if console.is_terminal:
