@@ -26,7 +26,8 @@ DM_METADATA_FILE = "drr_dm.json"
 _POSITIVE_LABEL_NAMES = ("good", "correct", "positive", "accept", "yes", "label_1")
 
 
-def _read_metadata(path: Path) -> dict[str, object]:
+def read_dm_metadata(path: Path) -> dict[str, object]:
+    """``drr_dm.json`` of a DM folder as a dict (``{}`` when the folder has none)."""
     meta_path = path / DM_METADATA_FILE
     if not meta_path.is_file():
         return {}
@@ -37,6 +38,15 @@ def _read_metadata(path: Path) -> dict[str, object]:
     if not isinstance(data, dict):
         raise DMLoadError(f"{meta_path}: expected a JSON object")
     return data
+
+
+def stored_thresholds(meta: dict[str, object]) -> dict[str, float]:
+    """The accept / answer thresholds recorded in DM metadata (`read_dm_metadata`)."""
+    return {
+        k: float(v)  # type: ignore[arg-type]
+        for k, v in meta.items()
+        if k in ("accept_threshold", "answer_threshold") and v is not None
+    }
 
 
 def fit_to_window(tokenizer: Any, item: StepContext, max_length: int) -> tuple[str, str]:
@@ -119,7 +129,7 @@ class HFScorer(StepScorer):
             )
         if not is_classifier:
             config.num_labels = 2
-        self._meta = _read_metadata(self.path)
+        self._meta = read_dm_metadata(self.path)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(
                 self.path, trust_remote_code=trust_remote_code
@@ -167,11 +177,7 @@ class HFScorer(StepScorer):
 
     @property
     def thresholds(self) -> dict[str, float]:
-        return {
-            k: float(v)  # type: ignore[arg-type]
-            for k, v in self._meta.items()
-            if k in ("accept_threshold", "answer_threshold")
-        }
+        return stored_thresholds(self._meta)
 
     def _fit(self, item: StepContext) -> tuple[str, str]:
         return fit_to_window(self.tokenizer, item, self.max_length)

@@ -96,16 +96,12 @@ class RemoteScorer(StepScorer):
         if dm_path is not None:
             from transformers import AutoTokenizer
 
-            from drr_agent.scorers.hf import _read_metadata
+            from drr_agent.scorers.hf import read_dm_metadata, stored_thresholds
 
-            meta = _read_metadata(Path(dm_path))
+            meta = read_dm_metadata(Path(dm_path))
             self._tokenizer = AutoTokenizer.from_pretrained(str(dm_path))
             self._max_length = int(meta.get("max_length") or self._max_length)  # type: ignore[arg-type]
-            stored = {
-                k: float(meta[k])  # type: ignore[arg-type]
-                for k in ("accept_threshold", "answer_threshold")
-                if meta.get(k) is not None
-            }
+            stored = stored_thresholds(meta)
         self._thresholds = dict(thresholds) if thresholds is not None else stored
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
