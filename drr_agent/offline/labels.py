@@ -136,7 +136,7 @@ async def mc_examples(
         wins = 0
         for r in range(rollouts):
             kwargs = {
-                **(reasoner.continuation if prefill else {}),
+                **reasoner.continuation_for(prefill),
                 "temperature": temperature,
                 "max_tokens": max_tokens,
                 "seed": sample_seed(seed, f"{item.id}|{'|'.join(prefix)}", r),

@@ -76,14 +76,18 @@ class Reasoner:
     def __repr__(self) -> str:
         return f"Reasoner({self.name!r}, style={self.prompt.style!r})"
 
+    def continuation_for(self, prefill: str) -> dict[str, Any]:
+        """The continuation arguments a prompt needs: only one ending with a prefill gets them
+        (vLLM refuses ``continue_final_message`` after the user's turn)."""
+        return dict(self.continuation) if prefill else {}
+
     def _call_kwargs(
         self, call_index: int, n: int, prefill: str, greedy_first: bool
     ) -> list[dict[str, Any]]:
         """Per-candidate invoke kwargs: a derived seed when the model has a fixed one, the
         continuation arguments when the prompt ends with a prefill, temperature 0 for the
         first candidate when ``greedy_first``."""
-        common = self.continuation if prefill else {}
-        kwargs = [dict(common) for _ in range(n)]
+        kwargs = [self.continuation_for(prefill) for _ in range(n)]
         if self.base_seed is not None:
             for i, kw in enumerate(kwargs):
                 kw["seed"] = call_seed(self.base_seed, call_index, i)
