@@ -89,13 +89,11 @@ def serve(
             console.print(f"starting vLLM ({server.device}) for {server.model} …")
             server.start()
             console.print(f"  [green]ready[/] {server.served_name} at {server.url}")
-    except DRRError as exc:
+    except BaseException as exc:  # a failed start, Ctrl-C while starting: nothing left running
         for server in servers:
             server.stop()
-        raise fail(str(exc)) from exc
-    except BaseException:
-        for server in servers:
-            server.stop()
+        if isinstance(exc, DRRError):
+            raise fail(str(exc)) from exc
         raise
     dm_url = next((s.url for s in servers if s.served_name == DM_NAME), None)
     r_url = next((s.url for s in servers if s.served_name == REASONER_NAME), None)
