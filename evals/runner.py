@@ -175,29 +175,27 @@ async def run_eval(
     semaphore = asyncio.Semaphore(concurrency)
 
     async def one(method: str, item: TaskItem) -> EvalRecord:
+        which = {
+            "run_id": manifest.run_id,
+            "task": task.name,
+            "method": method,
+            "item_id": item.id,
+            "question": item.question,
+            "gold": item.gold,
+        }
         async with semaphore:
             started = time.perf_counter()
             try:
                 outcome = await METHODS[method](item, ctx)
             except Exception as exc:  # recorded and counted, never dropped
                 return EvalRecord(
-                    run_id=manifest.run_id,
-                    task=task.name,
-                    method=method,
-                    item_id=item.id,
-                    question=item.question,
-                    gold=item.gold,
+                    **which,
                     latency_s=time.perf_counter() - started,
                     error=f"{type(exc).__name__}: {exc}",
                 )
             latency = time.perf_counter() - started
         return EvalRecord(
-            run_id=manifest.run_id,
-            task=task.name,
-            method=method,
-            item_id=item.id,
-            question=item.question,
-            gold=item.gold,
+            **which,
             answer=outcome.answer,
             correct=is_correct(outcome.answer, item.gold, item.answer_type, item.choices),
             abstained=outcome.abstained,
