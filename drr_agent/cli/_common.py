@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from drr_agent.reasoners.base import Reasoner
+
+if TYPE_CHECKING:
+    from drr_agent.tasks.spec import TaskSpec
 
 app = typer.Typer(
     name="drr",
@@ -129,3 +132,23 @@ def load_scorer(
     if dm is None:
         return HFScorer(embedded_dm_base_path(), allow_untrained_head=True, num_threads=threads)
     return HFScorer(dm, trust_remote_code=trust_remote_code, num_threads=threads)
+
+
+def task_spec(
+    task: str, limit: int | None, task_seed: int, path: Path | None, param: list[str]
+) -> TaskSpec:
+    """The `TaskSpec` the ``--task/--limit/--task-seed/--path/--param`` options name."""
+    from drr_agent.tasks.spec import TaskSpec
+
+    return TaskSpec(
+        name=task,
+        limit=limit,
+        seed=task_seed,
+        path=str(path) if path else None,
+        params=parse_params(param),
+    )
+
+
+def held_out_amount(held_out: float) -> int | float:
+    """``--held-out``: a count when at least 1, else a fraction (as `split_task` takes them)."""
+    return int(held_out) if held_out >= 1 else held_out

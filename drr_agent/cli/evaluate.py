@@ -28,9 +28,10 @@ from drr_agent.cli._common import (
     app,
     console,
     fail,
+    held_out_amount,
     load_scorer,
     make_reasoner,
-    parse_params,
+    task_spec,
 )
 from drr_agent.cli.offline import SplitChoice, split_path, task_spec_path
 from drr_agent.cli.solve import OnBudget
@@ -61,15 +62,8 @@ def _items(task, limit, task_seed, path, param, held_out, split_seed, split, tra
     else:
         if task is None:
             raise typer.BadParameter("give --task NAME or --traces FILE", param_hint="--task")
-        spec = TaskSpec(
-            name=task,
-            limit=limit,
-            seed=task_seed,
-            path=str(path) if path else None,
-            params=parse_params(param),
-        )
-        loaded = spec.load()
-        the_split = split_task(loaded, int(held_out) if held_out >= 1 else held_out, split_seed)
+        loaded = task_spec(task, limit, task_seed, path, param).load()
+        the_split = split_task(loaded, held_out_amount(held_out), split_seed)
     if split == SplitChoice.both:
         return loaded, list(loaded.items)
     part = the_split.subtask(loaded, split.value)

@@ -24,8 +24,9 @@ from drr_agent.cli._common import (
     app,
     console,
     fail,
+    held_out_amount,
     make_reasoner,
-    parse_params,
+    task_spec,
 )
 from drr_agent.errors import DRRError
 
@@ -83,13 +84,7 @@ def traces(
     from drr_agent.tasks.splits import TaskSplit
 
     try:
-        spec = TaskSpec(
-            name=task,
-            limit=limit,
-            seed=task_seed,
-            path=str(path) if path else None,
-            params=parse_params(param),
-        )
+        spec = task_spec(task, limit, task_seed, path, param)
         loaded = spec.load()
         spec_file, split_file = task_spec_path(out), split_path(out)
         if spec_file.exists() and TaskSpec.read(spec_file) != spec and not force:
@@ -97,8 +92,7 @@ def traces(
                 f"{spec_file} records another task spec ({TaskSpec.read(spec_file)}); use another "
                 "--out, or --force"
             )
-        amount = int(held_out) if held_out >= 1 else held_out
-        the_split = split_task(loaded, amount, split_seed)
+        the_split = split_task(loaded, held_out_amount(held_out), split_seed)
         if split_file.exists() and not force:
             recorded = TaskSplit.load(split_file)
             if recorded.fingerprint != the_split.fingerprint:
