@@ -68,6 +68,16 @@ def reasoner_server(vllm_python, tmp_path_factory):
         yield server
 
 
+def _served_reasoner(server, seed: int):
+    """The embedded SmolLM2 behind the session's vLLM server, prompted step by step."""
+    from drr_agent.reasoners import openai_compatible_reasoner
+
+    return openai_compatible_reasoner(
+        f"{server.url}/v1", "drr-reasoner", style="prefill", vllm=True,
+        temperature=0.7, max_tokens=48, seed=seed,
+    )  # fmt: skip
+
+
 CONTEXTS = [
     StepContext("What is 3 + 4 + 5?", (), "3 + 4 = 7"),
     StepContext("What is 3 + 4 + 5?", (), "3 + 4 = 41"),
@@ -98,17 +108,7 @@ async def test_served_dm_scores_equal_the_in_process_dm(dm_server, trained_dm):
 
 
 async def test_graph_end_to_end_over_http(dm_server, reasoner_server, trained_dm):
-    from drr_agent.reasoners import openai_compatible_reasoner
-
-    reasoner = openai_compatible_reasoner(
-        f"{reasoner_server.url}/v1",
-        "drr-reasoner",
-        style="prefill",
-        vllm=True,
-        temperature=0.7,
-        max_tokens=48,
-        seed=0,
-    )
+    reasoner = _served_reasoner(reasoner_server, seed=0)
     scorer = RemoteScorer(dm_server.url, dm_path=trained_dm)
     graph = build_graph(reasoner, scorer, DRRConfig(max_steps=4, max_reasoner_calls=8))
     states = await asyncio.gather(
@@ -171,18 +171,8 @@ async def test_killing_the_dm_server_mid_run_abstains_without_hanging(
     dm_server, reasoner_server, trained_dm, monkeypatch
 ):
     """Runs last: it stops the session's DM server."""
-    from drr_agent.reasoners import openai_compatible_reasoner
-
     monkeypatch.setattr("drr_agent.retry.backoff_s", lambda attempt: 0.05)
-    reasoner = openai_compatible_reasoner(
-        f"{reasoner_server.url}/v1",
-        "drr-reasoner",
-        style="prefill",
-        vllm=True,
-        temperature=0.7,
-        max_tokens=48,
-        seed=1,
-    )
+    reasoner = _served_reasoner(reasoner_server, seed=1)
     scorer = RemoteScorer(dm_server.url, dm_path=trained_dm, retries=1, timeout_s=5)
     config = DRRConfig(
         accept_threshold=0.0,
