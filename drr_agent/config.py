@@ -37,9 +37,11 @@ class DRRConfig(BaseModel):
             (and for the other candidates). A DM that accepts everything then reproduces greedy
             chain-of-thought, and every rejection can only move away from a step it judged bad.
         force_final_answer: When the budget allows one more step only (the path is one step
-            short of ``max_steps``, or one Reasoner call is left), ask for the final answer
-            (`StepPrompt`'s ``final``) instead of another step, so a run that used its budget
-            still ends with an answer for the DM to judge rather than with none.
+            short of ``max_steps``, one Reasoner call is left, or one more rejection where
+            there is no backtrack left would end the run — `policy.last_step_allowed`), ask
+            for the final answer (`StepPrompt`'s ``final``) instead of another step, so a run
+            that used its budget still ends with an answer for the DM to judge rather than
+            with none.
         on_budget_exhausted: ``"answer_best"`` answers with the best-scored final answer seen
             (abstaining if none was seen); ``"abstain"`` always abstains.
         on_reasoner_error: After the retries below fail, ``"abstain"`` ends the run with the

@@ -27,7 +27,7 @@ from langgraph.types import Checkpointer, Command
 
 from drr_agent.config import DRRConfig
 from drr_agent.errors import InvalidQuestionError, ReasonerError, ScorerError
-from drr_agent.policy import decide, rejected_texts
+from drr_agent.policy import decide, last_step_allowed, rejected_texts
 from drr_agent.reasoners.base import Proposal, Reasoner
 from drr_agent.retry import aretry, retry
 from drr_agent.scorers.base import StepContext, StepScorer
@@ -81,16 +81,15 @@ class _DRRNodes:
     ) -> tuple[str, list[str], list[str], dict[str, Any]]:
         path = state.get("path", [])
         tip = path[-1] if path else None
-        calls = (state.get("counters") or new_counters())["reasoner_calls"]
+        tree = state.get("thoughts", [])
+        counters = state.get("counters") or new_counters()
         # the last step the budget allows must answer, or the run would end without one
-        final = config.force_final_answer and (
-            len(path) + 1 >= config.max_steps or calls + 1 >= config.max_reasoner_calls
-        )
-        rejected = rejected_texts(state.get("thoughts", []), tip)
+        final = config.force_final_answer and last_step_allowed(tree, path, counters, config)
+        rejected = rejected_texts(tree, tip)
         kwargs = {
             "n": config.candidates_per_step,
             "step_format": config.step_format,
-            "call_index": calls,
+            "call_index": counters["reasoner_calls"],
             "final": final,
             "greedy_first": config.greedy_first and not rejected,
         }

@@ -53,6 +53,35 @@ def rejected_texts(tree: list[Thought], tip: int | None) -> list[str]:
     return list(seen)
 
 
+def last_step_allowed(
+    tree: list[Thought], path: list[int], counters: Counters, config: DRRConfig
+) -> bool:
+    """Whether the budget allows one more step only: the next `reason` call is the run's last
+    chance to propose, so (with ``force_final_answer``) it should ask for the final answer.
+
+    That is so when the step would reach ``max_steps``, when one Reasoner call is left, or on
+    the last retry at a point with no way back: at the question (nothing to backtrack to) or
+    once ``max_backtracks`` is spent, ``max_retries_per_point`` rejections at the tip stop the
+    run. Without that last rule, a run whose first steps the critic keeps rejecting ends with
+    no final answer at all, and ``on_budget_exhausted="answer_best"`` has nothing to answer
+    with. That rule needs a step the critic rejected at the point itself: a first attempt
+    (the Reasoner's own next step, its greedy one under ``greedy_first``) and the first retry
+    after a backtrack stay steps, for a critic that accepts them to build on.
+    """
+    if len(path) + 1 >= config.max_steps:
+        return True
+    if counters["reasoner_calls"] + 1 >= config.max_reasoner_calls:
+        return True
+    tip = path[-1] if path else None
+    no_way_back = tip is None or counters["backtracks"] >= config.max_backtracks
+    rejected_here = any(t["parent"] == tip and t["status"] == "rejected" for t in tree)
+    return (
+        no_way_back
+        and rejected_here
+        and rejections_at(tree, tip) + config.candidates_per_step >= config.max_retries_per_point
+    )
+
+
 def _verdict(
     thought: Thought, path_texts: set[str], accept: float, answer: float
 ) -> tuple[bool, str]:

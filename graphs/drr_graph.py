@@ -134,18 +134,17 @@ def build_reasoner(settings: GraphSettings) -> Any:
 
 
 def build_scorer(settings: GraphSettings) -> Any:
-    """The DM the settings name: ``DRR_DM_URL`` (served), ``DRR_DM`` (in process), else (if
-    allowed) the untrained embedded MiniLM."""
-    from drr_agent import HFScorer
-    from drr_agent.scorers import RemoteScorer, embedded_dm_base_path
+    """The DM the settings name: ``DRR_DM_URL`` (served), ``DRR_DM`` (in process), else the
+    untrained embedded MiniLM (a deployment smoke test)."""
+    from drr_agent.scorers import load_dm
 
-    if settings.dm_url is not None:
-        return RemoteScorer(settings.dm_url, dm_path=settings.dm)
-    # one torch thread beside the in-process llama.cpp Reasoner (see HFScorer.num_threads)
-    threads = 1 if settings.embedded_reasoner else None
-    if settings.dm is not None:
-        return HFScorer(settings.dm, num_threads=threads)
-    return HFScorer(embedded_dm_base_path(), allow_untrained_head=True, num_threads=threads)
+    return load_dm(
+        settings.dm,
+        url=settings.dm_url,
+        allow_untrained=True,
+        # one torch thread beside the in-process llama.cpp Reasoner (see HFScorer.num_threads)
+        num_threads=1 if settings.embedded_reasoner else None,
+    )
 
 
 _graphs: dict[GraphSettings, CompiledStateGraph] = {}

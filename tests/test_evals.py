@@ -114,7 +114,7 @@ def task():
 
 
 def _ctx(task, model: BaseChatModel, scorer=None, **settings: Any) -> MethodContext:
-    config = DRRConfig(max_steps=3, max_reasoner_calls=8, max_retries_per_point=1)
+    config = DRRConfig(max_steps=3, max_reasoner_calls=8, max_retries_per_point=3)
     return MethodContext(task, Reasoner(model), scorer, config, MethodSettings(**settings))
 
 
@@ -273,12 +273,14 @@ async def test_self_critique_scorer_batches_and_counts_its_tokens():
 
 async def test_drr_backtracks_and_records_where(task):
     out = await METHODS["drr"](_item(), _ctx(task, Scripted(), FunctionScorer(_arith_dm)))
-    # 7+4=11 accepted; "Answer: 12" rejected at depth 2 -> pop the depth-1 thought;
-    # "4 + 7 = 11" accepted; "Answer: 11" trusted
+    # 7+4=11 accepted; "Answer: 12" rejected 3 times at depth 2 -> pop the depth-1 thought;
+    # "4 + 7 = 11" accepted (a retry at the question, not yet its last: still a step);
+    # "Answer: 11" trusted
     assert out.answer == "11" and not out.abstained
-    assert out.backtracks == 1 and out.reasoner_calls == 4 and out.dm_calls == 4
-    assert out.details["backtrack_depths"] == [1] and out.details["rejection_depths"] == [2]
-    assert out.details["stop_reason"] == "answered" and len(out.details["thoughts"]) == 4
+    assert out.backtracks == 1 and out.reasoner_calls == 6 and out.dm_calls == 6
+    assert out.details["backtrack_depths"] == [1]
+    assert out.details["rejection_depths"] == [2, 2, 2]
+    assert out.details["stop_reason"] == "answered" and len(out.details["thoughts"]) == 6
 
 
 async def test_self_critique_runs_the_same_graph_and_charges_the_critic(task):
@@ -287,9 +289,9 @@ async def test_self_critique_runs_the_same_graph_and_charges_the_critic(task):
     out = await METHODS["self_critique"](_item(), ctx)
     assert out.answer == "11" and out.backtracks == 1
     assert out.details["backtrack_depths"] == drr_out.details["backtrack_depths"]
-    assert out.details["critic"] == {"calls": 4, "prompt_tokens": 120, "completion_tokens": 4}
-    assert out.reasoner_calls == 4 + 4 and out.dm_calls == 4
-    assert out.tokens.prompt == drr_out.tokens.prompt + 120
+    assert out.details["critic"] == {"calls": 6, "prompt_tokens": 180, "completion_tokens": 6}
+    assert out.reasoner_calls == 6 + 6 and out.dm_calls == 6
+    assert out.tokens.prompt == drr_out.tokens.prompt + 180
 
 
 async def test_stepwise_is_the_graph_without_a_critic(task):

@@ -258,11 +258,18 @@ async def test_reasoner_that_never_answers_ends_by_budget(run: Runner) -> None:
     assert out["stop_detail"].endswith("abstained (no scored final answer seen)")
     assert len(out["path"]) == 8
 
-    # the same Reasoner under a DM that rejects everything
+    # the same Reasoner under a DM that rejects everything: the last try at the question is
+    # asked as the final answer, and the budget's end answers with it (the best one seen) ...
     model = FlakyChatModel(replies=[f"step {i}" for i in range(1, 100)])
     out = await run(build_graph(model, good_dm(0.1)), QUESTION)
-    assert out["stop_reason"] == "exhausted"
-    assert out["abstained"] is True
+    assert out["stop_reason"] == "exhausted" and model.calls == 3
+    assert out["abstained"] is False and out["answer"] == "step 3"
+    assert out["stop_detail"].endswith("answered with the best-scored final answer (score 0.100)")
+    # ... unless told to abstain
+    model = FlakyChatModel(replies=[f"step {i}" for i in range(1, 100)])
+    config = DRRConfig(on_budget_exhausted="abstain")
+    out = await run(build_graph(model, good_dm(0.1), config), QUESTION)
+    assert out["stop_reason"] == "exhausted" and out["abstained"] is True
 
 
 # -- DM failures ------------------------------------------------------------------------------

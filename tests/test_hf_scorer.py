@@ -10,7 +10,7 @@ import time
 import pytest
 
 from drr_agent import DMLoadError, HFScorer, StepContext
-from drr_agent.scorers import DM_METADATA_FILE, embedded_dm_base_path
+from drr_agent.scorers import DM_METADATA_FILE, RemoteScorer, embedded_dm_base_path, load_dm
 
 pytestmark = pytest.mark.embedded
 
@@ -58,6 +58,17 @@ def test_classifier_folder_loads_with_labels_and_thresholds(classifier_dir, tmp_
     (copy / DM_METADATA_FILE).write_text("{broken")
     with pytest.raises(DMLoadError, match=f"{DM_METADATA_FILE}: not valid JSON"):
         HFScorer(copy)
+
+
+def test_load_dm_picks_served_then_in_process_then_untrained_on_request(classifier_dir):
+    served = load_dm(classifier_dir, url="http://127.0.0.1:9/")
+    assert isinstance(served, RemoteScorer) and served.url == "http://127.0.0.1:9"
+    local = load_dm(classifier_dir, num_threads=1)
+    assert isinstance(local, HFScorer) and local.positive_index == 1
+    with pytest.raises(DMLoadError, match="no DM given"):
+        load_dm()
+    untrained = load_dm(allow_untrained=True)
+    assert isinstance(untrained, HFScorer) and untrained.path == embedded_dm_base_path()
 
 
 def test_scores_are_probabilities_in_order(untrained_dm):

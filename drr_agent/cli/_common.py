@@ -120,18 +120,19 @@ def load_scorer(
     beside_llama: bool,
     dm_url: str | None = None,
 ):
-    """The DM the options name; one torch thread beside the in-process llama.cpp Reasoner."""
-    from drr_agent.scorers import HFScorer, RemoteScorer, embedded_dm_base_path
+    """The DM the options name (`load_dm`); one torch thread beside the in-process llama.cpp
+    Reasoner."""
+    from drr_agent.scorers import load_dm
 
-    if dm_url is not None:
-        return RemoteScorer(dm_url, dm_path=dm)
-    if dm is None and not untrained_dm:
+    if dm is None and dm_url is None and not untrained_dm:
         raise fail(_NO_DM_MESSAGE, 2)
-    # one torch thread beside the in-process llama.cpp Reasoner (see HFScorer.num_threads)
-    threads = 1 if beside_llama else None
-    if dm is None:
-        return HFScorer(embedded_dm_base_path(), allow_untrained_head=True, num_threads=threads)
-    return HFScorer(dm, trust_remote_code=trust_remote_code, num_threads=threads)
+    return load_dm(
+        dm,
+        url=dm_url,
+        allow_untrained=untrained_dm,
+        trust_remote_code=trust_remote_code,
+        num_threads=1 if beside_llama else None,
+    )
 
 
 def task_spec(

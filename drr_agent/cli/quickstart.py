@@ -34,8 +34,8 @@ def quickstart(
     task: Annotated[
         str,
         typer.Option(
-            help="Task (as for drr traces); the default and chain_sum are ones the embedded "
-            "Reasoner partly solves."
+            help="Task (as for drr traces); the default, products and chain_sum are ones the "
+            "embedded Reasoner partly solves."
         ),
     ] = "basic_arithmetic",
     force: Annotated[bool, typer.Option(help="Continue a folder made with another plan.")] = False,

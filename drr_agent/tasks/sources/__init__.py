@@ -8,7 +8,12 @@ A loader is a function ``(*, limit, seed, path, **params) -> Task`` (prefix load
 from drr_agent.tasks.sources.csqa import load_csqa
 from drr_agent.tasks.sources.gsm8k import load_gsm8k
 from drr_agent.tasks.sources.jsonl import load_jsonl
-from drr_agent.tasks.sources.rgym import load_basic_arithmetic, load_chain_sum, load_reasoning_gym
+from drr_agent.tasks.sources.rgym import (
+    load_basic_arithmetic,
+    load_chain_sum,
+    load_products,
+    load_reasoning_gym,
+)
 from drr_agent.tasks.sources.strategyqa import load_strategyqa
 from drr_agent.tasks.sources.svamp import load_svamp
 
@@ -18,6 +23,7 @@ __all__ = [
     "load_csqa",
     "load_gsm8k",
     "load_jsonl",
+    "load_products",
     "load_reasoning_gym",
     "load_strategyqa",
     "load_svamp",

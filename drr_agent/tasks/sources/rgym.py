@@ -1,8 +1,9 @@
 """reasoning-gym generators: unlimited items with gold answers, made on the spot.
 
-``basic_arithmetic`` and ``chain_sum`` default to the easy settings under which the embedded
-Reasoner has measurable headroom (DESIGN.md); ``rg:<name>`` loads any other reasoning-gym
-dataset with reasoning-gym's own defaults, overridden by the keyword arguments given.
+``basic_arithmetic``, ``chain_sum`` and ``products`` default to the easy settings under which
+the embedded Reasoner has measurable headroom (DESIGN.md; the README for ``products``);
+``rg:<name>`` loads any other reasoning-gym dataset with reasoning-gym's own defaults,
+overridden by the keyword arguments given.
 reasoning-gym is imported only when one of these tasks is loaded (it takes ~2 s).
 
 Two facts about reasoning-gym 0.1.25 worth knowing:
@@ -35,8 +36,10 @@ __all__ = [
     "BASIC_ARITHMETIC_DEFAULTS",
     "CHAIN_SUM_DEFAULTS",
     "DEFAULT_SIZE",
+    "PRODUCTS_DEFAULTS",
     "load_basic_arithmetic",
     "load_chain_sum",
+    "load_products",
     "load_reasoning_gym",
 ]
 
@@ -50,6 +53,13 @@ BASIC_ARITHMETIC_DEFAULTS: dict[str, Any] = {
     "max_digits": 1,
     "operators": ("+", "-"),
     "allow_parentheses": False,
+    "allow_negation": False,
+}
+PRODUCTS_DEFAULTS: dict[str, Any] = {
+    "min_terms": 2,
+    "max_terms": 2,
+    "min_digits": 1,
+    "max_digits": 1,
     "allow_negation": False,
 }
 CHAIN_SUM_DEFAULTS: dict[str, Any] = {
@@ -165,6 +175,22 @@ def load_reasoning_gym(
     )
 
 
+def _load_preset(
+    dataset: str, defaults: dict[str, Any], limit: int | None, seed: int, path: None, config: Any
+) -> Task:
+    """A reasoning-gym dataset under our defaults, named after the dataset (no ``rg:``)."""
+    if path is not None:
+        raise ValueError(f"{dataset} is generated; it takes no path=")
+    return _generate(
+        dataset,
+        task_name=dataset,
+        limit=limit,
+        seed=seed,
+        answer_type="number",
+        config={**defaults, **config},
+    )
+
+
 def load_basic_arithmetic(
     *, limit: int | None = None, seed: int = 0, path: None = None, **config: Any
 ) -> Task:
@@ -173,16 +199,7 @@ def load_basic_arithmetic(
     Defaults: `BASIC_ARITHMETIC_DEFAULTS`; any keyword overrides one of them or sets another
     reasoning-gym ``basic_arithmetic`` setting. Ids: ``basic_arithmetic/<seed>/<index>``.
     """
-    if path is not None:
-        raise ValueError("basic_arithmetic is generated; it takes no path=")
-    return _generate(
-        "basic_arithmetic",
-        task_name="basic_arithmetic",
-        limit=limit,
-        seed=seed,
-        answer_type="number",
-        config={**BASIC_ARITHMETIC_DEFAULTS, **config},
-    )
+    return _load_preset("basic_arithmetic", BASIC_ARITHMETIC_DEFAULTS, limit, seed, path, config)
 
 
 def load_chain_sum(
@@ -192,13 +209,16 @@ def load_chain_sum(
 
     Defaults: `CHAIN_SUM_DEFAULTS`. Ids: ``chain_sum/<seed>/<index>``.
     """
-    if path is not None:
-        raise ValueError("chain_sum is generated; it takes no path=")
-    return _generate(
-        "chain_sum",
-        task_name="chain_sum",
-        limit=limit,
-        seed=seed,
-        answer_type="number",
-        config={**CHAIN_SUM_DEFAULTS, **config},
-    )
+    return _load_preset("chain_sum", CHAIN_SUM_DEFAULTS, limit, seed, path, config)
+
+
+def load_products(
+    *, limit: int | None = None, seed: int = 0, path: None = None, **config: Any
+) -> Task:
+    """The product of two one-digit numbers ("Solve the following multiplication: 7 * 8."),
+    unless overridden.
+
+    Defaults: `PRODUCTS_DEFAULTS`. Like ``basic_arithmetic``'s, a "one-digit" term runs from
+    0 to 10, so there are only 121 distinct questions. Ids: ``products/<seed>/<index>``.
+    """
+    return _load_preset("products", PRODUCTS_DEFAULTS, limit, seed, path, config)

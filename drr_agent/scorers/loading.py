@@ -1,0 +1,55 @@
+"""`load_dm`: the one chooser of which DM a run uses — served, in process, or untrained.
+
+The CLI (``--dm``, ``--dm-url``, ``--untrained-dm``) and the LangGraph deployment
+(``DRR_DM``, ``DRR_DM_URL``) both name a DM the same three ways; this is where those names
+become a `StepScorer`, so both pick alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from drr_agent.errors import DMLoadError
+from drr_agent.scorers.base import StepScorer
+from drr_agent.scorers.embedded import embedded_dm_base_path
+from drr_agent.scorers.hf import HFScorer
+from drr_agent.scorers.remote import RemoteScorer
+
+__all__ = ["load_dm"]
+
+
+def load_dm(
+    path: str | Path | None = None,
+    *,
+    url: str | None = None,
+    allow_untrained: bool = False,
+    trust_remote_code: bool = False,
+    num_threads: int | None = None,
+) -> StepScorer:
+    """The DM a run uses.
+
+    Args:
+        path: A trained DM folder (Hugging Face sequence classification, e.g. from
+            ``drr train``). With ``url`` it is only read for the DM's tokenizer and stored
+            thresholds (`RemoteScorer`'s ``dm_path``).
+        url: A DM served by ``drr serve --dm`` (vLLM); wins over loading ``path`` in process.
+        allow_untrained: With neither ``path`` nor ``url``, take the embedded MiniLM base with
+            a random head — scores that mean nothing, for smoke tests of the plumbing only.
+            Without it that case is an error rather than a silently useless critic.
+        trust_remote_code: Passed to ``transformers`` for ``path`` (off unless asked for).
+        num_threads: torch threads of an in-process DM; 1 beside the embedded llama.cpp
+            Reasoner, which wants the cores (see `HFScorer`).
+
+    Raises:
+        DMLoadError: Nothing names a DM and ``allow_untrained`` is off, or the DM fails to load.
+    """
+    if url is not None:
+        return RemoteScorer(url, dm_path=path)
+    if path is not None:
+        return HFScorer(path, trust_remote_code=trust_remote_code, num_threads=num_threads)
+    if not allow_untrained:
+        raise DMLoadError(
+            "no DM given: pass a trained DM folder (path) or a served DM (url), or "
+            "allow_untrained=True for the embedded MiniLM with a random head (smoke tests only)"
+        )
+    return HFScorer(embedded_dm_base_path(), allow_untrained_head=True, num_threads=num_threads)
