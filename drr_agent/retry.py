@@ -50,16 +50,21 @@ async def aretry(
     retries: int,
     timeout_s: float,
     error_cls: type[DRRError],
+    permanent: Callable[[Exception], bool] | None = None,
 ) -> T:
-    """Await ``fn()`` up to ``retries + 1`` times, each attempt bounded by ``timeout_s``."""
+    """Await ``fn()`` up to ``retries + 1`` times, each attempt bounded by ``timeout_s``.
+
+    ``permanent(exc)`` true means trying again cannot help (a request the server refuses as
+    malformed): fail at once instead of spending the retries and their backoff.
+    """
     attempts = retries + 1
     for attempt in range(1, attempts + 1):
         try:
             async with asyncio.timeout(timeout_s):
                 return await fn()
         except Exception as exc:
-            if attempt == attempts:
-                raise _fail(error_cls, what, attempts, exc) from exc
+            if attempt == attempts or (permanent is not None and permanent(exc)):
+                raise _fail(error_cls, what, attempt, exc) from exc
         await asyncio.sleep(backoff_s(attempt))
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -71,6 +76,7 @@ def retry(
     retries: int,
     timeout_s: float,
     error_cls: type[DRRError],
+    permanent: Callable[[Exception], bool] | None = None,
 ) -> T:
     """Sync twin of `aretry`; each attempt runs on a worker thread so the timeout holds."""
     attempts = retries + 1
@@ -84,7 +90,7 @@ def retry(
             if attempt == attempts:
                 raise _fail(error_cls, what, attempts, TimeoutError(what)) from exc
         except Exception as exc:
-            if attempt == attempts:
-                raise _fail(error_cls, what, attempts, exc) from exc
+            if attempt == attempts or (permanent is not None and permanent(exc)):
+                raise _fail(error_cls, what, attempt, exc) from exc
         time.sleep(backoff_s(attempt))
     raise AssertionError("unreachable")  # pragma: no cover

@@ -25,6 +25,7 @@ class FakeVLLM:
     def __init__(self, *, fail_first: int = 0, delay_s: float = 0.0) -> None:
         self.batches: list[int] = []
         self.fail_first = fail_first
+        self.fail_status = 500
         self.delay_s = delay_s
         outer = self
 
@@ -44,9 +45,9 @@ class FakeVLLM:
                     return
                 if outer.fail_first > 0:
                     outer.fail_first -= 1
-                    self.send_response(500)
+                    self.send_response(outer.fail_status)
                     self.end_headers()
-                    self.wfile.write(b"overloaded")
+                    self.wfile.write(b"overloaded" if outer.fail_status >= 500 else b"bad input")
                     return
                 time.sleep(outer.delay_s)
                 pairs = list(zip(body["text_1"], body["text_2"], strict=True))
@@ -129,6 +130,19 @@ async def test_server_errors_are_retried_then_reported(fake):
     fake.fail_first = 5
     with pytest.raises(ScorerError, match=r"DM server http://127\.0\.0\.1:\d+.*500.*3 attempts"):
         await scorer.ascore([_ctx(1)])
+    await scorer.aclose()
+
+
+async def test_a_refused_request_is_not_retried(fake):
+    fake.fail_first, fake.fail_status = 5, 400
+    scorer = RemoteScorer(fake.url, retries=3)
+    with pytest.raises(ScorerError, match=r"400 .*bad input \(after 1 attempt\)"):
+        await scorer.ascore([_ctx(1)])
+    with pytest.raises(ScorerError, match=r"400 .*bad input \(after 1 attempt\)"):
+        scorer.score([_ctx(1)])
+    assert fake.fail_first == 3 and scorer.http_calls == 2
+    fake.fail_first, fake.fail_status = 1, 429  # "too many requests" is worth another try
+    assert await scorer.ascore([_ctx(1)]) == [_expected(_ctx(1))]
     await scorer.aclose()
 
 

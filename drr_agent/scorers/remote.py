@@ -147,6 +147,14 @@ class RemoteScorer(StepScorer):
             raise ValueError(f"the server returned {len(scores)} scores for {n} pairs")
         return scores
 
+    @staticmethod
+    def _refused(exc: Exception) -> bool:
+        """A 4xx answer (bad input, unknown model) is not retried; 408 and 429 are transient."""
+        if isinstance(exc, httpx.HTTPStatusError):
+            status = exc.response.status_code
+            return 400 <= status < 500 and status not in (408, 429)
+        return False
+
     def _what(self) -> str:
         return f"DM server {self.url} (model {self.model!r})"
 
@@ -171,6 +179,7 @@ class RemoteScorer(StepScorer):
             retries=self.retries,
             timeout_s=self.timeout_s + 5,
             error_cls=ScorerError,
+            permanent=self._refused,
         )
 
     def _flush(self, state: _LoopState) -> None:
@@ -251,6 +260,7 @@ class RemoteScorer(StepScorer):
                 retries=self.retries,
                 timeout_s=self.timeout_s + 5,
                 error_cls=ScorerError,
+                permanent=self._refused,
             )
         return scores
 
