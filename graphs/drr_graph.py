@@ -134,14 +134,14 @@ def build_reasoner(settings: GraphSettings) -> Any:
 
 
 def build_scorer(settings: GraphSettings) -> Any:
-    """The DM the settings name: ``DRR_DM_URL`` (served), ``DRR_DM`` (in process), else the
-    untrained embedded MiniLM (a deployment smoke test)."""
+    """The DM the settings name: ``DRR_DM_URL`` (served), ``DRR_DM`` (in process), else (if
+    allowed) the untrained embedded MiniLM."""
     from drr_agent.scorers import load_dm
 
     return load_dm(
         settings.dm,
         url=settings.dm_url,
-        allow_untrained=True,
+        allow_untrained=settings.allow_untrained_dm,
         # one torch thread beside the in-process llama.cpp Reasoner (see HFScorer.num_threads)
         num_threads=1 if settings.embedded_reasoner else None,
     )
