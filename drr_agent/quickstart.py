@@ -5,7 +5,9 @@
 
 1. split the task's items into train and held-out (by question, seeded);
 2. sample the Reasoner's own traces on the train items (`sample_traces`);
-3. label every step by the outcome of its trace (`outcome_examples`);
+3. label every step by what the Reasoner answers when asked to conclude right after it —
+   the graph's own forced answer (`mc_examples` with ``continuation="answer"``; or, with
+   ``labels="outcome"``, by the outcome of its trace, `outcome_examples`);
 4. fine-tune the DM on those labels, thresholds picked on items it did not train on
    (`train_dm`); pick the self-critique baseline's thresholds on the same training steps
    (`calibrate_thresholds`), so both critics are tuned alike;
@@ -31,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -54,6 +56,13 @@ class QuickstartPlan(BaseModel):
         held_out: Held-out items (count); all the rest train the DM.
         samples: Traces sampled per training item.
         temperature / max_tokens: Trace sampling.
+        labels: ``"answer"`` (default): a step's label is whether the Reasoner, asked for the
+            final answer right after it (as the graph asks), gets it right — greedy when
+            ``label_rollouts`` is 1, else the fraction of that many samples. ``"outcome"``:
+            the trace's own result, free but noisy (a right first step of a trace that
+            drifts later is labelled wrong). Measured on the small plan's traces, the same
+            DM training: ``drr`` 0.65 with outcome labels, 0.75 with answer labels.
+        label_rollouts: Answer rollouts per step (``labels="answer"``).
         epochs / learning_rate / batch_size / max_length: DM training (`TrainConfig`).
         methods: Methods compared on the held-out items (`evals.methods.METHODS`).
         graph: The graph's budgets for ``drr`` and ``self_critique``.
@@ -70,6 +79,8 @@ class QuickstartPlan(BaseModel):
     samples: int = Field(default=4, ge=1)
     temperature: float = Field(default=0.8, ge=0.0)
     max_tokens: int = Field(default=160, ge=1)
+    labels: Literal["answer", "outcome"] = "answer"
+    label_rollouts: int = Field(default=1, ge=1)
     epochs: float = Field(default=2.0, gt=0)
     learning_rate: float = Field(default=1e-4, gt=0)
     batch_size: int = Field(default=32, ge=1)
@@ -154,7 +165,7 @@ def run_quickstart(
     """
     from drr_agent.offline.dm_eval import calibrate_thresholds
     from drr_agent.offline.jsonl import RecordFile
-    from drr_agent.offline.labels import outcome_examples
+    from drr_agent.offline.labels import mc_examples, outcome_examples
     from drr_agent.offline.records import StepExample, TraceRecord
     from drr_agent.offline.traces import sample_traces
     from drr_agent.offline.train import TrainConfig, train_dm
@@ -205,12 +216,30 @@ def run_quickstart(
         )
     )
 
-    # 3. outcome labels (deterministic from the traces: rewritten whole)
+    # 3. labels: answer rollouts (appended as made, resumed) or outcomes (rewritten whole)
     records = RecordFile(traces_file, TraceRecord).read(repair=True)
-    examples = outcome_examples(records)
     labels_file = out / "labels.jsonl"
-    labels_file.unlink(missing_ok=True)
-    RecordFile(labels_file, StepExample).append(examples)
+    if plan.labels == "answer":
+        _say(progress, "2/4 labelling steps by the answer the Reasoner gives after each")
+        examples = asyncio.run(
+            mc_examples(
+                records,
+                task,
+                reasoner,
+                labels_file,
+                rollouts=plan.label_rollouts,
+                continuation="answer",
+                temperature=0.0 if plan.label_rollouts == 1 else plan.temperature,
+                max_tokens=plan.step_max_tokens,
+                seed=plan.seed,
+                concurrency=plan.concurrency,
+                progress=progress,
+            )
+        )
+    else:
+        examples = outcome_examples(records)
+        labels_file.unlink(missing_ok=True)
+        RecordFile(labels_file, StepExample).append(examples)
     _say(
         progress,
         f"2/4 labelled {len(examples)} steps of {traces.traces_total} traces "

@@ -11,7 +11,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from drr_agent import DRRConfig, Reasoner
+from drr_agent import DRRConfig, Reasoner, StepPrompt
 from drr_agent.quickstart import (
     PLANS,
     QuickstartMismatchError,
@@ -24,7 +24,8 @@ pytestmark = pytest.mark.embedded  # trains the real embedded MiniLM
 
 
 class Arithmetic(BaseChatModel):
-    """Whole traces right for a third of the seeds (wrong by one otherwise); graph steps right."""
+    """Whole traces right for a third of the seeds (wrong by one otherwise); graph steps right,
+    and so is the answer asked for after a step (an answer rollout or the graph's forced one)."""
 
     @property
     def _llm_type(self) -> str:
@@ -40,7 +41,8 @@ class Arithmetic(BaseChatModel):
             text = f"{a} {op} {b} = {shown}\nAnswer: {shown}"
         else:
             prefill = str(messages[-1].content) if isinstance(messages[-1], AIMessage) else ""
-            text = f" {value}" if prefill.endswith("Answer:") else f"{a} {op} {b} = {value}"
+            asked = prefill.endswith(StepPrompt().answer_prefix)
+            text = f" {value}" if asked else f"{a} {op} {b} = {value}"
         return ChatResult(generations=[ChatGeneration(message=AIMessage(text))])
 
 
@@ -78,6 +80,13 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
     assert len(split["held_out_ids"]) <= 6 and split["train_ids"]
     traces = (out / "traces.jsonl").read_text().splitlines()
     assert len(traces) == 3 * len(split["train_ids"])
+    # answer labels: every step of a trace is right ("a + b = v"), and so is the answer the
+    # Reasoner gives after it, whatever the trace's own final answer was
+    labels = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
+    assert {row["label_kind"] for row in labels} == {"mc_answer"}
+    assert all(row["label"] == 1.0 for row in labels if not row["final"])
+    assert {row["label"] for row in labels if row["final"]} == {0.0, 1.0}
+    labels_text = (out / "labels.jsonl").read_text()
     records = [json.loads(line) for line in (out / "eval/records.jsonl").read_text().splitlines()]
     assert {(r["method"], r["item_id"]) for r in records} == {
         (m, i) for m in ("cot", "self_critique", "drr") for i in split["held_out_ids"]
@@ -92,6 +101,7 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
     dm_time = (out / "dm/model.safetensors").stat().st_mtime_ns
     again = run_quickstart(out, TINY, reasoner=reasoner, progress=False)
     assert (out / "traces.jsonl").read_text().splitlines() == traces
+    assert (out / "labels.jsonl").read_text() == labels_text
     assert len((out / "eval/records.jsonl").read_text().splitlines()) == len(records)
     assert (out / "dm/model.safetensors").stat().st_mtime_ns == dm_time
     assert again.table == result.table

@@ -129,6 +129,7 @@ def traces(
 class LabelKind(StrEnum):
     outcome = "outcome"
     mc = "mc"
+    answer = "answer"
 
 
 class McMode(StrEnum):
@@ -140,9 +141,13 @@ class McMode(StrEnum):
 def labels(
     traces_file: Annotated[Path, typer.Option("--traces", help="Trace file from drr traces.")],
     out: Annotated[Path, typer.Option(help="Labelled steps (JSON Lines); resumed if it exists.")],
-    kind: Annotated[LabelKind, typer.Option(help="outcome, or Monte-Carlo rollouts.")] = (
-        LabelKind.outcome
-    ),
+    kind: Annotated[
+        LabelKind,
+        typer.Option(
+            help="outcome; mc: Monte-Carlo rollouts of whole traces; answer: rollouts that ask "
+            "for the final answer right after the step, as the graph does (cheap)."
+        ),
+    ] = LabelKind.outcome,
     split: Annotated[SplitChoice, typer.Option(help="Which traces to label.")] = SplitChoice.both,
     rollouts: Annotated[int, typer.Option(min=1, help="MC continuations per step.")] = 4,
     mode: Annotated[McMode, typer.Option(help="MC label: fraction (soft) or any (hard).")] = (
@@ -190,6 +195,7 @@ def labels(
                     out,
                     rollouts=rollouts,
                     mode=mode.value,
+                    continuation="answer" if kind == LabelKind.answer else "trace",
                     temperature=temperature,
                     max_tokens=max_tokens,
                     seed=seed,

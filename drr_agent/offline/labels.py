@@ -10,6 +10,12 @@ from here reaches the gold answer":
   (``soft``), or 1 if any does (``hard``, Math-Shepherd's "hard estimation"). A step that
   carries a final answer is labelled by its own correctness. Identical prefixes (common: many
   samples share a first step) are rolled out once.
+- **answer** rollouts (``continuation="answer"``, kind ``mc_answer``) are Monte-Carlo rollouts
+  that ask for the final answer right after the prefix, exactly as the graph does when it
+  forces one (the prefill ends with ``StepPrompt.answer_prefix``; one line). A step is then
+  worth what the Reasoner makes of it when asked to conclude — the value the graph acts on —
+  and a right step is no longer labelled by the drift that follows it in a free rollout, the
+  small Reasoner's commonest failure. Each rollout costs a few tokens instead of a trace.
 """
 
 from __future__ import annotations
@@ -102,6 +108,7 @@ async def mc_examples(
     *,
     rollouts: int = 4,
     mode: Literal["soft", "hard"] = "soft",
+    continuation: Literal["trace", "answer"] = "trace",
     temperature: float = 0.8,
     max_tokens: int = 160,
     seed: int = 0,
@@ -110,7 +117,11 @@ async def mc_examples(
     timeout_s: float = 120.0,
     progress: bool = True,
 ) -> list[StepExample]:
-    """Monte-Carlo labels, appended to ``out`` per step; resumes from what ``out`` holds."""
+    """Monte-Carlo labels, appended to ``out`` per step; resumes from what ``out`` holds.
+
+    ``continuation="trace"`` rolls out whole traces (``max_tokens`` each); ``"answer"`` asks
+    for the final answer after the prefix (one line, at most ``max_tokens``) — see the module.
+    """
     if reasoner.prompt.style != "prefill":
         raise DRRError(
             "Monte-Carlo labels continue the Reasoner from a step prefix and need the 'prefill' "
@@ -130,18 +141,25 @@ async def mc_examples(
     semaphore = asyncio.Semaphore(concurrency)
     cache: dict[tuple[str, tuple[str, ...]], asyncio.Task[float]] = {}
 
+    final = continuation == "answer"
+    kind = "mc_answer" if final else "mc"
+
     async def rollout_value(item: TaskItem, prefix: tuple[str, ...]) -> float:
-        messages = prompt.messages(item.question, list(prefix))
-        prefill = prompt.prefill_text(list(prefix))
+        messages = prompt.messages(item.question, list(prefix), final=final)
+        prefill = prompt.prefill_text(list(prefix), final=final)
         wins = 0
-        for r in range(rollouts):
-            kwargs = {
-                **reasoner.continuation_for(prefill),
-                "temperature": temperature,
-                "max_tokens": max_tokens,
-                "seed": sample_seed(seed, f"{item.id}|{'|'.join(prefix)}", r),
-            }
-            async with semaphore:
+        # one prefix's rollouts hold one slot together: prefixes then finish (and are saved)
+        # one after another, rather than all together at the very end of a long run
+        async with semaphore:
+            for r in range(rollouts):
+                kwargs = {
+                    **reasoner.continuation_for(prefill),
+                    "temperature": temperature,
+                    "max_tokens": max_tokens,
+                    "seed": sample_seed(seed, f"{item.id}|{'|'.join(prefix)}", r),
+                }
+                if final:  # the answer is one line, as the graph's step is
+                    kwargs["stop"] = [task.step_format.separator]
                 message = await aretry(
                     lambda kw=kwargs: reasoner.model.ainvoke(messages, **kw),
                     what=f"Reasoner {reasoner.name!r}",
@@ -149,11 +167,14 @@ async def mc_examples(
                     timeout_s=timeout_s,
                     error_cls=ReasonerError,
                 )
-            text = message.text if hasattr(message, "text") else str(message.content)
-            if text.startswith(prefill):  # llama.cpp echoes the prefill
-                text = text[len(prefill) :]
-            _, answer, _ = finish_trace(text, item, task)
-            wins += is_correct(answer, item.gold, item.answer_type, item.choices)
+                text = message.text if hasattr(message, "text") else str(message.content)
+                if text.startswith(prefill):  # llama.cpp echoes the prefill
+                    text = text[len(prefill) :]
+                if final:
+                    answer = prompt.final_answer(text) or None
+                else:
+                    _, answer, _ = finish_trace(text, item, task)
+                wins += is_correct(answer, item.gold, item.answer_type, item.choices)
         if mode == "hard":
             return float(wins > 0)
         return wins / rollouts
@@ -165,7 +186,7 @@ async def mc_examples(
         return cache[key]
 
     async def label(trace: TraceRecord, index: int) -> StepExample:
-        example = _example(trace, index, 0.0, "mc", rollouts)
+        example = _example(trace, index, 0.0, kind, rollouts)
         if example.final:  # the answer is there: its correctness is the label
             return example.model_copy(update={"label": float(trace.correct), "rollouts": 0})
         item = items[trace.item_id]

@@ -70,8 +70,9 @@ class StepExample(BaseModel):
         step: The step being judged.
         label: Soft label in [0, 1]: the probability that continuing from this prefix reaches
             the gold answer (outcome labels are 0 or 1; Monte-Carlo labels are fractions).
-        label_kind: ``"outcome"`` (the trace's own result) or ``"mc"`` (rollouts from the
-            prefix).
+        label_kind: ``"outcome"`` (the trace's own result), ``"mc"`` (free rollouts from
+            the prefix) or ``"mc_answer"`` (the final answer asked for right after the prefix,
+            as the graph asks for it).
         final: The step carries a final answer (it is judged against ``answer_threshold``).
     """
 
@@ -87,7 +88,7 @@ class StepExample(BaseModel):
     previous: list[str]
     step: str
     label: float = Field(ge=0.0, le=1.0)
-    label_kind: Literal["outcome", "mc"]
+    label_kind: Literal["outcome", "mc", "mc_answer"]
     rollouts: int = Field(default=0, ge=0)
     final: bool = False
 
