@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 import drr_agent.retry
-from drr_agent import Reasoner
+from drr_agent import Reasoner, StepPrompt
 from drr_agent.offline.jsonl import RecordFile, RecordFileError
 from drr_agent.offline.labels import mc_examples, outcome_examples, summarize_labels
 from drr_agent.offline.records import TraceRecord
@@ -27,6 +27,9 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(drr_agent.retry, "backoff_s", lambda attempt: 0.0)
 
 
+ANSWER_PREFIX = StepPrompt().answer_prefix
+
+
 class SeededArithmetic(BaseChatModel):
     """Answers "Calculate a ± b." step by step; the seed decides whether it slips.
 
@@ -35,6 +38,7 @@ class SeededArithmetic(BaseChatModel):
     """
 
     calls: int = 0
+    answers_asked: int = 0
     fail_items: tuple[str, ...] = ()
 
     @property
@@ -52,10 +56,13 @@ class SeededArithmetic(BaseChatModel):
         a, op, b = re.search(r"(-?\d+) ([+-]) (-?\d+)", question).groups()
         right = int(a) + int(b) if op == "+" else int(a) - int(b)
         if isinstance(messages[-1], AIMessage):  # continuation of a prefix
-            last = str(messages[-1].content).strip().splitlines()[-1]
+            prefix = str(messages[-1].content)
+            asked = prefix.endswith(ANSWER_PREFIX)  # an answer rollout: one line, the value
+            last = prefix.removesuffix(ANSWER_PREFIX).strip().splitlines()[-1]
             value = int(last.split("=")[-1]) if "=" in last else right
             value += 0 if rng.random() < 0.7 else 1
-            text = f"Answer: {value}"
+            text = f" {value}" if asked else f"Answer: {value}"
+            self.answers_asked += asked and stop == ["\n"]
         else:
             got = right if rng.random() < 0.5 else right + rng.choice([-2, 1, 3])
             text = f"Let me compute.\n{a} {op} {b} = {got}\nAnswer: {got}\nextra drift"
@@ -288,3 +295,21 @@ async def test_outcome_and_monte_carlo_labels(tmp_path, task):
         traces, task, Reasoner(SeededArithmetic()), out, rollouts=4, progress=False
     )
     assert sorted(e.key for e in again) == sorted(e.key for e in mc)  # resumed: nothing redone
+
+    # answer rollouts: the graph's forced-answer prompt after each prefix, one line each
+    model = SeededArithmetic()
+    answer = await mc_examples(
+        traces,
+        task,
+        Reasoner(model),
+        tmp_path / "answer.jsonl",
+        rollouts=2,
+        continuation="answer",
+        progress=False,
+    )
+    assert {e.key for e in answer} == {e.key for e in outcome}
+    assert {e.label_kind for e in answer} == {"mc_answer"}
+    assert model.calls == model.answers_asked == 2 * len(prefixes)
+    by_key = {e.key: e for e in answer}
+    assert all(by_key[e.key].label == 0.0 for e in wrong)
+    assert {e.label for e in answer if not e.final} <= {0.0, 0.5, 1.0}
