@@ -113,13 +113,15 @@ PLANS: dict[str, QuickstartPlan] = {
 
 
 class QuickstartResult(BaseModel):
-    """Where a quickstart put things, and the evaluation's summary table."""
+    """Where a quickstart put things, the evaluation's summary table, and a held-out question
+    to try the DM on."""
 
     out: Path
     dm: Path
     eval_dir: Path
     table: str
     summary: dict[str, Any]
+    example_question: str
 
 
 class QuickstartMismatchError(DRRError, ValueError):
@@ -315,4 +317,5 @@ def run_quickstart(
         eval_dir=eval_dir,
         table=summary.to_markdown(),
         summary=summary.model_dump(mode="json"),
+        example_question=held_out_items[0].question.strip(),
     )

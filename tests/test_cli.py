@@ -93,6 +93,7 @@ def test_quickstart_command_builds_the_plan_and_prints_the_table(tmp_path, monke
         return QuickstartResult(
             out=Path(out), dm=Path(out) / "dm", eval_dir=Path(out) / "eval",
             table="| method | acc |\n|---|---|\n| drr | 0.7 |", summary={},
+            example_question="What's 3 + 4?",
         )  # fmt: skip
 
     monkeypatch.setattr("drr_agent.quickstart.run_quickstart", fake_run)
@@ -100,6 +101,7 @@ def test_quickstart_command_builds_the_plan_and_prints_the_table(tmp_path, monke
     result = runner.invoke(app, ["quickstart", "--task", "chain_sum", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "| drr | 0.7 |" in result.output and "done in" in result.output
+    assert "drr solve 'What'\"'\"'s 3 + 4?' --dm" in " ".join(result.output.split())
     assert seen["plan"].task.name == "chain_sum"
     assert seen["plan"].task.limit == PLANS["small"].task.limit  # only the name changed
     result = runner.invoke(app, ["quickstart", "--size", "full", "--out", str(out)])

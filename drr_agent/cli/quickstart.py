@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -58,5 +59,6 @@ def quickstart(
     minutes = (time.perf_counter() - started) / 60
     console.print(
         f"done in {minutes:.1f} min. DM: {result.dm}/  evaluation: {result.eval_dir}/ "
-        f'(summary.md, plots). Try it: drr solve "What is 8 + 7?" --dm {result.dm}'
+        f"(summary.md, plots). Try it: drr solve {shlex.quote(result.example_question)} "
+        f"--dm {result.dm}"
     )
