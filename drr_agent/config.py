@@ -41,7 +41,8 @@ class DRRConfig(BaseModel):
             there is no backtrack left would end the run — `policy.last_step_allowed`), ask
             for the final answer (`StepPrompt`'s ``final``) instead of another step, so a run
             that used its budget still ends with an answer for the DM to judge rather than
-            with none.
+            with none. Under ``on_budget_exhausted="answer_best"``, a point spent with no
+            final answer anywhere in the tree also gets one closing call asking for it.
         on_budget_exhausted: ``"answer_best"`` answers with the best-scored final answer seen
             (abstaining if none was seen); ``"abstain"`` always abstains.
         on_reasoner_error: After the retries below fail, ``"abstain"`` ends the run with the

@@ -66,20 +66,38 @@ def last_step_allowed(
     no final answer at all, and ``on_budget_exhausted="answer_best"`` has nothing to answer
     with. That rule needs a step the critic rejected at the point itself: a first attempt
     (the Reasoner's own next step, its greedy one under ``greedy_first``) and the first retry
-    after a backtrack stay steps, for a critic that accepts them to build on.
+    after a backtrack stay steps, for a critic that accepts them to build on. A point spent
+    with no final answer anywhere in the tree gets one closing call that asks for it
+    (`_closing_call_due`): with ``candidates_per_step >= max_retries_per_point`` the first call
+    can spend a point.
     """
     if len(path) + 1 >= config.max_steps:
         return True
     if counters["reasoner_calls"] + 1 >= config.max_reasoner_calls:
         return True
     tip = path[-1] if path else None
-    no_way_back = tip is None or counters["backtracks"] >= config.max_backtracks
+    if not (tip is None or counters["backtracks"] >= config.max_backtracks):
+        return False  # a rejection here still has a way back
+    rejected = rejections_at(tree, tip)
+    if rejected >= config.max_retries_per_point:
+        return True  # the closing call of a spent point (`_closing_call_due`)
     rejected_here = any(t["parent"] == tip and t["status"] == "rejected" for t in tree)
-    return (
-        no_way_back
-        and rejected_here
-        and rejections_at(tree, tip) + config.candidates_per_step >= config.max_retries_per_point
-    )
+    return rejected_here and rejected + config.candidates_per_step >= config.max_retries_per_point
+
+
+def _closing_call_due(tree: list[Thought], count: int, config: DRRConfig) -> bool:
+    """Whether a spent point with no way back gets one closing call that asks for the answer.
+
+    Only when the run would otherwise end with nothing to answer (``answer_best`` finds no
+    final answer anywhere in the tree) and none was made at this point yet — with several
+    candidates per call a point can be spent by its very first call, before
+    `last_step_allowed`'s last-retry rule could ask for the answer.
+    """
+    if not config.force_final_answer or config.on_budget_exhausted != "answer_best":
+        return False
+    if any(t["answer"] is not None for t in tree):
+        return False
+    return count < config.max_retries_per_point + config.candidates_per_step
 
 
 def _verdict(
@@ -182,7 +200,10 @@ def decide(
         merged = [changed.get(t["id"], t) for t in tree]
         count = rejections_at(merged, tip)
         if count >= config.max_retries_per_point:
-            if tip is None:
+            no_way_back = tip is None or counters["backtracks"] >= config.max_backtracks
+            if no_way_back and _closing_call_due(merged, count, config):
+                extra = {"closing": True}  # retry here once more, asking for the answer
+            elif tip is None:
                 budget = (
                     "exhausted",
                     f"{count} proposals rejected at the question and nothing to backtrack to",

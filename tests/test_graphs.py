@@ -255,7 +255,9 @@ def test_agent_app_passes_its_context_to_drr(agent_app_module) -> None:
     app = agent_app_module.build_agent_app(
         scripted_drr(), chat_model=FakeListChatModel(responses=["-"]), tool_calling=False
     )
-    strict = DRRConfig(accept_threshold=0.99, max_retries_per_point=1)
+    strict = DRRConfig(
+        accept_threshold=0.99, max_retries_per_point=1, on_budget_exhausted="abstain"
+    )
     out = app.invoke({"messages": [("user", "What is 5 + 6?")]}, context=strict)
     run = out["messages"][2].artifact
     assert run["abstained"] is True and run["stop_reason"] == "exhausted"

@@ -224,7 +224,8 @@ def test_decide_pops_to_parent_after_max_retries_per_point() -> None:
 
 def test_decide_exhausted_at_root() -> None:
     tree = [th(0, None, "bad A", 0.1, "rejected"), th(1, None, "bad B", 0.1)]
-    d = decide(tree, [], [1], counters(reasoner_calls=2), cfg(max_retries_per_point=2), 0.5, 0.5)
+    config = cfg(max_retries_per_point=2, force_final_answer=False)
+    d = decide(tree, [], [1], counters(reasoner_calls=2), config, 0.5, 0.5)
     assert d.route == "stop"
     assert d.finished
     assert d.stop_reason == "exhausted"
@@ -244,7 +245,7 @@ def test_decide_max_backtracks() -> None:
         [0],
         [1],
         counters(reasoner_calls=5, backtracks=2),
-        cfg(max_retries_per_point=1, max_backtracks=2),
+        cfg(max_retries_per_point=1, max_backtracks=2, force_final_answer=False),
         0.5,
         0.5,
     )
@@ -254,6 +255,26 @@ def test_decide_max_backtracks() -> None:
     assert d.path == [0]  # nothing popped
     assert all(t["status"] != "abandoned" for t in d.changed)
     assert d.counters["backtracks"] == 2
+
+
+def test_decide_gives_a_spent_point_one_closing_call_when_no_answer_was_seen() -> None:
+    config = cfg(max_retries_per_point=3, candidates_per_step=3)
+    # three candidates, all rejected at their first call: the question is spent at once
+    tree = [th(i, None, f"bad {i}", 0.1) for i in range(3)]
+    d = decide(tree, [], [0, 1, 2], counters(reasoner_calls=1), config, 0.5, 0.5)
+    assert d.route == "backtrack" and not d.finished and d.event["closing"] is True
+    spent = [*d.changed]
+    assert last_step_allowed(spent, [], d.counters, config)  # ... and it asks for the answer
+    # the closing answers rejected too: now the run stops and answers with the best of them
+    tree = [*spent, *(th(3 + i, None, f"Answer: {i}", 0.2 + i / 10) for i in range(3))]
+    d = decide(tree, [], [3, 4, 5], counters(reasoner_calls=2), config, 0.5, 0.5)
+    assert d.route == "stop" and d.stop_reason == "exhausted" and d.answer == "2"
+    # with a final answer somewhere in the tree, or when told to abstain, no closing call
+    tree = [th(0, None, "Answer: 7", 0.1, "rejected"), *(th(i, None, "bad", 0.1) for i in (1, 2))]
+    assert decide(tree, [], [1, 2], counters(), config, 0.5, 0.5).route == "stop"
+    abstain = config.model_copy(update={"on_budget_exhausted": "abstain"})
+    tree = [th(i, None, f"bad {i}", 0.1) for i in range(3)]
+    assert decide(tree, [], [0, 1, 2], counters(), abstain, 0.5, 0.5).route == "stop"
 
 
 def test_decide_max_steps() -> None:
@@ -716,13 +737,14 @@ async def test_graph_context_overrides_config_for_one_run(run: Runner) -> None:
     assert out["stop_reason"] == "answered"
     assert out["thoughts"][0]["status"] == "accepted"
 
-    strict = DRRConfig(accept_threshold=0.8, max_retries_per_point=1)
+    strict = DRRConfig(accept_threshold=0.8, max_retries_per_point=1, force_final_answer=False)
     out = await run(graph, QUESTION, context=strict)
     assert out["stop_reason"] == "exhausted"
     assert out["thoughts"][0]["reason"] == "score 0.700 < 0.800"
 
     # a dict context is coerced to DRRConfig
-    out = await run(graph, QUESTION, context={"accept_threshold": 0.8, "max_retries_per_point": 1})
+    context = {"accept_threshold": 0.8, "max_retries_per_point": 1, "force_final_answer": False}
+    out = await run(graph, QUESTION, context=context)
     assert out["stop_reason"] == "exhausted"
 
     # the override held for that run only
