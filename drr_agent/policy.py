@@ -53,6 +53,11 @@ def rejected_texts(tree: list[Thought], tip: int | None) -> list[str]:
     return list(seen)
 
 
+def _no_way_back(tip: int | None, counters: Counters, config: DRRConfig) -> bool:
+    """Whether running out of retries at ``tip`` ends the run instead of popping back."""
+    return tip is None or counters["backtracks"] >= config.max_backtracks
+
+
 def last_step_allowed(
     tree: list[Thought], path: list[int], counters: Counters, config: DRRConfig
 ) -> bool:
@@ -76,7 +81,7 @@ def last_step_allowed(
     if counters["reasoner_calls"] + 1 >= config.max_reasoner_calls:
         return True
     tip = path[-1] if path else None
-    if not (tip is None or counters["backtracks"] >= config.max_backtracks):
+    if not _no_way_back(tip, counters, config):
         return False  # a rejection here still has a way back
     rejected = rejections_at(tree, tip)
     if rejected >= config.max_retries_per_point:
@@ -200,8 +205,7 @@ def decide(
         merged = [changed.get(t["id"], t) for t in tree]
         count = rejections_at(merged, tip)
         if count >= config.max_retries_per_point:
-            no_way_back = tip is None or counters["backtracks"] >= config.max_backtracks
-            if no_way_back and _closing_call_due(merged, count, config):
+            if _no_way_back(tip, counters, config) and _closing_call_due(merged, count, config):
                 extra = {"closing": True}  # retry here once more, asking for the answer
             elif tip is None:
                 budget = (

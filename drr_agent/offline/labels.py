@@ -167,9 +167,7 @@ async def mc_examples(
                     timeout_s=timeout_s,
                     error_cls=ReasonerError,
                 )
-                text = message.text if hasattr(message, "text") else str(message.content)
-                if text.startswith(prefill):  # llama.cpp echoes the prefill
-                    text = text[len(prefill) :]
+                text = reasoner.reply_text(message, prefill)
                 if final:
                     answer = prompt.final_answer(text) or None
                 else:

@@ -101,10 +101,14 @@ class Reasoner:
             {str(i): self.model.bind(stop=[fmt.separator], **kw) for i, kw in enumerate(kwargs)}
         )
 
-    def _parse(self, message: BaseMessage, prefill: str, fmt: StepFormat, final: bool) -> Proposal:
+    @staticmethod
+    def reply_text(message: BaseMessage, prefill: str) -> str:
+        """A reply's text without the prefill, which llama.cpp echoes in a continued message."""
         text = message.content if isinstance(message.content, str) else message.text
-        if prefill and text.startswith(prefill):  # llama.cpp echoes a continued message
-            text = text[len(prefill) :]
+        return text[len(prefill) :] if prefill and text.startswith(prefill) else text
+
+    def _parse(self, message: BaseMessage, prefill: str, fmt: StepFormat, final: bool) -> Proposal:
+        text = self.reply_text(message, prefill)
         usage = getattr(message, "usage_metadata", None) or {}
         answer = None
         if final:

@@ -176,7 +176,12 @@ def load_reasoning_gym(
 
 
 def _load_preset(
-    dataset: str, defaults: dict[str, Any], limit: int | None, seed: int, path: None, config: Any
+    dataset: str,
+    defaults: dict[str, Any],
+    limit: int | None,
+    seed: int,
+    path: None,
+    config: dict[str, Any],
 ) -> Task:
     """A reasoning-gym dataset under our defaults, named after the dataset (no ``rg:``)."""
     if path is not None:
