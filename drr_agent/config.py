@@ -26,7 +26,18 @@ class DRRConfig(BaseModel):
         answer_threshold: A thought that carries a final answer ends the run only if its score is
             at least this. ``None`` (default): the DM's stored value, else ``accept_threshold``.
         candidates_per_step: Thoughts the Reasoner proposes per `reason` call (sampled
-            concurrently); the DM scores them in one batch and `decide` takes the best.
+            concurrently); the DM scores them in one batch and `decide` takes the best
+            (ranked as ``dm_weight`` says).
+        dm_weight: β, how the candidates that pass the thresholds are ranked: by
+            ``β·score + (1−β)·exp(mean token log-prob)`` (`policy.rank_score`), the blend of
+            critic and Reasoner likelihood that GRACE ranks candidates by. The Reasoner's term
+            is the per-token probability ``exp(mean log-prob)`` rather than the log-prob
+            itself so that both terms live in [0, 1] and β weighs like against like. ``1.0``
+            (default) ranks by the DM alone, exactly as before, and asks for no log-probs;
+            below 1 the graph asks the Reasoner for them, and a thought without one (the
+            model returned none) is ranked by its DM score alone. The thresholds still apply
+            to the DM's score only: the blend chooses among passing candidates, it never lets
+            one through.
         max_steps: Longest accepted path (depth) before the run stops on budget.
         max_retries_per_point: Rejections allowed at one point of the path before `decide`
             pops back to the parent thought (a backtrack).
@@ -61,6 +72,7 @@ class DRRConfig(BaseModel):
     accept_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     answer_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     candidates_per_step: int = Field(default=1, ge=1, le=64)
+    dm_weight: float = Field(default=1.0, ge=0.0, le=1.0)
     max_steps: int = Field(default=8, ge=1)
     max_retries_per_point: int = Field(default=3, ge=1)
     max_backtracks: int = Field(default=4, ge=0)
@@ -84,6 +96,11 @@ class DRRConfig(BaseModel):
                 f"({self.max_steps}): the run could never reach its step budget"
             )
         return self
+
+    @property
+    def needs_logprobs(self) -> bool:
+        """Whether ranking uses the Reasoner's log-probs (``dm_weight < 1``), so asks for them."""
+        return self.dm_weight < 1.0
 
     def thresholds(self, dm_defaults: dict[str, float] | None = None) -> tuple[float, float]:
         """Resolve ``(accept, answer)``: explicit config, then the DM's stored values, then 0.5."""

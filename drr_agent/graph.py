@@ -2,7 +2,8 @@
 
 - ``reason`` asks the `Reasoner` for the next step(s) from the tip of the accepted path,
   listing the alternatives already rejected there.
-- ``score`` has the DM (`StepScorer`) judge every new candidate in context, in one batch.
+- ``score`` has the DM (`StepScorer`) judge every new candidate in context, in one batch, and
+  ranks each by the DM's score blended with the Reasoner's log-prob (`DRRConfig.dm_weight`).
 - ``decide`` applies `drr_agent.policy.decide` and routes with ``Command``: back to
   ``reason`` (continue / backtrack) or to the end (answer / stop), emitting one custom stream
   event per decision (``stream_mode="custom"``).
@@ -27,7 +28,7 @@ from langgraph.types import Checkpointer, Command
 
 from drr_agent.config import DRRConfig
 from drr_agent.errors import InvalidQuestionError, ReasonerError, ScorerError
-from drr_agent.policy import decide, last_step_allowed, rejected_texts
+from drr_agent.policy import decide, last_step_allowed, rank_score, rejected_texts
 from drr_agent.reasoners.base import Proposal, Reasoner
 from drr_agent.retry import aretry, retry
 from drr_agent.scorers.base import StepContext, StepScorer
@@ -92,6 +93,7 @@ class _DRRNodes:
             "call_index": counters["reasoner_calls"],
             "final": final,
             "greedy_first": config.greedy_first and not rejected,
+            "logprobs": config.needs_logprobs,
         }
         return _question(state), _accepted_steps(state), rejected, kwargs
 
@@ -121,6 +123,8 @@ class _DRRNodes:
                     reason="",
                     call=counters["reasoner_calls"],
                     completion_tokens=proposal.completion_tokens,
+                    logprob=proposal.logprob,
+                    rank_score=None,
                 )
             )
         update: dict[str, Any] = {
@@ -207,7 +211,9 @@ class _DRRNodes:
             raise ValueError(f"returned {len(scores)} scores for {len(items)} steps")
         return scores
 
-    def _score_update(self, state: DRRState, ids: list[int], scores: list[float]) -> Command[Any]:
+    def _score_update(
+        self, state: DRRState, config: DRRConfig, ids: list[int], scores: list[float]
+    ) -> Command[Any]:
         tree = state.get("thoughts", [])
         counters = Counters(**(state.get("counters") or new_counters()))
         if ids:
@@ -217,6 +223,9 @@ class _DRRNodes:
         for tid, score in zip(ids, scores, strict=True):
             thought = Thought(**tree[tid])
             thought["score"] = float(score)
+            thought["rank_score"] = rank_score(
+                thought["score"], thought.get("logprob"), config.dm_weight
+            )
             scored.append(thought)
         return Command(goto="decide", update={"thoughts": scored, "counters": counters})
 
@@ -235,7 +244,7 @@ class _DRRNodes:
             if config.on_scorer_error == "raise":
                 raise
             return self._failed("scorer_error", exc, state)
-        return self._score_update(state, ids, scores)
+        return self._score_update(state, config, ids, scores)
 
     async def ascore(self, state: DRRState, runtime: Runtime[DRRConfig]) -> Command[Any]:
         config = self._config(runtime)
@@ -256,7 +265,7 @@ class _DRRNodes:
             if config.on_scorer_error == "raise":
                 raise
             return self._failed("scorer_error", exc, state)
-        return self._score_update(state, ids, scores)
+        return self._score_update(state, config, ids, scores)
 
     # -- decide ---------------------------------------------------------------------------
     def decide(self, state: DRRState, runtime: Runtime[DRRConfig]) -> Command[Any]:

@@ -1,8 +1,9 @@
 """The routing policy of the `decide` node, as a pure function.
 
 Given the thought tree with the latest candidates scored, `decide` returns the route —
-**continue** (accept the best candidate, think on), **backtrack** (reject the candidates and
-retry at this point; after ``max_retries_per_point`` rejections there, pop back to the parent),
+**continue** (accept the best-ranked passing candidate, see `rank_score`, think on),
+**backtrack** (reject the candidates and retry at this point; after ``max_retries_per_point``
+rejections there, pop back to the parent),
 **answer** (a candidate carries a final answer the DM trusts) or **stop** (a budget is spent:
 answer with the best-scored final answer seen, or abstain). Keeping it free of I/O makes every
 rule unit-testable and lets the sync and async graph paths share it.
@@ -10,6 +11,7 @@ rule unit-testable and lets the sync and async graph paths share it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +39,25 @@ class Decision:
     @property
     def finished(self) -> bool:
         return self.route in ("answer", "stop")
+
+
+def rank_score(score: float | None, logprob: float | None, dm_weight: float) -> float | None:
+    """The score a passing candidate is ranked by: ``β·score + (1−β)·exp(logprob)``.
+
+    ``β`` is ``DRRConfig.dm_weight``; ``exp`` of the mean token log-prob is the Reasoner's
+    per-token probability, in [0, 1] like the DM's score. ``β = 1`` or no log-prob gives the
+    DM's score itself (not a float recomputation of it), so ``dm_weight=1`` ranks exactly as
+    the DM alone does; an unscored thought has no rank.
+    """
+    if score is None or logprob is None or dm_weight >= 1.0:
+        return score
+    return dm_weight * score + (1.0 - dm_weight) * math.exp(logprob)
+
+
+def _rank(thought: Thought) -> float:
+    """What `decide` ranks by: the thought's ``rank_score``, else (older trees) its score."""
+    rank = thought.get("rank_score")
+    return rank if rank is not None else thought["score"] or 0.0
 
 
 def rejections_at(tree: list[Thought], tip: int | None) -> int:
@@ -152,11 +173,12 @@ def decide(
             counters["rejections"] += 1
 
     answers = [t for t in passed if t["answer"] is not None]
-    chosen = max(answers or passed, key=lambda t: t["score"] or 0.0, default=None)
+    chosen = max(answers or passed, key=_rank, default=None)
+    blended = any(t.get("rank_score") not in (None, t["score"]) for t in passed)
     for t in passed:
         if t is not chosen:
             t["status"] = "not_chosen"
-            t["reason"] += "; a sibling scored higher"
+            t["reason"] += "; a sibling ranked higher" if blended else "; a sibling scored higher"
 
     depth = len(path)
 
@@ -168,7 +190,14 @@ def decide(
             thought=Thought(**shown) if shown else None,
             score=shown["score"] if shown else None,
             candidates=[
-                {"id": t["id"], "text": t["text"], "score": t["score"], "status": t["status"]}
+                {
+                    "id": t["id"],
+                    "text": t["text"],
+                    "score": t["score"],
+                    "logprob": t.get("logprob"),
+                    "rank_score": t.get("rank_score"),
+                    "status": t["status"],
+                }
                 for t in changed.values()
             ],
             depth=depth,

@@ -3,16 +3,16 @@
 `run_quickstart` chains the library's own steps on one task — the same functions ``drr traces``,
 ``drr labels``, ``drr train`` and ``drr eval`` call, never a re-implementation:
 
-1. split the task's items into train and held-out (by question, seeded);
-2. sample the Reasoner's own traces on the train items (`sample_traces`);
+1. split the task's distinct questions into *train*, *dev* and *test* (seeded, by question);
+2. sample the Reasoner's own traces on the train and dev questions (`sample_traces`);
 3. label every step by what the Reasoner answers when asked to conclude right after it —
    the graph's own forced answer (`mc_examples` with ``continuation="answer"``; or, with
    ``labels="outcome"``, by the outcome of its trace, `outcome_examples`);
-4. fine-tune the DM on those labels, thresholds picked on items it did not train on
-   (`train_dm`); pick the self-critique baseline's thresholds on the same training steps
+4. fine-tune the DM on the train labels, early stopping and thresholds chosen on the dev
+   labels (`train_dm`); pick the self-critique baseline's thresholds on the same dev steps
    (`calibrate_thresholds`), so both critics are tuned alike;
-5. evaluate the methods on the held-out items, which neither the DM nor its thresholds saw
-   (`evals.run_eval`).
+5. evaluate the methods on the test questions, which nothing above saw or chose on
+   (`evals.run_eval`), with paired differences and the oracle's ceiling in the summary.
 
 Everything lands in one run folder, laid out so each file also works with the single-step
 commands (``drr eval --traces <run>/traces.jsonl --dm <run>/dm``)::
@@ -51,20 +51,25 @@ class QuickstartPlan(BaseModel):
 
     Attributes:
         task: The task (defaults: reasoning-gym ``basic_arithmetic`` with one-digit, two-term
-            sums and differences — the embedded Reasoner solves about a third greedily and
-            most items within 8 samples, so a critic has room to help).
-        held_out: Held-out items (count); all the rest train the DM.
+            sums and differences, each of its 242 distinct questions once — the embedded
+            Reasoner solves about half greedily and most within 8 samples, so a critic has
+            room to help).
+        test: Test questions (count): reported, never chosen on.
+        dev: Dev questions (count): the DM's and the self-critique baseline's thresholds
+            and the DM's early stopping are chosen on their labelled steps. All the rest
+            train the DM.
         samples: Traces sampled per training item.
         temperature / max_tokens: Trace sampling.
         labels: ``"answer"`` (default): a step's label is whether the Reasoner, asked for the
             final answer right after it (as the graph asks), gets it right — greedy when
             ``label_rollouts`` is 1, else the fraction of that many samples. ``"outcome"``:
             the trace's own result, free but noisy (a right first step of a trace that
-            drifts later is labelled wrong). Measured on the small plan's traces, the same
-            DM training: ``drr`` 0.65 with outcome labels, 0.75 with answer labels.
+            drifts later is labelled wrong). The default is an earlier round's choice; the
+            README says on which items it was made.
         label_rollouts: Answer rollouts per step (``labels="answer"``).
         epochs / learning_rate / batch_size / max_length: DM training (`TrainConfig`).
-        methods: Methods compared on the held-out items (`evals.methods.METHODS`).
+        methods: Methods compared on the test items (`evals.methods.METHODS`); ``oracle`` is
+            the ceiling (a gold-aware critic in the same graph), ``stepwise`` the ablation.
         graph: The graph's budgets for ``drr`` and ``self_critique``.
         step_temperature / step_max_tokens: The graph's step sampling.
         k: Samples of ``self_consistency`` / ``best_of_n_dm``.
@@ -74,8 +79,13 @@ class QuickstartPlan(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    task: TaskSpec = Field(default_factory=lambda: TaskSpec(name="basic_arithmetic", seed=42))
-    held_out: int = Field(default=40, ge=1)
+    task: TaskSpec = Field(
+        default_factory=lambda: TaskSpec(
+            name="basic_arithmetic", seed=42, limit=_ALL_BASIC_ARITHMETIC, distinct=True
+        )
+    )
+    test: int = Field(default=120, ge=1)
+    dev: int = Field(default=40, ge=1)
     samples: int = Field(default=4, ge=1)
     temperature: float = Field(default=0.8, ge=0.0)
     max_tokens: int = Field(default=160, ge=1)
@@ -85,11 +95,17 @@ class QuickstartPlan(BaseModel):
     learning_rate: float = Field(default=1e-4, gt=0)
     batch_size: int = Field(default=32, ge=1)
     max_length: int = Field(default=96, ge=16)
-    methods: tuple[str, ...] = ("cot", "stepwise", "self_critique", "drr")
+    methods: tuple[str, ...] = (
+        "cot",
+        "self_consistency",
+        "stepwise",
+        "self_critique",
+        "drr",
+        "oracle",
+    )
     graph: DRRConfig = Field(
         # short paths: SmolLM2 drifts after its first step ("2 + 6 = 8", "8 + 6 = 14", ...), so
-        # the second step is asked as the answer. Measured on the small plan's 40 held-out
-        # items: drr 0.60 with max_steps=2, 0.375 with 3, 0.15 with 6 (cot 0.55)
+        # the second step is asked as the answer (an earlier round's choice; see the README)
         default_factory=lambda: DRRConfig(max_steps=2, max_reasoner_calls=8, max_backtracks=3)
     )
     step_temperature: float = Field(default=0.7, ge=0.0)
@@ -99,21 +115,31 @@ class QuickstartPlan(BaseModel):
     seed: int = 0
 
 
+_ALL_BASIC_ARITHMETIC = 3000
+"""Items generated to see every one of basic_arithmetic's 242 distinct questions (seed 42)."""
+
 PLANS: dict[str, QuickstartPlan] = {
-    # ~160 items: 120 train x 4 traces, 40 held out; four methods
-    "small": QuickstartPlan(task=TaskSpec(name="basic_arithmetic", seed=42, limit=160)),
-    # ~440 items: 400 train x 8 traces, 40 held out; all six methods
+    # the 242 distinct questions: 82 train x 4 traces, 40 dev x 4 traces, 120 test; six methods
+    "small": QuickstartPlan(),
+    # the same split, 8 traces per question, 3 epochs, best_of_n_dm too
     "full": QuickstartPlan(
-        task=TaskSpec(name="basic_arithmetic", seed=42, limit=440),
         samples=8,
         epochs=3.0,
-        methods=("cot", "self_consistency", "stepwise", "self_critique", "drr", "best_of_n_dm"),
+        methods=(
+            "cot",
+            "self_consistency",
+            "stepwise",
+            "self_critique",
+            "drr",
+            "best_of_n_dm",
+            "oracle",
+        ),
     ),
 }
 
 
 class QuickstartResult(BaseModel):
-    """Where a quickstart put things, the evaluation's summary table, and a held-out question
+    """Where a quickstart put things, the evaluation's summary table, and a test question
     to try the DM on."""
 
     out: Path
@@ -190,33 +216,36 @@ def run_quickstart(
     # 1. split (saved beside the traces, where `drr eval --traces` looks for it)
     traces_file = out / "traces.jsonl"
     task = plan.task.load()
-    split = split_task(task, plan.held_out, plan.seed)
+    split = split_task(task, plan.test, plan.seed, dev=plan.dev)
     plan.task.save(traces_file.with_name("traces.task.json"))
     split.save(traces_file.with_name("traces.split.json"))
-    train_items, held_out_items = split.items(task, "train"), split.items(task, "held_out")
+    test_task = split.subtask(task, "test")
+    counts = split.counts()
     _say(
         progress,
-        f"{task.name}: {len(train_items)} training items, {len(held_out_items)} held out → {out}",
+        f"{task.name}: {counts['train']} train, {counts['dev']} dev, {counts['test']} test "
+        f"questions → {out}",
     )
 
-    # 2. the Reasoner's own traces on the training items
-    _say(progress, f"1/4 sampling {plan.samples} traces per training item")
-    traces = asyncio.run(
-        sample_traces(
-            task,
-            train_items,
-            "train",
-            reasoner,
-            traces_file,
-            samples_per_item=plan.samples,
-            temperature=plan.temperature,
-            max_tokens=plan.max_tokens,
-            seed=plan.seed,
-            concurrency=plan.concurrency,
-            force=force,
-            progress=progress,
+    # 2. the Reasoner's own traces on the train and dev questions
+    _say(progress, f"1/4 sampling {plan.samples} traces per train and dev question")
+    for part in ("train", "dev"):
+        traces = asyncio.run(
+            sample_traces(
+                task,
+                split.items(task, part),
+                part,
+                reasoner,
+                traces_file,
+                samples_per_item=plan.samples,
+                temperature=plan.temperature,
+                max_tokens=plan.max_tokens,
+                seed=plan.seed,
+                concurrency=plan.concurrency,
+                force=force,
+                progress=progress,
+            )
         )
-    )
 
     # 3. labels: answer rollouts (appended as made, resumed) or outcomes (rewritten whole)
     records = RecordFile(traces_file, TraceRecord).read(repair=True)
@@ -248,12 +277,15 @@ def run_quickstart(
         f"(sample accuracy {traces.accuracy:.2f})",
     )
 
+    train_examples = [e for e in examples if e.split == "train"]
+    dev_examples = [e for e in examples if e.split == "dev"]
+
     # 4. the DM (reused when a finished one is there)
     dm_dir = out / "dm"
     if not (dm_dir / DM_METADATA_FILE).is_file():
-        _say(progress, "3/4 training the DM")
+        _say(progress, "3/4 training the DM (early stopping and thresholds on dev)")
         train_dm(
-            examples,
+            train_examples,
             TrainConfig(
                 output_dir=dm_dir,
                 overwrite_output_dir=True,
@@ -264,29 +296,31 @@ def run_quickstart(
                 seed=plan.seed,
             ),
             progress=progress,
+            dev=dev_examples,
         )
     else:
         _say(progress, f"3/4 reusing the trained DM in {dm_dir}")
 
-    # 5. the self-critique baseline's thresholds, picked on training steps like the DM's
+    # 5. the self-critique baseline's thresholds, picked on dev steps like the DM's
     critic_thresholds = None
     if "self_critique" in plan.methods:
         critic_file = out / "critic_thresholds.json"
         if critic_file.is_file():
             critic_thresholds = json.loads(critic_file.read_text())
         else:
-            _say(progress, "calibrating the self-critique baseline's thresholds (300 steps)")
+            _say(progress, "calibrating the self-critique baseline's thresholds (dev steps)")
             critic = SelfCritiqueScorer(reasoner.model)
-            report = calibrate_thresholds(critic, examples, seed=plan.seed, progress=progress)
+            report = calibrate_thresholds(critic, dev_examples, seed=plan.seed, progress=progress)
             critic_thresholds = report.thresholds
             critic_file.write_text(json.dumps(critic_thresholds, indent=2) + "\n")
 
-    # 6. the comparison on held-out items
-    _say(progress, f"4/4 evaluating {', '.join(plan.methods)} on {len(held_out_items)} items")
+    # 6. the comparison on the test questions
+    test_items = test_task.items
+    _say(progress, f"4/4 evaluating {', '.join(plan.methods)} on {len(test_items)} test items")
     # one torch thread beside the in-process llama.cpp Reasoner (see HFScorer.num_threads)
     scorer = HFScorer(dm_dir, num_threads=1 if embedded else None)
     ctx = MethodContext(
-        task,
+        test_task,
         reasoner,
         scorer,
         plan.graph,
@@ -301,8 +335,8 @@ def run_quickstart(
     eval_dir = out / "eval"
     summary = asyncio.run(
         run_eval(
-            task,
-            held_out_items,
+            test_task,
+            test_items,
             list(plan.methods),
             ctx,
             eval_dir,
@@ -317,5 +351,5 @@ def run_quickstart(
         eval_dir=eval_dir,
         table=summary.to_markdown(),
         summary=summary.model_dump(mode="json"),
-        example_question=held_out_items[0].question.strip(),
+        example_question=test_items[0].question.strip(),
     )

@@ -6,8 +6,9 @@ serialisers, and a notebook can print them as they are. `DRRResult` is the typed
 view of a finished run for users who prefer objects.
 
 The thought tree is append-only: every proposed thought keeps its id (its index), its parent
-(the accepted thought it extends, ``None`` at the question), its DM score and the decision
-taken on it. Nodes return only the thoughts they add or change; `merge_thoughts` folds them in.
+(the accepted thought it extends, ``None`` at the question), its DM score, the Reasoner's
+mean token log-prob and the blended score it was ranked by, and the decision taken on it.
+Nodes return only the thoughts they add or change; `merge_thoughts` folds them in.
 """
 
 from __future__ import annotations
@@ -42,7 +43,13 @@ question was rejected), or a failed dependency. ``stop_detail`` says it in words
 
 
 class Thought(TypedDict):
-    """One proposed thought node."""
+    """One proposed thought node.
+
+    ``score`` is the DM's (the thresholds apply to it); ``logprob`` the Reasoner's mean token
+    log-prob (``None`` when not asked for or not returned); ``rank_score`` what `decide` ranks
+    passing candidates by (`policy.rank_score`, ``None`` until scored). The graph writes both;
+    they are optional keys only so that trees checkpointed before they existed still load.
+    """
 
     id: int
     parent: int | None
@@ -54,6 +61,8 @@ class Thought(TypedDict):
     reason: str
     call: int
     completion_tokens: int
+    logprob: NotRequired[float | None]
+    rank_score: NotRequired[float | None]
 
 
 class Counters(TypedDict):
@@ -98,10 +107,10 @@ class DecisionEvent(TypedDict):
     """One custom stream event per decision (``graph.stream(..., stream_mode="custom")``).
 
     ``thought`` is the chosen candidate (or the last rejected one), ``candidates`` every
-    candidate of this cycle with its score and status, ``depth`` the accepted path's length
-    before the decision. Terminal events add ``answer``/``abstained``/``stop_reason``; a
-    backtrack that pops adds ``popped`` (the abandoned thought's id); a failed dependency
-    adds ``error``.
+    candidate of this cycle with its score, log-prob, rank score and status, ``depth`` the
+    accepted path's length before the decision. Terminal events add ``answer``/``abstained``/
+    ``stop_reason``; a backtrack that pops adds ``popped`` (the abandoned thought's id); a
+    failed dependency adds ``error``.
     """
 
     type: Literal["drr.decision"]
@@ -158,6 +167,8 @@ class ThoughtRecord(BaseModel):
     reason: str
     call: int
     completion_tokens: int
+    logprob: float | None = None
+    rank_score: float | None = None
 
 
 class DRRResult(BaseModel):

@@ -5,7 +5,9 @@ with its parent, DM score and status — plus the accepted path and the outcome.
 turns it into what a person reads:
 
 - `format_thought_tree`: a compact indented tree (by parent) with each thought's score against
-  its threshold, its status and text, the accepted path, and the answer or abstention.
+  its threshold (and, where the run had them, the Reasoner's log-prob and the blended score
+  candidates were ranked by), its status and text, the accepted path, and the answer or
+  abstention.
 - `thought_table`: the same as a ``rich`` table (prints in terminals and notebooks).
 - `draw_thought_tree`: a matplotlib picture — nodes by depth and sibling order, coloured by
   status, the accepted path in bold, backtracks as dashed red arrows — whose content is also
@@ -183,6 +185,23 @@ def _score_vs(run: _Run, thought: Mapping[str, Any]) -> str:
     return f"{score:.3f} {sign} {kind} {threshold:.2f}"
 
 
+def _ranking(thought: Mapping[str, Any]) -> str:
+    """``lp -0.42 → rank 0.775``: the Reasoner's mean token log-prob and the blended rank
+    score (`policy.rank_score`), where the run had them; '' when ranking was by the DM alone
+    (no log-prob, and a rank that is the score itself says nothing new)."""
+    logprob, rank = thought.get("logprob"), thought.get("rank_score")
+    parts = [] if logprob is None else [f"lp {logprob:.2f}"]
+    if rank is not None and rank != thought.get("score"):
+        parts.append(f"rank {rank:.3f}")
+    return " → ".join(parts)
+
+
+def _score_and_rank(run: _Run, thought: Mapping[str, Any]) -> str:
+    """`_score_vs`, followed by `_ranking` when there is one."""
+    ranking = _ranking(thought)
+    return _score_vs(run, thought) + (f"  {ranking}" if ranking else "")
+
+
 def _note(thought: Mapping[str, Any]) -> str:
     """The parts of the decision's reason that the score comparison does not already say."""
     parts = [p.strip() for p in str(thought.get("reason") or "").split(";")]
@@ -230,9 +249,10 @@ def format_thought_tree(
 ) -> str:
     """The thought tree as indented text, one line per thought, children under their parent.
 
-    Each line reads ``<glyph> #<id> <score vs threshold> <status> <text> [<note>]`` with
-    glyphs ● accepted, ★ answer, ✗ rejected, ↩ abandoned by a backtrack, ○ not chosen (a
-    sibling scored higher), ? not decided yet. The footer gives the accepted path, the answer
+    Each line reads ``<glyph> #<id> <score vs threshold> [<ranking>] <status> <text> [<note>]``
+    (the ranking, ``lp -0.42 → rank 0.775``, only where the run had log-probs) with glyphs
+    ● accepted, ★ answer, ✗ rejected, ↩ abandoned by a backtrack, ○ not chosen (a sibling
+    ranked higher), ? not decided yet. The footer gives the accepted path, the answer
     or abstention with the stop reason, and the counters.
 
     Args:
@@ -254,7 +274,7 @@ def format_thought_tree(
             on_path = " [path]" if t["id"] in path else ""
             note = _note(t)
             lines.append(
-                f"{prefix}{branch}{_MARKS.get(status, '?')} #{t['id']}  {_score_vs(run, t)}  "
+                f"{prefix}{branch}{_MARKS.get(status, '?')} #{t['id']}  {_score_and_rank(run, t)}  "
                 f"{_STATUS_WORDS.get(status, status)}{on_path}  {_one_line(t['text'], width)}"
                 + (f"  [{note}]" if note else "")
             )
@@ -289,10 +309,11 @@ def thought_table(
 ) -> Table:
     """The thought tree as a ``rich`` table: one row per thought, in proposal order.
 
-    Columns: id, parent (``-`` = the question), depth, score vs its threshold, status,
-    whether it is on the accepted path, text and the decision's note. The caption holds the
-    accepted path and the answer or abstention with the stop reason. Print it with
-    ``rich.print(table)`` (terminals and notebooks).
+    Columns: id, parent (``-`` = the question), depth, score vs its threshold, then ``lp``
+    (mean token log-prob) and ``rank`` (the blended score candidates were ranked by) when
+    any thought has them, status, whether it is on the accepted path, text and the decision's
+    note. The caption holds the accepted path and the answer or abstention with the stop
+    reason. Print it with ``rich.print(table)`` (terminals and notebooks).
     """
     from rich.table import Table
 
@@ -302,15 +323,23 @@ def thought_table(
         caption=(f"Accepted path: {_path_text(run)}. {_outcome(run)}. {_thresholds_text(run)}."),
         caption_justify="left",
     )
-    for column in ("id", "parent", "depth", "score", "status", "path", "thought", "note"):
+    ranked = any(_ranking(t) for t in run.thoughts)
+    columns = ("id", "parent", "depth", "score", *(("lp", "rank") if ranked else ()))
+    for column in (*columns, "status", "path", "thought", "note"):
         table.add_column(column, overflow="fold", no_wrap=column not in ("thought", "note"))
     path = set(run.path)
     for t in run.thoughts:
+        lp, rank = t.get("logprob"), t.get("rank_score")
         table.add_row(
             str(t["id"]),
             "-" if t["parent"] is None else str(t["parent"]),
             str(t["depth"]),
             _score_vs(run, t),
+            *(
+                ("—" if lp is None else f"{lp:.2f}", "—" if rank is None else f"{rank:.3f}")
+                if ranked
+                else ()
+            ),
             f"{_MARKS.get(t['status'], '?')} {t['status']}",
             "✓" if t["id"] in path else "",
             _one_line(t["text"], 200),
@@ -830,7 +859,7 @@ def format_decision(event: Mapping[str, Any]) -> str:
     run = _Run("", [], [], None, False, None, None, {}, accept, answer)
     line = f"{route:>9}  depth {event.get('depth', 0)}"
     if thought:
-        line += f"  #{thought.get('id')} {_score_vs(run, thought)}  "
+        line += f"  #{thought.get('id')} {_score_and_rank(run, thought)}  "
         line += repr(_one_line(thought.get("text"), 60))
     shown = {thought.get("id"), event.get("popped")}  # a popped thought is no candidate
     others = [c for c in event.get("candidates") or [] if c.get("id") not in shown]

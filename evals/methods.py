@@ -15,6 +15,13 @@ same Reasoner (``ctx.reasoner``), under the same task instruction and answer che
 - ``stepwise``: the same graph and budgets with a critic that accepts every step — greedy
   steps, the last one asked as the answer. What ``drr`` and ``self_critique`` add (or cost)
   over it is their critic's doing, not the step-at-a-time format's.
+- ``oracle``: the same graph and budgets with an evaluation-only critic that reads the gold
+  answer (`oracle_critic`): a final answer scores 1 if the task's checker accepts it, else 0;
+  another step scores 0 if it writes an arithmetic equation that is wrong, 1 if all its
+  equations are right, 0.5 (neutral) if it writes none. No DM can do better in this graph
+  and these budgets, so it is the ceiling a DM's ``drr`` result is read against (critic
+  efficiency = (drr − stepwise) / (oracle − stepwise), `evals.paired`). Never a method to
+  deploy: it needs the answer.
 - ``best_of_n_dm``: ``k`` sampled traces (the same seeds as ``self_consistency``, so both see
   the same samples on a seeded backend); the DM scores every step of every trace and the
   answer of the trace with the highest *minimum* step score wins among the traces whose
@@ -47,10 +54,11 @@ from drr_agent.offline.traces import finish_trace, sample_seed, trace_messages
 from drr_agent.reasoners.base import Reasoner
 from drr_agent.retry import aretry
 from drr_agent.scorers.base import FunctionScorer, StepContext, StepScorer
+from drr_agent.scorers.rules import check_equations
 from drr_agent.scorers.self_critique import SelfCritiqueScorer
 from drr_agent.state import DRRResult
 from drr_agent.tasks.base import Task, TaskItem
-from drr_agent.tasks.checking import normalize_answer
+from drr_agent.tasks.checking import is_correct, normalize_answer
 from evals.records import TokenUsage
 
 
@@ -350,13 +358,55 @@ async def stepwise(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
     return outcome
 
 
+async def lp_rank(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
+    """``stepwise`` with the candidates ranked by the Reasoner's own mean token log-prob.
+
+    ``dm_weight=0`` (`DRRConfig`): the accept-all critic passes every candidate and the
+    per-token probability alone picks among them. What ``drr`` gains over this is what the
+    DM adds over the Reasoner ranking its own candidates (with ``candidates_per_step`` > 1;
+    with one candidate per call it is ``stepwise``).
+    """
+    config = ctx.config.model_copy(update={"dm_weight": 0.0})
+    return await stepwise(item, replace(ctx, config=config))
+
+
+ORACLE_THRESHOLDS = {"accept_threshold": 0.25, "answer_threshold": 0.5}
+"""The oracle passes right and neutral steps and right answers; it rejects wrong ones."""
+
+
+def oracle_critic(item: TaskItem, task: Task) -> FunctionScorer:
+    """A critic that knows ``item``'s gold answer (see ``oracle`` in the module docstring)."""
+
+    def judge(context: StepContext) -> float:
+        answer = task.step_format.extract_answer(context.candidate)
+        if answer is not None:
+            return float(is_correct(answer, item.gold, item.answer_type, item.choices))
+        verdicts = check_equations(context.candidate)
+        if not verdicts:
+            return 0.5
+        return 1.0 if all(verdicts) else 0.0
+
+    return FunctionScorer(judge, name="oracle", thresholds=ORACLE_THRESHOLDS)
+
+
+async def oracle(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
+    """The graph with the gold-aware critic: the ceiling of any DM in this graph."""
+    config = ctx.config.model_copy(update={"accept_threshold": None, "answer_threshold": None})
+    result = await _run_graph(item, replace(ctx, config=config), oracle_critic(item, ctx.task))
+    outcome = _graph_outcome(result, TokenUsage(), 0)
+    outcome.dm_calls = 0  # the oracle is not a DM and costs nothing
+    return outcome
+
+
 METHODS: dict[str, Method] = {
     "cot": cot,
     "stepwise": stepwise,
+    "lp_rank": lp_rank,
     "self_consistency": self_consistency,
     "self_critique": self_critique,
     "drr": drr,
     "best_of_n_dm": best_of_n_dm,
+    "oracle": oracle,
 }
 """Method name -> method. The runner and ``drr eval --methods`` dispatch on these names."""
 

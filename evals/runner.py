@@ -11,8 +11,11 @@ Every (method, item) pair is one job; at most ``concurrency`` jobs run at once (
 ``asyncio.Semaphore``), item by item so that an interrupted run leaves every method on the same
 first items. A re-run in the same folder skips the pairs ``records.jsonl`` already holds (no
 duplicates, a line cut short by a kill is repaired) and refuses a folder written with another
-task, Reasoner, DM or budget unless ``force``. A method that fails after its own retries is
-recorded with ``error`` and counted; the run goes on (``retry_errors`` runs such items again).
+task, Reasoner, DM or budget unless ``force``. A DM whose card lists its training questions
+(`StepScorer.trained_questions`) is never reported on one of them: the run stops with
+`TrainedOnEvalItemsError` before any item runs, unless ``allow_trained_questions``. A method
+that fails after its own retries is recorded with ``error`` and counted; the run goes on
+(``retry_errors`` runs such items again).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from drr_agent.errors import DRRError, describe_validation_error
 from drr_agent.offline.jsonl import RecordFile, write_json
 from drr_agent.tasks.base import Task, TaskItem
 from drr_agent.tasks.checking import is_correct
+from drr_agent.tasks.splits import question_hash
 from evals.methods import DM_METHODS, METHODS, MethodContext
 from evals.records import RECORDS_FILE, EvalRecord
 from evals.summary import EvalSummary, summarize, write_summary
@@ -41,6 +45,26 @@ RUN_FILE = "run.json"
 
 class EvalRunMismatchError(DRRError, ValueError):
     """A run folder holds records of another task, Reasoner, DM or budget."""
+
+
+class TrainedOnEvalItemsError(DRRError, ValueError):
+    """Some items to evaluate a DM on are questions the DM was trained on."""
+
+
+def check_not_trained_on(items: Sequence[TaskItem], ctx: MethodContext) -> None:
+    """Raise `TrainedOnEvalItemsError` if the DM's card lists any item's question."""
+    trained = ctx.scorer.trained_questions if ctx.scorer is not None else None
+    if not trained:
+        return
+    seen = [item for item in items if question_hash(item.question) in trained]
+    if seen:
+        shown = ", ".join(repr(item.id) for item in seen[:3])
+        raise TrainedOnEvalItemsError(
+            f"DM {ctx.scorer.name!r} was trained on the questions of {len(seen)} of the "
+            f"{len(items)} items to evaluate (e.g. {shown}): its numbers there would not be "
+            "held-out numbers. Evaluate on the split's test part (drr eval --split test), or "
+            "--force (allow_trained_questions=True) to report them anyway."
+        )
 
 
 class RunManifest(BaseModel):
@@ -139,6 +163,7 @@ async def run_eval(
     force: bool = False,
     plots: bool = True,
     retry_errors: bool = False,
+    allow_trained_questions: bool = False,
 ) -> EvalSummary:
     """Evaluate ``methods`` on ``items`` into ``out_dir`` and summarise (see the module).
 
@@ -156,12 +181,16 @@ async def run_eval(
         plots: Also write the PNG plots.
         retry_errors: Drop the records of failed items from ``records.jsonl`` first, so they
             are run again (e.g. after a Reasoner server was down).
+        allow_trained_questions: Evaluate a DM method on items whose questions the DM was
+            trained on (refused by default: `check_not_trained_on`).
 
     Returns:
         The summary of ``methods`` × ``items`` (records from earlier, resumed runs included),
         also written as ``summary.json`` and ``summary.md``.
     """
     check_methods(methods, has_scorer=ctx.scorer is not None)
+    if any(m in DM_METHODS for m in methods) and not allow_trained_questions:
+        check_not_trained_on(items, ctx)
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     out = Path(out_dir)

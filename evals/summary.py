@@ -14,6 +14,11 @@ Definitions, per method, over its ``n`` records (one per item):
   completion and total Reasoner tokens, Reasoner calls, DM calls, backtracks and latency.
   ``tokens_vs_cot`` divides the mean total tokens by ``cot``'s, when ``cot`` was run.
 
+Across methods (see `evals.paired`): ``comparisons`` holds the paired difference of accuracy
+(bootstrap interval, wins / losses, McNemar's exact p) of each pair of `evals.paired.DEFAULT_PAIRS`
+that ran, on the items both share, and ``critic_efficiency`` the share of the ``stepwise`` to
+``oracle`` gap that ``drr`` closes, when all three ran.
+
 Wilson score interval for ``x`` successes in ``n`` trials, with ``p = x / n`` and ``z = 1.96``
 (the 97.5% normal quantile, 1.959964)::
 
@@ -36,6 +41,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from drr_agent.offline.jsonl import write_json
+from evals.paired import CriticEfficiency, PairedComparison, compare_all, critic_efficiency
 from evals.records import EvalRecord
 
 Z_95 = 1.959963984540054
@@ -99,6 +105,8 @@ class EvalSummary(BaseModel):
     settings: dict[str, Any]
     config: dict[str, Any]
     methods: list[MethodSummary]
+    comparisons: list[PairedComparison] = []
+    critic_efficiency: CriticEfficiency | None = None
     out_dir: str = ""
 
     def method(self, name: str) -> MethodSummary:
@@ -143,7 +151,58 @@ class EvalSummary(BaseModel):
             "items; token, call and latency columns are means per item (errors excluded); "
             "tokens are Reasoner tokens, self-critique's critic calls included.",
         ]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + self._paired_markdown()) + "\n"
+
+    def _paired_markdown(self) -> list[str]:
+        """The paired-comparison table and the critic-efficiency line (empty if neither)."""
+        lines: list[str] = []
+        if self.comparisons:
+            lines += [
+                "",
+                "## Paired comparisons",
+                "",
+                "| method − baseline | n | diff [95% CI] | wins / losses | McNemar p |",
+                "|---|---:|---|---:|---:|",
+            ]
+            for p in self.comparisons:
+                lines.append(
+                    f"| {p.method} − {p.baseline} | {p.n} "
+                    f"| {p.diff:+.3f} [{p.ci_low:+.3f}, {p.ci_high:+.3f}] "
+                    f"| {p.wins} / {p.losses} | {_p_value(p.mcnemar_p)} |"
+                )
+        e = self.critic_efficiency
+        if e is not None:
+            head = f"Critic efficiency of {e.method} ({e.floor} = 0, {e.ceiling} = 1): "
+            if e.efficiency is None:
+                value = f"undefined ({e.note})"
+            else:
+                ci = "no interval" if e.ci_low is None else f"[{e.ci_low:.3f}, {e.ci_high:.3f}]"
+                value = f"{e.efficiency:.3f} {ci}"
+                if e.dropped:
+                    value += f", {e.dropped} of {e.resamples} resamples dropped (gap <= 0)"
+            lines += [
+                "",
+                f"{head}{value}; n {e.n}, accuracy {e.method} {e.method_accuracy:.3f}, "
+                f"{e.floor} {e.floor_accuracy:.3f}, {e.ceiling} {e.ceiling_accuracy:.3f}, "
+                f"gap {e.gap:.3f}.",
+            ]
+        if lines:
+            lines += [
+                "",
+                "Each comparison is on the items both methods ran: diff is the method's accuracy "
+                "minus the baseline's (positive: the method is better) with a paired bootstrap "
+                "95% interval (an interval excluding 0 is a difference beyond resampling noise); "
+                "wins / losses count the items only the method / only the baseline got right, "
+                "and McNemar's exact p is the chance of a split that uneven if both were equally "
+                "good. Critic efficiency is the share of the gap between greedy steps (no critic) "
+                "and the gold-aware oracle critic that the method closes: 0 is no better than no "
+                "critic, 1 as good as knowing the answer.",
+            ]
+        return lines
+
+
+def _p_value(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -198,7 +257,11 @@ def summarize(
     settings: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
 ) -> EvalSummary:
-    """Summarise ``records`` per method, in the order of ``methods``."""
+    """Summarise ``records`` per method, in the order of ``methods``, then compare them.
+
+    The paired comparisons and the critic efficiency need every method's records together,
+    which only this function has (see `evals.paired`).
+    """
     rows = [summarize_method(m, [r for r in records if r.method == m]) for m in methods]
     cot = next((r for r in rows if r.method == "cot" and r.mean_tokens > 0), None)
     if cot is not None:
@@ -214,6 +277,10 @@ def summarize(
         settings=dict(settings or {}),
         config=dict(config or {}),
         methods=rows,
+        comparisons=compare_all(records, methods),
+        critic_efficiency=(
+            critic_efficiency(records) if {"drr", "stepwise", "oracle"} <= set(methods) else None
+        ),
     )
 
 

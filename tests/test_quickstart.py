@@ -47,12 +47,13 @@ class Arithmetic(BaseChatModel):
 
 
 TINY = QuickstartPlan(
-    task=TaskSpec(name="basic_arithmetic", seed=42, limit=40),
-    held_out=6,
+    task=TaskSpec(name="basic_arithmetic", seed=42, limit=60, distinct=True),
+    test=6,
+    dev=8,
     samples=3,
     epochs=1,
     batch_size=8,
-    methods=("cot", "self_critique", "drr"),
+    methods=("cot", "stepwise", "self_critique", "drr", "oracle"),
     graph=DRRConfig(max_steps=2, max_reasoner_calls=4),
     concurrency=4,
 )
@@ -77,9 +78,17 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
     ):
         assert (out / name).is_file(), name
     split = json.loads((out / "traces.split.json").read_text())
-    assert len(split["held_out_ids"]) <= 6 and split["train_ids"]
+    assert len(split["test_ids"]) == 6 and len(split["dev_ids"]) == 8 and split["train_ids"]
+    # distinct questions: no question twice, and none on two sides
+    questions = {
+        json.loads(line)["item_id"]: json.loads(line)["question"]
+        for line in (out / "traces.jsonl").read_text().splitlines()
+    }
+    assert len(set(questions.values())) == len(questions)
     traces = (out / "traces.jsonl").read_text().splitlines()
-    assert len(traces) == 3 * len(split["train_ids"])
+    # traces on train and dev questions only, never on test ones
+    assert len(traces) == 3 * (len(split["train_ids"]) + len(split["dev_ids"]))
+    assert not set(questions) & set(split["test_ids"])
     # answer labels: every step of a trace is right ("a + b = v"), and so is the answer the
     # Reasoner gives after it, whatever the trace's own final answer was
     labels = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
@@ -89,13 +98,25 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
     labels_text = (out / "labels.jsonl").read_text()
     records = [json.loads(line) for line in (out / "eval/records.jsonl").read_text().splitlines()]
     assert {(r["method"], r["item_id"]) for r in records} == {
-        (m, i) for m in ("cot", "self_critique", "drr") for i in split["held_out_ids"]
+        (m, i) for m in TINY.methods for i in split["test_ids"]
     }
+    # the DM stopped early and chose its thresholds on dev steps, and knows its questions
+    meta = json.loads((out / "dm/drr_dm.json").read_text())
+    assert meta["threshold_source"] == "dev"
+    assert meta["data"]["eval"]["items"] == 8
+    assert len(meta["training_questions"]) == len(split["train_ids"])
+    # the scripted Reasoner's graph steps and forced answers are always right: the graph
+    # without a critic and with the gold-aware one answer everything
+    accuracy = {row["method"]: row["accuracy"] for row in result.summary["methods"]}
+    assert accuracy["stepwise"] == 1.0 and accuracy["oracle"] == 1.0
+    pairs = {(c["method"], c["baseline"]) for c in result.summary["comparisons"]}
+    assert {("drr", "stepwise"), ("drr", "cot"), ("oracle", "stepwise")} <= pairs
     critic = json.loads((out / "critic_thresholds.json").read_text())
     run = json.loads((out / "eval/run.json").read_text())
     assert run["settings"]["critic_thresholds"] == critic  # the baseline used them
     assert "| cot |" in result.table and "| drr |" in result.table
-    assert {row["method"] for row in result.summary["methods"]} == {"cot", "self_critique", "drr"}
+    assert "Paired comparisons" in result.table
+    assert [row["method"] for row in result.summary["methods"]] == list(TINY.methods)
 
     # a rerun resumes: nothing sampled, trained or evaluated twice
     dm_time = (out / "dm/model.safetensors").stat().st_mtime_ns
@@ -112,6 +133,8 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
 
 
 def test_plans_are_valid_and_sized_as_the_cli_says():
-    assert PLANS["small"].task.limit == 160 and PLANS["small"].held_out == 40
-    assert PLANS["small"].samples == 4
-    assert PLANS["full"].samples == 8 and len(PLANS["full"].methods) == 6
+    small = PLANS["small"]
+    assert small.task.distinct and small.test == 120 and small.dev == 40
+    assert len(small.task.load().items) == 242  # every distinct question of the task
+    assert small.samples == 4 and "oracle" in small.methods and "stepwise" in small.methods
+    assert PLANS["full"].samples == 8 and len(PLANS["full"].methods) == 7

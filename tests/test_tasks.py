@@ -500,14 +500,14 @@ def _task(n: int, name: str = "toy") -> Task:
 
 
 def test_split_is_deterministic_and_disjoint(tmp_path, strategyqa):
-    split = split_task(strategyqa, held_out=0.2, seed=3)
+    split = split_task(strategyqa, test=0.2, seed=3)
     assert len(split.held_out_ids) == 458 and len(split.train_ids) == 1832
     assert set(split.train_ids) | set(split.held_out_ids) == {i.id for i in strategyqa.items}
     assert not set(split.train_ids) & set(split.held_out_ids)
-    assert split_task(strategyqa, held_out=0.2, seed=3) == split
+    assert split_task(strategyqa, test=0.2, seed=3) == split
     reordered = strategyqa.model_copy(update={"items": strategyqa.items[::-1]})
-    assert split_task(reordered, held_out=0.2, seed=3) == split  # input order does not matter
-    other = split_task(strategyqa, held_out=0.2, seed=4)
+    assert split_task(reordered, test=0.2, seed=3) == split  # input order does not matter
+    other = split_task(strategyqa, test=0.2, seed=4)
     assert other.held_out_ids != split.held_out_ids and other.fingerprint != split.fingerprint
 
     held = split.items(strategyqa, "held_out")
@@ -524,11 +524,11 @@ def test_split_keeps_repeated_questions_together():
     task = load_task("basic_arithmetic", limit=200, seed=42)
     by_id = {item.id: item.question for item in task.items}
     assert len(set(by_id.values())) < 150  # generated questions repeat
-    split = split_task(task, held_out=50, seed=0)
+    split = split_task(task, test=50, seed=0)
     assert split.group_by == "question" and len(split.held_out_ids) <= 50
     train_questions = {by_id[i] for i in split.train_ids}
     assert not train_questions & {by_id[i] for i in split.held_out_ids}
-    by_id_split = split_task(task, held_out=50, seed=0, group_by="id")
+    by_id_split = split_task(task, test=50, seed=0, group_by="id")
     assert len(by_id_split.held_out_ids) == 50
     # reasoning-gym seeds item i with seed + i: seed 43 is seed 42 shifted by one item
     shifted = load_task("basic_arithmetic", limit=5, seed=43)
@@ -537,22 +537,22 @@ def test_split_keeps_repeated_questions_together():
 
 def test_split_counts_and_errors():
     task = _task(10)
-    assert len(split_task(task, held_out=3, seed=0).held_out_ids) == 3
-    plain = split_task(task, held_out=3, seed=0, group_by="id")
-    assert plain.held_out_ids == split_task(task, held_out=3, seed=0).held_out_ids
-    assert len(split_task(task, held_out=0, seed=0).held_out_ids) == 0
-    assert len(split_task(task, held_out=1.0, seed=0).train_ids) == 0
-    assert len(split_task(task, held_out=0.25, seed=0).held_out_ids) == 3  # 2.5 rounds up
+    assert len(split_task(task, test=3, seed=0).held_out_ids) == 3
+    plain = split_task(task, test=3, seed=0, group_by="id")
+    assert plain.held_out_ids == split_task(task, test=3, seed=0).held_out_ids
+    assert len(split_task(task, test=0, seed=0).held_out_ids) == 0
+    assert len(split_task(task, test=1.0, seed=0).train_ids) == 0
+    assert len(split_task(task, test=0.25, seed=0).held_out_ids) == 3  # 2.5 rounds up
     with pytest.raises(ValueError, match="in \\[0, 10\\]"):
-        split_task(task, held_out=11, seed=0)
+        split_task(task, test=11, seed=0)
     with pytest.raises(ValueError, match="fraction"):
-        split_task(task, held_out=1.5, seed=0)
+        split_task(task, test=1.5, seed=0)
     with pytest.raises(TypeError):
-        split_task(task, held_out=True, seed=0)
+        split_task(task, test=True, seed=0)
     dup = task.model_copy(update={"items": task.items + task.items[:1]})
     with pytest.raises(ValueError, match="duplicate item ids"):
-        split_task(dup, held_out=2, seed=0)
-    split = split_task(task, held_out=3, seed=0)
+        split_task(dup, test=2, seed=0)
+    split = split_task(task, test=3, seed=0)
     with pytest.raises(ValueError, match="not 'other'"):
         split.items(_task(10, name="other"), "train")
     with pytest.raises(ValueError, match="another limit"):
@@ -561,13 +561,13 @@ def test_split_counts_and_errors():
 
 def test_split_leak_check(tmp_path):
     with pytest.raises(SplitLeakError, match=r"1 item id\(s\) are in both.*'b'"):
-        check_no_leak(["a", "b"], ["b", "c"])
-    check_no_leak(["a"], ["b"])
+        check_no_leak(("train", ["a", "b"]), ("test", ["b", "c"]))
+    check_no_leak(("train", ["a"]), ("test", ["b"]))
     with pytest.raises(ValidationError, match="in both"):
         TaskSplit(task="t", seed=0, train_ids=("a", "b"), held_out_ids=("b",))
-    split = split_task(_task(6), held_out=2, seed=1)
+    split = split_task(_task(6), test=2, seed=1)
     data = json.loads(split.model_dump_json())
-    data["train_ids"].append(data["held_out_ids"][0])
+    data["train_ids"].append(data["test_ids"][0])
     path = tmp_path / "leaky.json"
     path.write_text(json.dumps(data))
     with pytest.raises(TaskDataError, match=r"leaky\.json: not a valid task split.*in both"):

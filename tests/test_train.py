@@ -20,7 +20,7 @@ from drr_agent.offline.records import StepExample
 from drr_agent.offline.train import (
     TrainConfig,
     TrainingDataError,
-    split_by_item,
+    split_by_question,
     train_dm,
 )
 from drr_agent.scorers import DM_METADATA_FILE, FunctionScorer, HFScorer, StepContext
@@ -45,7 +45,8 @@ def arithmetic_steps(n_items: int, seed: int, split: str = "train") -> list[Step
     rows: list[StepExample] = []
     for i in range(n_items):
         a, b, c = (rng.randint(1, 9) for _ in range(3))
-        question = f"What is {a} + {b} + {c}?"
+        # the parts never share a question (train_dm refuses that), whatever the digits
+        question = f"What is {a} + {b} + {c}?" if split == "train" else f"Sum {a}, {b} and {c}."
         for sample in range(2):
             ok1 = rng.random() < 0.5
             r1 = a + b if ok1 else a + b + rng.randint(20, 60)
@@ -86,7 +87,7 @@ def example(label: float, final: bool = False, item: str = "i0", index: int = 0)
         item_id=item,
         sample_index=0,
         step_index=index,
-        question="q?",
+        question=f"q {item}?",
         previous=[],
         step=f"step {index}",
         label=label,
@@ -188,7 +189,7 @@ def test_evaluate_dm_scores_contexts_in_batches():
     report = evaluate_dm(FunctionScorer(judge), rows, batch_size=2)
     assert report.auroc == 1.0 and report.n == 5
     assert [c.candidate for c in seen] == [f"step {i}" for i in range(5)]
-    assert seen[2] == StepContext("q?", ("a", "b"), "step 2")
+    assert seen[2] == StepContext("q i0?", ("a", "b"), "step 2")
 
 
 def test_weighted_soft_bce_is_soft_cross_entropy():
@@ -213,23 +214,35 @@ def test_weighted_soft_bce_is_soft_cross_entropy():
 # --------------------------------------------------------------------------- data checks
 
 
-def test_split_by_item_keeps_items_whole():
+def test_split_by_question_keeps_questions_whole():
     rows = arithmetic_steps(20, seed=3)
-    train, held = split_by_item(rows, 0.25, seed=1)
+    # two items asking the same question (spelled differently): never on two sides
+    rows += [
+        e.model_copy(update={"item_id": "dup", "question": "  what IS 1 +   1 + 1? "})
+        for e in rows
+        if e.item_id == "train-0"
+    ]
+    rows += [
+        e.model_copy(update={"item_id": "dup2", "question": "What is 1 + 1 + 1?"})
+        for e in rows
+        if e.item_id == "train-1"
+    ]
+    train, held = split_by_question(rows, 0.25, seed=1)
     assert len(train) + len(held) == len(rows)
-    assert not {e.item_id for e in train} & {e.item_id for e in held}
-    assert len({e.item_id for e in held}) == 5
+    key = lambda e: " ".join(e.question.split()).casefold()  # noqa: E731
+    assert not {key(e) for e in train} & {key(e) for e in held}
+    assert len({key(e) for e in held}) == round(0.25 * len({key(e) for e in rows}))
     for part in (train, held):
         assert {e.hard_label for e in part} == {0, 1}
-    assert split_by_item(rows, 0.25, seed=1) == (train, held)
-    assert split_by_item(rows, 0.0, seed=1) == (rows, [])
+    assert split_by_question(rows, 0.25, seed=1) == (train, held)
+    assert split_by_question(rows, 0.0, seed=1) == (rows, [])
 
 
 def test_split_that_cannot_have_both_classes():
     rows = [example(1.0, item="a", index=i) for i in range(10)]
     rows += [example(0.0, item="b", index=i) for i in range(10)]
     with pytest.raises(TrainingDataError, match=r"no split of 20 examples from 2 items"):
-        split_by_item(rows, 0.5, seed=0)
+        split_by_question(rows, 0.5, seed=0)
 
 
 @pytest.fixture
@@ -259,8 +272,13 @@ def test_one_class_stops_before_training(no_training, tmp_path):
 
 def test_shared_items_and_occupied_output_stop_before_training(no_training, tmp_path):
     rows = arithmetic_steps(10, seed=0)
-    with pytest.raises(TrainingDataError, match=r"1 items are in both.*'train-3'"):
+    question = rows[18].question
+    with pytest.raises(TrainingDataError, match=r"1 questions are in both .* held-out"):
         train_dm(rows, TrainConfig(output_dir=tmp_path / "dm"), rows[18:24], progress=False)
+    # a dev row asking a training question, spelled differently, is refused the same way
+    dev = [rows[18].model_copy(update={"split": "dev", "question": f"  {question.upper()} "})]
+    with pytest.raises(TrainingDataError, match=r"1 questions are in both .* dev data"):
+        train_dm(rows, TrainConfig(output_dir=tmp_path / "dm"), dev=dev, progress=False)
     (tmp_path / "dm").mkdir()
     (tmp_path / "dm" / "keep.txt").write_text("an earlier DM")
     with pytest.raises(FileExistsError, match=r"not empty.*overwrite_output_dir"):

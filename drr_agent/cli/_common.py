@@ -136,9 +136,15 @@ def load_scorer(
 
 
 def task_spec(
-    task: str, limit: int | None, task_seed: int, path: Path | None, param: list[str]
+    task: str,
+    limit: int | None,
+    task_seed: int,
+    path: Path | None,
+    param: list[str],
+    distinct: bool = False,
 ) -> TaskSpec:
-    """The `TaskSpec` the ``--task/--limit/--task-seed/--path/--param`` options name."""
+    """The `TaskSpec` the ``--task/--limit/--task-seed/--path/--param/--distinct`` options
+    name."""
     from drr_agent.tasks.spec import TaskSpec
 
     return TaskSpec(
@@ -147,9 +153,11 @@ def task_spec(
         seed=task_seed,
         path=str(path) if path else None,
         params=parse_params(param),
+        distinct=distinct,
     )
 
 
-def held_out_amount(held_out: float) -> int | float:
-    """``--held-out``: a count when at least 1, else a fraction (as `split_task` takes them)."""
-    return int(held_out) if held_out >= 1 else held_out
+def split_amount(amount: float) -> int | float:
+    """``--test`` / ``--dev``: a count when at least 1, else a fraction (as `split_task`
+    takes them)."""
+    return int(amount) if amount >= 1 else amount

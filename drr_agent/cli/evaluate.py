@@ -28,9 +28,9 @@ from drr_agent.cli._common import (
     app,
     console,
     fail,
-    held_out_amount,
     load_scorer,
     make_reasoner,
+    split_amount,
     task_spec,
 )
 from drr_agent.cli.offline import SplitChoice, split_path, task_spec_path
@@ -45,7 +45,7 @@ class Aggregate(StrEnum):
     mean = "mean"
 
 
-def _items(task, limit, task_seed, path, param, held_out, split_seed, split, traces):
+def _items(task, limit, task_seed, path, param, distinct, test, dev, split_seed, split, traces):
     """``(task, items)`` from the task options or from a trace file's spec and split."""
     from drr_agent.tasks import split_task
     from drr_agent.tasks.spec import TaskSpec
@@ -62,11 +62,11 @@ def _items(task, limit, task_seed, path, param, held_out, split_seed, split, tra
     else:
         if task is None:
             raise typer.BadParameter("give --task NAME or --traces FILE", param_hint="--task")
-        loaded = task_spec(task, limit, task_seed, path, param).load()
-        the_split = split_task(loaded, held_out_amount(held_out), split_seed)
-    if split == SplitChoice.both:
-        return loaded, list(loaded.items)
-    part = the_split.subtask(loaded, split.value)
+        loaded = task_spec(task, limit, task_seed, path, param, distinct).load()
+        the_split = split_task(loaded, split_amount(test), split_seed, dev=split_amount(dev))
+    if len(split.parts) > 1:
+        return loaded, [i for p in split.parts for i in the_split.items(loaded, p)]
+    part = the_split.subtask(loaded, split.parts[0])
     return part, list(part.items)
 
 
@@ -82,11 +82,19 @@ def eval_command(
     task_seed: Annotated[int, typer.Option(help="Generator seed (reasoning-gym tasks).")] = 0,
     path: Annotated[Path | None, typer.Option(help="Local data file for the task.")] = None,
     param: Annotated[list[str], typer.Option(help="Task parameter KEY=VALUE (repeatable).")] = [],  # noqa: B006
-    held_out: Annotated[float, typer.Option(help="Held-out fraction (<1) or count (>=1).")] = 0.25,
-    split_seed: Annotated[int, typer.Option(help="Seed of the train/held-out split.")] = 0,
-    split: Annotated[SplitChoice, typer.Option(help="Which items to evaluate.")] = (
-        SplitChoice.held_out
-    ),
+    distinct: Annotated[
+        bool, typer.Option(help="Keep each question once (generated tasks repeat them).")
+    ] = False,
+    test: Annotated[
+        float,
+        typer.Option("--test", "--held-out", help="Test items: fraction (<1) or count (>=1)."),
+    ] = 0.25,
+    dev: Annotated[float, typer.Option(help="Dev items: fraction (<1) or count (>=1).")] = 0.0,
+    split_seed: Annotated[int, typer.Option(help="Seed of the train/dev/test split.")] = 0,
+    split: Annotated[
+        SplitChoice,
+        typer.Option(help="Which items to evaluate: test to report, dev to choose settings."),
+    ] = SplitChoice.test,
     limit_items: Annotated[
         int | None, typer.Option(min=1, help="Evaluate only the first N of those items.")
     ] = None,
@@ -102,8 +110,8 @@ def eval_command(
     critic_labels: Annotated[
         Path | None,
         typer.Option(
-            help="Labelled steps (drr labels) to pick self_critique's thresholds on (train "
-            "split, 300 sampled), as drr train does for the DM; default: 0.5."
+            help="Labelled steps (drr labels) to pick self_critique's thresholds on (dev "
+            "split, else train; 300 sampled), as drr train does for the DM; default: 0.5."
         ),
     ] = None,
     k: Annotated[int, typer.Option(min=1, help="Samples of self_consistency/best_of_n_dm.")] = 4,
@@ -125,7 +133,12 @@ def eval_command(
     on_budget: Annotated[OnBudget, typer.Option()] = OnBudget.answer_best,
     concurrency: Annotated[int, typer.Option(min=1, help="(method, item) jobs at once.")] = 4,
     seed: Annotated[int, typer.Option(help="Sampling seed (and the untrained head's).")] = 0,
-    force: Annotated[bool, typer.Option(help="Append to a run folder of another setup.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Append to a run folder of another setup; report a DM on its training questions."
+        ),
+    ] = False,
     retry_errors: Annotated[
         bool, typer.Option("--retry-errors", help="Run items that failed before again.")
     ] = False,
@@ -163,7 +176,7 @@ def eval_command(
             k=k, temperature=temperature, max_tokens=max_tokens, seed=seed, aggregate=aggregate
         )
         the_task, items = _items(
-            task, limit, task_seed, path, param, held_out, split_seed, split, traces
+            task, limit, task_seed, path, param, distinct, test, dev, split_seed, split, traces
         )
         if limit_items is not None:
             items = items[:limit_items]
@@ -185,9 +198,11 @@ def eval_command(
             from drr_agent.offline.records import StepExample
             from drr_agent.scorers import SelfCritiqueScorer
 
-            steps = [e for e in RecordFile(critic_labels, StepExample).read() if e.split == "train"]
+            rows = RecordFile(critic_labels, StepExample).read()
+            # dev steps choose settings; a labels file without them falls back to training steps
+            steps = [e for e in rows if e.split == "dev"] or [e for e in rows if e.split == "train"]
             if not steps:
-                raise DRRError(f"{critic_labels}: no labelled training steps")
+                raise DRRError(f"{critic_labels}: no labelled dev or training steps")
             report = calibrate_thresholds(
                 SelfCritiqueScorer(the_reasoner.model), steps, seed=seed, progress=True
             )
@@ -204,6 +219,7 @@ def eval_command(
                 force=force,
                 plots=not no_plots,
                 retry_errors=retry_errors,
+                allow_trained_questions=force,
             )
         )
     except DRRError as exc:

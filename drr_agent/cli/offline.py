@@ -24,8 +24,8 @@ from drr_agent.cli._common import (
     app,
     console,
     fail,
-    held_out_amount,
     make_reasoner,
+    split_amount,
     task_spec,
 )
 from drr_agent.errors import DRRError
@@ -37,14 +37,36 @@ def task_spec_path(traces: Path) -> Path:
 
 
 def split_path(traces: Path) -> Path:
-    """Where ``drr traces`` records the train / held-out split for a trace file."""
+    """Where ``drr traces`` records the train / dev / test split for a trace file."""
     return traces.with_name(traces.stem + ".split.json")
 
 
 class SplitChoice(StrEnum):
+    """Which parts of a split a command works on (``held_out`` = ``test``; ``both`` = all)."""
+
     train = "train"
+    dev = "dev"
+    test = "test"
+    train_dev = "train+dev"
+    all = "all"
     held_out = "held_out"
     both = "both"
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The canonical parts this choice names."""
+        return {
+            "train+dev": ("train", "dev"),
+            "all": ("train", "dev", "test"),
+            "both": ("train", "dev", "test"),
+            "held_out": ("test",),
+        }.get(self.value, (self.value,))
+
+    def holds(self, part: str) -> bool:
+        """Whether a row of ``part`` (``held_out`` read as ``test``) is chosen."""
+        from drr_agent.tasks.splits import resolve_part
+
+        return resolve_part(part) in self.parts
 
 
 def _summary_table(title: str, rows: dict[str, object]) -> Table:
@@ -63,9 +85,22 @@ def traces(
     task_seed: Annotated[int, typer.Option(help="Generator seed (reasoning-gym tasks).")] = 0,
     path: Annotated[Path | None, typer.Option(help="Local data file for the task.")] = None,
     param: Annotated[list[str], typer.Option(help="Task parameter KEY=VALUE (repeatable).")] = [],  # noqa: B006
-    held_out: Annotated[float, typer.Option(help="Held-out fraction (<1) or count (>=1).")] = 0.25,
-    split_seed: Annotated[int, typer.Option(help="Seed of the train/held-out split.")] = 0,
-    split: Annotated[SplitChoice, typer.Option(help="Which items to trace.")] = SplitChoice.train,
+    distinct: Annotated[
+        bool, typer.Option(help="Keep each question once (generated tasks repeat them).")
+    ] = False,
+    test: Annotated[
+        float,
+        typer.Option(
+            "--test", "--held-out", help="Test items, reported only: fraction (<1) or count (>=1)."
+        ),
+    ] = 0.25,
+    dev: Annotated[
+        float, typer.Option(help="Dev items, to choose settings on: fraction (<1) or count.")
+    ] = 0.0,
+    split_seed: Annotated[int, typer.Option(help="Seed of the train/dev/test split.")] = 0,
+    split: Annotated[
+        SplitChoice, typer.Option(help="Which items to trace (train+dev: what a DM needs).")
+    ] = SplitChoice.train,
     samples: Annotated[int, typer.Option(min=1, help="Traces per item (K).")] = 8,
     temperature: Annotated[float, typer.Option(min=0.0)] = 0.8,
     max_tokens: Annotated[int, typer.Option(min=1)] = 200,
@@ -84,7 +119,7 @@ def traces(
     from drr_agent.tasks.splits import TaskSplit
 
     try:
-        spec = task_spec(task, limit, task_seed, path, param)
+        spec = task_spec(task, limit, task_seed, path, param, distinct)
         loaded = spec.load()
         spec_file, split_file = task_spec_path(out), split_path(out)
         if spec_file.exists() and TaskSpec.read(spec_file) != spec and not force:
@@ -92,7 +127,7 @@ def traces(
                 f"{spec_file} records another task spec ({TaskSpec.read(spec_file)}); use another "
                 "--out, or --force"
             )
-        the_split = split_task(loaded, held_out_amount(held_out), split_seed)
+        the_split = split_task(loaded, split_amount(test), split_seed, dev=split_amount(dev))
         if split_file.exists() and not force:
             recorded = TaskSplit.load(split_file)
             if recorded.fingerprint != the_split.fingerprint:
@@ -102,9 +137,10 @@ def traces(
         the_reasoner = make_reasoner(
             reasoner, model, style, vllm, temperature=temperature, max_tokens=max_tokens
         )
-        parts = ["train", "held_out"] if split == SplitChoice.both else [split.value]
-        for part in parts:
+        for part in split.parts:
             items = the_split.items(loaded, part)
+            if not items:
+                continue
             summary = asyncio.run(
                 sample_traces(
                     loaded,
@@ -148,7 +184,7 @@ def labels(
             "for the final answer right after the step, as the graph does (cheap)."
         ),
     ] = LabelKind.outcome,
-    split: Annotated[SplitChoice, typer.Option(help="Which traces to label.")] = SplitChoice.both,
+    split: Annotated[SplitChoice, typer.Option(help="Which traces to label.")] = SplitChoice.all,
     rollouts: Annotated[int, typer.Option(min=1, help="MC continuations per step.")] = 4,
     mode: Annotated[McMode, typer.Option(help="MC label: fraction (soft) or any (hard).")] = (
         McMode.soft
@@ -169,11 +205,7 @@ def labels(
     from drr_agent.tasks.spec import TaskSpec
 
     try:
-        records = [
-            r
-            for r in RecordFile(traces_file, TraceRecord).read()
-            if split == SplitChoice.both or r.split == split.value
-        ]
+        records = [r for r in RecordFile(traces_file, TraceRecord).read() if split.holds(r.split)]
         if not records:
             raise DRRError(f"{traces_file}: no traces (split {split.value!r})")
         if kind == LabelKind.outcome:
@@ -235,7 +267,8 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
     trust_remote_code: Annotated[bool, typer.Option()] = False,
 ) -> None:
-    """Fine-tune the DM on train-split steps; evaluate on held-out-split steps; save it."""
+    """Fine-tune the DM on train-split steps; stop early and pick thresholds on dev-split steps
+    (else on held-out training questions); report test-split steps, if any; save it."""
     from rich.markdown import Markdown
 
     from drr_agent.offline.train import TrainConfig, train_dm
@@ -259,7 +292,8 @@ def train(
         result = train_dm(
             [e for e in examples if e.split == "train"],
             config,
-            held_out=[e for e in examples if e.split == "held_out"] or None,
+            held_out=[e for e in examples if SplitChoice.test.holds(e.split)] or None,
+            dev=[e for e in examples if e.split == "dev"] or None,
         )
     except DRRError as exc:
         raise fail(str(exc)) from exc
@@ -273,10 +307,12 @@ def dm_eval(
     dm: Annotated[Path, typer.Option(help="DM folder.")],
     labels_file: Annotated[Path, typer.Option("--labels", help="Labelled steps (drr labels).")],
     split: Annotated[SplitChoice, typer.Option(help="Which labelled steps to score.")] = (
-        SplitChoice.held_out
+        SplitChoice.test
     ),
 ) -> None:
-    """Step-level AUROC, accuracy, calibration and thresholds of a DM on labelled steps."""
+    """Step-level AUROC, pair accuracies, accuracy, calibration and thresholds of a DM on
+    labelled steps (pair accuracies compare steps at the same question and prefix; 0.5 is
+    chance)."""
     from rich.markdown import Markdown
 
     from drr_agent.offline.dm_eval import evaluate_dm
@@ -284,8 +320,7 @@ def dm_eval(
 
     try:
         examples = _read_examples(labels_file)
-        if split != SplitChoice.both:
-            examples = [e for e in examples if e.split == split.value]
+        examples = [e for e in examples if split.holds(e.split)]
         if not examples:
             raise DRRError(f"{labels_file}: no labelled steps in split {split.value!r}")
         report = evaluate_dm(HFScorer(dm), examples, progress=True)

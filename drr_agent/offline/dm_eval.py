@@ -9,6 +9,13 @@ answer-carrying (final) steps — each chosen to maximise Youden's J on its own 
 what the graph will see. ``drr train`` writes the chosen thresholds to ``drr_dm.json``, where
 `HFScorer` picks them up.
 
+AUROC pooled over questions rewards knowing which *questions* are hard as much as judging
+steps, and the graph only ever compares candidates for the next step of one question. So the
+report also has **pair accuracies** (`drr_agent.offline.pairs`), which hold question and prefix
+fixed and where 0.5 is chance: on sibling pairs (steps the Reasoner wrote at the same prefix,
+one good, one bad) and on minimal pairs (a right step against the same step with one result
+off by 1 or 2, and "Answer: <gold>" against a near miss), which `evaluate_dm` builds and scores.
+
 Only numpy is needed (no scikit-learn): AUROC is the Mann-Whitney rank formula with average
 ranks for ties.
 """
@@ -22,6 +29,12 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from drr_agent.offline.pairs import (
+    DEFAULT_PAIR_LIMIT,
+    _sibling_index_pairs,
+    _tagged_minimal_pairs,
+    pair_accuracy,
+)
 from drr_agent.offline.records import StepExample
 from drr_agent.scorers.base import StepContext, StepScorer
 
@@ -62,6 +75,15 @@ class DMReport(BaseModel):
             accuracy) on non-final / final steps; fallbacks are explained in
             ``threshold_notes``.
         accept_youden_j / answer_youden_j: The J reached there (``None`` for a fallback).
+        sibling_pairs / sibling_pair_accuracy: Pairs of differently labelled candidate steps
+            at the same prefix of the same question, and how often the good one scores higher
+            (ties one half; ``None`` without pairs). Unlike AUROC it cannot be earned by
+            knowing which questions are hard.
+        minimal_pairs / minimal_pair_accuracy: Right steps paired with the same step one
+            number off (a result moved by 1 or 2; "Answer: <gold>" against a near miss), and
+            how often the right one scores higher: does the DM check the arithmetic at all?
+            Only `evaluate_dm` fills these (it has a scorer to score the made-up steps).
+        minimal_pairs_final / minimal_pair_accuracy_final: The same on the final-answer pairs.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -82,6 +104,12 @@ class DMReport(BaseModel):
     accept_youden_j: float | None
     answer_youden_j: float | None
     threshold_notes: list[str] = []
+    sibling_pairs: int = 0
+    sibling_pair_accuracy: float | None = None
+    minimal_pairs: int = 0
+    minimal_pair_accuracy: float | None = None
+    minimal_pairs_final: int = 0
+    minimal_pair_accuracy_final: float | None = None
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -97,6 +125,9 @@ class DMReport(BaseModel):
         def fmt(value: float | None) -> str:
             return "n/a" if value is None else f"{value:.3f}"
 
+        def pairs(value: float | None, n: int) -> str:
+            return f"{fmt(value)} ({n} pairs)"
+
         rows = [
             ("steps", f"{self.n} ({self.n_final} final)"),
             ("positive rate", fmt(self.positive_rate)),
@@ -109,6 +140,12 @@ class DMReport(BaseModel):
             ("Brier score", fmt(self.brier)),
             ("accept threshold", f"{self.accept_threshold:.3f} (J = {fmt(self.accept_youden_j)})"),
             ("answer threshold", f"{self.answer_threshold:.3f} (J = {fmt(self.answer_youden_j)})"),
+            ("sibling-pair accuracy", pairs(self.sibling_pair_accuracy, self.sibling_pairs)),
+            ("minimal-pair accuracy", pairs(self.minimal_pair_accuracy, self.minimal_pairs)),
+            (
+                "minimal-pair accuracy (answers)",
+                pairs(self.minimal_pair_accuracy_final, self.minimal_pairs_final),
+            ),
         ]
         lines = [f"### {title}", "", "| metric | value |", "|---|---|"]
         lines += [f"| {name} | {value} |" for name, value in rows]
@@ -210,7 +247,11 @@ def _check_inputs(scores: Sequence[float], examples: Sequence[StepExample]) -> n
 
 
 def evaluate_scores(scores: Sequence[float], examples: Sequence[StepExample]) -> DMReport:
-    """The `DMReport` of precomputed DM ``scores``, one per example, in order."""
+    """The `DMReport` of precomputed DM ``scores``, one per example, in order.
+
+    Sibling-pair accuracy comes from these scores too; the minimal-pair fields stay empty
+    (their steps are made up, so only `evaluate_dm`, which has a scorer, can score them).
+    """
     s = _check_inputs(scores, examples)
     soft = np.array([e.label for e in examples], dtype=np.float64)
     hard = np.array([e.hard_label for e in examples], dtype=bool)
@@ -243,6 +284,7 @@ def evaluate_scores(scores: Sequence[float], examples: Sequence[StepExample]) ->
         answer_t, answer_j = answer
 
     threshold = np.where(final, answer_t, accept_t)
+    siblings = _sibling_index_pairs(examples)
     return DMReport(
         n=len(s),
         n_final=int(final.sum()),
@@ -260,6 +302,12 @@ def evaluate_scores(scores: Sequence[float], examples: Sequence[StepExample]) ->
         accept_youden_j=accept_j,
         answer_youden_j=answer_j,
         threshold_notes=notes,
+        sibling_pairs=len(siblings),
+        sibling_pair_accuracy=(
+            pair_accuracy(s[[g for g, _ in siblings]], s[[b for _, b in siblings]])
+            if siblings
+            else None
+        ),
     )
 
 
@@ -279,20 +327,47 @@ def evaluate_dm(
     *,
     batch_size: int = 256,
     progress: bool = False,
+    minimal_pair_limit: int | None = DEFAULT_PAIR_LIMIT,
+    seed: int = 0,
 ) -> DMReport:
-    """Score ``examples`` with ``scorer`` (``scorer.score`` in batches), then `evaluate_scores`.
+    """Score ``examples`` with ``scorer`` (``scorer.score`` in batches), then `evaluate_scores`;
+    also build the minimal pairs of ``examples`` and score them in the same batched pass.
 
     Args:
         scorer: Any `StepScorer` (an `HFScorer` folder, a remote DM, a rule-based checker).
         examples: Labelled steps; each is shown as ``StepContext(question, previous, step)``.
         batch_size: Contexts per ``scorer.score`` call (the scorer may batch further).
         progress: Show a progress bar (rich) while scoring.
+        minimal_pair_limit: At most this many minimal pairs (two contexts each; a seeded
+            sample); ``0`` skips them, ``None`` scores all.
+        seed: Seeds the minimal pairs (which result moves, by how much, and the sample).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if minimal_pair_limit is not None and minimal_pair_limit < 0:
+        raise ValueError(f"minimal_pair_limit must be >= 0 or None, got {minimal_pair_limit}")
     contexts = [StepContext(e.question, tuple(e.previous), e.step) for e in examples]
-    scores = _score_in_batches(scorer, contexts, batch_size, progress)
-    return evaluate_scores(scores, examples)
+    tagged = (
+        _tagged_minimal_pairs(examples, minimal_pair_limit, seed) if minimal_pair_limit != 0 else []
+    )
+    pair_contexts = [c for right, wrong, _ in tagged for c in (right, wrong)]
+    scores = _score_in_batches(scorer, contexts + pair_contexts, batch_size, progress)
+    report = evaluate_scores(scores[: len(contexts)], examples)
+    if not tagged:
+        return report
+    pair_scores = np.asarray(scores[len(contexts) :], dtype=np.float64)
+    right, wrong = pair_scores[0::2], pair_scores[1::2]
+    answer = np.array([is_answer for _, _, is_answer in tagged], dtype=bool)
+    return report.model_copy(
+        update={
+            "minimal_pairs": len(tagged),
+            "minimal_pair_accuracy": pair_accuracy(right, wrong),
+            "minimal_pairs_final": int(answer.sum()),
+            "minimal_pair_accuracy_final": (
+                pair_accuracy(right[answer], wrong[answer]) if answer.any() else None
+            ),
+        }
+    )
 
 
 def _score_in_batches(
@@ -344,4 +419,5 @@ def calibrate_thresholds(
     chosen = list(examples)
     if limit is not None and len(chosen) > limit:
         chosen = random.Random(seed).sample(chosen, limit)
-    return evaluate_dm(scorer, chosen, batch_size=64, progress=progress)
+    # no minimal pairs: they would double the calls and do not move the thresholds
+    return evaluate_dm(scorer, chosen, batch_size=64, progress=progress, minimal_pair_limit=0)

@@ -40,7 +40,12 @@ from drr_agent.tasks.checking import is_correct
 
 
 class LabelSummary(BaseModel):
-    """Size and class balance of a labelled set."""
+    """Size and class balance of a labelled set, and the step-level headroom.
+
+    ``first_step_pass_at_k``: the share of questions among whose sampled first steps (one per
+    trace, ``k`` per question) at least one is labelled good — whether a good candidate is
+    there for a critic to pick at the first point of the path.
+    """
 
     examples: int
     positives: int
@@ -50,6 +55,7 @@ class LabelSummary(BaseModel):
     items: int
     by_split: dict[str, int]
     kind: str
+    first_step_pass_at_k: float | None = None
 
 
 def summarize_labels(examples: Sequence[StepExample]) -> LabelSummary:
@@ -67,7 +73,16 @@ def summarize_labels(examples: Sequence[StepExample]) -> LabelSummary:
         items=len({e.item_id for e in examples}),
         by_split=by_split,
         kind="+".join(kinds) or "none",
+        first_step_pass_at_k=_first_step_pass_at_k(examples),
     )
+
+
+def _first_step_pass_at_k(examples: Sequence[StepExample]) -> float | None:
+    good: dict[str, bool] = {}
+    for e in examples:
+        if e.step_index == 0:
+            good[e.item_id] = good.get(e.item_id, False) or bool(e.hard_label)
+    return sum(good.values()) / len(good) if good else None
 
 
 def _usable(traces: Iterable[TraceRecord]) -> list[TraceRecord]:
@@ -88,6 +103,7 @@ def _example(trace: TraceRecord, index: int, label: float, kind: str, rollouts: 
         label_kind=kind,  # type: ignore[arg-type]
         rollouts=rollouts,
         final=index == len(trace.steps) - 1 and trace.answer is not None,
+        gold=trace.gold,
     )
 
 

@@ -10,7 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SplitName = Literal["train", "held_out"]
+SplitName = Literal["train", "dev", "test", "held_out"]
+"""The split part a row comes from (``held_out``: the old name of ``test``)."""
 
 
 class SamplingSettings(BaseModel):
@@ -74,6 +75,9 @@ class StepExample(BaseModel):
             the prefix) or ``"mc_answer"`` (the final answer asked for right after the prefix,
             as the graph asks for it).
         final: The step carries a final answer (it is judged against ``answer_threshold``).
+        gold: The item's gold answer (from the trace), so metrics that need it — the
+            final-answer minimal pairs of `drr_agent.offline.pairs` — can be computed from a
+            labels file alone; ``None`` in files written before it was recorded.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -91,6 +95,7 @@ class StepExample(BaseModel):
     label_kind: Literal["outcome", "mc", "mc_answer"]
     rollouts: int = Field(default=0, ge=0)
     final: bool = False
+    gold: str | None = None
 
     @property
     def hard_label(self) -> int:

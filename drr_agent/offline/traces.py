@@ -34,7 +34,12 @@ class TraceFileMismatchError(DRRError, ValueError):
 
 
 class TraceSummary(BaseModel):
-    """What a `sample_traces` run did (this run and the file as a whole)."""
+    """What a `sample_traces` run did (this run and the file as a whole).
+
+    ``pass_at_k`` is the Reasoner's headroom: the share of items at least one of whose
+    ``k`` (``samples_per_item``) traces reaches the gold answer. No critic that chooses among
+    these samples can beat it, so read a method's accuracy against it.
+    """
 
     path: str
     items: int
@@ -44,6 +49,8 @@ class TraceSummary(BaseModel):
     correct: int
     accuracy: float
     marked: int
+    k: int = 0
+    pass_at_k: float = 0.0
     seconds: float
     traces_per_second: float
 
@@ -202,6 +209,9 @@ async def sample_traces(
             )
     everything = records.read()
     ok = [r for r in everything if r.status == "ok"]
+    solved: dict[str, bool] = {}
+    for r in ok:
+        solved[r.item_id] = solved.get(r.item_id, False) or r.correct
     seconds = time.perf_counter() - started
     return TraceSummary(
         path=str(records.path),
@@ -212,6 +222,8 @@ async def sample_traces(
         correct=sum(r.correct for r in ok),
         accuracy=sum(r.correct for r in ok) / len(ok) if ok else 0.0,
         marked=sum(r.answer_marked for r in ok),
+        k=samples_per_item,
+        pass_at_k=sum(solved.values()) / len(solved) if solved else 0.0,
         seconds=seconds,
         traces_per_second=stats["new"] / seconds if seconds else 0.0,
     )

@@ -1,7 +1,9 @@
 """Reinforce: fine-tune a sequence-classification DM on labelled steps and export it.
 
-`train_dm` takes `StepExample` rows (from ``drr traces`` + labelling), holds out a share of
-the training *items* (never single steps, so no item is seen on both sides), fine-tunes a
+`train_dm` takes `StepExample` rows (from ``drr traces`` + labelling) of the split's *train*
+questions and, for early stopping and the thresholds, rows of its *dev* questions (without
+them it holds out a share of the training *questions* — never single steps or items, so no
+question is seen on both sides), fine-tunes a
 2-label ``AutoModelForSequenceClassification`` (``bad`` / ``good``) with Hugging Face
 `~transformers.Trainer`, and writes a standard Hugging Face sequence-classification folder
 that `HFScorer` loads as is: safetensors weights, config with label names, tokenizer,
@@ -11,13 +13,14 @@ model card.
 The model sees exactly what it will see when serving: `dm_text_pair` of the step in its
 context, cut to the token window by `fit_to_window` (question and candidate always kept,
 then the latest previous steps that fit) — the rule `HFScorer` applies. The thresholds the
-graph routes on are chosen on the held-out split by `drr_agent.offline.dm_eval`, after the
+graph routes on are chosen on the dev split by `drr_agent.offline.dm_eval`, after the
 exported folder has been reloaded through `HFScorer`, so the reported numbers are those of
 the served model.
 
 Everything that can be checked before training is (too few examples, a missing class, an
 unusable split, an occupied output folder, an unloadable base model), so a bad run fails in
-seconds with a message saying what was found.
+seconds with a message saying what was found. The DM card (``drr_dm.json``) records a hash of
+every training question, so ``drr eval`` can refuse to report a DM on questions it trained on.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from drr_agent.offline.dm_eval import DMReport, auroc, evaluate_dm
 from drr_agent.offline.records import StepExample
 from drr_agent.scorers.base import StepContext
 from drr_agent.scorers.hf import DM_METADATA_FILE, HFScorer, fit_to_window
+from drr_agent.tasks.splits import question_fingerprint, question_hash, question_key
 
 __all__ = [
     "EMBEDDED_DM_BASE_ID",
@@ -50,7 +54,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainingDataError",
-    "split_by_item",
+    "split_by_question",
     "train_dm",
 ]
 
@@ -106,10 +110,10 @@ class TrainConfig(BaseModel):
             `HFScorer` uses). The exported tokenizer records it as ``model_max_length``, so
             `HFScorer` serves with the window the DM was trained with.
         eval_fraction (`float`, *optional*, defaults to `0.2`):
-            Share of the training *items* (``(task, item_id)``, never single steps) held out
-            for evaluation, early stopping and the choice of thresholds. `0` trains on
-            everything (then thresholds come from ``held_out`` if given, else none are
-            written and the graph uses its defaults).
+            Used only when `train_dm` gets no ``dev`` rows: the share of the training
+            *questions* (normalised text, never single steps or items) held out for early
+            stopping and the choice of thresholds. `0` trains on everything (then no
+            thresholds are written and the graph uses its defaults).
         class_weighting (`bool`, *optional*, defaults to `True`):
             Weight the loss by the inverse label balance of the training split
             (``w_c = N / (2 * mass_c)``, where ``mass_good = sum(label)`` and
@@ -177,10 +181,10 @@ class TrainResult(BaseModel):
 
     Attributes:
         output_dir: The exported DM folder (load it with ``HFScorer(output_dir)``).
-        eval_report: Step-level report on the internal eval split (items held out of the
-            training data), scored through `HFScorer` from the exported folder; `None` when
-            ``eval_fraction == 0``.
-        held_out_report: The same on ``held_out``, if given.
+        eval_report: Step-level report on the eval part — the ``dev`` rows, else the
+            questions held out of the training data — scored through `HFScorer` from the
+            exported folder; `None` without either.
+        held_out_report: The same on ``held_out`` (test rows), if given: reported only.
         thresholds: Written to ``drr_dm.json``; chosen on ``threshold_source``.
         class_counts: Hard-label counts of the training split (``bad`` / ``good``).
         class_weights: Loss weights per class, `None` without class weighting.
@@ -203,7 +207,7 @@ class TrainResult(BaseModel):
     class_counts: dict[str, int]
     class_weights: dict[str, float] | None
     thresholds: dict[str, float]
-    threshold_source: Literal["eval_split", "held_out"] | None
+    threshold_source: Literal["dev", "eval_split"] | None
     eval_report: DMReport | None
     held_out_report: DMReport | None
     epochs_run: float
@@ -219,7 +223,8 @@ class TrainResult(BaseModel):
             "",
             f"- base: `{self.base_model}`",
             f"- training split: {self.n_train} steps from {self.n_train_items} items ({counts})",
-            f"- eval split: {self.n_eval} steps from {self.n_eval_items} items; "
+            f"- eval part ({self.threshold_source or 'none'}): {self.n_eval} steps from "
+            f"{self.n_eval_items} items; "
             f"held out: {self.n_held_out} steps",
             f"- epochs run: {self.epochs_run:g}"
             + (" (stopped early)" if self.stopped_early else "")
@@ -235,9 +240,9 @@ class TrainResult(BaseModel):
             "",
         ]
         if self.eval_report is not None:
-            lines.append(self.eval_report.to_markdown("Eval split"))
+            lines.append(self.eval_report.to_markdown("Dev / eval part"))
         if self.held_out_report is not None:
-            lines.append(self.held_out_report.to_markdown("Held out"))
+            lines.append(self.held_out_report.to_markdown("Held out (test)"))
         return "\n".join(lines)
 
 
@@ -249,6 +254,11 @@ class TrainResult(BaseModel):
 
 def _item_key(example: StepExample) -> tuple[str, str]:
     return (example.task, example.item_id)
+
+
+def _question_group(example: StepExample) -> tuple[str, str]:
+    """What a split must keep on one side: the task and the normalised question."""
+    return (example.task, question_key(example.question))
 
 
 def _class_counts(examples: Sequence[StepExample]) -> dict[str, int]:
@@ -265,7 +275,10 @@ def _describe(examples: Sequence[StepExample]) -> str:
 
 
 def _check_training_data(
-    train: Sequence[StepExample], held_out: Sequence[StepExample] | None, config: TrainConfig
+    train: Sequence[StepExample],
+    held_out: Sequence[StepExample] | None,
+    config: TrainConfig,
+    dev: Sequence[StepExample] | None = None,
 ) -> None:
     if len(train) < config.min_examples:
         raise TrainingDataError(
@@ -280,50 +293,55 @@ def _check_training_data(
             "A DM needs both right and wrong steps: sample more traces per item, use a task "
             "where the Reasoner is partly right, or use Monte-Carlo labels."
         )
-    if held_out:
-        shared = {_item_key(e) for e in train} & {_item_key(e) for e in held_out}
+    for name, other in (("held-out (test)", held_out), ("dev", dev)):
+        if not other:
+            continue
+        shared = {_question_group(e) for e in train} & {_question_group(e) for e in other}
         if shared:
             example = sorted(shared)[0]
             raise TrainingDataError(
-                f"{len(shared)} items are in both the training and the held-out data (e.g. "
-                f"task {example[0]!r}, item {example[1]!r}); held-out numbers would be inflated. "
-                "Split traces by item before labelling."
+                f"{len(shared)} questions are in both the training and the {name} data (e.g. "
+                f"task {example[0]!r}, question {example[1]!r}); its numbers would be "
+                "inflated. Split traces by question (drr traces --dev/--test) before labelling."
             )
 
 
-def split_by_item(
+def split_by_question(
     examples: Sequence[StepExample], eval_fraction: float, seed: int
 ) -> tuple[list[StepExample], list[StepExample]]:
-    """Split ``examples`` into (train, eval) by item, both with both classes.
+    """Split ``examples`` into (train, eval) by normalised question, both with both classes.
 
-    ``round(eval_fraction * items)`` items (at least one) go to the eval side, chosen by a
-    seeded shuffle; when a draw leaves a side with one class, the next seed is tried (a few
-    dozen times) before giving up with `TrainingDataError`. ``eval_fraction == 0`` returns
-    everything as train.
+    The fallback when no dev rows are given. By question, not by item: a generated task
+    repeats questions under different item ids (``basic_arithmetic`` holds 242 distinct
+    questions), and an eval part that shares questions with training flatters the DM.
+    ``round(eval_fraction * questions)`` questions (at least one) go to the eval side, chosen
+    by a seeded shuffle; when a draw leaves a side with one class, the next seed is tried (a
+    few dozen times) before giving up with `TrainingDataError`. ``eval_fraction == 0``
+    returns everything as train.
     """
     import random
 
     if eval_fraction == 0:
         return list(examples), []
-    keys = sorted({_item_key(e) for e in examples})
+    keys = sorted({_question_group(e) for e in examples})
     if len(keys) < 2:
         raise TrainingDataError(
-            f"an eval split needs at least 2 items, got {_describe(examples)}; "
-            "set eval_fraction=0 (and early_stopping_patience=None)"
+            f"an eval split needs at least 2 questions, got {_describe(examples)}; "
+            "pass dev rows, or set eval_fraction=0 (and early_stopping_patience=None)"
         )
     n_eval = min(max(1, round(eval_fraction * len(keys))), len(keys) - 1)
     for attempt in range(_MAX_SPLIT_TRIES):
         shuffled = list(keys)
         random.Random(seed + attempt).shuffle(shuffled)
         eval_keys = set(shuffled[:n_eval])
-        train_part = [e for e in examples if _item_key(e) not in eval_keys]
-        eval_part = [e for e in examples if _item_key(e) in eval_keys]
+        train_part = [e for e in examples if _question_group(e) not in eval_keys]
+        eval_part = [e for e in examples if _question_group(e) in eval_keys]
         if min(_class_counts(train_part).values()) and min(_class_counts(eval_part).values()):
             return train_part, eval_part
     raise TrainingDataError(
         f"no split of {_describe(examples)} into {len(keys) - n_eval} training and {n_eval} "
-        f"eval items gives both sides good and bad steps ({_MAX_SPLIT_TRIES} seeded draws). "
-        "Raise eval_fraction, add items, or set eval_fraction=0 and pass held_out."
+        f"eval questions gives both sides good and bad steps ({_MAX_SPLIT_TRIES} seeded draws). "
+        "Pass dev rows, raise eval_fraction, or add items."
     )
 
 
@@ -541,6 +559,8 @@ def _data_summary(examples: Sequence[StepExample]) -> dict[str, Any]:
     return {
         "examples": len(examples),
         "items": len({_item_key(e) for e in examples}),
+        "questions": len({_question_group(e) for e in examples}),
+        "question_fingerprint": question_fingerprint(e.question for e in examples),
         "final_steps": sum(e.final for e in examples),
         "classes": _class_counts(examples),
         "tasks": dict(sorted(Counter(e.task for e in examples).items())),
@@ -565,6 +585,7 @@ def _metadata(
     data: dict[str, Any],
     reports: dict[str, DMReport],
     class_weights: dict[str, float] | None,
+    training_questions: list[str],
 ) -> dict[str, Any]:
     return {
         "format_version": 1,
@@ -584,6 +605,7 @@ def _metadata(
         "class_weights": class_weights,
         "data": data,
         "metrics": {k: r.model_dump(mode="json") for k, r in reports.items()},
+        "training_questions": training_questions,
     }
 
 
@@ -598,7 +620,7 @@ def _model_card(meta: dict[str, Any], reports: dict[str, DMReport]) -> str:
     threshold_text = (
         f"`accept_threshold` = {meta['accept_threshold']:.3f} (non-final steps), "
         f"`answer_threshold` = {meta['answer_threshold']:.3f} (answer-carrying steps), "
-        f"chosen by Youden's J on the {meta['threshold_source'].replace('_', ' ')}."
+        f"chosen by Youden's J on the {meta['threshold_source'].replace('_', ' ')} steps."
         if "accept_threshold" in meta
         else "none chosen (no eval data); the graph's defaults apply."
     )
@@ -633,7 +655,9 @@ def _model_card(meta: dict[str, Any], reports: dict[str, DMReport]) -> str:
         "",
         f"Tasks: {', '.join(train['tasks']) or 'n/a'}; labels: "
         f"{', '.join(f'{k} ({v})' for k, v in train['label_kinds'].items())}. {sizes}."
-        + (" The eval split holds out whole items." if data.get("eval") else ""),
+        + (" The eval part shares no question with training." if data.get("eval") else "")
+        + f" `{DM_METADATA_FILE}` lists a hash of each training question "
+        "(`training_questions`), so evaluations can refuse to report on them.",
         "",
         f"Base model: `{base}`. Settings: epochs {meta['training']['epochs']:g}, "
         f"lr {meta['training']['learning_rate']:g}, batch {meta['training']['batch_size']}, "
@@ -646,7 +670,7 @@ def _model_card(meta: dict[str, Any], reports: dict[str, DMReport]) -> str:
         "## Metrics",
         "",
         *(
-            r.to_markdown({"eval": "Eval split", "held_out": "Held out"}[k])
+            r.to_markdown({"eval": "Dev / eval part", "held_out": "Held out (test)"}[k])
             for k, r in reports.items()
         ),
         *([] if reports else ["none (no eval split and no held-out data)."]),
@@ -683,15 +707,19 @@ def train_dm(
     config: TrainConfig,
     held_out: Sequence[StepExample] | None = None,
     progress: bool = True,
+    *,
+    dev: Sequence[StepExample] | None = None,
 ) -> TrainResult:
     """Fine-tune a DM on ``train`` and export it to ``config.output_dir``.
 
     Args:
-        train: Labelled training steps. ``config.eval_fraction`` of their items is held out
-            for evaluation, early stopping and the thresholds.
+        train: Labelled training steps (the split's train questions).
         config: Training settings (`TrainConfig`).
-        held_out: Optional separate test steps (items not in ``train``); reported, and used
-            for the thresholds only when there is no eval split.
+        held_out: Optional test steps (questions not in ``train``): reported only — never
+            used to choose thresholds or the stopping point.
+        dev: Labelled steps of the dev questions: early stopping and the thresholds are
+            chosen on them. Without them ``config.eval_fraction`` of the training questions
+            is held out for that.
         progress: Show Trainer's progress bar and per-epoch logs; `False` keeps it silent.
 
     Returns:
@@ -714,9 +742,13 @@ def train_dm(
 
     started = time.perf_counter()
     held = list(held_out or [])
-    _check_training_data(train, held, config)
+    dev_rows = list(dev or [])
+    _check_training_data(train, held, config, dev_rows)
     out = _check_output_dir(config)
-    train_part, eval_part = split_by_item(train, config.eval_fraction, config.seed)
+    if dev_rows:
+        train_part, eval_part = list(train), dev_rows
+    else:
+        train_part, eval_part = split_by_question(train, config.eval_fraction, config.seed)
     source, base_name = _resolve_base(config)
 
     set_seed(config.seed)
@@ -774,15 +806,16 @@ def train_dm(
         if held:
             reports["held_out"] = evaluate_dm(scorer, held, progress=progress)
         del scorer
-        threshold_source: Literal["eval_split", "held_out"] | None = None
+        threshold_source: Literal["dev", "eval_split"] | None = None
         thresholds: dict[str, float] = {}
         if "eval" in reports:
-            threshold_source, thresholds = "eval_split", reports["eval"].thresholds
-        elif "held_out" in reports:
-            threshold_source, thresholds = "held_out", reports["held_out"].thresholds
-            notes.append("no eval split: thresholds were chosen on held_out (optimistic there)")
+            threshold_source = "dev" if dev_rows else "eval_split"
+            thresholds = reports["eval"].thresholds
         else:
-            notes.append("no eval data: no thresholds written; the graph's defaults apply")
+            notes.append(
+                "no dev or eval data: no thresholds written (never chosen on held-out test "
+                "steps); the graph's defaults apply"
+            )
         for key, report in reports.items():
             notes += [f"{key}: {n}" for n in report.threshold_notes]
 
@@ -791,7 +824,10 @@ def train_dm(
             "eval": _data_summary(eval_part) if eval_part else None,
             "held_out": _data_summary(held) if held else None,
         }
-        meta = _metadata(config, base_name, thresholds, threshold_source, data, reports, weights)
+        trained_on = sorted({question_hash(e.question) for e in train_part})
+        meta = _metadata(
+            config, base_name, thresholds, threshold_source, data, reports, weights, trained_on
+        )
         (staging / DM_METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         (staging / "README.md").write_text(_model_card(meta, reports))
         _move_into_place(staging, out)

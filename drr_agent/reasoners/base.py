@@ -3,7 +3,8 @@
 The graph never talks to a model directly; it asks a `Reasoner` for ``n`` candidate next steps
 given the question, the accepted path and the rejected alternatives. The Reasoner builds the
 prompt (`StepPrompt`), stops the model at the step separator, strips an echoed prefill, cuts
-the first step out of the completion (`StepFormat`) and reports token usage. Any
+the first step out of the completion (`StepFormat`) and reports token usage and, when asked,
+the completion's mean token log-prob (for ranking candidates, `DRRConfig.dm_weight`). Any
 ``BaseChatModel`` works: ``ChatOpenAI`` against vLLM or an API, the embedded llama.cpp model,
 or LangChain's fake chat models in tests.
 """
@@ -11,6 +12,7 @@ or LangChain's fake chat models in tests.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +34,9 @@ class Proposal:
     completion_tokens: int
     answer: str | None = None
     """Set for a step asked as the final answer (``final=True``): the answer it gives."""
+    logprob: float | None = None
+    """Mean token log-prob of the completion (length-normalised, so long and short steps
+    compare), when log-probs were asked for and the model returned them; else ``None``."""
 
 
 class Reasoner:
@@ -45,6 +50,12 @@ class Reasoner:
         name: Identity recorded with traces and results; defaults to the model's name.
         continuation: Extra call arguments for prompts that end with a prefilled assistant
             message (e.g. vLLM's ``continue_final_message``; see `openai_compatible_reasoner`).
+
+    With ``logprobs=True`` every call also asks for token log-probs (OpenAI's ``logprobs``,
+    which ``ChatOpenAI`` returns in ``response_metadata["logprobs"]["content"]``; vLLM and the
+    llama.cpp server answer in the same shape, with the completion's tokens only: neither the
+    prefill nor the stop sequence is among them). A model that returns none (fake chat models,
+    some APIs) gives ``Proposal.logprob=None``.
 
     A model with a fixed ``seed`` (``ChatOpenAI(seed=...)``, the embedded model) would write
     the same step every time it is asked the same thing, so a retry after a rejection, or
@@ -82,12 +93,15 @@ class Reasoner:
         return dict(self.continuation) if prefill else {}
 
     def _call_kwargs(
-        self, call_index: int, n: int, prefill: str, greedy_first: bool
+        self, call_index: int, n: int, prefill: str, greedy_first: bool, logprobs: bool
     ) -> list[dict[str, Any]]:
         """Per-candidate invoke kwargs: a derived seed when the model has a fixed one, the
         continuation arguments when the prompt ends with a prefill, temperature 0 for the
-        first candidate when ``greedy_first``."""
+        first candidate when ``greedy_first``, the log-prob request when ``logprobs``."""
         kwargs = [self.continuation_for(prefill) for _ in range(n)]
+        if logprobs:
+            for kw in kwargs:
+                kw.update(LOGPROB_REQUEST)
         if self.base_seed is not None:
             for i, kw in enumerate(kwargs):
                 kw["seed"] = call_seed(self.base_seed, call_index, i)
@@ -122,6 +136,7 @@ class Reasoner:
             prompt_tokens=int(usage.get("input_tokens", 0)),
             completion_tokens=int(usage.get("output_tokens", 0)),
             answer=answer,
+            logprob=mean_logprob(message),
         )
 
     async def apropose(
@@ -135,6 +150,7 @@ class Reasoner:
         call_index: int = 0,
         final: bool = False,
         greedy_first: bool = False,
+        logprobs: bool = False,
     ) -> list[Proposal]:
         """Ask for ``n`` candidate next steps concurrently.
 
@@ -143,11 +159,13 @@ class Reasoner:
             final: The step must be the final answer (the budget allows no other).
             greedy_first: Decode the first candidate greedily (temperature 0): the model's
                 best guess, with sampling kept for the other candidates and for retries.
+            logprobs: Ask for token log-probs, to fill ``Proposal.logprob`` (off by default:
+                they cost response size, and only a ranking that blends them needs them).
         """
         fmt = step_format or StepFormat()
         messages = self.prompt.messages(question, steps, rejected, final=final)
         prefill = self.prompt.prefill_text(steps, final=final)
-        kwargs = self._call_kwargs(call_index, n, prefill, greedy_first)
+        kwargs = self._call_kwargs(call_index, n, prefill, greedy_first, logprobs)
         if n == 1:  # the common case; abatch's fan-out costs more than the graph's own step
             outputs = [await self.model.ainvoke(messages, stop=[fmt.separator], **kwargs[0])]
         else:
@@ -165,17 +183,41 @@ class Reasoner:
         call_index: int = 0,
         final: bool = False,
         greedy_first: bool = False,
+        logprobs: bool = False,
     ) -> list[Proposal]:
         """Sync twin of `apropose`."""
         fmt = step_format or StepFormat()
         messages = self.prompt.messages(question, steps, rejected, final=final)
         prefill = self.prompt.prefill_text(steps, final=final)
-        kwargs = self._call_kwargs(call_index, n, prefill, greedy_first)
+        kwargs = self._call_kwargs(call_index, n, prefill, greedy_first, logprobs)
         if n == 1:
             outputs = [self.model.invoke(messages, stop=[fmt.separator], **kwargs[0])]
         else:
             outputs = list(self._fan_out(fmt, kwargs).invoke(messages).values())
         return [self._parse(_as_message(o), prefill, fmt, final) for o in outputs]
+
+
+LOGPROB_REQUEST: dict[str, Any] = {"logprobs": True, "top_logprobs": 1}
+"""Call arguments that ask for token log-probs. ``top_logprobs=1`` because the llama.cpp server
+otherwise sends 20 alternatives per token (10× the response; measured on the embedded model),
+and ``0`` there switches log-probs off altogether; only the sampled tokens' own are used."""
+
+
+def mean_logprob(message: BaseMessage) -> float | None:
+    """Mean log-prob of the tokens of a reply (OpenAI shape, see `Reasoner`), else ``None``.
+
+    ``None`` when the reply carries none (the model was not asked, or cannot) or they are
+    malformed: ranking then falls back to the DM's score instead of failing the run.
+    """
+    logprobs = (getattr(message, "response_metadata", None) or {}).get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(content, list):
+        return None
+    values = [t.get("logprob") for t in content if isinstance(t, dict)]
+    numbers = [float(v) for v in values if isinstance(v, int | float)]
+    if not numbers or len(numbers) != len(content) or not all(map(math.isfinite, numbers)):
+        return None
+    return sum(numbers) / len(numbers)
 
 
 def call_seed(base: int, call_index: int, candidate: int) -> int:

@@ -58,6 +58,14 @@ class StepScorer(ABC):
     def thresholds(self) -> dict[str, float]:
         return {}
 
+    @property
+    def trained_questions(self) -> frozenset[str] | None:
+        """Hashes (`drr_agent.tasks.splits.question_hash`) of the questions this DM was
+        trained on, when its card records them; ``None`` when unknown (a rule critic, a DM
+        trained elsewhere). Evaluations use it to refuse reporting a DM on its own training
+        questions."""
+        return None
+
     @abstractmethod
     async def ascore(self, items: Sequence[StepContext]) -> list[float]:
         """Probabilities in [0, 1], one per item, in order. Must not block the event loop."""

@@ -40,6 +40,12 @@ def read_dm_metadata(path: Path) -> dict[str, object]:
     return data
 
 
+def stored_training_questions(meta: dict[str, object]) -> frozenset[str] | None:
+    """The training-question hashes recorded in DM metadata (``None``: not recorded)."""
+    hashes = meta.get("training_questions")
+    return frozenset(str(h) for h in hashes) if isinstance(hashes, list) else None
+
+
 def stored_thresholds(meta: dict[str, object]) -> dict[str, float]:
     """The accept / answer thresholds recorded in DM metadata (`read_dm_metadata`)."""
     return {
@@ -178,6 +184,10 @@ class HFScorer(StepScorer):
     @property
     def thresholds(self) -> dict[str, float]:
         return stored_thresholds(self._meta)
+
+    @property
+    def trained_questions(self) -> frozenset[str] | None:
+        return stored_training_questions(self._meta)
 
     def _fit(self, item: StepContext) -> tuple[str, str]:
         return fit_to_window(self.tokenizer, item, self.max_length)

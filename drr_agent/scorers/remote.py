@@ -93,15 +93,21 @@ class RemoteScorer(StepScorer):
         self._tokenizer: Any = None
         self._max_length = 256
         stored: dict[str, float] = {}
+        self._trained_questions: frozenset[str] | None = None
         if dm_path is not None:
             from transformers import AutoTokenizer
 
-            from drr_agent.scorers.hf import read_dm_metadata, stored_thresholds
+            from drr_agent.scorers.hf import (
+                read_dm_metadata,
+                stored_thresholds,
+                stored_training_questions,
+            )
 
             meta = read_dm_metadata(Path(dm_path))
             self._tokenizer = AutoTokenizer.from_pretrained(str(dm_path))
             self._max_length = int(meta.get("max_length") or self._max_length)  # type: ignore[arg-type]
             stored = stored_thresholds(meta)
+            self._trained_questions = stored_training_questions(meta)
         self._thresholds = dict(thresholds) if thresholds is not None else stored
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
@@ -112,6 +118,10 @@ class RemoteScorer(StepScorer):
     @property
     def thresholds(self) -> dict[str, float]:
         return self._thresholds
+
+    @property
+    def trained_questions(self) -> frozenset[str] | None:
+        return self._trained_questions
 
     def __repr__(self) -> str:
         return f"RemoteScorer({self.url!r}, model={self.model!r})"

@@ -1,4 +1,4 @@
-"""Tasks: questions with gold answers, the answer checker, and train / held-out splits.
+"""Tasks: questions with gold answers, the answer checker, train / dev / test splits by question.
 
 `load_task(name, ...)` builds a `Task` by looking its loader up in `TASKS`, the one registry
 of task names (add a task by adding a loader there, or with `register_task`):
@@ -12,7 +12,7 @@ of task names (add a task by adding a loader there, or with `register_task`):
 - ``jsonl``: any local JSON Lines file of ``{"question", "answer"}`` rows.
 
 `is_correct` / `normalize_answer` are the one answer checker traces, labels and evaluations
-share; `split_task` makes the deterministic train / held-out `TaskSplit`.
+share; `split_task` makes the deterministic train / dev / test `TaskSplit`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,14 @@ from drr_agent.tasks.sources import (
     load_strategyqa,
     load_svamp,
 )
-from drr_agent.tasks.splits import SplitPart, TaskSplit, check_no_leak, split_task
+from drr_agent.tasks.splits import (
+    SplitPart,
+    TaskSplit,
+    check_no_leak,
+    question_hash,
+    question_key,
+    split_task,
+)
 
 TaskLoader = Callable[..., Task]
 """``(*, limit, seed, path, **params) -> Task``; a prefix loader gets the rest of the name first."""
@@ -151,6 +158,8 @@ __all__ = [
     "load_task",
     "normalize_answer",
     "parse_numbers",
+    "question_hash",
+    "question_key",
     "register_task",
     "split_task",
     "task_names",

@@ -55,3 +55,22 @@ class Task(BaseModel):
     instruction: str = DEFAULT_INSTRUCTION
     step_format: StepFormat = Field(default_factory=StepFormat)
     params: dict[str, Any] = Field(default_factory=dict)
+
+    def distinct(self) -> Task:
+        """The task with each normalised question once (its first item kept).
+
+        Generated tasks repeat questions (``basic_arithmetic`` has 242 distinct ones, so 200
+        items hold ~140); an evaluation that wants n *questions* takes them from here.
+        """
+        from drr_agent.tasks.splits import question_key
+
+        seen: set[str] = set()
+        items = []
+        for item in self.items:
+            key = question_key(item.question)
+            if key not in seen:
+                seen.add(key)
+                items.append(item)
+        return self.model_copy(
+            update={"items": tuple(items), "params": {**self.params, "distinct": True}}
+        )

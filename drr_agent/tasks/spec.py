@@ -28,11 +28,14 @@ class TaskSpec(BaseModel):
     seed: int = 0
     path: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    distinct: bool = False
+    """Keep each normalised question once (`Task.distinct`), after generating ``limit``."""
 
     def load(self) -> Task:
         from drr_agent.tasks import load_task
 
-        return load_task(self.name, limit=self.limit, seed=self.seed, path=self.path, **self.params)
+        task = load_task(self.name, limit=self.limit, seed=self.seed, path=self.path, **self.params)
+        return task.distinct() if self.distinct else task
 
     def save(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,21 @@
-"""Deterministic train / held-out splits of a task, saved as JSON next to the data they split.
+"""Deterministic train / dev / test splits of a task, by question, saved beside the data.
 
-The DM is trained on traces of the *train* items; its thresholds are picked and the method is
-evaluated on the *held-out* items, so no item may be in both. `split_task` sorts the item ids
-and shuffles them with ``random.Random(seed)``: the same ids and seed always give the same
-split, whatever order the loader returned the items in. By default items with the same
-question text stay in the same part: generated tasks repeat questions (200 ``basic_arithmetic``
-items hold only ~140 distinct ones), and a question seen in training is no held-out question.
-A `TaskSplit` records the ids of both parts and a fingerprint of them, so two runs can tell
-cheaply whether they used the same split.
+The evaluation protocol has three parts, and every number the project reports depends on
+keeping them apart:
+
+- **train**: the Reasoner's traces on these questions are labelled and train the DM;
+- **dev**: every choice — the DM's thresholds and early stopping, budgets, label kind,
+  candidates per step, blend weights — is made on these questions;
+- **test**: reported, never used to choose anything.
+
+`split_task` groups items by their *normalised question* (`question_key`: case and runs of
+whitespace ignored), sorts the groups and shuffles them with ``random.Random(seed)``, so the
+same items and seed always give the same split whatever order the loader returned them in,
+and a question asked twice (generated tasks repeat questions: 200 ``basic_arithmetic`` items
+hold only ~140 distinct ones) is never on two sides. A `TaskSplit` records the ids of the
+three parts and a fingerprint of them, so two runs can tell cheaply whether they used the same
+split. ``held_out`` is the old name of the test part and is still accepted everywhere (files
+written before the dev part existed load with an empty dev part).
 """
 
 from __future__ import annotations
@@ -27,40 +35,94 @@ from drr_agent.errors import describe_validation_error
 from drr_agent.tasks.base import Task, TaskItem
 from drr_agent.tasks.errors import SplitLeakError, TaskDataError
 
-__all__ = ["GroupBy", "SplitPart", "TaskSplit", "check_no_leak", "split_fingerprint", "split_task"]
+__all__ = [
+    "PARTS",
+    "GroupBy",
+    "SplitPart",
+    "TaskSplit",
+    "check_no_leak",
+    "question_fingerprint",
+    "question_hash",
+    "question_key",
+    "resolve_part",
+    "split_fingerprint",
+    "split_task",
+]
 
-SplitPart = Literal["train", "held_out"]
+SplitPart = Literal["train", "dev", "test", "held_out"]
+"""A part of a split; ``held_out`` is the legacy name of ``test``."""
+PARTS: tuple[str, ...] = ("train", "dev", "test")
 GroupBy = Literal["question", "id"]
 
 
-def check_no_leak(train_ids: Iterable[str], held_out_ids: Iterable[str]) -> None:
-    """Raise `SplitLeakError` if any id is in both parts (the error lists a few of them)."""
-    both = sorted(set(train_ids) & set(held_out_ids))
-    if both:
-        shown = ", ".join(repr(i) for i in both[:5]) + (", ..." if len(both) > 5 else "")
-        raise SplitLeakError(
-            f"{len(both)} item id(s) are in both the train and the held-out part: {shown}"
-        )
+def resolve_part(part: str) -> Literal["train", "dev", "test"]:
+    """The canonical name of a part (``held_out`` -> ``test``); `ValueError` for others."""
+    if part == "held_out":
+        return "test"
+    if part not in PARTS:
+        raise ValueError(f"unknown split part {part!r}; expected one of train, dev, test")
+    return part  # type: ignore[return-value]
 
 
-def split_fingerprint(train_ids: Iterable[str], held_out_ids: Iterable[str]) -> str:
-    """A short hash of which ids are in which part (independent of their order)."""
-    payload = json.dumps({"held_out": sorted(held_out_ids), "train": sorted(train_ids)})
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+def question_key(question: str) -> str:
+    """A question as the split compares it: case-folded, whitespace runs collapsed."""
+    return " ".join(question.split()).casefold()
+
+
+def question_hash(question: str) -> str:
+    """A short hash of one normalised question: what a DM card lists of its training
+    questions (``training_questions``), so an evaluation can check overlap without the text."""
+    return hashlib.sha256(question_key(question).encode()).hexdigest()[:12]
+
+
+def question_fingerprint(questions: Iterable[str]) -> str:
+    """A short hash of a set of questions (by `question_key`, order and repeats ignored)."""
+    keys = sorted({question_key(q) for q in questions})
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+
+
+def check_no_leak(*parts: tuple[str, Iterable[str]]) -> None:
+    """Raise `SplitLeakError` if any id is in two of the named parts (lists a few)."""
+    seen: dict[str, str] = {}
+    for name, ids in parts:
+        for i in ids:
+            if i in seen and seen[i] != name:
+                both = sorted(set(ids) & {k for k, v in seen.items() if v == seen[i]})
+                shown = ", ".join(repr(x) for x in both[:5]) + (", ..." if len(both) > 5 else "")
+                raise SplitLeakError(
+                    f"{len(both)} item id(s) are in both the {seen[i]} and the {name} part: "
+                    f"{shown}"
+                )
+            seen[i] = name
+
+
+def split_fingerprint(
+    train_ids: Iterable[str], test_ids: Iterable[str], dev_ids: Iterable[str] = ()
+) -> str:
+    """A short hash of which ids are in which part (independent of their order).
+
+    Without a dev part the hash is the one two-part splits always had, so old split files
+    keep their fingerprint.
+    """
+    data: dict[str, list[str]] = {"held_out": sorted(test_ids), "train": sorted(train_ids)}
+    dev = sorted(dev_ids)
+    if dev:
+        data["dev"] = dev
+    return hashlib.sha256(json.dumps(data, sort_keys=bool(dev)).encode()).hexdigest()[:16]
 
 
 class TaskSplit(BaseModel):
-    """Which items of a task are for training and which are held out.
+    """Which items of a task train the DM, which choose settings, which are reported.
 
     Attributes:
         task: Name of the task the ids belong to (`Task.name`).
         seed: Seed of the shuffle that made the split.
-        group_by: ``"question"`` (items with the same question text were kept in one part)
-            or ``"id"`` (every item on its own).
-        train_ids: Ids of the training items, sorted.
-        held_out_ids: Ids of the held-out items, sorted.
-        fingerprint: `split_fingerprint` of the two parts; computed when omitted, checked
-            when given (a hand-edited file is caught on load).
+        group_by: ``"question"`` (items with the same normalised question were kept in one
+            part) or ``"id"`` (every item on its own: only for tasks without repeats).
+        train_ids / dev_ids / test_ids: Ids of each part, sorted. ``held_out_ids`` (the
+            old name of ``test_ids``) is accepted on input.
+        fingerprint: `split_fingerprint` of the parts; computed when omitted, checked when
+            given (a hand-edited file is caught on load).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -69,26 +131,34 @@ class TaskSplit(BaseModel):
     seed: int
     group_by: GroupBy = "question"
     train_ids: tuple[str, ...]
-    held_out_ids: tuple[str, ...]
+    dev_ids: tuple[str, ...] = ()
+    test_ids: tuple[str, ...]
     fingerprint: str
 
     @model_validator(mode="before")
     @classmethod
-    def _fill_fingerprint(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not data.get("fingerprint"):
-            data = dict(data)
+    def _legacy_and_fingerprint(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "held_out_ids" in data:
+            if "test_ids" in data:
+                raise ValueError("give test_ids or its old name held_out_ids, not both")
+            data["test_ids"] = data.pop("held_out_ids")
+        if not data.get("fingerprint"):
             data["fingerprint"] = split_fingerprint(
-                data.get("train_ids") or (), data.get("held_out_ids") or ()
+                data.get("train_ids") or (), data.get("test_ids") or (), data.get("dev_ids") or ()
             )
         return data
 
     @model_validator(mode="after")
     def _check(self) -> TaskSplit:
-        for name, ids in (("train_ids", self.train_ids), ("held_out_ids", self.held_out_ids)):
+        named = (("train", self.train_ids), ("dev", self.dev_ids), ("test", self.test_ids))
+        for name, ids in named:
             if len(set(ids)) != len(ids):
-                raise ValueError(f"{name} lists an id more than once")
-        check_no_leak(self.train_ids, self.held_out_ids)
-        expected = split_fingerprint(self.train_ids, self.held_out_ids)
+                raise ValueError(f"{name}_ids lists an id more than once")
+        check_no_leak(*named)
+        expected = split_fingerprint(self.train_ids, self.test_ids, self.dev_ids)
         if self.fingerprint != expected:
             raise ValueError(
                 f"fingerprint {self.fingerprint!r} does not match the ids (expected "
@@ -96,15 +166,25 @@ class TaskSplit(BaseModel):
             )
         return self
 
-    def ids(self, part: SplitPart) -> tuple[str, ...]:
-        """The ids of one part."""
-        if part == "train":
-            return self.train_ids
-        if part == "held_out":
-            return self.held_out_ids
-        raise ValueError(f"unknown split part {part!r}; expected 'train' or 'held_out'")
+    @property
+    def held_out_ids(self) -> tuple[str, ...]:
+        """The test part under its old name."""
+        return self.test_ids
 
-    def items(self, task: Task, part: SplitPart) -> tuple[TaskItem, ...]:
+    def ids(self, part: str) -> tuple[str, ...]:
+        """The ids of one part (``held_out`` = ``test``)."""
+        return {"train": self.train_ids, "dev": self.dev_ids, "test": self.test_ids}[
+            resolve_part(part)
+        ]
+
+    def part_of(self, item_id: str) -> str | None:
+        """Which part an id is in (``None``: in none)."""
+        for part in PARTS:
+            if item_id in self.ids(part):
+                return part
+        return None
+
+    def items(self, task: Task, part: str) -> tuple[TaskItem, ...]:
         """The items of ``task`` in one part, in the task's order.
 
         Raises:
@@ -123,10 +203,15 @@ class TaskSplit(BaseModel):
             )
         return items
 
-    def subtask(self, task: Task, part: SplitPart) -> Task:
+    def subtask(self, task: Task, part: str) -> Task:
         """``task`` restricted to one part (same name, instruction and answer type)."""
-        params = {**task.params, "split_part": part, "split_fingerprint": self.fingerprint}
+        canonical = resolve_part(part)
+        params = {**task.params, "split_part": canonical, "split_fingerprint": self.fingerprint}
         return task.model_copy(update={"items": self.items(task, part), "params": params})
+
+    def counts(self) -> dict[str, int]:
+        """Items per part."""
+        return {part: len(self.ids(part)) for part in PARTS}
 
     def save(self, path: str | Path) -> Path:
         """Write the split as JSON (parent folders are created)."""
@@ -137,7 +222,7 @@ class TaskSplit(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> TaskSplit:
-        """Read a split written by `save`.
+        """Read a split written by `save` (or by a version without a dev part).
 
         Raises:
             TaskDataError: The file is not valid JSON or not a valid split (the message names
@@ -155,56 +240,70 @@ class TaskSplit(BaseModel):
             raise TaskDataError(f"{path}: not a valid task split: {details}") from exc
 
 
-def _question_key(question: str) -> str:
-    return " ".join(question.split()).casefold()
+def _count(amount: int | float, n: int, what: str, task: str) -> int:
+    """An amount of items: an ``int`` count (0..n) or a ``float`` fraction (rounded half up)."""
+    if isinstance(amount, bool) or not isinstance(amount, int | float):
+        raise TypeError(f"{what} must be an int count or a float fraction, not {amount!r}")
+    if isinstance(amount, float):
+        if not 0.0 <= amount <= 1.0:
+            raise ValueError(f"{what} fraction must be in [0, 1], got {amount}")
+        return math.floor(n * amount + 0.5)
+    if not 0 <= amount <= n:
+        raise ValueError(f"{what} count must be in [0, {n}] for task {task!r}")
+    return amount
 
 
 def split_task(
-    task: Task, held_out: int | float, seed: int, *, group_by: GroupBy = "question"
+    task: Task,
+    test: int | float,
+    seed: int,
+    *,
+    dev: int | float = 0,
+    group_by: GroupBy = "question",
 ) -> TaskSplit:
-    """Split ``task`` into train and held-out items, deterministically.
+    """Split ``task`` into train, dev and test items, deterministically and by question.
 
     Args:
         task: The task to split (its item ids must be unique).
-        held_out: How many items to hold out: an ``int`` is a count (0 to all items), a
-            ``float`` in [0, 1] a fraction of the items (rounded half up).
+        test: How many items to report on: an ``int`` is a count, a ``float`` in [0, 1] a
+            fraction of the items (rounded half up).
         seed: Seed of the shuffle. Ids are sorted before shuffling, so the split depends
             only on the set of ids (and questions) and the seed.
-        group_by: ``"question"`` (default) keeps items whose question text is the same
-            (ignoring case and spacing) in one part; the held-out part then gets at most
-            ``held_out`` items, fewer only when a repeated question does not fit. ``"id"``
-            treats every item on its own and holds out exactly ``held_out`` items.
+        dev: How many items to choose settings on (count or fraction, as ``test``); they
+            are taken after the test part, from the same shuffled order.
+        group_by: ``"question"`` (default) keeps items whose normalised question is the same
+            in one part; a part then gets at most the asked number of items, fewer only when
+            a repeated question does not fit. ``"id"`` treats every item on its own.
     """
     ids = [item.id for item in task.items]
     if len(set(ids)) != len(ids):
         dupes = sorted(i for i, k in Counter(ids).items() if k > 1)
         raise ValueError(f"task {task.name!r} has duplicate item ids: {dupes[:5]}")
     n = len(ids)
-    if isinstance(held_out, bool) or not isinstance(held_out, int | float):
-        raise TypeError(f"held_out must be an int count or a float fraction, not {held_out!r}")
-    if isinstance(held_out, float):
-        if not 0.0 <= held_out <= 1.0:
-            raise ValueError(f"held_out fraction must be in [0, 1], got {held_out}")
-        count = math.floor(n * held_out + 0.5)
-    else:
-        if not 0 <= held_out <= n:
-            raise ValueError(f"held_out count must be in [0, {n}] for task {task.name!r}")
-        count = held_out
+    n_test = _count(test, n, "test", task.name)
+    n_dev = _count(dev, n, "dev", task.name)
+    if n_test + n_dev > n:
+        raise ValueError(
+            f"test ({n_test}) + dev ({n_dev}) items exceed the {n} items of task {task.name!r}"
+        )
     if group_by not in ("question", "id"):
         raise ValueError(f"group_by must be 'question' or 'id', not {group_by!r}")
 
     # groups of ids, each sorted, listed by their first id: independent of the task's order
     groups: dict[str, list[str]] = {}
     for item in sorted(task.items, key=lambda it: it.id):
-        key = _question_key(item.question) if group_by == "question" else item.id
+        key = question_key(item.question) if group_by == "question" else item.id
         groups.setdefault(key, []).append(item.id)
     order = sorted(groups.values())
     random.Random(seed).shuffle(order)
-    held: list[str] = []
+    test_part: list[str] = []
+    dev_part: list[str] = []
     train: list[str] = []
     for group in order:
-        if len(held) + len(group) <= count:
-            held.extend(group)
+        if len(test_part) + len(group) <= n_test:
+            test_part.extend(group)
+        elif len(dev_part) + len(group) <= n_dev:
+            dev_part.extend(group)
         else:
             train.extend(group)
     return TaskSplit(
@@ -212,6 +311,7 @@ def split_task(
         seed=seed,
         group_by=group_by,
         train_ids=tuple(sorted(train)),
-        held_out_ids=tuple(sorted(held)),
+        dev_ids=tuple(sorted(dev_part)),
+        test_ids=tuple(sorted(test_part)),
         fingerprint="",
     )
