@@ -167,6 +167,20 @@ def _check_plan(out: Path, plan: QuickstartPlan, force: bool) -> None:
     path.write_text(plan.model_dump_json(indent=2) + "\n")
 
 
+def _fit_parts(n: int, test: int, dev: int) -> tuple[int, int]:
+    """Test and dev sizes that leave at least a third of ``n`` items to train on.
+
+    A task with few distinct questions (``products``: 100) cannot give the plan's 120 test
+    questions; it keeps the plan's test : dev ratio and reports its smaller n.
+    """
+    room = n - -(-n // 3)  # n minus ceil(n / 3)
+    if test + dev <= room:
+        return test, dev
+    scale = room / (test + dev)
+    fitted_dev = max(1, int(dev * scale))
+    return max(1, room - fitted_dev), fitted_dev
+
+
 def _say(progress: bool, message: str) -> None:
     if progress:
         from rich.console import Console
@@ -216,7 +230,14 @@ def run_quickstart(
     # 1. split (saved beside the traces, where `drr eval --traces` looks for it)
     traces_file = out / "traces.jsonl"
     task = plan.task.load()
-    split = split_task(task, plan.test, plan.seed, dev=plan.dev)
+    test, dev = _fit_parts(len(task.items), plan.test, plan.dev)
+    if (test, dev) != (plan.test, plan.dev):
+        _say(
+            progress,
+            f"{task.name} has {len(task.items)} items: {test} test and {dev} dev instead of "
+            f"{plan.test} and {plan.dev}, so a third stays to train on",
+        )
+    split = split_task(task, test, plan.seed, dev=dev)
     plan.task.save(traces_file.with_name("traces.task.json"))
     split.save(traces_file.with_name("traces.split.json"))
     test_task = split.subtask(task, "test")

@@ -28,8 +28,9 @@ def quickstart(
     size: Annotated[
         Size,
         typer.Option(
-            help="small: 120 training items x 4 traces, cot/stepwise/self_critique/drr; "
-            "full: 400 x 8, all six methods."
+            help="small: the task's distinct questions split 120 test / 40 dev / the rest "
+            "train, 4 traces per train and dev question, six methods; full: 8 traces, "
+            "3 epochs, best_of_n_dm too."
         ),
     ] = Size.small,
     task: Annotated[
@@ -41,8 +42,9 @@ def quickstart(
     ] = "basic_arithmetic",
     force: Annotated[bool, typer.Option(help="Continue a folder made with another plan.")] = False,
 ) -> None:
-    """Distill traces, label them, train the DM, and compare DRR with chain-of-thought and
-    self-critique on held-out items — on the embedded SmolLM2 Reasoner and MiniLM DM (CPU)."""
+    """Distill traces, label them, train the DM (thresholds on dev), and compare DRR with
+    chain-of-thought, self-consistency, self-critique, the graph without a critic and the
+    oracle critic on test questions — on the embedded SmolLM2 Reasoner and MiniLM DM (CPU)."""
     from drr_agent.quickstart import PLANS, run_quickstart
 
     started = time.perf_counter()
