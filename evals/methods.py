@@ -18,10 +18,14 @@ same Reasoner (``ctx.reasoner``), under the same task instruction and answer che
 - ``oracle``: the same graph and budgets with an evaluation-only critic that reads the gold
   answer (`oracle_critic`): a final answer scores 1 if the task's checker accepts it, else 0;
   another step scores 0 if it writes an arithmetic equation that is wrong, 1 if all its
-  equations are right, 0.5 (neutral) if it writes none. No DM can do better in this graph
-  and these budgets, so it is the ceiling a DM's ``drr`` result is read against (critic
+  equations are right, 0.5 (neutral) if it writes none. It knows what a DM can only
+  estimate, so it is the ceiling a DM's ``drr`` result is read against in this graph and
+  these budgets (critic
   efficiency = (drr − stepwise) / (oracle − stepwise), `evals.paired`). Never a method to
   deploy: it needs the answer.
+- ``lp_rank``: ``stepwise`` with ``dm_weight=0``: with ``candidates_per_step > 1`` the
+  candidates are ranked by the Reasoner's own per-token probability, no DM. What ``drr``
+  adds over it is what the DM knows that the Reasoner's likelihood does not.
 - ``best_of_n_dm``: ``k`` sampled traces (the same seeds as ``self_consistency``, so both see
   the same samples on a seeded backend); the DM scores every step of every trace and the
   answer of the trace with the highest *minimum* step score wins among the traces whose

@@ -190,3 +190,35 @@ def test_summary_reports_paired_comparisons_and_critic_efficiency():
     restored = EvalSummary.model_validate(old)
     assert restored.comparisons == [] and restored.critic_efficiency is None
     assert "Paired comparisons" not in restored.to_markdown()
+
+
+def test_seeds_summary_mean_and_sd_by_hand():
+    from evals.records import EvalRecord
+    from evals.seeds import summarize_seeds
+    from evals.summary import summarize
+
+    def run(right_drr: int, right_stepwise: int) -> object:
+        records = [
+            EvalRecord(
+                run_id="r",
+                task="t",
+                method=m,
+                item_id=f"i{i}",
+                question="q",
+                gold="1",
+                correct=i < right,
+            )
+            for m, right in (("drr", right_drr), ("stepwise", right_stepwise))
+            for i in range(10)
+        ]
+        return summarize(records, ["drr", "stepwise"], run_id="r", task="t", reasoner="x")
+
+    spread = summarize_seeds({0: run(6, 5), 1: run(8, 5), 2: run(7, 5)})
+    drr = next(s for s in spread.methods if s.name == "drr")
+    assert drr.values == [0.6, 0.8, 0.7] and abs(drr.mean - 0.7) < 1e-12
+    assert abs(drr.sd - 0.1) < 1e-12  # sample sd of 0.6, 0.8, 0.7
+    diff = next(s for s in spread.differences if s.name == "drr − stepwise")
+    assert [round(v, 6) for v in diff.values] == [0.1, 0.3, 0.2]
+    assert "| drr | 0.700 ± 0.100 |" in spread.to_markdown()
+    single = summarize_seeds({3: run(6, 5)})
+    assert single.methods[0].sd is None

@@ -127,12 +127,28 @@ def eval_command(
     accept_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
     answer_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
     candidates: Annotated[int, typer.Option(min=1, help="Graph candidates per step.")] = 1,
+    dm_weight: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="β: rank candidates by β·DM + (1−β)·the Reasoner's per-token probability "
+            "(1: the DM alone).",
+        ),
+    ] = 1.0,
     max_steps: Annotated[int, typer.Option(min=1)] = 8,
     max_reasoner_calls: Annotated[int, typer.Option(min=1)] = 24,
     max_backtracks: Annotated[int, typer.Option(min=0)] = 4,
     on_budget: Annotated[OnBudget, typer.Option()] = OnBudget.answer_best,
     concurrency: Annotated[int, typer.Option(min=1, help="(method, item) jobs at once.")] = 4,
     seed: Annotated[int, typer.Option(help="Sampling seed (and the untrained head's).")] = 0,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated seeds: one run per seed in OUT/seed-<s>/, and mean ± sd over "
+            "seeds in OUT/seeds.md (overrides --seed)."
+        ),
+    ] = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -167,6 +183,7 @@ def eval_command(
             accept_threshold=accept_threshold,
             answer_threshold=answer_threshold,
             candidates_per_step=candidates,
+            dm_weight=dm_weight,
             max_steps=max_steps,
             max_reasoner_calls=max_reasoner_calls,
             max_backtracks=max_backtracks,
@@ -207,26 +224,41 @@ def eval_command(
                 SelfCritiqueScorer(the_reasoner.model), steps, seed=seed, progress=True
             )
             settings = settings.model_copy(update={"critic_thresholds": report.thresholds})
-        ctx = MethodContext(the_task, the_reasoner, scorer, config, settings)
-        summary = asyncio.run(
-            run_eval(
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else []
+        per_seed = {}
+        for one_seed in seed_list or [seed]:
+            ctx = MethodContext(
                 the_task,
-                items,
-                wanted,
-                ctx,
-                out,
-                concurrency=concurrency,
-                force=force,
-                plots=not no_plots,
-                retry_errors=retry_errors,
-                allow_trained_questions=force,
+                the_reasoner,
+                scorer,
+                config,
+                settings.model_copy(update={"seed": one_seed}),
             )
-        )
+            per_seed[one_seed] = summary = asyncio.run(
+                run_eval(
+                    the_task,
+                    items,
+                    wanted,
+                    ctx,
+                    out / f"seed-{one_seed}" if seed_list else out,
+                    concurrency=concurrency,
+                    force=force,
+                    plots=not no_plots,
+                    retry_errors=retry_errors,
+                    allow_trained_questions=force,
+                )
+            )
     except DRRError as exc:
         raise fail(str(exc)) from exc
     except ValueError as exc:  # unknown methods, pydantic validation of the options
         raise fail(f"invalid option: {exc}", 2) from exc
     table = summary.to_markdown()
+    if seed_list:
+        from evals.seeds import summarize_seeds, write_seeds
+
+        spread = summarize_seeds(per_seed)
+        write_seeds(spread, out)
+        table = spread.to_markdown()
     if console.is_terminal:
         console.print(Markdown(table))
     else:  # a log or a pipe: the Markdown text itself, never cut to 80 columns

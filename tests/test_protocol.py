@@ -1,0 +1,159 @@
+"""The evaluation protocol: train / dev / test by question, the refusal to report a DM on its
+training questions, and the gold-aware oracle critic (the ceiling of any DM in the graph)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import drr_agent.retry
+from drr_agent import DRRConfig, FunctionScorer, Reasoner, StepContext
+from drr_agent.tasks import Task, TaskItem, TaskSplit, question_hash, split_task
+from drr_agent.tasks.errors import TaskDataError
+from drr_agent.tasks.splits import question_fingerprint, split_fingerprint
+from evals import METHODS, MethodContext, MethodSettings, run_eval
+from evals.methods import oracle_critic
+from evals.runner import TrainedOnEvalItemsError
+from tests.test_evals import Scripted
+
+
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(drr_agent.retry, "backoff_s", lambda attempt: 0.0)
+
+
+def _task(questions: list[str], gold: str = "11") -> Task:
+    items = tuple(
+        TaskItem(id=f"i{n:03d}", question=q, gold=gold, answer_type="number")
+        for n, q in enumerate(questions)
+    )
+    return Task(name="t", source="test", items=items, answer_type="number")
+
+
+# -- splits ----------------------------------------------------------------------------------
+def test_three_parts_are_disjoint_by_question_with_case_and_space_variants():
+    base = [f"What is {a} + {b}?" for a in range(6) for b in range(5)]  # 30 questions
+    variants = [q.upper() for q in base[:10]] + [f"  {q.replace(' ', '   ')} " for q in base[:10]]
+    task = _task(base + variants)  # 50 items, 30 distinct questions
+    split = split_task(task, 10, seed=3, dev=8)
+    by_id = {item.id: " ".join(item.question.split()).casefold() for item in task.items}
+    parts = {p: {by_id[i] for i in split.ids(p)} for p in ("train", "dev", "test")}
+    assert not parts["train"] & parts["dev"]
+    assert not parts["train"] & parts["test"]
+    assert not parts["dev"] & parts["test"]
+    assert len(split.test_ids) <= 10 and len(split.dev_ids) <= 8
+    assert sum(split.counts().values()) == 50
+    assert split_task(task, 10, seed=3, dev=8) == split  # deterministic
+    assert split.ids("held_out") == split.test_ids  # the old name of the test part
+    with pytest.raises(ValueError, match="exceed"):
+        split_task(task, 30, seed=0, dev=30)
+
+    distinct = task.distinct()
+    assert len(distinct.items) == 30 and distinct.params["distinct"] is True
+    split = split_task(distinct, 10, seed=3, dev=8)
+    assert split.counts() == {"train": 12, "dev": 8, "test": 10}
+
+
+def test_a_two_part_split_file_still_loads(tmp_path):
+    legacy = {
+        "task": "t",
+        "seed": 0,
+        "group_by": "question",
+        "train_ids": ["a", "b"],
+        "held_out_ids": ["c"],
+        "fingerprint": split_fingerprint(["a", "b"], ["c"]),
+    }
+    path = tmp_path / "old.split.json"
+    path.write_text(json.dumps(legacy))
+    split = TaskSplit.load(path)
+    assert split.test_ids == ("c",) and split.dev_ids == () and split.held_out_ids == ("c",)
+    assert split.part_of("c") == "test" and split.part_of("z") is None
+    legacy["dev_ids"] = ["a"]  # edited by hand: in two parts and a stale fingerprint
+    path.write_text(json.dumps(legacy))
+    with pytest.raises(TaskDataError, match="both the train and the dev part"):
+        TaskSplit.load(path)
+
+
+def test_question_hashes_ignore_case_and_spacing():
+    assert question_hash("What is 7 + 4?") == question_hash("  what IS 7  +  4? ")
+    assert question_hash("What is 7 + 4?") != question_hash("What is 7 + 5?")
+    assert question_fingerprint(["b", "A"]) == question_fingerprint(["a", "B", "b"])
+
+
+# -- the refusal -----------------------------------------------------------------------------
+class _TrainedDM(FunctionScorer):
+    """A DM double whose card lists the questions it was trained on."""
+
+    def __init__(self, questions: list[str]) -> None:
+        super().__init__(lambda c: 0.9, name="trained-dm")
+        self._trained = frozenset(question_hash(q) for q in questions)
+
+    @property
+    def trained_questions(self) -> frozenset[str]:
+        return self._trained
+
+
+async def test_eval_refuses_a_dm_on_its_training_questions(tmp_path):
+    task = _task(["Calculate 7 + 4.", "Calculate 2 + 9."])
+    ctx = MethodContext(
+        task,
+        Reasoner(Scripted()),
+        _TrainedDM(["calculate 7 +  4."]),  # the first item's question, spelled otherwise
+        DRRConfig(max_steps=2, max_reasoner_calls=4),
+        MethodSettings(),
+    )
+    with pytest.raises(TrainedOnEvalItemsError, match=r"1 of the 2 items .*'i000'.*--force"):
+        await run_eval(task, task.items, ["drr"], ctx, tmp_path / "a", progress=False)
+    assert not (tmp_path / "a" / "records.jsonl").exists()  # refused before any item ran
+    # methods without the DM are not refused, and the override reports it anyway
+    await run_eval(task, task.items, ["cot"], ctx, tmp_path / "b", progress=False, plots=False)
+    summary = await run_eval(
+        task,
+        task.items,
+        ["drr"],
+        ctx,
+        tmp_path / "c",
+        progress=False,
+        plots=False,
+        allow_trained_questions=True,
+    )
+    assert summary.method("drr").n == 2
+
+
+# -- the oracle ------------------------------------------------------------------------------
+def test_oracle_critic_scores_by_gold_and_equations():
+    item = TaskItem(id="q", question="Calculate 7 + 4.", gold="11", answer_type="number")
+    task = _task(["Calculate 7 + 4."])
+    critic = oracle_critic(item, task)
+    contexts = [
+        StepContext(item.question, (), "Answer: 11"),
+        StepContext(item.question, (), "Answer: 12"),
+        StepContext(item.question, (), "7 + 4 = 11"),
+        StepContext(item.question, (), "7 + 4 = 12"),
+        StepContext(item.question, (), "First add the numbers."),
+        StepContext(item.question, ("7 + 4 = 11",), "The answer is 11."),
+    ]
+    assert critic.score(contexts) == [1.0, 0.0, 1.0, 0.0, 0.5, 1.0]
+    accept, answer = DRRConfig().thresholds(critic.thresholds)
+    assert 0.0 < accept < 0.5 <= answer <= 1.0  # neutral steps pass, wrong ones never do
+
+
+async def test_oracle_finds_the_right_answer_stepwise_misses():
+    task = _task(["Calculate 7 + 4."])
+    ctx = MethodContext(
+        task,
+        Reasoner(Scripted()),
+        None,
+        DRRConfig(max_steps=3, max_reasoner_calls=8, max_retries_per_point=3),
+        MethodSettings(),
+    )
+    item = task.items[0]
+    # Scripted: "7 + 4 = 11" then "Answer: 12"; once "7 + 4 = 11" is rejected at the
+    # question, "4 + 7 = 11" then "Answer: 11"
+    stepwise = await METHODS["stepwise"](item, ctx)
+    oracle = await METHODS["oracle"](item, ctx)
+    assert stepwise.answer == "12"
+    assert oracle.answer == "11" and oracle.backtracks == 1 and oracle.dm_calls == 0
+    texts = [t["text"] for t in oracle.details["thoughts"] if t["status"] == "rejected"]
+    assert "Answer: 12" in texts
