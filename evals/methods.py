@@ -287,11 +287,8 @@ def _graph_reasoner(item: TaskItem, ctx: MethodContext) -> Reasoner:
     A backend with a ``seed`` field (``ChatOpenAI``) gets ``sample_seed(seed, item, 0)`` so runs
     repeat; the `Reasoner` derives the seed of each call and candidate from it.
     """
-    model = ctx.reasoner.model
-    if "seed" in type(model).model_fields:
-        model = model.model_copy(update={"seed": sample_seed(ctx.settings.seed, item.id, 0)})
-    prompt = ctx.reasoner.prompt.model_copy(update={"instruction": ctx.task.instruction})
-    return Reasoner(model, prompt, name=ctx.reasoner.name, continuation=ctx.reasoner.continuation)
+    seed = sample_seed(ctx.settings.seed, item.id, 0)
+    return ctx.reasoner.derive(seed=seed, instruction=ctx.task.instruction)
 
 
 def _tree_details(result: DRRResult) -> dict[str, Any]:

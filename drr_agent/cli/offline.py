@@ -239,6 +239,60 @@ def labels(
     console.print(_summary_table(f"labels: {out}", summarize_labels(examples).model_dump()))
 
 
+@app.command()
+def siblings(
+    traces_file: Annotated[
+        Path, typer.Option("--traces", help="Trace file of drr traces: its task spec and split.")
+    ],
+    out: Annotated[Path, typer.Option(help="Labelled candidates (JSON Lines); resumed.")],
+    split: Annotated[
+        SplitChoice, typer.Option(help="Which questions (never test: it is reported only).")
+    ] = SplitChoice.train_dev,
+    candidates: Annotated[int, typer.Option(min=2, help="First-step candidates per question.")] = 4,
+    answers: Annotated[int, typer.Option(min=1, help="Final answers asked after each.")] = 2,
+    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling of the others.")] = 0.7,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Longest step.")] = 64,
+    seed: Annotated[int, typer.Option()] = 0,
+    concurrency: Annotated[int, typer.Option(min=1)] = 8,
+    reasoner: ReasonerOpt = EMBEDDED,
+    model: ModelOpt = None,
+    style: StyleOpt = None,
+    vllm: VllmOpt = False,
+) -> None:
+    """Label the candidates the graph itself proposes at each question (greedy + samples) and
+    the answers after each, by the Reasoner's answer and the gold: sibling pairs for the DM."""
+    from drr_agent.offline.labels import summarize_labels
+    from drr_agent.offline.siblings import sibling_examples
+    from drr_agent.tasks.spec import TaskSpec
+    from drr_agent.tasks.splits import TaskSplit
+
+    try:
+        if "test" in split.parts:
+            raise DRRError("sibling labels are training data: use --split train, dev or train+dev")
+        task = TaskSpec.read(task_spec_path(traces_file)).load()
+        the_split = TaskSplit.load(split_path(traces_file))
+        the_reasoner = make_reasoner(
+            reasoner, model, style, vllm, temperature=temperature, max_tokens=max_tokens
+        )
+        for part in split.parts:
+            examples = asyncio.run(
+                sibling_examples(
+                    task,
+                    the_split.items(task, part),
+                    part,  # type: ignore[arg-type]
+                    the_reasoner,
+                    out,
+                    candidates=candidates,
+                    answers=answers,
+                    seed=seed,
+                    concurrency=concurrency,
+                )
+            )
+    except DRRError as exc:
+        raise fail(str(exc)) from exc
+    console.print(_summary_table(f"siblings: {out}", summarize_labels(examples).model_dump()))
+
+
 def _read_examples(path: Path):
     from drr_agent.offline.jsonl import RecordFile
     from drr_agent.offline.records import StepExample

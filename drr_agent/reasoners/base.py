@@ -87,6 +87,19 @@ class Reasoner:
     def __repr__(self) -> str:
         return f"Reasoner({self.name!r}, style={self.prompt.style!r})"
 
+    def derive(self, *, seed: int | None = None, instruction: str | None = None) -> Reasoner:
+        """A copy re-seeded (when the model takes a ``seed``: ``ChatOpenAI``, the embedded
+        model) and/or under another task instruction; name, prompt style and continuation
+        arguments stay. Evaluations and labellers seed one copy per item, so every item gets
+        its own samples and a rerun repeats them."""
+        model = self.model
+        if seed is not None and "seed" in getattr(type(model), "model_fields", {}):
+            model = model.model_copy(update={"seed": seed})
+        prompt = self.prompt
+        if instruction is not None:
+            prompt = prompt.model_copy(update={"instruction": instruction})
+        return Reasoner(model, prompt, name=self.name, continuation=self.continuation)
+
     def continuation_for(self, prefill: str) -> dict[str, Any]:
         """The continuation arguments a prompt needs: only one ending with a prefill gets them
         (vLLM refuses ``continue_final_message`` after the user's turn)."""

@@ -1,0 +1,115 @@
+"""Choose the graph's search settings on dev: candidates per step K and the blend weight β.
+
+Every choice is made on the split's *dev* questions and only then run once on *test*. This
+script takes a finished quickstart folder (its plan, task, split, DM and self-critique
+thresholds), evaluates ``stepwise``, ``lp_rank``, ``drr`` and ``oracle`` on the dev questions
+for each (K, β) of a grid — the same library calls ``drr eval`` makes — and writes one table
+with every setting's dev accuracy, its paired difference to ``stepwise`` and its tokens, plus
+the setting it picks: the highest ``drr`` dev accuracy, ties to the cheaper setting.
+
+    .venv/bin/python -m evals.benchmarks.dev_sweep --run runs/quickstart --candidates 1,3 \\
+        --dm-weights 1,0.5 --out runs/quickstart/dev-sweep
+
+Each setting is its own resumable ``drr eval`` folder under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+from drr_agent.quickstart import PLAN_FILE, QuickstartPlan
+from drr_agent.reasoners import embedded_reasoner
+from drr_agent.scorers import HFScorer
+from drr_agent.tasks.splits import TaskSplit
+from evals.methods import MethodContext, MethodSettings
+from evals.runner import run_eval
+
+METHODS = ("stepwise", "lp_rank", "drr", "oracle")
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+async def sweep(run: Path, out: Path, ks: list[int], betas: list[float]) -> list[dict]:
+    plan = QuickstartPlan.model_validate_json((run / PLAN_FILE).read_text())
+    task = plan.task.load()
+    split = TaskSplit.load(run / "traces.split.json")
+    dev = split.subtask(task, "dev")
+    critic = run / "critic_thresholds.json"
+    settings = MethodSettings(
+        k=plan.k,
+        temperature=plan.temperature,
+        max_tokens=plan.max_tokens,
+        seed=plan.seed,
+        critic_thresholds=json.loads(critic.read_text()) if critic.is_file() else None,
+    )
+    reasoner = embedded_reasoner(
+        temperature=plan.step_temperature, max_tokens=plan.step_max_tokens, seed=plan.seed
+    )
+    scorer = HFScorer(run / "dm", num_threads=1)
+    rows = []
+    for k in ks:
+        for beta in betas if k > 1 else [1.0]:  # one candidate: nothing to rank
+            config = plan.graph.model_copy(update={"candidates_per_step": k, "dm_weight": beta})
+            ctx = MethodContext(dev, reasoner, scorer, config, settings)
+            summary = await run_eval(
+                dev,
+                dev.items,
+                list(METHODS),
+                ctx,
+                out / f"k{k}-b{beta:g}",
+                concurrency=plan.concurrency,
+                progress=True,
+                plots=False,
+            )
+            diffs = {(c.method, c.baseline): c for c in summary.comparisons}
+            row = {"candidates": k, "dm_weight": beta, "n": summary.items}
+            for m in METHODS:
+                row[m] = summary.method(m).accuracy
+                row[f"{m}_tokens"] = summary.method(m).mean_tokens
+            d = diffs.get(("drr", "stepwise"))
+            row["drr_minus_stepwise"] = None if d is None else [d.diff, d.ci_low, d.ci_high]
+            rows.append(row)
+    return rows
+
+
+def _markdown(rows: list[dict], chosen: dict) -> str:
+    lines = [
+        "| K | β | n | stepwise | lp_rank | drr | oracle | drr − stepwise [95% CI] | drr tokens |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in rows:
+        d = r["drr_minus_stepwise"]
+        diff = "-" if d is None else f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
+        lines.append(
+            f"| {r['candidates']} | {r['dm_weight']:g} | {r['n']} | {r['stepwise']:.3f} "
+            f"| {r['lp_rank']:.3f} | {r['drr']:.3f} | {r['oracle']:.3f} | {diff} "
+            f"| {r['drr_tokens']:.1f} |"
+        )
+    lines += ["", f"Chosen on dev: K = {chosen['candidates']}, β = {chosen['dm_weight']:g}."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="a finished quickstart folder")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--candidates", default="1,3")
+    parser.add_argument("--dm-weights", default="1,0.5")
+    args = parser.parse_args()
+    out = args.out or args.run / "dev-sweep"
+    ks = [int(k) for k in _floats(args.candidates)]
+    rows = asyncio.run(sweep(args.run, out, ks, _floats(args.dm_weights)))
+    chosen = max(rows, key=lambda r: (r["drr"], -r["drr_tokens"]))
+    (out / "sweep.json").write_text(json.dumps({"rows": rows, "chosen": chosen}, indent=2))
+    table = _markdown(rows, chosen)
+    (out / "sweep.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
