@@ -75,8 +75,9 @@ class StepPrompt(BaseModel):
         """The answer in a completion of a ``final`` prompt: its first line, without the
         trailing full stop (a chat-style reply may still start with an answer marker)."""
         line = completion.strip().split("\n", 1)[0].strip()
-        line = re.sub(r"^(?:answer|final answer|result)\s*[:=-]\s*", "", line, flags=re.I)
-        return line.rstrip(".").strip()
+        # "So the result is: 11", ": Answer: 11": punctuation left of the answer is not it
+        line = re.sub(r"^(?:[:=\s-]*(?:answer|final answer|result)\s*[:=-])+", "", line, flags=re.I)
+        return line.lstrip(":= ").rstrip(".").strip()
 
     def messages(
         self,

@@ -65,7 +65,7 @@ def plot_accuracy_vs_tokens(summary: EvalSummary, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-GRAPH_METHODS = ("drr", "self_critique", "stepwise")
+GRAPH_METHODS = ("drr", "self_critique", "stepwise", "lp_rank", "oracle")
 
 
 def plot_backtracks(

@@ -172,3 +172,18 @@ def test_continuation_arguments_go_only_with_a_prefill() -> None:
     reasoner.propose("q", ["a"])  # a prefilled assistant turn ends it
     reasoner.propose("q", [], final=True)  # "Answer:" is a prefill too
     assert [("extra_body" in k) for k in sent] == [False, True, True]
+
+
+def test_final_answer_drops_punctuation_left_of_the_answer():
+    # SmolLM2 continues "So the result is" with ": 11" or ": : 11" as often as with " 11"
+    prompt = StepPrompt()
+    for completion, answer in [
+        (" 11", "11"),
+        (": 11", "11"),
+        (": : 11", "11"),
+        ("Answer: 11.", "11"),
+        (": Answer: X", "X"),
+        (" -5", "-5"),
+        (" 11\nmore text", "11"),
+    ]:
+        assert prompt.final_answer(completion) == answer, completion
