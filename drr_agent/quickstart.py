@@ -67,6 +67,10 @@ class QuickstartPlan(BaseModel):
             drifts later is labelled wrong). The default is an earlier round's choice; the
             README says on which items it was made.
         label_rollouts: Answer rollouts per step (``labels="answer"``).
+        siblings: First-step candidates the graph's own prompt proposes per train and dev
+            question, each labelled by the answer after it, with ``sibling_answers`` answers
+            after each (`drr_agent.offline.siblings`); added to the trace labels. 0: none.
+        pair_weight: Weight of the pairwise loss on sibling pairs (`TrainConfig.pair_weight`).
         epochs / learning_rate / batch_size / max_length: DM training (`TrainConfig`).
         methods: Methods compared on the test items (`evals.methods.METHODS`); ``oracle`` is
             the ceiling (a gold-aware critic in the same graph), ``stepwise`` the ablation.
@@ -91,6 +95,9 @@ class QuickstartPlan(BaseModel):
     max_tokens: int = Field(default=160, ge=1)
     labels: Literal["answer", "outcome"] = "answer"
     label_rollouts: int = Field(default=1, ge=1)
+    siblings: int = Field(default=0, ge=0)
+    sibling_answers: int = Field(default=2, ge=1)
+    pair_weight: float = Field(default=0.0, ge=0)
     epochs: float = Field(default=2.0, gt=0)
     learning_rate: float = Field(default=1e-4, gt=0)
     batch_size: int = Field(default=32, ge=1)
@@ -209,6 +216,7 @@ def run_quickstart(
     from drr_agent.offline.jsonl import RecordFile
     from drr_agent.offline.labels import mc_examples, outcome_examples
     from drr_agent.offline.records import StepExample, TraceRecord
+    from drr_agent.offline.siblings import sibling_examples
     from drr_agent.offline.traces import sample_traces
     from drr_agent.offline.train import TrainConfig, train_dm
     from drr_agent.reasoners import embedded_reasoner
@@ -298,6 +306,24 @@ def run_quickstart(
         f"(sample accuracy {traces.accuracy:.2f})",
     )
 
+    if plan.siblings:
+        _say(progress, f"2/4 labelling {plan.siblings} sibling candidates per question")
+        for part in ("train", "dev"):
+            siblings = asyncio.run(
+                sibling_examples(
+                    task,
+                    split.items(task, part),
+                    part,
+                    reasoner,
+                    out / "siblings.jsonl",
+                    candidates=plan.siblings,
+                    answers=plan.sibling_answers,
+                    seed=plan.seed,
+                    concurrency=plan.concurrency,
+                    progress=progress,
+                )
+            )
+        examples = [*examples, *siblings]
     train_examples = [e for e in examples if e.split == "train"]
     dev_examples = [e for e in examples if e.split == "dev"]
 
@@ -315,6 +341,7 @@ def run_quickstart(
                 batch_size=plan.batch_size,
                 max_length=plan.max_length,
                 seed=plan.seed,
+                pair_weight=plan.pair_weight,
             ),
             progress=progress,
             dev=dev_examples,

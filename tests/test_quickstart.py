@@ -51,6 +51,8 @@ TINY = QuickstartPlan(
     test=6,
     dev=8,
     samples=3,
+    siblings=2,
+    pair_weight=1.0,
     epochs=1,
     batch_size=8,
     methods=("cot", "stepwise", "self_critique", "drr", "oracle"),
@@ -75,6 +77,7 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
         "eval/summary.md",
         "eval/summary.json",
         "critic_thresholds.json",
+        "siblings.jsonl",
     ):
         assert (out / name).is_file(), name
     split = json.loads((out / "traces.split.json").read_text())

