@@ -34,7 +34,9 @@ def _floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x.strip()]
 
 
-async def sweep(run: Path, out: Path, ks: list[int], betas: list[float]) -> list[dict]:
+async def sweep(
+    run: Path, out: Path, ks: list[int], betas: list[float], methods: tuple[str, ...] = METHODS
+) -> list[dict]:
     plan = QuickstartPlan.model_validate_json((run / PLAN_FILE).read_text())
     task = plan.task.load()
     split = TaskSplit.load(run / "traces.split.json")
@@ -59,7 +61,7 @@ async def sweep(run: Path, out: Path, ks: list[int], betas: list[float]) -> list
             summary = await run_eval(
                 dev,
                 dev.items,
-                list(METHODS),
+                list(methods),
                 ctx,
                 out / f"k{k}-b{beta:g}",
                 concurrency=plan.concurrency,
@@ -69,8 +71,8 @@ async def sweep(run: Path, out: Path, ks: list[int], betas: list[float]) -> list
             diffs = {(c.method, c.baseline): c for c in summary.comparisons}
             row = {"candidates": k, "dm_weight": beta, "n": summary.items}
             for m in METHODS:
-                row[m] = summary.method(m).accuracy
-                row[f"{m}_tokens"] = summary.method(m).mean_tokens
+                row[m] = summary.method(m).accuracy if m in methods else None
+                row[f"{m}_tokens"] = summary.method(m).mean_tokens if m in methods else None
             d = diffs.get(("drr", "stepwise"))
             row["drr_minus_stepwise"] = None if d is None else [d.diff, d.ci_low, d.ci_high]
             rows.append(row)
@@ -85,10 +87,10 @@ def _markdown(rows: list[dict], chosen: dict) -> str:
     for r in rows:
         d = r["drr_minus_stepwise"]
         diff = "-" if d is None else f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
+        acc = [("-" if r[m] is None else f"{r[m]:.3f}") for m in METHODS]
         lines.append(
-            f"| {r['candidates']} | {r['dm_weight']:g} | {r['n']} | {r['stepwise']:.3f} "
-            f"| {r['lp_rank']:.3f} | {r['drr']:.3f} | {r['oracle']:.3f} | {diff} "
-            f"| {r['drr_tokens']:.1f} |"
+            f"| {r['candidates']} | {r['dm_weight']:g} | {r['n']} | {' | '.join(acc)} "
+            f"| {diff} | {r['drr_tokens']:.1f} |"
         )
     lines += ["", f"Chosen on dev: K = {chosen['candidates']}, β = {chosen['dm_weight']:g}."]
     return "\n".join(lines) + "\n"
@@ -100,10 +102,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--candidates", default="1,3")
     parser.add_argument("--dm-weights", default="1,0.5")
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help="a subset of " + ",".join(METHODS)
+    )
     args = parser.parse_args()
     out = args.out or args.run / "dev-sweep"
     ks = [int(k) for k in _floats(args.candidates)]
-    rows = asyncio.run(sweep(args.run, out, ks, _floats(args.dm_weights)))
+    methods = tuple(m for m in args.methods.split(",") if m)
+    if "drr" not in methods or not set(methods) <= set(METHODS):
+        parser.error(f"--methods must include drr and be a subset of {','.join(METHODS)}")
+    rows = asyncio.run(sweep(args.run, out, ks, _floats(args.dm_weights), methods))
     chosen = max(rows, key=lambda r: (r["drr"], -r["drr_tokens"]))
     (out / "sweep.json").write_text(json.dumps({"rows": rows, "chosen": chosen}, indent=2))
     table = _markdown(rows, chosen)
