@@ -103,6 +103,15 @@ def parse_params(pairs: list[str]) -> dict[str, object]:
     return params
 
 
+DmWeightOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="β: rank candidates by β·DM + (1−β)·the Reasoner's per-token probability "
+        "(1: the DM alone).",
+    ),
+]
 DmUrlOpt = Annotated[
     str | None,
     typer.Option(

@@ -21,6 +21,7 @@ import typer
 from drr_agent.cli._common import (
     EMBEDDED,
     DmUrlOpt,
+    DmWeightOpt,
     ModelOpt,
     ReasonerOpt,
     StyleOpt,
@@ -127,15 +128,7 @@ def eval_command(
     accept_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
     answer_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
     candidates: Annotated[int, typer.Option(min=1, help="Graph candidates per step.")] = 1,
-    dm_weight: Annotated[
-        float,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="β: rank candidates by β·DM + (1−β)·the Reasoner's per-token probability "
-            "(1: the DM alone).",
-        ),
-    ] = 1.0,
+    dm_weight: DmWeightOpt = 1.0,
     max_steps: Annotated[int, typer.Option(min=1)] = 8,
     max_reasoner_calls: Annotated[int, typer.Option(min=1)] = 24,
     max_backtracks: Annotated[int, typer.Option(min=0)] = 4,

@@ -13,6 +13,7 @@ from rich.table import Table
 from drr_agent.cli._common import (
     EMBEDDED,
     DmUrlOpt,
+    DmWeightOpt,
     ModelOpt,
     ReasonerOpt,
     StyleOpt,
@@ -83,15 +84,7 @@ def solve(
     accept_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
     answer_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
     candidates: Annotated[int, typer.Option(min=1, help="Candidates per step.")] = 1,
-    dm_weight: Annotated[
-        float,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="β: rank candidates by β·DM + (1−β)·the Reasoner's per-token probability "
-            "(1: the DM alone).",
-        ),
-    ] = 1.0,
+    dm_weight: DmWeightOpt = 1.0,
     max_steps: Annotated[int, typer.Option(min=1)] = 8,
     max_reasoner_calls: Annotated[int, typer.Option(min=1)] = 24,
     on_budget: Annotated[OnBudget, typer.Option()] = OnBudget.answer_best,
