@@ -41,10 +41,12 @@ def test_traces_labels_train_evaluate_and_solve(tmp_path, embedded):
                 "16",
                 "--task-seed",
                 "42",
-                "--held-out",
+                "--test",
+                "0.25",
+                "--dev",
                 "0.25",
                 "--split",
-                "both",
+                "all",
                 "--samples",
                 "3",
                 "--max-tokens",
@@ -56,11 +58,13 @@ def test_traces_labels_train_evaluate_and_solve(tmp_path, embedded):
     )
     records = RecordFile(traces, TraceRecord).read()
     assert len(records) == len({r.key for r in records}) == 16 * 3  # every item is in one part
-    assert {r.split for r in records} == {"train", "held_out"}
+    assert {r.split for r in records} == {"train", "dev", "test"}
     assert (tmp_path / "traces.task.json").is_file() and (tmp_path / "traces.split.json").is_file()
     split = json.loads((tmp_path / "traces.split.json").read_text())
-    assert not set(split["train_ids"]) & set(split["held_out_ids"])
-    assert {r.item_id for r in records if r.split == "held_out"} <= set(split["held_out_ids"])
+    for part in ("train", "dev", "test"):  # each record in its part, no question on two sides
+        assert {r.item_id for r in records if r.split == part} <= set(split[f"{part}_ids"])
+        others = {r.question for r in records if r.split != part}
+        assert not {r.question for r in records if r.split == part} & others
 
     labels = tmp_path / "labels.jsonl"
     _ok(runner.invoke(app, ["labels", "--traces", str(traces), "--out", str(labels)]))
@@ -85,11 +89,37 @@ def test_traces_labels_train_evaluate_and_solve(tmp_path, embedded):
         ],
     )
     _ok(result)
-    assert "AUROC" in result.output
+    assert "AUROC" in result.output and "sibling-pair accuracy" in result.output
     assert (dm / "model.safetensors").is_file() and (dm / DM_METADATA_FILE).is_file()
     assert not list(dm.glob("*.bin")), "weights are saved as safetensors only"
+    meta = json.loads((dm / DM_METADATA_FILE).read_text())
+    assert meta["threshold_source"] == "dev"  # thresholds and early stopping on dev steps
+    trained = {r.question for r in records if r.split == "train"}
+    assert len(meta["training_questions"]) == len({" ".join(q.split()).lower() for q in trained})
 
-    _ok(runner.invoke(app, ["dm-eval", "--dm", str(dm), "--labels", str(labels)]))
+    _ok(runner.invoke(app, ["dm-eval", "--dm", str(dm), "--labels", str(labels)]))  # test steps
+
+    # the DM is never reported on its own training questions, unless forced
+    refused = runner.invoke(
+        app,
+        [
+            "eval",
+            "--traces",
+            str(traces),
+            "--dm",
+            str(dm),
+            "--methods",
+            "drr",
+            "--split",
+            "train",
+            "--limit-items",
+            "1",
+            "--out",
+            str(tmp_path / "eval"),
+            "--no-plots",
+        ],
+    )
+    assert refused.exit_code != 0 and "trained on the questions" in refused.output
 
     scorer = HFScorer(dm, num_threads=1)  # a trained classifier: no allow_untrained_head
     assert set(scorer.thresholds) == {"accept_threshold", "answer_threshold"}
