@@ -26,7 +26,7 @@ import numpy as np
 
 from drr_agent.offline.records import StepExample
 from drr_agent.scorers.base import StepContext
-from drr_agent.scorers.rules import _EQUATION, check_equations
+from drr_agent.scorers.rules import EQUATION, check_equations
 
 __all__ = ["DEFAULT_PAIR_LIMIT", "minimal_pairs", "pair_accuracy", "sibling_pairs"]
 
@@ -83,7 +83,7 @@ def _wrong_equation(step: str, rng: random.Random) -> str | None:
     if not verdicts or not all(verdicts):
         return None
     # the equations check_equations judged (it skips those whose left side does not parse)
-    checked = [m for m in _EQUATION.finditer(step) if check_equations(m.group(0))]
+    checked = [m for m in EQUATION.finditer(step) if check_equations(m.group(0))]
     match = rng.choice(checked)
     start, end = match.span("rhs")
     wrong = step[:start] + _shift(match["rhs"], rng.choice(_DELTAS)) + step[end:]

@@ -16,11 +16,11 @@ from collections.abc import Callable
 
 from drr_agent.scorers.base import FunctionScorer, StepContext
 
-__all__ = ["arithmetic_check", "arithmetic_scorer", "check_equations"]
+__all__ = ["EQUATION", "arithmetic_check", "arithmetic_scorer", "check_equations"]
 
 _NUMBER = r"-?\d+(?:\.\d+)?"
 # "3 + 4 * (2 - 1) = 7": an arithmetic expression (at least one operator), "=", a number
-_EQUATION = re.compile(
+EQUATION = re.compile(
     rf"(?P<lhs>[(\s]*{_NUMBER}(?:[\s()]*[-+*/×x÷][\s(]*{_NUMBER}[\s)]*)+)\s*=\s*(?P<rhs>{_NUMBER})"
 )
 _OPS: dict[type[ast.operator], Callable[[float, float], float]] = {
@@ -51,7 +51,7 @@ def check_equations(text: str) -> list[bool]:
     skipped rather than judged.
     """
     verdicts: list[bool] = []
-    for match in _EQUATION.finditer(text):
+    for match in EQUATION.finditer(text):
         lhs = match["lhs"].replace("×", "*").replace("x", "*").replace("÷", "/")
         try:
             value = _evaluate(ast.parse(lhs.strip(), mode="eval"))
