@@ -1,12 +1,13 @@
-"""``drr eval``: compare DRR with its baselines on a task's held-out items (async, resumable).
+"""``drr eval``: compare DRR with its baselines on a task's test items (async, resumable).
 
 The harness lives in the top-level ``evals`` package (installed with drr-agent); it is imported
 when the command runs, so ``import drr_agent`` never pulls it (or matplotlib) in.
 
 Items come either from task options (the same as ``drr traces``: the split is recomputed from
-``--held-out`` / ``--split-seed``) or from ``--traces FILE``, whose ``*.task.json`` and
-``*.split.json`` name the exact task and split the DM was trained on, so the evaluation runs on
-the held-out items the DM never saw.
+``--test`` / ``--dev`` / ``--split-seed``) or from ``--traces FILE``, whose ``*.task.json`` and
+``*.split.json`` name the exact task and split the DM was trained on. ``--split test`` (the
+default) reports; ``--split dev`` is for choosing settings. A DM is never reported on
+questions its card says it was trained on (``--force`` overrides).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from drr_agent.cli.offline import SplitChoice, split_path, task_spec_path
 from drr_agent.cli.solve import OnBudget
 from drr_agent.errors import DRRError
 
-DEFAULT_METHODS = "cot,self_consistency,stepwise,self_critique,drr,best_of_n_dm"
+DEFAULT_METHODS = "cot,self_consistency,stepwise,self_critique,drr,oracle"
 
 
 class Aggregate(StrEnum):
@@ -157,8 +158,9 @@ def eval_command(
     style: StyleOpt = None,
     vllm: VllmOpt = False,
 ) -> None:
-    """Evaluate methods (cot, self_consistency, stepwise, self_critique, drr, best_of_n_dm) on
-    held-out items: one record per item, a summary with 95% intervals and cost, plots."""
+    """Evaluate methods (cot, self_consistency, stepwise, self_critique, drr, oracle, lp_rank,
+    best_of_n_dm) on test items: one record per item, a summary with 95% intervals, paired
+    differences, critic efficiency and cost, plots."""
     from rich.markdown import Markdown
 
     from drr_agent.config import DRRConfig
