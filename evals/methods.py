@@ -349,14 +349,24 @@ async def self_critique(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
     return outcome
 
 
+async def _graph_with_rule_critic(
+    item: TaskItem, ctx: MethodContext, critic: StepScorer, **thresholds: float | None
+) -> MethodOutcome:
+    """The graph and budgets of ``drr`` with a critic that is not a DM and costs nothing
+    (accept-all, the oracle): ``thresholds`` override the config's, no DM calls are counted."""
+    config = ctx.config.model_copy(update=thresholds)
+    result = await _run_graph(item, replace(ctx, config=config), critic)
+    outcome = _graph_outcome(result, TokenUsage(), 0)
+    outcome.dm_calls = 0
+    return outcome
+
+
 async def stepwise(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
     """The graph without a critic (every step accepted): the ablation of ``drr``'s DM."""
     accept_all = FunctionScorer(lambda _: 1.0, name="accept-all")
-    config = ctx.config.model_copy(update={"accept_threshold": 0.0, "answer_threshold": 0.0})
-    result = await _run_graph(item, replace(ctx, config=config), accept_all)
-    outcome = _graph_outcome(result, TokenUsage(), 0)
-    outcome.dm_calls = 0  # the stand-in critic is free and is not a DM
-    return outcome
+    return await _graph_with_rule_critic(
+        item, ctx, accept_all, accept_threshold=0.0, answer_threshold=0.0
+    )
 
 
 async def lp_rank(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
@@ -391,12 +401,12 @@ def oracle_critic(item: TaskItem, task: Task) -> FunctionScorer:
 
 
 async def oracle(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
-    """The graph with the gold-aware critic: the ceiling of any DM in this graph."""
-    config = ctx.config.model_copy(update={"accept_threshold": None, "answer_threshold": None})
-    result = await _run_graph(item, replace(ctx, config=config), oracle_critic(item, ctx.task))
-    outcome = _graph_outcome(result, TokenUsage(), 0)
-    outcome.dm_calls = 0  # the oracle is not a DM and costs nothing
-    return outcome
+    """The graph with the gold-aware critic: the ceiling of any DM in this graph (its own
+    thresholds, `ORACLE_THRESHOLDS`, replace any the config sets for the DM)."""
+    critic = oracle_critic(item, ctx.task)
+    return await _graph_with_rule_critic(
+        item, ctx, critic, accept_threshold=None, answer_threshold=None
+    )
 
 
 METHODS: dict[str, Method] = {
