@@ -21,6 +21,7 @@ written before the dev part existed load with an empty dev part).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -83,17 +84,14 @@ def question_fingerprint(questions: Iterable[str]) -> str:
 
 def check_no_leak(*parts: tuple[str, Iterable[str]]) -> None:
     """Raise `SplitLeakError` if any id is in two of the named parts (lists a few)."""
-    seen: dict[str, str] = {}
-    for name, ids in parts:
-        for i in ids:
-            if i in seen and seen[i] != name:
-                both = sorted(set(ids) & {k for k, v in seen.items() if v == seen[i]})
-                shown = ", ".join(repr(x) for x in both[:5]) + (", ..." if len(both) > 5 else "")
-                raise SplitLeakError(
-                    f"{len(both)} item id(s) are in both the {seen[i]} and the {name} part: "
-                    f"{shown}"
-                )
-            seen[i] = name
+    named = [(name, set(ids)) for name, ids in parts]
+    for (first, a), (second, b) in itertools.combinations(named, 2):
+        both = sorted(a & b)
+        if both:
+            shown = ", ".join(repr(x) for x in both[:5]) + (", ..." if len(both) > 5 else "")
+            raise SplitLeakError(
+                f"{len(both)} item id(s) are in both the {first} and the {second} part: {shown}"
+            )
 
 
 def split_fingerprint(
