@@ -157,3 +157,16 @@ async def test_oracle_finds_the_right_answer_stepwise_misses():
     assert oracle.answer == "11" and oracle.backtracks == 1 and oracle.dm_calls == 0
     texts = [t["text"] for t in oracle.details["thoughts"] if t["status"] == "rejected"]
     assert "Answer: 12" in texts
+
+
+def test_traces_on_an_empty_part_reports_an_empty_file(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from drr_agent.cli import app
+
+    monkeypatch.setattr("drr_agent.cli.offline.make_reasoner", lambda *a, **k: Reasoner(Scripted()))
+    out = tmp_path / "traces.jsonl"
+    args = ["traces", "--task", "basic_arithmetic", "--limit", "6", "--test", "2"]
+    result = CliRunner().invoke(app, [*args, "--split", "dev", "--samples", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output  # no dev part asked for: nothing to sample
+    assert "traces_total" in result.output and not out.exists()

@@ -139,8 +139,6 @@ def traces(
         )
         for part in split.parts:
             items = the_split.items(loaded, part)
-            if not items:
-                continue
             summary = asyncio.run(
                 sample_traces(
                     loaded,
