@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -180,7 +181,7 @@ def _fit_parts(n: int, test: int, dev: int) -> tuple[int, int]:
     A task with few distinct questions (``products``: 100) cannot give the plan's 120 test
     questions; it keeps the plan's test : dev ratio and reports its smaller n.
     """
-    room = n - -(-n // 3)  # n minus ceil(n / 3)
+    room = n - math.ceil(n / 3)
     if test + dev <= room:
         return test, dev
     scale = room / (test + dev)
