@@ -46,9 +46,9 @@ class SeedsSummary(BaseModel):
     differences: list[SeedSpread]
 
     def to_markdown(self) -> str:
-        def row(s: SeedSpread) -> str:
+        def row(s: SeedSpread, signed: bool) -> str:
             sd = "-" if s.sd is None else f"{s.sd:.3f}"
-            values = ", ".join(f"{v:+.3f}" if " − " in s.name else f"{v:.3f}" for v in s.values)
+            values = ", ".join(f"{v:+.3f}" if signed else f"{v:.3f}" for v in s.values)
             return f"| {s.name} | {s.mean:.3f} ± {sd} | {values} |"
 
         lines = [
@@ -56,8 +56,8 @@ class SeedsSummary(BaseModel):
             "",
             "| method / difference | mean ± sd | per seed |",
             "|---|---|---|",
-            *(row(s) for s in self.methods),
-            *(row(s) for s in self.differences),
+            *(row(s, signed=False) for s in self.methods),
+            *(row(s, signed=True) for s in self.differences),
             "",
             "sd is the sample standard deviation over seeds (the Reasoner's randomness); each "
             "seed's own paired interval is in its `seed-<s>/summary.md`.",
