@@ -72,6 +72,8 @@ class QuickstartPlan(BaseModel):
             question, each labelled by the answer after it, with ``sibling_answers`` answers
             after each (`drr_agent.offline.siblings`); added to the trace labels. 0: none.
         pair_weight: Weight of the pairwise loss on sibling pairs (`TrainConfig.pair_weight`).
+        likelihood: Fit the DM's likelihood head over the Reasoner's token log-probs
+            (`TrainConfig.likelihood`).
         epochs / learning_rate / batch_size / max_length: DM training (`TrainConfig`).
         methods: Methods compared on the test items (`evals.methods.METHODS`); ``oracle`` is
             the ceiling (a gold-aware critic in the same graph), ``stepwise`` the ablation.
@@ -99,6 +101,7 @@ class QuickstartPlan(BaseModel):
     siblings: int = Field(default=0, ge=0)
     sibling_answers: int = Field(default=2, ge=1)
     pair_weight: float = Field(default=0.0, ge=0)
+    likelihood: bool = False
     epochs: float = Field(default=2.0, gt=0)
     learning_rate: float = Field(default=1e-4, gt=0)
     batch_size: int = Field(default=32, ge=1)
@@ -221,7 +224,7 @@ def run_quickstart(
     from drr_agent.offline.traces import sample_traces
     from drr_agent.offline.train import TrainConfig, train_dm
     from drr_agent.reasoners import embedded_reasoner
-    from drr_agent.scorers import DM_METADATA_FILE, HFScorer, SelfCritiqueScorer
+    from drr_agent.scorers import DM_METADATA_FILE, SelfCritiqueScorer, load_dm
     from drr_agent.tasks import split_task
     from evals.methods import MethodContext, MethodSettings
     from evals.runner import check_methods, run_eval
@@ -343,6 +346,7 @@ def run_quickstart(
                 max_length=plan.max_length,
                 seed=plan.seed,
                 pair_weight=plan.pair_weight,
+                likelihood=plan.likelihood,
             ),
             progress=progress,
             dev=dev_examples,
@@ -367,7 +371,7 @@ def run_quickstart(
     test_items = test_task.items
     _say(progress, f"4/4 evaluating {', '.join(plan.methods)} on {len(test_items)} test items")
     # one torch thread beside the in-process llama.cpp Reasoner (see HFScorer.num_threads)
-    scorer = HFScorer(dm_dir, num_threads=1 if embedded else None)
+    scorer = load_dm(dm_dir, num_threads=1 if embedded else None)
     ctx = MethodContext(
         test_task,
         reasoner,

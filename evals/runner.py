@@ -197,99 +197,100 @@ async def run_eval(
     out.mkdir(parents=True, exist_ok=True)
     manifest = _manifest(task, ctx, out, run_id, force)
     records = RecordFile(out / RECORDS_FILE, EvalRecord)
-    if retry_errors:
-        _drop_errors(records)
-    done = records.keys(repair=True)
-    todo = [(m, item) for item in items for m in methods if (m, item.id) not in done]
-    semaphore = asyncio.Semaphore(concurrency)
+    with records.exclusive():
+        if retry_errors:
+            _drop_errors(records)
+        done = records.keys(repair=True)
+        todo = [(m, item) for item in items for m in methods if (m, item.id) not in done]
+        semaphore = asyncio.Semaphore(concurrency)
 
-    async def one(method: str, item: TaskItem) -> EvalRecord:
-        which = {
-            "run_id": manifest.run_id,
-            "task": task.name,
-            "method": method,
-            "item_id": item.id,
-            "question": item.question,
-            "gold": item.gold,
-        }
-        async with semaphore:
-            started = time.perf_counter()
-            try:
-                outcome = await METHODS[method](item, ctx)
-            except Exception as exc:  # recorded and counted, never dropped
-                return EvalRecord(
-                    **which,
-                    latency_s=time.perf_counter() - started,
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-            latency = time.perf_counter() - started
-        return EvalRecord(
-            **which,
-            answer=outcome.answer,
-            correct=is_correct(outcome.answer, item.gold, item.answer_type, item.choices),
-            abstained=outcome.abstained,
-            tokens=outcome.tokens,
-            reasoner_calls=outcome.reasoner_calls,
-            dm_calls=outcome.dm_calls,
-            backtracks=outcome.backtracks,
-            latency_s=latency,
-            details=outcome.details,
-        )
-
-    columns = (
-        TextColumn("[bold]eval[/] {task.description:<18}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("acc {task.fields[acc]:.2f}  errors {task.fields[errors]}"),
-        TimeElapsedColumn(),
-    )
-    stats = {m: {"n": 0, "correct": 0, "errors": 0} for m in methods}
-    jobs: list[asyncio.Task[EvalRecord]] = []
-    with Progress(*columns, disable=not progress, transient=False) as bar:
-        bars = {
-            m: bar.add_task(
-                m,
-                total=len(items),
-                completed=sum((m, item.id) in done for item in items),
-                acc=0.0,
-                errors=0,
+        async def one(method: str, item: TaskItem) -> EvalRecord:
+            which = {
+                "run_id": manifest.run_id,
+                "task": task.name,
+                "method": method,
+                "item_id": item.id,
+                "question": item.question,
+                "gold": item.gold,
+            }
+            async with semaphore:
+                started = time.perf_counter()
+                try:
+                    outcome = await METHODS[method](item, ctx)
+                except Exception as exc:  # recorded and counted, never dropped
+                    return EvalRecord(
+                        **which,
+                        latency_s=time.perf_counter() - started,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                latency = time.perf_counter() - started
+            return EvalRecord(
+                **which,
+                answer=outcome.answer,
+                correct=is_correct(outcome.answer, item.gold, item.answer_type, item.choices),
+                abstained=outcome.abstained,
+                tokens=outcome.tokens,
+                reasoner_calls=outcome.reasoner_calls,
+                dm_calls=outcome.dm_calls,
+                backtracks=outcome.backtracks,
+                latency_s=latency,
+                details=outcome.details,
             )
-            for m in methods
-        }
-        try:
-            jobs = [asyncio.create_task(one(m, item)) for m, item in todo]
-            for future in asyncio.as_completed(jobs):
-                record = await future
-                records.append([record])
-                s = stats[record.method]
-                s["n"] += 1
-                s["correct"] += record.correct
-                s["errors"] += record.error is not None
-                bar.update(
-                    bars[record.method],
-                    advance=1,
-                    acc=s["correct"] / s["n"],
-                    errors=s["errors"],
-                )
-        finally:  # interrupted: stop the jobs in flight (their items are redone on resume)
-            for job in jobs:
-                job.cancel()
-    wanted = {(m, item.id) for m in methods for item in items}
-    everything = [r for r in records.read() if r.key in wanted]
-    summary = summarize(
-        everything,
-        methods,
-        run_id=manifest.run_id,
-        task=task.name,
-        reasoner=manifest.reasoner,
-        scorer=manifest.scorer,
-        settings=manifest.settings,
-        config=manifest.config,
-    )
-    summary.out_dir = str(out)
-    write_summary(summary, out)
-    if plots:
-        from evals.plots import write_plots
 
-        write_plots(summary, everything, out)
-    return summary
+        columns = (
+            TextColumn("[bold]eval[/] {task.description:<18}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("acc {task.fields[acc]:.2f}  errors {task.fields[errors]}"),
+            TimeElapsedColumn(),
+        )
+        stats = {m: {"n": 0, "correct": 0, "errors": 0} for m in methods}
+        jobs: list[asyncio.Task[EvalRecord]] = []
+        with Progress(*columns, disable=not progress, transient=False) as bar:
+            bars = {
+                m: bar.add_task(
+                    m,
+                    total=len(items),
+                    completed=sum((m, item.id) in done for item in items),
+                    acc=0.0,
+                    errors=0,
+                )
+                for m in methods
+            }
+            try:
+                jobs = [asyncio.create_task(one(m, item)) for m, item in todo]
+                for future in asyncio.as_completed(jobs):
+                    record = await future
+                    records.append([record])
+                    s = stats[record.method]
+                    s["n"] += 1
+                    s["correct"] += record.correct
+                    s["errors"] += record.error is not None
+                    bar.update(
+                        bars[record.method],
+                        advance=1,
+                        acc=s["correct"] / s["n"],
+                        errors=s["errors"],
+                    )
+            finally:  # interrupted: stop the jobs in flight (their items are redone on resume)
+                for job in jobs:
+                    job.cancel()
+        wanted = {(m, item.id) for m in methods for item in items}
+        everything = [r for r in records.read() if r.key in wanted]
+        summary = summarize(
+            everything,
+            methods,
+            run_id=manifest.run_id,
+            task=task.name,
+            reasoner=manifest.reasoner,
+            scorer=manifest.scorer,
+            settings=manifest.settings,
+            config=manifest.config,
+        )
+        summary.out_dir = str(out)
+        write_summary(summary, out)
+        if plots:
+            from evals.plots import write_plots
+
+            write_plots(summary, everything, out)
+        return summary

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -20,8 +23,35 @@ def untrained_dm():
 
 
 @pytest.fixture(scope="session")
+def classifier_dir(tmp_path_factory, untrained_dm):
+    """A real sequence-classifier folder (safetensors), saved from the MiniLM base."""
+    path = tmp_path_factory.mktemp("dm")
+    untrained_dm.model.config.id2label = {0: "bad", 1: "good"}
+    untrained_dm.model.config.label2id = {"bad": 0, "good": 1}
+    untrained_dm.model.save_pretrained(path, safe_serialization=True)
+    untrained_dm.tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def embedded():
     """The embedded SmolLM2 Reasoner (llama.cpp server started once, seeded sampling)."""
     from drr_agent.reasoners import embedded_reasoner
 
     return embedded_reasoner(seed=7, max_tokens=48)
+
+
+async def _until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    """Poll ``condition`` until it holds; fail with ``what`` after ``timeout_s`` (never hang)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout_s:.0f} s for {what}", pytrace=False)
+        await asyncio.sleep(0.002)
+
+
+@pytest.fixture
+def until():
+    """``await until(condition, "what we wait for", timeout_s=60)``: a bounded wait for tests
+    that act in the middle of a job (kill it, stop its server)."""
+    return _until

@@ -308,7 +308,7 @@ def _comparable(path) -> list[tuple]:
     return sorted((r.method, r.item_id, r.answer, r.correct, r.tokens.total) for r in rows)
 
 
-async def test_interrupted_run_resumes_without_duplicates(tmp_path, task):
+async def test_interrupted_run_resumes_without_duplicates(tmp_path, task, until):
     methods = ["cot", "self_consistency"]
 
     def ctx() -> MethodContext:
@@ -322,8 +322,10 @@ async def test_interrupted_run_resumes_without_duplicates(tmp_path, task):
     job = asyncio.create_task(
         run_eval(task, task.items, methods, ctx(), out, concurrency=2, progress=False)
     )
-    while not records.exists() or len(records.read_text().splitlines()) < 5:
-        await asyncio.sleep(0.002)
+    await until(
+        lambda: records.exists() and len(records.read_text().splitlines()) >= 5,
+        "5 eval records before the kill",
+    )
     job.cancel()  # the kill
     with pytest.raises(asyncio.CancelledError):
         await job

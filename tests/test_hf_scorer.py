@@ -15,17 +15,6 @@ from drr_agent.scorers import DM_METADATA_FILE, RemoteScorer, embedded_dm_base_p
 pytestmark = pytest.mark.embedded
 
 
-@pytest.fixture(scope="module")
-def classifier_dir(tmp_path_factory, untrained_dm):
-    """A real sequence-classifier folder (safetensors), saved from the MiniLM base."""
-    path = tmp_path_factory.mktemp("dm")
-    untrained_dm.model.config.id2label = {0: "bad", 1: "good"}
-    untrained_dm.model.config.label2id = {"bad": 0, "good": 1}
-    untrained_dm.model.save_pretrained(path, safe_serialization=True)
-    untrained_dm.tokenizer.save_pretrained(path)
-    return path
-
-
 def test_missing_folder(tmp_path):
     with pytest.raises(DMLoadError, match=r"does not exist.*drr train"):
         HFScorer(tmp_path / "nope")
@@ -58,6 +47,27 @@ def test_classifier_folder_loads_with_labels_and_thresholds(classifier_dir, tmp_
     (copy / DM_METADATA_FILE).write_text("{broken")
     with pytest.raises(DMLoadError, match=f"{DM_METADATA_FILE}: not valid JSON"):
         HFScorer(copy)
+
+
+def test_truncated_weights_name_the_folder_and_file(classifier_dir, tmp_path):
+    broken = tmp_path / "truncated"
+    shutil.copytree(classifier_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(DMLoadError, match=r"truncated.*model\.safetensors.*damaged") as info:
+        HFScorer(broken)
+    assert str(broken) in str(info.value)
+
+
+def test_config_that_does_not_match_the_weights_is_a_dm_load_error(classifier_dir, tmp_path):
+    edited = tmp_path / "edited"
+    shutil.copytree(classifier_dir, edited)
+    config = json.loads((edited / "config.json").read_text())
+    config["id2label"] = {str(i): f"l{i}" for i in range(5)}  # a 5-way head over 2-way weights
+    config["label2id"] = {f"l{i}": i for i in range(5)}
+    (edited / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DMLoadError, match=r"edited: config\.json does not match the weights"):
+        HFScorer(edited)
 
 
 def test_load_dm_picks_served_then_in_process_then_untrained_on_request(classifier_dir):

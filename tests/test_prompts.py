@@ -187,3 +187,16 @@ def test_final_answer_drops_punctuation_left_of_the_answer():
         (" 11\nmore text", "11"),
     ]:
         assert prompt.final_answer(completion) == answer, completion
+
+
+def test_an_openai_key_is_never_sent_to_another_host(monkeypatch):
+    from drr_agent.reasoners.openai_compatible import reasoner_api_key
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")
+    monkeypatch.delenv("DRR_REASONER_API_KEY", raising=False)
+    assert reasoner_api_key("http://127.0.0.1:8000/v1") is None
+    assert reasoner_api_key("https://api.example.com/v1") is None
+    assert reasoner_api_key("https://api.openai.com/v1") == "sk-openai"
+    assert reasoner_api_key("http://127.0.0.1:8000/v1", "mine") == "mine"
+    monkeypatch.setenv("DRR_REASONER_API_KEY", "for-the-reasoner")
+    assert reasoner_api_key("http://127.0.0.1:8000/v1") == "for-the-reasoner"

@@ -24,6 +24,7 @@ class FakeVLLM:
 
     def __init__(self, *, fail_first: int = 0, delay_s: float = 0.0) -> None:
         self.batches: list[int] = []
+        self.authorization: list[str | None] = []
         self.fail_first = fail_first
         self.fail_status = 500
         self.delay_s = delay_s
@@ -39,6 +40,7 @@ class FakeVLLM:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.authorization.append(self.headers.get("Authorization"))
                 if self.path != "/score":
                     self.send_response(404)
                     self.end_headers()
@@ -156,7 +158,7 @@ async def test_a_server_that_is_down_fails_fast_and_clearly():
         scorer.score([_ctx(1)])
 
 
-async def test_killing_the_server_mid_run_ends_graphs_with_the_configured_fallback():
+async def test_killing_the_server_mid_run_ends_graphs_with_the_configured_fallback(until):
     from langchain_core.language_models import GenericFakeChatModel
     from langchain_core.messages import AIMessage
 
@@ -174,8 +176,7 @@ async def test_killing_the_server_mid_run_ends_graphs_with_the_configured_fallba
         build_graph(reasoner(), scorer, config).ainvoke({"question": f"q{i}"}) for i in range(4)
     ]
     tasks = [asyncio.ensure_future(r) for r in runs]
-    while not server.batches:
-        await asyncio.sleep(0.01)
+    await until(lambda: bool(server.batches), "a first batch at the DM server")
     server.close()  # the DM server dies while four graphs are mid-run
     finished = await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)  # nothing hangs
     for state in finished:
@@ -186,3 +187,13 @@ async def test_killing_the_server_mid_run_ends_graphs_with_the_configured_fallba
     graph = build_graph(reasoner(), scorer, config.model_copy(update={"on_scorer_error": "raise"}))
     with pytest.raises(ScorerError, match="DM server"):
         await graph.ainvoke({"question": "q"})
+
+
+async def test_the_key_is_sent_only_when_given(fake, monkeypatch):
+    monkeypatch.delenv("DRR_DM_API_KEY", raising=False)
+    item = [StepContext("q", (), "a")]
+    RemoteScorer(fake.url).score(item)
+    RemoteScorer(fake.url, api_key="k1").score(item)
+    monkeypatch.setenv("DRR_DM_API_KEY", "k2")
+    await RemoteScorer(fake.url).ascore(item)
+    assert fake.authorization == [None, "Bearer k1", "Bearer k2"]

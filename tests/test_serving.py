@@ -75,7 +75,35 @@ def test_cpu_server_command_and_clean_stop(fake_python, tmp_path):
         log = server.log_path.read_text()
         assert "--runner pooling" in log and "--dtype float32 --enforce-eager" in log
         assert "--host 127.0.0.1" in log and "env: 1" in log  # VLLM_CPU_KVCACHE_SPACE
+        assert "--load-format safetensors" in log  # never unpickle a model folder's weights
     assert server.process is None and not _alive(pid)
+
+
+def test_the_api_key_goes_to_vllm_by_environment_not_argv(tmp_path, monkeypatch):
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    server = VLLMServer(
+        tmp_path / "m", "drr-reasoner", "generate", python=sys.executable, device="cpu",
+        api_key="s3cret",
+    )  # fmt: skip
+    assert "s3cret" not in " ".join(server.command())  # argv is visible to every local user
+    assert server.environment()["VLLM_API_KEY"] == "s3cret"
+    keyless = VLLMServer(tmp_path / "m", "drr-dm", "pooling", python=sys.executable, device="cpu")
+    assert "VLLM_API_KEY" not in keyless.environment()
+
+
+def test_serve_beyond_loopback_needs_a_key_and_keeps_the_dm_local(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from drr_agent.cli import app
+
+    monkeypatch.delenv("DRR_SERVE_API_KEY", raising=False)
+    runner = CliRunner()
+    result = runner.invoke(app, ["serve", "--reasoner", "embedded", "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "pass --api-key" in result.output
+    result = runner.invoke(
+        app, ["serve", "--dm", str(tmp_path), "--host", "0.0.0.0", "--api-key", "k"]
+    )
+    assert result.exit_code == 2 and "open /score route" in result.output
 
 
 def test_a_server_that_ignores_sigterm_is_killed(fake_python, tmp_path, monkeypatch):

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import re
+import signal
+import subprocess
+import sys
+import textwrap
 from typing import Any
 
 import pytest
@@ -15,7 +20,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 
 import drr_agent.retry
 from drr_agent import Reasoner, StepPrompt
-from drr_agent.offline.jsonl import RecordFile, RecordFileError
+from drr_agent.offline.jsonl import RecordFile, RecordFileError, RecordFileLockedError
 from drr_agent.offline.labels import mc_examples, outcome_examples, summarize_labels
 from drr_agent.offline.records import TraceRecord
 from drr_agent.offline.traces import TraceFileMismatchError, finish_trace, sample_traces
@@ -106,7 +111,7 @@ async def test_traces_are_split_checked_and_recorded(tmp_path, task):
     assert 0 < summary.accuracy < 1
 
 
-async def test_killed_run_resumes_to_the_same_records(tmp_path, task):
+async def test_killed_run_resumes_to_the_same_records(tmp_path, task, until):
     reference = tmp_path / "reference.jsonl"
     await sample_traces(
         task,
@@ -134,8 +139,10 @@ async def test_killed_run_resumes_to_the_same_records(tmp_path, task):
             progress=False,
         )
     )
-    while not out.exists() or len(out.read_text().splitlines()) < 5:
-        await asyncio.sleep(0.001)
+    await until(
+        lambda: out.exists() and len(out.read_text().splitlines()) >= 5,
+        "5 trace records before the kill",
+    )
     job.cancel()  # the kill
     with pytest.raises(asyncio.CancelledError):
         await job
@@ -313,3 +320,51 @@ async def test_outcome_and_monte_carlo_labels(tmp_path, task):
     by_key = {e.key: e for e in answer}
     assert all(by_key[e.key].label == 0.0 for e in wrong)
     assert {e.label for e in answer if not e.final} <= {0.0, 0.5, 1.0}
+
+
+async def test_a_second_writer_of_the_same_file_fails_clearly(tmp_path, task, until):
+    out = tmp_path / "t.jsonl"
+
+    def job():
+        return sample_traces(
+            task, task.items, "train", Reasoner(SeededArithmetic()), out, samples_per_item=3,
+            seed=5, concurrency=1, progress=False,
+        )  # fmt: skip
+
+    first = asyncio.create_task(job())
+    await until(lambda: out.exists() and out.read_text().count("\n") >= 1, "a first trace")
+    with pytest.raises(
+        RecordFileLockedError, match=rf"t\.jsonl is being written by pid {os.getpid()}"
+    ):
+        await job()
+    await first  # the first writer is untouched and finishes
+    assert len(RecordFile(out, TraceRecord).read()) == len(task.items) * 3
+    await job()  # and the file is free again
+
+
+def test_a_killed_writer_leaves_no_lock(tmp_path):
+    out = tmp_path / "t.jsonl"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from drr_agent.offline.jsonl import RecordFile
+            from drr_agent.offline.records import TraceRecord
+            with RecordFile({str(out)!r}, TraceRecord).exclusive():
+                print("locked", flush=True)
+                time.sleep(600)
+        """)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with (
+            pytest.raises(RecordFileLockedError, match=f"pid {holder.pid}"),
+            RecordFile(out, TraceRecord).exclusive(),
+        ):
+            pass
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+        with RecordFile(out, TraceRecord).exclusive():  # the kernel dropped the lock
+            pass
+    finally:
+        holder.kill()

@@ -168,7 +168,7 @@ def test_drr_serve_waits_for_health_and_stops_on_ctrl_c(trained_dm, vllm_python,
 
 
 async def test_killing_the_dm_server_mid_run_abstains_without_hanging(
-    dm_server, reasoner_server, trained_dm, monkeypatch
+    dm_server, reasoner_server, trained_dm, monkeypatch, until
 ):
     """Runs last: it stops the session's DM server."""
     monkeypatch.setattr("drr_agent.retry.backoff_s", lambda attempt: 0.05)
@@ -185,8 +185,7 @@ async def test_killing_the_dm_server_mid_run_abstains_without_hanging(
     tasks = [
         asyncio.ensure_future(graph.ainvoke({"question": f"What is {i} + 2?"})) for i in range(3)
     ]
-    while scorer.http_calls < 2:
-        await asyncio.sleep(0.05)
+    await until(lambda: scorer.http_calls >= 2, "two DM calls to the vLLM server", 300)
     started = time.perf_counter()
     await asyncio.to_thread(dm_server.stop)
     states = await asyncio.wait_for(asyncio.gather(*tasks), timeout=120)

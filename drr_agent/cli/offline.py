@@ -348,6 +348,17 @@ def train(
             min=0.0, help="Weight of the pairwise loss on sibling pairs (0: pointwise only)."
         ),
     ] = 0.0,
+    likelihood: Annotated[
+        bool,
+        typer.Option(
+            help="Also fit a head over the classifier and the Reasoner's teacher-forced token "
+            "log-probs of each step (the DM then knows what its Reasoner's LM knows)."
+        ),
+    ] = False,
+    likelihood_model: Annotated[
+        str,
+        typer.Option(help="Causal LM of those log-probs: 'embedded-smollm2' or a local HF folder."),
+    ] = "embedded-smollm2",
 ) -> None:
     """Fine-tune the DM on train-split steps; stop early and pick thresholds on dev-split steps
     (else on held-out training questions); report test-split steps, if any; save it."""
@@ -372,6 +383,8 @@ def train(
             trust_remote_code=trust_remote_code,
             tune=tune.value,
             pair_weight=pair_weight,
+            likelihood=likelihood,
+            likelihood_model=likelihood_model,
         )
         result = train_dm(
             [e for e in examples if e.split == "train"],
@@ -400,14 +413,14 @@ def dm_eval(
     from rich.markdown import Markdown
 
     from drr_agent.offline.dm_eval import evaluate_dm
-    from drr_agent.scorers import HFScorer
+    from drr_agent.scorers import load_dm
 
     try:
         examples = _read_examples(labels_file)
         examples = [e for e in examples if split.holds(e.split)]
         if not examples:
             raise DRRError(f"{labels_file}: no labelled steps in split {split.value!r}")
-        report = evaluate_dm(HFScorer(dm), examples, progress=True)
+        report = evaluate_dm(load_dm(dm), examples, progress=True)
     except DRRError as exc:
         raise fail(str(exc)) from exc
     console.print(Markdown(report.to_markdown(title=f"DM {dm} on {split.value} steps")))

@@ -13,6 +13,7 @@ import typer
 from drr_agent.cli._common import EMBEDDED, app, console, fail
 from drr_agent.errors import DRRError
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DM_NAME = "drr-dm"
 REASONER_NAME = "drr-reasoner"
 
@@ -52,16 +53,36 @@ def serve(
     cache: Annotated[
         Path, typer.Option(help="Where converted model folders and server logs go.")
     ] = Path(".drr_cache/serving"),
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DRR_SERVE_API_KEY",
+            help="Key clients must send to the Reasoner's /v1 API (required beyond loopback); "
+            "clients read it from $DRR_REASONER_API_KEY.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the DM and/or the Reasoner with vLLM on this machine; Ctrl-C stops them."""
-    from drr_agent.serving import VLLMServer, export_dm_for_vllm, export_embedded_reasoner
+    from drr_agent.serving import VLLMServer, embedded_reasoner_folder, export_dm_for_vllm
 
     if dm is None and reasoner is None:
         raise fail("nothing to serve: pass --dm PATH and/or --reasoner embedded|MODEL", 2)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        console.print(f"[yellow]note:[/] binding {host}: the servers have no authentication.")
+    if host not in LOOPBACK:
+        if not api_key:
+            raise fail(
+                f"--host {host} listens beyond this machine: pass --api-key (or set "
+                "DRR_SERVE_API_KEY) so only clients with the key reach the Reasoner",
+                2,
+            )
+        if dm is not None:
+            raise fail(
+                f"--host {host} with --dm: vLLM's key guards its /v1 routes only, and the DM "
+                "is scored on the open /score route. Serve the DM on loopback (beside the "
+                "graph) or put an authenticating proxy in front of it.",
+                2,
+            )
     servers: list[VLLMServer] = []
-    common = {"host": host, "python": vllm_python, "device": device.value}
+    common = {"host": host, "python": vllm_python, "device": device.value, "api_key": api_key}
     try:
         if dm is not None:
             console.print(f"converting {dm} for vLLM (one-logit head, same probabilities)…")
@@ -72,7 +93,7 @@ def serve(
         if reasoner is not None:
             if reasoner == EMBEDDED:
                 console.print("converting the embedded SmolLM2 GGUF to safetensors (once)…")
-                model: str | Path = export_embedded_reasoner(cache / "smollm2-135m-instruct")
+                model: str | Path = embedded_reasoner_folder()
             else:
                 model = reasoner
             servers.append(
@@ -97,7 +118,9 @@ def serve(
         raise
     dm_url = next((s.url for s in servers if s.served_name == DM_NAME), None)
     r_url = next((s.url for s in servers if s.served_name == REASONER_NAME), None)
-    example = ["drr solve 'What is 7 + 4?'"]
+    example = (["DRR_REASONER_API_KEY=<the key>"] if api_key and r_url else []) + [
+        "drr solve 'What is 7 + 4?'"
+    ]
     if r_url:
         example.append(f"--reasoner {r_url}/v1 --model {REASONER_NAME} --vllm --style prefill")
     if dm_url:

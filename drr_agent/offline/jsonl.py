@@ -9,9 +9,11 @@ error naming the file, the line and the field.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -24,6 +26,10 @@ M = TypeVar("M", bound=BaseModel)
 
 class RecordFileError(DRRError, ValueError):
     """A JSON Lines file holds a line that is not a valid record."""
+
+
+class RecordFileLockedError(DRRError):
+    """Another process is writing the same record file."""
 
 
 class RecordFile(Generic[M]):
@@ -84,6 +90,36 @@ class RecordFile(Generic[M]):
                 fh.flush()
                 count += 1
         return count
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the file for one writer for the whole job (from reading the done keys to the
+        last append): a second ``drr traces`` / ``drr eval`` on the same file fails at once
+        instead of interleaving lines and redoing the same units.
+
+        The lock is ``flock`` on ``<file>.lock``: the kernel drops it when the holder exits,
+        even by SIGKILL, so a killed job never leaves the file locked.
+        """
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = lock_path.open("a+", encoding="utf-8")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise RecordFileLockedError(
+                    f"{self.path} is being written by {holder} (lock {lock_path}); wait for "
+                    "that job to finish or stop it, then run again to resume"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}\n")
+            handle.flush()
+            yield
+        finally:
+            handle.close()  # closing releases the lock
 
     def keys(self, *, repair: bool = True) -> set[Hashable]:
         """Keys (``record.key``) of the records on disk, for resuming."""

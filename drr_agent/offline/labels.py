@@ -152,79 +152,80 @@ async def mc_examples(
             "label with the task and parameters the traces were sampled with"
         )
     records = RecordFile(out, StepExample)
-    done = {e.key for e in records.read(repair=True)}
-    prompt = reasoner.prompt.model_copy(update={"instruction": task.instruction})
-    semaphore = asyncio.Semaphore(concurrency)
-    cache: dict[tuple[str, tuple[str, ...]], asyncio.Task[float]] = {}
+    with records.exclusive():
+        done = {e.key for e in records.read(repair=True)}
+        prompt = reasoner.prompt.model_copy(update={"instruction": task.instruction})
+        semaphore = asyncio.Semaphore(concurrency)
+        cache: dict[tuple[str, tuple[str, ...]], asyncio.Task[float]] = {}
 
-    final = continuation == "answer"
-    kind = "mc_answer" if final else "mc"
+        final = continuation == "answer"
+        kind = "mc_answer" if final else "mc"
 
-    async def rollout_value(item: TaskItem, prefix: tuple[str, ...]) -> float:
-        messages = prompt.messages(item.question, list(prefix), final=final)
-        prefill = prompt.prefill_text(list(prefix), final=final)
-        wins = 0
-        # one prefix's rollouts hold one slot together: prefixes then finish (and are saved)
-        # one after another, rather than all together at the very end of a long run
-        async with semaphore:
-            for r in range(rollouts):
-                kwargs = {
-                    **reasoner.continuation_for(prefill),
-                    "temperature": temperature,
-                    "max_tokens": max_tokens,
-                    "seed": sample_seed(seed, f"{item.id}|{'|'.join(prefix)}", r),
-                }
-                if final:  # the answer is one line, as the graph's step is
-                    kwargs["stop"] = [task.step_format.separator]
-                message = await aretry(
-                    lambda kw=kwargs: reasoner.model.ainvoke(messages, **kw),
-                    what=f"Reasoner {reasoner.name!r}",
-                    retries=retries,
-                    timeout_s=timeout_s,
-                    error_cls=ReasonerError,
-                )
-                text = reasoner.reply_text(message, prefill)
-                if final:
-                    answer = prompt.final_answer(text) or None
-                else:
-                    _, answer, _ = finish_trace(text, item, task)
-                wins += is_correct(answer, item.gold, item.answer_type, item.choices)
-        if mode == "hard":
-            return float(wins > 0)
-        return wins / rollouts
+        async def rollout_value(item: TaskItem, prefix: tuple[str, ...]) -> float:
+            messages = prompt.messages(item.question, list(prefix), final=final)
+            prefill = prompt.prefill_text(list(prefix), final=final)
+            wins = 0
+            # one prefix's rollouts hold one slot together: prefixes then finish (and are saved)
+            # one after another, rather than all together at the very end of a long run
+            async with semaphore:
+                for r in range(rollouts):
+                    kwargs = {
+                        **reasoner.continuation_for(prefill),
+                        "temperature": temperature,
+                        "max_tokens": max_tokens,
+                        "seed": sample_seed(seed, f"{item.id}|{'|'.join(prefix)}", r),
+                    }
+                    if final:  # the answer is one line, as the graph's step is
+                        kwargs["stop"] = [task.step_format.separator]
+                    message = await aretry(
+                        lambda kw=kwargs: reasoner.model.ainvoke(messages, **kw),
+                        what=f"Reasoner {reasoner.name!r}",
+                        retries=retries,
+                        timeout_s=timeout_s,
+                        error_cls=ReasonerError,
+                    )
+                    text = reasoner.reply_text(message, prefill)
+                    if final:
+                        answer = prompt.final_answer(text) or None
+                    else:
+                        _, answer, _ = finish_trace(text, item, task)
+                    wins += is_correct(answer, item.gold, item.answer_type, item.choices)
+            if mode == "hard":
+                return float(wins > 0)
+            return wins / rollouts
 
-    def value_of(item: TaskItem, prefix: tuple[str, ...]) -> asyncio.Task[float]:
-        key = (item.id, prefix)
-        if key not in cache:
-            cache[key] = asyncio.ensure_future(rollout_value(item, prefix))
-        return cache[key]
+        def value_of(item: TaskItem, prefix: tuple[str, ...]) -> asyncio.Task[float]:
+            key = (item.id, prefix)
+            if key not in cache:
+                cache[key] = asyncio.ensure_future(rollout_value(item, prefix))
+            return cache[key]
 
-    async def label(trace: TraceRecord, index: int) -> StepExample:
-        example = _example(trace, index, 0.0, kind, rollouts)
-        if example.final:  # the answer is there: its correctness is the label
-            return example.model_copy(update={"label": float(trace.correct), "rollouts": 0})
-        item = items[trace.item_id]
-        value = await value_of(item, tuple(trace.steps[: index + 1]))
-        return example.model_copy(update={"label": value})
+        async def label(trace: TraceRecord, index: int) -> StepExample:
+            example = _example(trace, index, 0.0, kind, rollouts)
+            if example.final:  # the answer is there: its correctness is the label
+                return example.model_copy(update={"label": float(trace.correct), "rollouts": 0})
+            item = items[trace.item_id]
+            value = await value_of(item, tuple(trace.steps[: index + 1]))
+            return example.model_copy(update={"label": value})
 
-    todo = [
-        (t, i)
-        for t in usable
-        for i in range(len(t.steps))
-        if (t.item_id, t.sample_index, i) not in done
-    ]
-    started = time.perf_counter()
-    columns = (
-        TextColumn("[bold]MC labels[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.2f} steps/s"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, disable=not progress) as bar:
-        job = bar.add_task("label", total=len(todo), rate=0.0)
-        for future in asyncio.as_completed([label(t, i) for t, i in todo]):
-            records.append([await future])
-            elapsed = time.perf_counter() - started
-            bar.update(job, advance=1, rate=bar.tasks[0].completed / max(elapsed, 1e-9))
-    return records.read()
+        todo = [
+            (t, i)
+            for t in usable
+            for i in range(len(t.steps))
+            if (t.item_id, t.sample_index, i) not in done
+        ]
+        started = time.perf_counter()
+        columns = (
+            TextColumn("[bold]MC labels[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:.2f} steps/s"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, disable=not progress) as bar:
+            job = bar.add_task("label", total=len(todo), rate=0.0)
+            for future in asyncio.as_completed([label(t, i) for t, i in todo]):
+                records.append([await future])
+                elapsed = time.perf_counter() - started
+                bar.update(job, advance=1, rate=bar.tasks[0].completed / max(elapsed, 1e-9))
+        return records.read()

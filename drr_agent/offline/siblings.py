@@ -62,97 +62,102 @@ async def sibling_examples(
     if answers < 1:
         raise ValueError(f"answers must be at least 1, got {answers}")
     records = RecordFile(out, StepExample)
-    done = {e.item_id for e in records.read(repair=True)}
-    semaphore = asyncio.Semaphore(concurrency)
-    fmt = task.step_format
+    with records.exclusive():
+        done = {e.item_id for e in records.read(repair=True)}
+        semaphore = asyncio.Semaphore(concurrency)
+        fmt = task.step_format
 
-    async def ask(r: Reasoner, what: str, **kwargs: object) -> list:
-        return await aretry(
-            lambda: r.apropose(**kwargs),  # type: ignore[arg-type]
-            what=f"Reasoner {r.name!r} ({what})",
-            retries=retries,
-            timeout_s=timeout_s,
-            error_cls=ReasonerError,
-        )
-
-    def row(item: TaskItem, sample: int, step: int, previous: list[str], text: str, label: float):
-        return StepExample(
-            task=task.name,
-            split=split,
-            item_id=item.id,
-            sample_index=sample,
-            step_index=step,
-            question=item.question,
-            gold=item.gold,
-            previous=previous,
-            step=text,
-            label=label,
-            label_kind="mc_answer",
-            rollouts=1 if step == 0 else 0,
-            final=step == 1 or fmt.extract_answer(text) is not None,
-        )
-
-    def right(answer: str | None, item: TaskItem) -> float:
-        return float(is_correct(answer, item.gold, item.answer_type, item.choices))
-
-    async def one(item: TaskItem) -> list[StepExample]:
-        # seeded per item: candidates differ between items and repeat between runs
-        r = reasoner.derive(seed=sample_seed(seed, item.id, 0), instruction=task.instruction)
-        async with semaphore:
-            firsts = await ask(
-                r,
-                "first steps",
-                question=item.question,
-                steps=[],
-                n=candidates,
-                step_format=fmt,
-                call_index=0,
-                greedy_first=True,
+        async def ask(r: Reasoner, what: str, **kwargs: object) -> list:
+            return await aretry(
+                lambda: r.apropose(**kwargs),  # type: ignore[arg-type]
+                what=f"Reasoner {r.name!r} ({what})",
+                retries=retries,
+                timeout_s=timeout_s,
+                error_cls=ReasonerError,
             )
-            rows: list[StepExample] = []
-            seen: set[str] = set()
-            for i, first in enumerate(firsts):
-                if not first.text or first.text in seen:
-                    continue
-                seen.add(first.text)
-                own = fmt.extract_answer(first.text)
-                if own is not None:  # a first step that already answers is judged as one
-                    rows.append(row(item, i, 0, [], first.text, right(own, item)))
-                    continue
-                finals = await ask(
+
+        def row(
+            item: TaskItem, sample: int, step: int, previous: list[str], text: str, label: float
+        ):
+            return StepExample(
+                task=task.name,
+                split=split,
+                item_id=item.id,
+                sample_index=sample,
+                step_index=step,
+                question=item.question,
+                gold=item.gold,
+                previous=previous,
+                step=text,
+                label=label,
+                label_kind="mc_answer",
+                rollouts=1 if step == 0 else 0,
+                final=step == 1 or fmt.extract_answer(text) is not None,
+            )
+
+        def right(answer: str | None, item: TaskItem) -> float:
+            return float(is_correct(answer, item.gold, item.answer_type, item.choices))
+
+        async def one(item: TaskItem) -> list[StepExample]:
+            # seeded per item: candidates differ between items and repeat between runs
+            r = reasoner.derive(seed=sample_seed(seed, item.id, 0), instruction=task.instruction)
+            async with semaphore:
+                firsts = await ask(
                     r,
-                    "answers",
+                    "first steps",
                     question=item.question,
-                    steps=[first.text],
-                    n=answers,
+                    steps=[],
+                    n=candidates,
                     step_format=fmt,
-                    call_index=1 + i,
-                    final=True,
+                    call_index=0,
                     greedy_first=True,
                 )
-                rows.append(row(item, i, 0, [], first.text, right(finals[0].answer, item)))
-                shown: set[str] = set()
-                for j, final in enumerate(finals):
-                    if final.text and final.text not in shown:
-                        shown.add(final.text)
-                        label = right(final.answer, item)
-                        rows.append(row(item, i * answers + j, 1, [first.text], final.text, label))
-        return rows
+                rows: list[StepExample] = []
+                seen: set[str] = set()
+                for i, first in enumerate(firsts):
+                    if not first.text or first.text in seen:
+                        continue
+                    seen.add(first.text)
+                    own = fmt.extract_answer(first.text)
+                    if own is not None:  # a first step that already answers is judged as one
+                        rows.append(row(item, i, 0, [], first.text, right(own, item)))
+                        continue
+                    finals = await ask(
+                        r,
+                        "answers",
+                        question=item.question,
+                        steps=[first.text],
+                        n=answers,
+                        step_format=fmt,
+                        call_index=1 + i,
+                        final=True,
+                        greedy_first=True,
+                    )
+                    rows.append(row(item, i, 0, [], first.text, right(finals[0].answer, item)))
+                    shown: set[str] = set()
+                    for j, final in enumerate(finals):
+                        if final.text and final.text not in shown:
+                            shown.add(final.text)
+                            label = right(final.answer, item)
+                            rows.append(
+                                row(item, i * answers + j, 1, [first.text], final.text, label)
+                            )
+            return rows
 
-    todo = [item for item in items if item.id not in done]
-    columns = (
-        TextColumn("[bold]siblings[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, disable=not progress, transient=False) as bar:
-        job = bar.add_task(f"{task.name}/{split}", total=len(todo))
-        for future in asyncio.as_completed([one(item) for item in todo]):
-            try:
-                rows = await future
-            except ReasonerError as exc:  # this item is retried on the next run
-                raise DRRError(f"sibling candidates stopped: {exc}; rerun to resume") from exc
-            records.append(rows)
-            bar.advance(job)
-    return records.read()
+        todo = [item for item in items if item.id not in done]
+        columns = (
+            TextColumn("[bold]siblings[/] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, disable=not progress, transient=False) as bar:
+            job = bar.add_task(f"{task.name}/{split}", total=len(todo))
+            for future in asyncio.as_completed([one(item) for item in todo]):
+                try:
+                    rows = await future
+                except ReasonerError as exc:  # this item is retried on the next run
+                    raise DRRError(f"sibling candidates stopped: {exc}; rerun to resume") from exc
+                records.append(rows)
+                bar.advance(job)
+        return records.read()

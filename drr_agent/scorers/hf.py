@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+
 from drr_agent.errors import DMLoadError
 from drr_agent.scorers.base import STEP_JOINER, StepContext, StepScorer, dm_text_pair
 
@@ -32,6 +34,12 @@ DM_METADATA_FILE = "drr_dm.json"
 """Written by ``drr train`` next to the weights: thresholds and label names for the graph."""
 
 _POSITIVE_LABEL_NAMES = ("good", "correct", "positive", "accept", "yes", "label_1")
+
+
+def _weights_files(path: Path) -> str:
+    """The safetensors files of a DM folder, for error messages."""
+    names = sorted(p.name for p in path.glob("*.safetensors"))
+    return ", ".join(names) or "no *.safetensors file"
 
 
 def read_dm_metadata(path: Path) -> dict[str, object]:
@@ -212,6 +220,20 @@ class HFScorer(StepScorer):
                 use_safetensors=True,
                 trust_remote_code=trust_remote_code,
             )
+        except SafetensorError as exc:
+            raise DMLoadError(
+                f"{self.path}: the weights file ({_weights_files(self.path)}) is damaged or "
+                f"truncated ({exc}). Copy the DM folder again or retrain it with `drr train`."
+            ) from exc
+        except RuntimeError as exc:
+            if "size mismatch" not in str(exc) and "ignore_mismatched_sizes" not in str(exc):
+                raise
+            raise DMLoadError(
+                f"{self.path}: config.json does not match the weights in "
+                f"{_weights_files(self.path)} (a layer's shape differs, e.g. num_labels or "
+                "hidden_size was edited). Restore the config.json written with these weights, "
+                "or retrain the DM with `drr train`."
+            ) from exc
         except (OSError, ValueError) as exc:
             raise DMLoadError(f"cannot load the DM from {self.path}: {exc}") from exc
         ensure_pad_token(self.tokenizer, self.model)

@@ -12,7 +12,8 @@ from pathlib import Path
 from drr_agent.errors import DMLoadError
 from drr_agent.scorers.base import StepScorer
 from drr_agent.scorers.embedded import embedded_dm_base_path
-from drr_agent.scorers.hf import HFScorer
+from drr_agent.scorers.hf import DM_METADATA_FILE, HFScorer, read_dm_metadata
+from drr_agent.scorers.likelihood import LikelihoodScorer, ReasonerLikelihood, read_likelihood_head
 from drr_agent.scorers.remote import RemoteScorer
 
 __all__ = ["load_dm"]
@@ -44,12 +45,29 @@ def load_dm(
         DMLoadError: Nothing names a DM and ``allow_untrained`` is off, or the DM fails to load.
     """
     if url is not None:
-        return RemoteScorer(url, dm_path=path)
+        return _with_likelihood(RemoteScorer(url, dm_path=path), path, num_threads)
     if path is not None:
-        return HFScorer(path, trust_remote_code=trust_remote_code, num_threads=num_threads)
+        classifier = HFScorer(path, trust_remote_code=trust_remote_code, num_threads=num_threads)
+        return _with_likelihood(classifier, path, num_threads)
     if not allow_untrained:
         raise DMLoadError(
             "no DM given: pass a trained DM folder (path) or a served DM (url), or "
             "allow_untrained=True for the embedded MiniLM with a random head (smoke tests only)"
         )
     return HFScorer(embedded_dm_base_path(), allow_untrained_head=True, num_threads=num_threads)
+
+
+def _with_likelihood(
+    classifier: StepScorer, path: str | Path | None, num_threads: int | None
+) -> StepScorer:
+    """``classifier`` wrapped in a `LikelihoodScorer` when the DM card carries a likelihood
+    head (a DM trained with ``drr train --likelihood``): the head *is* that DM."""
+    if path is None:
+        return classifier
+    folder = Path(path).expanduser()
+    head = read_likelihood_head(read_dm_metadata(folder), folder / DM_METADATA_FILE)
+    if head is None:
+        return classifier
+    return LikelihoodScorer(
+        classifier, head, ReasonerLikelihood(head.model, num_threads=num_threads)
+    )

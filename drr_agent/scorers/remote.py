@@ -20,6 +20,7 @@ backoff; when the server stays down, every waiting graph gets a `ScorerError` na
 from __future__ import annotations
 
 import asyncio
+import os
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,10 @@ from drr_agent.errors import ScorerError
 from drr_agent.retry import aretry, retry
 from drr_agent.scorers.base import StepContext, StepScorer, dm_text_pair
 
-__all__ = ["RemoteScorer"]
+__all__ = ["DM_API_KEY_ENV", "RemoteScorer"]
+
+DM_API_KEY_ENV = "DRR_DM_API_KEY"
+"""Environment variable holding the key of a served DM (``drr serve --api-key``)."""
 
 
 @dataclass
@@ -67,6 +71,8 @@ class RemoteScorer(StepScorer):
         timeout_s: Per-call timeout (connect, read, write).
         retries: Extra attempts after a failed or timed-out call, with backoff.
         thresholds: Override the thresholds read from ``dm_path``.
+        api_key: Sent as ``Authorization: Bearer …`` (a server started with ``drr serve
+            --api-key``, i.e. vLLM's ``--api-key``); default ``$DRR_DM_API_KEY``, else none.
     """
 
     def __init__(
@@ -80,6 +86,7 @@ class RemoteScorer(StepScorer):
         timeout_s: float = 30.0,
         retries: int = 2,
         thresholds: dict[str, float] | None = None,
+        api_key: str | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -90,6 +97,8 @@ class RemoteScorer(StepScorer):
         self.max_wait_s = max_wait_ms / 1000
         self.timeout_s = timeout_s
         self.retries = retries
+        key = api_key or os.environ.get(DM_API_KEY_ENV)
+        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._tokenizer: Any = None
         self._max_length = 256
         stored: dict[str, float] = {}
@@ -173,7 +182,9 @@ class RemoteScorer(StepScorer):
         loop = asyncio.get_running_loop()
         state = self._loops.get(loop)
         if state is None:  # clients are bound to the loop that made them: one per loop
-            state = _LoopState(client=httpx.AsyncClient(timeout=self.timeout_s))
+            state = _LoopState(
+                client=httpx.AsyncClient(timeout=self.timeout_s, headers=self._headers)
+            )
             self._loops[loop] = state
         return state
 
@@ -252,7 +263,7 @@ class RemoteScorer(StepScorer):
         if not items:
             return []
         if self._sync_client is None:
-            self._sync_client = httpx.Client(timeout=self.timeout_s)
+            self._sync_client = httpx.Client(timeout=self.timeout_s, headers=self._headers)
         client = self._sync_client
         pairs = self._pairs(items)
         scores: list[float] = []

@@ -10,12 +10,19 @@ The client side lives with its peers: `drr_agent.scorers.RemoteScorer` for the D
 `drr_agent.reasoners.openai_compatible_reasoner(..., vllm=True)` for the Reasoner.
 """
 
-from drr_agent.serving.export import export_dm_for_vllm, export_embedded_reasoner
+from drr_agent.serving.export import (
+    cache_dir,
+    embedded_reasoner_folder,
+    export_dm_for_vllm,
+    export_embedded_reasoner,
+)
 from drr_agent.serving.vllm import VLLMServer, VLLMServerError, find_vllm_python
 
 __all__ = [
     "VLLMServer",
     "VLLMServerError",
+    "cache_dir",
+    "embedded_reasoner_folder",
     "export_dm_for_vllm",
     "export_embedded_reasoner",
     "find_vllm_python",

@@ -14,6 +14,7 @@ de-quantises it once with transformers (``gguf_file=``, ~15 s) into float safete
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -87,6 +88,29 @@ def export_dm_for_vllm(dm_path: str | Path, out: str | Path) -> Path:
     if (source / DM_METADATA_FILE).is_file():
         shutil.copy2(source / DM_METADATA_FILE, staging / DM_METADATA_FILE)
     return _finish(staging, out, source)
+
+
+CACHE_ENV = "DRR_CACHE_DIR"
+"""Environment variable naming drr-agent's cache folder (default ``~/.cache/drr-agent``)."""
+
+EMBEDDED_REASONER_FOLDER = "smollm2-135m-instruct"
+"""Name of the de-quantised embedded Reasoner inside the cache."""
+
+
+def cache_dir() -> Path:
+    """drr-agent's cache: ``$DRR_CACHE_DIR``, else ``~/.cache/drr-agent``."""
+    configured = os.environ.get(CACHE_ENV)
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "drr-agent"
+
+
+def embedded_reasoner_folder() -> Path:
+    """The embedded SmolLM2 as a float32 Hugging Face folder in `cache_dir`, exported once and
+    reused while the GGUF is unchanged. One copy serves every use: vLLM (`drr serve`), a DM on
+    the Reasoner's backbone (`drr train --base embedded-smollm2`), and the Reasoner-likelihood
+    features of a DM (`drr_agent.scorers.likelihood`)."""
+    folder = cache_dir() / EMBEDDED_REASONER_FOLDER
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return export_embedded_reasoner(folder)
 
 
 def export_embedded_reasoner(out: str | Path) -> Path:

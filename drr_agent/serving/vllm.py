@@ -101,6 +101,9 @@ class VLLMServer:
         max_model_len: Context length to allocate for (default: what the model's config says).
         kv_cache_gib: KV cache size on CPU (``VLLM_CPU_KVCACHE_SPACE``).
         extra_args: More ``vllm serve`` arguments.
+        api_key: Requests to the server's ``/v1`` routes must carry it as ``Authorization:
+            Bearer …`` (vLLM's ``--api-key``, passed as ``VLLM_API_KEY`` so it does not show
+            in the process list; vLLM leaves ``/health`` and ``/score`` open).
         log: File that receives the server's output (default: ``<model>/../<name>.vllm.log``).
         startup_timeout_s: How long to wait for ``/health`` before giving up.
     """
@@ -118,6 +121,7 @@ class VLLMServer:
         max_model_len: int | None = None,
         kv_cache_gib: int = 1,
         extra_args: Sequence[str] = (),
+        api_key: str | None = None,
         log: str | Path | None = None,
         startup_timeout_s: float = 300.0,
     ) -> None:
@@ -131,6 +135,7 @@ class VLLMServer:
         self.max_model_len = max_model_len
         self.kv_cache_gib = kv_cache_gib
         self.extra_args = list(extra_args)
+        self.api_key = api_key
         self.log_path = Path(log) if log else self.model.parent / f"{served_name}.vllm.log"
         self.startup_timeout_s = startup_timeout_s
         self.process: subprocess.Popen[bytes] | None = None
@@ -149,6 +154,8 @@ class VLLMServer:
             "--host", self.host,
             "--port", str(self.port),
             "--runner", self.runner,
+            # safetensors only: a folder with pickled weights (*.bin) fails instead of unpickling
+            "--load-format", "safetensors",
         ]  # fmt: skip
         if self.max_model_len is not None:
             cmd += ["--max-model-len", str(self.max_model_len)]
@@ -161,6 +168,8 @@ class VLLMServer:
         env.setdefault("HF_HUB_OFFLINE", "1")  # local folders only
         env.setdefault("VLLM_NO_USAGE_STATS", "1")
         env.setdefault("DO_NOT_TRACK", "1")
+        if self.api_key:
+            env["VLLM_API_KEY"] = self.api_key
         if self.device == "cpu":
             env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.kv_cache_gib))
             env.setdefault("VLLM_TARGET_DEVICE", "cpu")

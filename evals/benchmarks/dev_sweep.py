@@ -2,10 +2,11 @@
 
 Every choice is made on the split's *dev* questions and only then run once on *test*. This
 script takes a finished quickstart folder (its plan, task, split, DM and self-critique
-thresholds), evaluates ``stepwise``, ``lp_rank``, ``drr`` and ``oracle`` on the dev questions
-for each (K, β) of a grid — the same library calls ``drr eval`` makes — and writes one table
-with every setting's dev accuracy, its paired difference to ``stepwise`` and its tokens, plus
-the setting it picks: the highest ``drr`` dev accuracy, ties to the cheaper setting.
+thresholds; ``--dm`` another DM), evaluates ``stepwise``, ``lp_rank``, ``drr`` and ``oracle``
+on the dev questions for each (K, β) of a grid — the same library calls ``drr eval`` makes —
+and writes one table with every setting's dev accuracy, its paired difference to ``stepwise``
+and its tokens, plus the setting it picks: the highest ``drr`` dev accuracy, ties to the
+cheaper setting.
 
     .venv/bin/python -m evals.benchmarks.dev_sweep --run runs/quickstart --candidates 1,3 \\
         --dm-weights 1,0.5 --out runs/quickstart/dev-sweep
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from drr_agent.quickstart import PLAN_FILE, QuickstartPlan
 from drr_agent.reasoners import embedded_reasoner
-from drr_agent.scorers import HFScorer
+from drr_agent.scorers import load_dm
 from drr_agent.tasks.splits import TaskSplit
 from evals.methods import MethodContext, MethodSettings
 from evals.runner import run_eval
@@ -35,7 +36,12 @@ def _floats(text: str) -> list[float]:
 
 
 async def sweep(
-    run: Path, out: Path, ks: list[int], betas: list[float], methods: tuple[str, ...] = METHODS
+    run: Path,
+    out: Path,
+    ks: list[int],
+    betas: list[float],
+    methods: tuple[str, ...] = METHODS,
+    dm: Path | None = None,
 ) -> list[dict]:
     plan = QuickstartPlan.model_validate_json((run / PLAN_FILE).read_text())
     task = plan.task.load()
@@ -52,7 +58,7 @@ async def sweep(
     reasoner = embedded_reasoner(
         temperature=plan.step_temperature, max_tokens=plan.step_max_tokens, seed=plan.seed
     )
-    scorer = HFScorer(run / "dm", num_threads=1)
+    scorer = load_dm(dm or run / "dm", num_threads=1)
     rows = []
     for k in ks:
         for beta in betas if k > 1 else [1.0]:  # one candidate: nothing to rank
@@ -100,6 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="a finished quickstart folder")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--dm", type=Path, default=None, help="a DM folder (default: the run's)")
     parser.add_argument("--candidates", default="1,3")
     parser.add_argument("--dm-weights", default="1,0.5")
     parser.add_argument(
@@ -111,7 +118,7 @@ def main() -> None:
     methods = tuple(m for m in args.methods.split(",") if m)
     if "drr" not in methods or not set(methods) <= set(METHODS):
         parser.error(f"--methods must include drr and be a subset of {','.join(METHODS)}")
-    rows = asyncio.run(sweep(args.run, out, ks, _floats(args.dm_weights), methods))
+    rows = asyncio.run(sweep(args.run, out, ks, _floats(args.dm_weights), methods, args.dm))
     chosen = max(rows, key=lambda r: (r["drr"], -r["drr_tokens"]))
     (out / "sweep.json").write_text(json.dumps({"rows": rows, "chosen": chosen}, indent=2))
     table = _markdown(rows, chosen)

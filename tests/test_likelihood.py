@@ -1,0 +1,118 @@
+"""The Reasoner-likelihood DM: token statistics on the real SmolLM2, the head, the card, load_dm."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from drr_agent import DMLoadError, StepContext
+from drr_agent.scorers import DM_METADATA_FILE, FunctionScorer, load_dm
+from drr_agent.scorers.likelihood import (
+    LIKELIHOOD_FEATURES,
+    LIKELIHOOD_KEY,
+    LikelihoodHead,
+    LikelihoodScorer,
+    ReasonerLikelihood,
+    head_inputs,
+)
+
+
+class FixedFeatures(ReasonerLikelihood):
+    """A likelihood whose statistics are given per candidate (no model): for the logic tests."""
+
+    def __init__(self, table: dict[str, list[float]]) -> None:
+        self.table = table
+        self.model_name = "fixed"
+
+    def features(self, items):
+        return np.array([self.table[i.candidate] for i in items], dtype=np.float64)
+
+
+def _rows(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs where the label follows the 3rd statistic (digit mean log-prob) and nothing else."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, len(LIKELIHOOD_FEATURES) + 1))
+    y = (x[:, 2] + 0.3 * rng.normal(size=n) > 0).astype(float)
+    return x, y
+
+
+def test_head_learns_which_input_carries_the_label():
+    x, y = _rows(400)
+    head = LikelihoodHead.fit(x, y, l2=1e-3)
+    assert int(np.argmax(np.abs(head.weights))) == 2 and head.weights[2] > 0
+    test_x, test_y = _rows(400, seed=1)
+    accuracy = ((head.probabilities(test_x) > 0.5) == (test_y > 0.5)).mean()
+    assert accuracy > 0.85
+    assert head.thresholds == {}
+    assert head.model_copy(update={"accept_threshold": 0.4}).thresholds == {"accept_threshold": 0.4}
+    with pytest.raises(ValueError, match="expected 3 rows of 8 inputs"):
+        LikelihoodHead.fit(x[:3, :5], y[:3])
+
+
+def test_head_inputs_put_the_classifier_logit_last():
+    rows = head_inputs(np.zeros((2, len(LIKELIHOOD_FEATURES))), [0.5, 0.9])
+    assert rows.shape == (2, len(LIKELIHOOD_FEATURES) + 1)
+    assert rows[0, -1] == pytest.approx(0.0)
+    assert rows[1, -1] == pytest.approx(np.log(9.0))
+
+
+async def test_scorer_combines_classifier_and_statistics_sync_and_async():
+    x, y = _rows(300)
+    head = LikelihoodHead.fit(x, y).model_copy(update={"accept_threshold": 0.3})
+    table = {"good": [0.0, 0.0, 3.0, 0.0, 0.0, 0.0, 1.0], "bad": [0.0, 0.0, -3.0, 0.0, 0, 0, 1]}
+    classifier = FunctionScorer(lambda c: 0.5, name="clf", thresholds={"accept_threshold": 0.9})
+    scorer = LikelihoodScorer(classifier, head, FixedFeatures(table))
+    items = [StepContext("q", (), "good"), StepContext("q", (), "bad")]
+    good, bad = scorer.score(items)
+    assert good > 0.8 > 0.2 > bad
+    assert await scorer.ascore(items) == pytest.approx([good, bad])
+    assert scorer.thresholds == {"accept_threshold": 0.3}  # the head's, not the classifier's
+    assert scorer.name == "clf"
+
+
+@pytest.mark.embedded
+def test_real_smollm2_statistics_prefer_the_right_result():
+    likelihood = ReasonerLikelihood(num_threads=1)
+    question = "Calculate 8 - 1."
+    pairs = [("8 - 1 = 7", "8 - 1 = 9"), ("So the result is 7", "So the result is 4")]
+    items = [StepContext(question, (), step) for pair in pairs for step in pair]
+    items.append(StepContext(question, ("8 - 1 = 7",), ""))  # an empty step: zeros, no crash
+    features = likelihood.features(items)
+    assert features.shape == (5, len(LIKELIHOOD_FEATURES))
+    digit_mean = LIKELIHOOD_FEATURES.index("digit_mean_logprob")
+    for right, wrong in ((0, 1), (2, 3)):
+        assert features[right, digit_mean] > features[wrong, digit_mean], features
+    assert (features[:4, :6] <= 0).all()  # log-probs and gaps
+    assert not features[4].any()
+    # batching and order do not change a row
+    alone = likelihood.features(items[1:2])
+    assert alone[0] == pytest.approx(features[1], abs=1e-4)
+
+
+@pytest.mark.embedded
+def test_load_dm_wraps_a_classifier_whose_card_has_a_head(classifier_dir, tmp_path):
+    folder = tmp_path / "with-head"
+    shutil.copytree(classifier_dir, folder)
+    x, y = _rows(100)
+    head = LikelihoodHead.fit(x, y).model_copy(update={"accept_threshold": 0.35})
+    (folder / DM_METADATA_FILE).write_text(
+        json.dumps({"accept_threshold": 0.6, LIKELIHOOD_KEY: head.model_dump(mode="json")})
+    )
+    dm = load_dm(folder, num_threads=1)
+    assert isinstance(dm, LikelihoodScorer)
+    assert dm.thresholds == {"accept_threshold": 0.35}
+    assert dm.classifier.thresholds == {"accept_threshold": 0.6}
+    scores = dm.score([StepContext("Calculate 2 + 3.", (), "2 + 3 = 5")])
+    assert 0.0 <= scores[0] <= 1.0
+    broken = dict(head.model_dump(mode="json"), weights="not a list")
+    (folder / DM_METADATA_FILE).write_text(json.dumps({LIKELIHOOD_KEY: broken}))
+    with pytest.raises(DMLoadError, match=r"drr_dm\.json: 'likelihood_head' is not a valid"):
+        load_dm(folder)
+
+
+def test_a_likelihood_model_folder_must_exist(tmp_path):
+    with pytest.raises(DMLoadError, match="is not a Hugging Face model folder"):
+        ReasonerLikelihood(tmp_path)
