@@ -80,6 +80,8 @@ class RunManifest(BaseModel):
     scorer: str | None
     settings: dict[str, Any]
     config: dict[str, Any]
+    reasoner_fingerprint: str | None = None
+    scorer_fingerprint: str | None = None
 
     def setup(self) -> dict[str, Any]:
         """The fields a resumed run must share (everything but the id and creation time)."""
@@ -101,6 +103,8 @@ def _manifest(task: Task, ctx: MethodContext, out: Path, run_id: str | None, for
         scorer=ctx.scorer.name if ctx.scorer is not None else None,
         settings=ctx.settings.model_dump(mode="json"),
         config=ctx.config.model_dump(mode="json"),
+        reasoner_fingerprint=ctx.reasoner.fingerprint,
+        scorer_fingerprint=ctx.scorer.fingerprint if ctx.scorer is not None else None,
     )
     path = out / RUN_FILE
     if not path.exists():
@@ -115,10 +119,18 @@ def _manifest(task: Task, ctx: MethodContext, out: Path, run_id: str | None, for
     if not force:
         old, new = existing.setup(), wanted.setup()
         for field, value in new.items():
+            if field.endswith("_fingerprint") and old[field] is None:
+                continue  # a folder written before fingerprints were recorded
             if old[field] != value:
+                what = (
+                    f"{field.removesuffix('_fingerprint')} with another fingerprint "
+                    f"({old[field]} then, {value} now: retrained or changed in place)"
+                    if field.endswith("_fingerprint")
+                    else f"{field}={old[field]!r}; this run has {value!r}"
+                )
                 raise EvalRunMismatchError(
-                    f"{out} was evaluated with {field}={old[field]!r}; this run has "
-                    f"{value!r}. Use another output folder, or force=True (--force) to append."
+                    f"{out} was evaluated with {what}. Use another output folder, or "
+                    "force=True (--force) to append."
                 )
     resumed = wanted.model_copy(update={"run_id": existing.run_id, "created": existing.created})
     write_json(path, resumed.model_dump(mode="json"))

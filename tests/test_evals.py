@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 import drr_agent
 import drr_agent.retry
-from drr_agent import DRRConfig, FunctionScorer, Reasoner, StepContext
+from drr_agent import DRRConfig, FunctionScorer, Reasoner, StepContext, StepPrompt
 from drr_agent.cli import app
 from drr_agent.offline.jsonl import RecordFile
 from drr_agent.offline.traces import sample_seed
@@ -393,6 +393,39 @@ async def test_a_run_folder_of_another_setup_is_refused(tmp_path, task):
         await run_eval(task, items, ["drr"], _ctx(task, Scripted()), tmp_path)
     with pytest.raises(ValueError, match="unknown method"):
         await run_eval(task, items, ["cott"], _ctx(task, Scripted()), tmp_path)
+
+
+class _VersionedDM(FunctionScorer):
+    """A DM with a fingerprint, as a trained folder has (weights + card)."""
+
+    def __init__(self, version: str) -> None:
+        super().__init__(_arith_dm, name="dm")  # the same name in both versions
+        self.version = version
+
+    @property
+    def fingerprint(self) -> str:
+        return self.version
+
+
+async def test_a_dm_retrained_in_place_does_not_resume_into_old_records(tmp_path, task):
+    items = task.items[:2]
+    old = _ctx(task, Scripted(), _VersionedDM("aaaa"))
+    await run_eval(task, items, ["drr"], old, tmp_path, progress=False, plots=False)
+    manifest = json.loads((tmp_path / "run.json").read_text())
+    assert manifest["scorer_fingerprint"] == "aaaa" and manifest["reasoner_fingerprint"]
+    new = _ctx(task, Scripted(), _VersionedDM("bbbb"))
+    with pytest.raises(EvalRunMismatchError, match=r"scorer with another fingerprint \(aaaa"):
+        await run_eval(task, items, ["drr"], new, tmp_path, progress=False, plots=False)
+    reprompted = MethodContext(
+        task, Reasoner(Scripted(), StepPrompt(instruction="Think.")), _VersionedDM("aaaa"),
+        old.config, old.settings,
+    )  # fmt: skip
+    with pytest.raises(EvalRunMismatchError, match="reasoner with another fingerprint"):
+        await run_eval(task, items, ["drr"], reprompted, tmp_path, progress=False, plots=False)
+    # a folder from before fingerprints were recorded still resumes
+    manifest.pop("scorer_fingerprint"), manifest.pop("reasoner_fingerprint")
+    (tmp_path / "run.json").write_text(json.dumps(manifest))
+    await run_eval(task, items, ["drr"], new, tmp_path, progress=False, plots=False)
 
 
 # -- CLI -------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ or LangChain's fake chat models in tests.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,6 +87,17 @@ class Reasoner:
 
     def __repr__(self) -> str:
         return f"Reasoner({self.name!r}, style={self.prompt.style!r})"
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 (16 hex) of the model name, the prompt and the call arguments: a resumed
+        evaluation refuses to mix records of a Reasoner prompted differently."""
+        blob = json.dumps(
+            [self.name, self.prompt.model_dump(mode="json"), self.continuation],
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def derive(self, *, seed: int | None = None, instruction: str | None = None) -> Reasoner:
         """A copy re-seeded (when the model takes a ``seed``: ``ChatOpenAI``, the embedded

@@ -66,6 +66,13 @@ class StepScorer(ABC):
         questions."""
         return None
 
+    @property
+    def fingerprint(self) -> str | None:
+        """A short hash of what this DM *is* (its weights and card), when it can tell; ``None``
+        otherwise. A resumed evaluation compares it, so a DM retrained in place under the same
+        name never resumes into the old DM's records."""
+        return None
+
     @abstractmethod
     async def ascore(self, items: Sequence[StepContext]) -> list[float]:
         """Probabilities in [0, 1], one per item, in order. Must not block the event loop."""

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import json
 import threading
 import weakref
@@ -40,6 +42,21 @@ def _weights_files(path: Path) -> str:
     """The safetensors files of a DM folder, for error messages."""
     names = sorted(p.name for p in path.glob("*.safetensors"))
     return ", ".join(names) or "no *.safetensors file"
+
+
+def dm_fingerprint(path: Path) -> str:
+    """sha256 (16 hex) of a DM folder's card, config and weights: what makes scores differ."""
+    digest = hashlib.sha256()
+    names = [DM_METADATA_FILE, "config.json", *(p.name for p in sorted(path.glob("*.safetensors")))]
+    for name in names:
+        file = path / name
+        if not file.is_file():
+            continue
+        digest.update(name.encode() + b"\0")
+        with file.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def read_dm_metadata(path: Path) -> dict[str, object]:
@@ -277,6 +294,10 @@ class HFScorer(StepScorer):
     @property
     def trained_questions(self) -> frozenset[str] | None:
         return stored_training_questions(self._meta)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:  # type: ignore[override]
+        return dm_fingerprint(self.path)
 
     def _fit(self, item: StepContext) -> tuple[str, str]:
         return fit_to_window(self.tokenizer, item, self.max_length)

@@ -318,6 +318,11 @@ class LikelihoodScorer(StepScorer):
     def trained_questions(self) -> frozenset[str] | None:
         return self.classifier.trained_questions
 
+    @property
+    def fingerprint(self) -> str | None:
+        # the card (with the head) is hashed into the classifier's fingerprint already
+        return self.classifier.fingerprint
+
     def score(self, items: Sequence[StepContext]) -> list[float]:
         base = self.classifier.score(items)
         x = head_inputs(self.likelihood.features(items), base)

@@ -103,10 +103,12 @@ class RemoteScorer(StepScorer):
         self._max_length = 256
         stored: dict[str, float] = {}
         self._trained_questions: frozenset[str] | None = None
+        self._fingerprint: str | None = None
         if dm_path is not None:
             from transformers import AutoTokenizer
 
             from drr_agent.scorers.hf import (
+                dm_fingerprint,
                 read_dm_metadata,
                 stored_thresholds,
                 stored_training_questions,
@@ -117,6 +119,7 @@ class RemoteScorer(StepScorer):
             self._max_length = int(meta.get("max_length") or self._max_length)  # type: ignore[arg-type]
             stored = stored_thresholds(meta)
             self._trained_questions = stored_training_questions(meta)
+            self._fingerprint = dm_fingerprint(Path(dm_path))
         self._thresholds = dict(thresholds) if thresholds is not None else stored
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
@@ -131,6 +134,11 @@ class RemoteScorer(StepScorer):
     @property
     def trained_questions(self) -> frozenset[str] | None:
         return self._trained_questions
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The served DM's folder (``dm_path``) fingerprint; ``None`` without it."""
+        return self._fingerprint
 
     def __repr__(self) -> str:
         return f"RemoteScorer({self.url!r}, model={self.model!r})"
