@@ -73,7 +73,7 @@ class QuickstartPlan(BaseModel):
             after each (`drr_agent.offline.siblings`); added to the trace labels. 0: none.
         pair_weight: Weight of the pairwise loss on sibling pairs (`TrainConfig.pair_weight`).
         likelihood: Fit the DM's likelihood head over the Reasoner's token log-probs
-            (`TrainConfig.likelihood`).
+            (`TrainConfig.likelihood`). On by default: chosen on dev (README, "Status").
         epochs / learning_rate / batch_size / max_length: DM training (`TrainConfig`).
         methods: Methods compared on the test items (`evals.methods.METHODS`); ``oracle`` is
             the ceiling (a gold-aware critic in the same graph), ``stepwise`` the ablation.
@@ -101,7 +101,7 @@ class QuickstartPlan(BaseModel):
     siblings: int = Field(default=0, ge=0)
     sibling_answers: int = Field(default=2, ge=1)
     pair_weight: float = Field(default=0.0, ge=0)
-    likelihood: bool = False
+    likelihood: bool = True
     epochs: float = Field(default=2.0, gt=0)
     learning_rate: float = Field(default=1e-4, gt=0)
     batch_size: int = Field(default=32, ge=1)

@@ -175,3 +175,32 @@ async def test_resumes_from_async_sqlite_checkpoint(tmp_path, embedded, untraine
     result = _check_tree(state)
     assert result.thoughts[0].call == 1 and result.reasoner_calls >= 2
     assert len(history) > 3  # every super-step is replayable from the checkpoint
+
+
+async def test_first_candidate_is_greedy_and_a_rejection_changes_the_next(embedded):
+    """On the real model: the first candidate at a new point is the greedy step, and after
+    the critic rejects it the prompt (which lists it) and sampling give a different step."""
+    from drr_agent import FunctionScorer
+
+    seen: set[str] = set()
+
+    def reject_each_first_step_once(context) -> float:
+        if context.steps:
+            return 1.0
+        fresh = context.candidate not in seen
+        seen.add(context.candidate)
+        return 0.0 if fresh else 1.0
+
+    config = DRRConfig(
+        accept_threshold=0.5, answer_threshold=0.5, max_steps=2, max_reasoner_calls=6,
+        max_retries_per_point=3, greedy_first=True,
+    )  # fmt: skip
+    question = "Calculate 8 - 1."
+    greedy = (await embedded.apropose(question, [], greedy_first=True))[0].text
+    scorer = FunctionScorer(reject_each_first_step_once)
+    result = DRRResult.from_state(
+        await build_graph(embedded, scorer, config).ainvoke({"question": question})
+    )
+    roots = [t for t in result.thoughts if t.parent is None]
+    assert roots[0].text == greedy and roots[0].status == "rejected", roots
+    assert len(roots) >= 2 and roots[1].text != roots[0].text, roots

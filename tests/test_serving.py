@@ -165,3 +165,24 @@ def test_exported_dm_gives_the_in_process_probabilities(tmp_path):
         probs = torch.sigmoid(served(**enc).logits[:, 0]).tolist()
     assert probs == pytest.approx(local.score(items), abs=1e-5)
     assert export_dm_for_vllm(dm, tmp_path / "served") == out  # up to date: reused
+
+
+def test_serve_says_a_hub_id_needs_a_download_before_starting_anything(monkeypatch):
+    from typer.testing import CliRunner
+
+    from drr_agent.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--reasoner", "Qwen/Qwen2.5-0.5B-Instruct"])
+    assert result.exit_code == 1
+    assert "no such folder" in result.output and "--allow-download" in result.output
+
+
+def test_allow_download_lifts_the_offline_switch(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    args = (tmp_path / "m", "drr-reasoner", "generate")
+    assert (
+        VLLMServer(*args, python=sys.executable, device="cpu").environment()["HF_HUB_OFFLINE"]
+        == "1"
+    )
+    online = VLLMServer(*args, python=sys.executable, device="cpu", offline=False)
+    assert online.environment()["HF_HUB_OFFLINE"] == "0"

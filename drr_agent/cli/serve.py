@@ -33,7 +33,8 @@ def serve(
         str | None,
         typer.Option(
             help="Reasoner to serve (OpenAI chat API): 'embedded' (SmolLM2-135M, converted "
-            "from its GGUF once) or a Hugging Face model folder / Hub id."
+            "from its GGUF once), a Hugging Face model folder, or a Hub id with "
+            "--allow-download."
         ),
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to bind; loopback by default.")] = (
@@ -53,6 +54,10 @@ def serve(
     cache: Annotated[
         Path, typer.Option(help="Where converted model folders and server logs go.")
     ] = Path(".drr_cache/serving"),
+    allow_download: Annotated[
+        bool,
+        typer.Option(help="Let vLLM download a --reasoner Hub id (default: local folders only)."),
+    ] = False,
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -96,6 +101,13 @@ def serve(
                 model: str | Path = embedded_reasoner_folder()
             else:
                 model = reasoner
+                if not Path(reasoner).expanduser().exists() and not allow_download:
+                    raise DRRError(
+                        f"--reasoner {reasoner}: no such folder. drr serve runs local folders "
+                        "only (HF_HUB_OFFLINE=1): download the model first (`hf download "
+                        f"{reasoner} --local-dir DIR`, then --reasoner DIR), or pass "
+                        "--allow-download to let vLLM fetch it from the Hub"
+                    )
             servers.append(
                 VLLMServer(
                     model,
@@ -103,6 +115,7 @@ def serve(
                     "generate",
                     port=reasoner_port,
                     log=cache / "reasoner.log",
+                    offline=not allow_download,
                     **common,
                 )
             )

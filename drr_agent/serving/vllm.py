@@ -104,6 +104,8 @@ class VLLMServer:
         api_key: Requests to the server's ``/v1`` routes must carry it as ``Authorization:
             Bearer …`` (vLLM's ``--api-key``, passed as ``VLLM_API_KEY`` so it does not show
             in the process list; vLLM leaves ``/health`` and ``/score`` open).
+        offline: Local folders only (``HF_HUB_OFFLINE=1``, the default); ``False`` lets vLLM
+            download a Hub id.
         log: File that receives the server's output (default: ``<model>/../<name>.vllm.log``).
         startup_timeout_s: How long to wait for ``/health`` before giving up.
     """
@@ -122,6 +124,7 @@ class VLLMServer:
         kv_cache_gib: int = 1,
         extra_args: Sequence[str] = (),
         api_key: str | None = None,
+        offline: bool = True,
         log: str | Path | None = None,
         startup_timeout_s: float = 300.0,
     ) -> None:
@@ -136,6 +139,7 @@ class VLLMServer:
         self.kv_cache_gib = kv_cache_gib
         self.extra_args = list(extra_args)
         self.api_key = api_key
+        self.offline = offline
         self.log_path = Path(log) if log else self.model.parent / f"{served_name}.vllm.log"
         self.startup_timeout_s = startup_timeout_s
         self.process: subprocess.Popen[bytes] | None = None
@@ -165,7 +169,10 @@ class VLLMServer:
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.setdefault("HF_HUB_OFFLINE", "1")  # local folders only
+        if self.offline:
+            env.setdefault("HF_HUB_OFFLINE", "1")  # local folders only
+        else:
+            env["HF_HUB_OFFLINE"] = "0"
         env.setdefault("VLLM_NO_USAGE_STATS", "1")
         env.setdefault("DO_NOT_TRACK", "1")
         if self.api_key:
