@@ -498,3 +498,80 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
             drr_agent.retry.BACKOFF_MAX_S, drr_agent.retry.BACKOFF_INITIAL_S * 2 ** (attempt - 1)
         )
         assert nominal / 2 <= REAL_BACKOFF(attempt) <= nominal
+
+
+# -- a real HTTP Reasoner server that dies mid-run ------------------------------------------------
+
+
+class DyingChatServer:
+    """An OpenAI-compatible chat server (real HTTP, real ``ChatOpenAI`` client) that answers
+    ``serve`` requests, then shuts down: the Reasoner server killed mid-run."""
+
+    def __init__(self, serve: int) -> None:
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.served = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                outer.served += 1
+                body = json.dumps(
+                    {
+                        "id": f"c{outer.served}",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": "dying",
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": "5 + 6 = 11"},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14},
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                if outer.served >= serve:
+                    threading.Thread(target=outer.close, daemon=True).start()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def test_reasoner_server_killed_mid_run_ends_every_graph_with_the_configured_outcome():
+    from drr_agent import openai_compatible_reasoner
+
+    server = DyingChatServer(serve=3)
+    reasoner = openai_compatible_reasoner(server.url, "dying", timeout_s=5)
+    config = DRRConfig(
+        on_reasoner_error="abstain", reasoner_retries=1, reasoner_timeout_s=5,
+        max_steps=6, max_reasoner_calls=12, force_final_answer=False,
+    )  # fmt: skip
+    graph = build_graph(reasoner, FunctionScorer(lambda c: 0.9), config)
+    started = time.monotonic()
+    states = await asyncio.wait_for(
+        asyncio.gather(*(graph.ainvoke({"question": f"q{i}"}) for i in range(4))), timeout=60
+    )
+    assert time.monotonic() - started < 60
+    results = [DRRResult.from_state(s) for s in states]
+    assert server.served >= 3  # (concurrent requests may slip in while it shuts down)
+    assert all(r.stop_reason == "reasoner_error" and r.abstained for r in results), results
+    assert "failed" in results[0].stop_detail and "after 2 attempts" in results[0].stop_detail
+    # what was served before the kill is kept
+    assert sum(len(r.thoughts) for r in results) == server.served

@@ -880,10 +880,15 @@ def train_dm(
     )
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    _remove_stale_staging(out)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()  # not mkdtemp: the exported folder gets the usual (umask) permissions
     try:
-        with tempfile.TemporaryDirectory(prefix="drr-train-") as work_dir:
+        # Trainer's checkpoints go beside the staging folder (not /tmp), under the same
+        # pid-tagged name, so a killed run's leftovers are found and removed by the next run
+        with tempfile.TemporaryDirectory(
+            prefix=f".{out.name}.work-{os.getpid()}-", dir=out.parent
+        ) as work_dir:
             args = _training_arguments(config, work_dir, bool(eval_part), progress)
             pairs = sibling_pairs(train_part) if config.pair_weight > 0 else []
             if config.pair_weight > 0:
@@ -1006,6 +1011,30 @@ def train_dm(
     )
     say(result.to_markdown())
     return result
+
+
+def _remove_stale_staging(out: Path) -> None:
+    """Delete what a killed `train_dm` left next to ``out``: its staging folder and Trainer's
+    work folder, both named after the dead process. A killed training restarts from scratch
+    (its checkpoints are not resumed: on these label sets a run takes minutes, and a resumed
+    optimiser state would tie the DM to the killed run's settings); the next run finds the
+    folders of processes that no longer exist and removes them. Another live training into
+    the same folder keeps its own."""
+    for kind in ("partial", "work"):
+        for folder in out.parent.glob(f".{out.name}.{kind}-*"):
+            pid = folder.name.removeprefix(f".{out.name}.{kind}-").split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _reports(
