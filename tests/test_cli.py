@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -41,6 +42,8 @@ def test_solve_on_the_embedded_default_as_json():
             "--untrained-dm",
             "--accept-threshold",
             "0",
+            "--answer-threshold",
+            "0",
             "--max-steps",
             "3",
             "--max-reasoner-calls",
@@ -53,8 +56,16 @@ def test_solve_on_the_embedded_default_as_json():
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout[result.stdout.index("{") :])
     assert payload["question"] == "What is 3 + 4?"
-    assert payload["thoughts"] and payload["reasoner_calls"] >= 1
-    assert payload["abstained"] == (payload["answer"] is None)
+    # thresholds 0 accept everything: one thought per call along one path, ending in an answer
+    # (the last step is forced to be the final answer at the step budget at the latest)
+    thoughts = payload["thoughts"]
+    assert payload["reasoner_calls"] == len(thoughts) <= 3
+    assert payload["path"] == [t["id"] for t in thoughts]
+    assert [t["status"] for t in thoughts[:-1]] == ["accepted"] * (len(thoughts) - 1)
+    assert thoughts[-1]["status"] == "answer" and payload["stop_reason"] == "answered"
+    assert payload["answer"] and not payload["abstained"]
+    assert payload["rejections"] == payload["backtracks"] == 0
+    assert payload["dm_items"] == len(thoughts)
 
 
 @pytest.mark.embedded
@@ -67,6 +78,8 @@ def test_solve_shows_decisions_and_tree():
             "--untrained-dm",
             "--accept-threshold",
             "0",
+            "--answer-threshold",
+            "0",
             "--max-steps",
             "2",
             "--max-reasoner-calls",
@@ -78,7 +91,10 @@ def test_solve_shows_decisions_and_tree():
     assert result.exit_code == 0, result.output
     assert "Thought tree" in result.output
     assert "Reasoner calls" in result.output
-    assert "continue" in result.output or "answer" in result.output or "stop" in result.output
+    # two steps at most, everything accepted: a step that continues, then the trusted answer
+    routes = re.findall(r"^\s*(\w+) depth \d+ score", result.output, flags=re.M)
+    assert routes == ["continue", "answer"], result.output
+    assert "rejections 0, backtracks 0" in result.output
 
 
 def test_quickstart_command_builds_the_plan_and_prints_the_table(tmp_path, monkeypatch):

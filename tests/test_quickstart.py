@@ -107,6 +107,10 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
     meta = json.loads((out / "dm/drr_dm.json").read_text())
     assert meta["threshold_source"] == "dev"
     assert meta["data"]["eval"]["items"] == 8
+    # the default DM carries the likelihood head, with its own dev thresholds
+    head = meta["likelihood_head"]
+    assert head["model"] == "embedded-smollm2" and len(head["weights"]) == 8
+    assert head["accept_threshold"] is not None
     assert len(meta["training_questions"]) == len(split["train_ids"])
     # the scripted Reasoner's graph steps and forced answers are always right: the graph
     # without a critic and with the gold-aware one answer everything
@@ -118,6 +122,8 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
     run = json.loads((out / "eval/run.json").read_text())
     assert run["settings"]["critic_thresholds"] == critic  # the baseline used them
     assert "| cot |" in result.table and "| drr |" in result.table
+    rows = {line.split("|")[1].strip(): line for line in result.table.splitlines() if "|" in line}
+    assert "1.000" in rows["stepwise"] and "1.000" in rows["oracle"]  # the table shows the values
     assert "Paired comparisons" in result.table
     assert [row["method"] for row in result.summary["methods"]] == list(TINY.methods)
 
