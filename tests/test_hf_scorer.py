@@ -44,6 +44,9 @@ def test_classifier_folder_loads_with_labels_and_thresholds(classifier_dir, tmp_
     assert tuned.positive_index == 0
     with pytest.raises(DMLoadError, match="'nope' is not among"):
         HFScorer(copy, positive_label="nope")
+    (copy / DM_METADATA_FILE).write_text(json.dumps({"accept_threshold": "high"}))
+    with pytest.raises(DMLoadError, match=rf"{DM_METADATA_FILE}: field 'accept_threshold'"):
+        HFScorer(copy)
     (copy / DM_METADATA_FILE).write_text("{broken")
     with pytest.raises(DMLoadError, match=f"{DM_METADATA_FILE}: not valid JSON"):
         HFScorer(copy)

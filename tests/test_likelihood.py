@@ -109,7 +109,7 @@ def test_load_dm_wraps_a_classifier_whose_card_has_a_head(classifier_dir, tmp_pa
     assert 0.0 <= scores[0] <= 1.0
     broken = dict(head.model_dump(mode="json"), weights="not a list")
     (folder / DM_METADATA_FILE).write_text(json.dumps({LIKELIHOOD_KEY: broken}))
-    with pytest.raises(DMLoadError, match=r"drr_dm\.json: 'likelihood_head' is not a valid"):
+    with pytest.raises(DMLoadError, match=r"drr_dm\.json: field 'likelihood_head\.weights'"):
         load_dm(folder)
 
 

@@ -25,7 +25,6 @@ every training question, so ``drr eval`` can refuse to report a DM on questions 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -45,10 +44,10 @@ from drr_agent.errors import DMLoadError, DRRError
 from drr_agent.offline.dm_eval import DMReport, auroc, evaluate_dm
 from drr_agent.offline.records import StepExample
 from drr_agent.scorers.base import StepContext, StepScorer
-from drr_agent.scorers.hf import DM_METADATA_FILE, HFScorer, ensure_pad_token, fit_to_window
+from drr_agent.scorers.card import DM_METADATA_FILE, DMCard
+from drr_agent.scorers.hf import HFScorer, ensure_pad_token, fit_to_window
 from drr_agent.scorers.likelihood import (
     EMBEDDED_LIKELIHOOD_MODEL,
-    LIKELIHOOD_KEY,
     LikelihoodHead,
     LikelihoodScorer,
     ReasonerLikelihood,
@@ -690,7 +689,7 @@ def _package_version() -> str:
         return "unknown"
 
 
-def _metadata(
+def _card(
     config: TrainConfig,
     base_name: str,
     thresholds: dict[str, float],
@@ -699,30 +698,42 @@ def _metadata(
     reports: dict[str, DMReport],
     class_weights: dict[str, float] | None,
     training_questions: list[str],
-) -> dict[str, Any]:
-    return {
-        "format_version": 1,
-        "name": config.dm_name,
-        "positive_label": LABELS[1],
-        **thresholds,
-        "threshold_source": threshold_source,
-        "max_length": config.max_length,
-        "input_format": (
+    head: LikelihoodHead | None = None,
+    classifier_reports: dict[str, DMReport] | None = None,
+) -> DMCard:
+    """The DM card. ``thresholds`` and ``reports`` are the DM's; with a likelihood ``head``
+    they are the head's (stored on it) and the card's own thresholds and
+    ``classifier_metrics`` are the classifier's alone (``classifier_reports``)."""
+    classifier = (classifier_reports or {}) if head else reports
+    own = classifier["eval"].thresholds if head and "eval" in classifier else thresholds
+    return DMCard(
+        name=config.dm_name,
+        positive_label=LABELS[1],
+        **own,
+        threshold_source=threshold_source,
+        max_length=config.max_length,
+        input_format=(
             "drr_agent.scorers.dm_text_pair: (question, previous steps + 'Next step: ' + "
             "candidate), oldest previous steps dropped first to fit max_length"
         ),
-        "base_model": base_name,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "drr_agent_version": _package_version(),
-        "training": config.model_dump(mode="json"),
-        "class_weights": class_weights,
-        "data": data,
-        "metrics": {k: r.model_dump(mode="json") for k, r in reports.items()},
-        "training_questions": training_questions,
-    }
+        base_model=base_name,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        drr_agent_version=_package_version(),
+        training=config.model_dump(mode="json"),
+        class_weights=class_weights,
+        data=data,
+        metrics={k: r.model_dump(mode="json") for k, r in reports.items()},
+        classifier_metrics=(
+            {k: r.model_dump(mode="json") for k, r in classifier.items()} if head else None
+        ),
+        training_questions=training_questions,
+        likelihood_head=head.model_copy(update=thresholds) if head else None,
+    )
 
 
-def _model_card(meta: dict[str, Any], reports: dict[str, DMReport]) -> str:
+def _model_card(card: DMCard, reports: dict[str, DMReport]) -> str:
+    meta = card.model_dump(mode="json")
+    dm_thresholds = card.likelihood_head.thresholds if card.likelihood_head else card.thresholds
     base = meta["base_model"]
     front = ["---", "library_name: transformers", "pipeline_tag: text-classification"]
     if not Path(base).is_absolute():
@@ -731,10 +742,11 @@ def _model_card(meta: dict[str, Any], reports: dict[str, DMReport]) -> str:
     data = meta["data"]
     train = data["train"]
     threshold_text = (
-        f"`accept_threshold` = {meta['accept_threshold']:.3f} (non-final steps), "
-        f"`answer_threshold` = {meta['answer_threshold']:.3f} (answer-carrying steps), "
-        f"chosen by Youden's J on the {meta['threshold_source'].replace('_', ' ')} steps."
-        if "accept_threshold" in meta
+        f"`accept_threshold` = {dm_thresholds['accept_threshold']:.3f} (non-final steps), "
+        f"`answer_threshold` = {dm_thresholds['answer_threshold']:.3f} (answer-carrying steps), "
+        f"chosen by Youden's J on the {meta['threshold_source'].replace('_', ' ')} steps"
+        + (" (of the likelihood head's probability)." if card.likelihood_head else ".")
+        if len(dm_thresholds) == 2
         else "none chosen (no eval data); the graph's defaults apply."
     )
     sizes = ", ".join(
@@ -958,28 +970,20 @@ def train_dm(
             "held_out": _data_summary(held) if held else None,
         }
         trained_on = sorted({question_hash(e.question) for e in train_part})
-        classifier_thresholds = (
-            classifier_reports["eval"].thresholds
-            if head and "eval" in classifier_reports
-            else thresholds
-        )
-        meta = _metadata(
+        card = _card(
             config,
             base_name,
-            classifier_thresholds,
+            thresholds,
             threshold_source,
             data,
             reports,
             weights,
             trained_on,
+            head,
+            classifier_reports,
         )
-        if head is not None:
-            meta[LIKELIHOOD_KEY] = head.model_copy(update=thresholds).model_dump(mode="json")
-            meta["classifier_metrics"] = {
-                k: r.model_dump(mode="json") for k, r in classifier_reports.items()
-            }
-        (staging / DM_METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        (staging / "README.md").write_text(_model_card(meta, reports))
+        card.save(staging)
+        (staging / "README.md").write_text(_model_card(card, reports))
         _move_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

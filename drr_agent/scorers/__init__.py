@@ -3,8 +3,9 @@ a DM served by vLLM (micro-batched over HTTP), the Reasoner as its own critic (s
 baseline)."""
 
 from drr_agent.scorers.base import FunctionScorer, StepContext, StepScorer, dm_text_pair
+from drr_agent.scorers.card import DM_METADATA_FILE, DMCard
 from drr_agent.scorers.embedded import embedded_dm_base_path
-from drr_agent.scorers.hf import DM_METADATA_FILE, HFScorer
+from drr_agent.scorers.hf import HFScorer
 from drr_agent.scorers.loading import load_dm
 from drr_agent.scorers.remote import RemoteScorer
 from drr_agent.scorers.rules import arithmetic_check, arithmetic_scorer, check_equations
@@ -12,6 +13,7 @@ from drr_agent.scorers.self_critique import SelfCritiqueScorer
 
 __all__ = [
     "DM_METADATA_FILE",
+    "DMCard",
     "FunctionScorer",
     "HFScorer",
     "RemoteScorer",

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import json
 import threading
 import weakref
 from collections.abc import Sequence
@@ -31,9 +30,7 @@ from safetensors import SafetensorError
 
 from drr_agent.errors import DMLoadError
 from drr_agent.scorers.base import STEP_JOINER, StepContext, StepScorer, dm_text_pair
-
-DM_METADATA_FILE = "drr_dm.json"
-"""Written by ``drr train`` next to the weights: thresholds and label names for the graph."""
+from drr_agent.scorers.card import DM_METADATA_FILE, DMCard
 
 _POSITIVE_LABEL_NAMES = ("good", "correct", "positive", "accept", "yes", "label_1")
 
@@ -57,35 +54,6 @@ def dm_fingerprint(path: Path) -> str:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()[:16]
-
-
-def read_dm_metadata(path: Path) -> dict[str, object]:
-    """``drr_dm.json`` of a DM folder as a dict (``{}`` when the folder has none)."""
-    meta_path = path / DM_METADATA_FILE
-    if not meta_path.is_file():
-        return {}
-    try:
-        data = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DMLoadError(f"{meta_path}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise DMLoadError(f"{meta_path}: expected a JSON object")
-    return data
-
-
-def stored_training_questions(meta: dict[str, object]) -> frozenset[str] | None:
-    """The training-question hashes recorded in DM metadata (``None``: not recorded)."""
-    hashes = meta.get("training_questions")
-    return frozenset(str(h) for h in hashes) if isinstance(hashes, list) else None
-
-
-def stored_thresholds(meta: dict[str, object]) -> dict[str, float]:
-    """The accept / answer thresholds recorded in DM metadata (`read_dm_metadata`)."""
-    return {
-        k: float(v)  # type: ignore[arg-type]
-        for k, v in meta.items()
-        if k in ("accept_threshold", "answer_threshold") and v is not None
-    }
 
 
 _PAIR_PROBE = ("first question", "second answer")
@@ -226,7 +194,7 @@ class HFScorer(StepScorer):
             )
         if not is_classifier:
             config.num_labels = 2
-        self._meta = read_dm_metadata(self.path)
+        self.card = DMCard.load(self.path)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(
                 self.path, trust_remote_code=trust_remote_code
@@ -259,16 +227,15 @@ class HFScorer(StepScorer):
             torch.set_num_threads(num_threads)
         self.positive_index = self._positive_index(positive_label)
         limit = int(getattr(self.tokenizer, "model_max_length", 512) or 512)
-        trained_window = self._meta.get("max_length")
-        self.max_length = max_length or int(trained_window or min(256, limit))  # type: ignore[call-overload]
+        self.max_length = max_length or self.card.max_length or min(256, limit)
         self.batch_size = batch_size
-        self.name = str(self._meta.get("name") or self.path.name)
+        self.name = self.card.name or self.path.name
         # one forward at a time: torch already uses every core for a single pass
         self._lock = threading.Lock()
 
     def _positive_index(self, requested: str | None) -> int:
         id2label = {int(k): str(v) for k, v in self.model.config.id2label.items()}
-        wanted = requested or self._meta.get("positive_label")
+        wanted = requested or self.card.positive_label
         if wanted is not None:
             for index, label in id2label.items():
                 if label == wanted:
@@ -289,11 +256,11 @@ class HFScorer(StepScorer):
 
     @property
     def thresholds(self) -> dict[str, float]:
-        return stored_thresholds(self._meta)
+        return self.card.thresholds
 
     @property
     def trained_questions(self) -> frozenset[str] | None:
-        return stored_training_questions(self._meta)
+        return self.card.trained_questions
 
     @functools.cached_property
     def fingerprint(self) -> str:  # type: ignore[override]

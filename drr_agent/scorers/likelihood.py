@@ -20,7 +20,7 @@ the way a trained critic should, with weights learned from the same behavioural 
 - `LikelihoodScorer` is the DM the graph sees: classifier score + likelihood statistics →
   head. It wraps any `StepScorer`, so the classifier may run in process or behind vLLM.
 
-The head and its thresholds live in the DM card (``drr_dm.json``, key `LIKELIHOOD_KEY`);
+The head and its thresholds live in the DM card (`DMCard.likelihood_head`);
 `drr_agent.scorers.load_dm` wraps the classifier whenever the card carries one.
 """
 
@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 LIKELIHOOD_KEY = "likelihood_head"
-"""Key of the `LikelihoodHead` in a DM card (``drr_dm.json``)."""
+"""Field of the `LikelihoodHead` in the DM card (`drr_agent.scorers.card.DMCard`)."""
 
 EMBEDDED_LIKELIHOOD_MODEL = "embedded-smollm2"
 """`ReasonerLikelihood` model name for the embedded Reasoner's backbone (the default)."""
@@ -333,16 +333,3 @@ class LikelihoodScorer(StepScorer):
             self.classifier.ascore(items), asyncio.to_thread(self.likelihood.features, items)
         )
         return self.head.probabilities(head_inputs(features, base)).tolist()
-
-
-def read_likelihood_head(meta: dict[str, object], where: Path) -> LikelihoodHead | None:
-    """The `LikelihoodHead` of a DM card (``None`` when it has none)."""
-    raw = meta.get(LIKELIHOOD_KEY)
-    if raw is None:
-        return None
-    try:
-        return LikelihoodHead.model_validate(raw)
-    except ValueError as exc:
-        raise DMLoadError(
-            f"{where}: '{LIKELIHOOD_KEY}' is not a valid likelihood head: {exc}"
-        ) from exc

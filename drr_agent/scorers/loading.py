@@ -11,9 +11,10 @@ from pathlib import Path
 
 from drr_agent.errors import DMLoadError
 from drr_agent.scorers.base import StepScorer
+from drr_agent.scorers.card import DMCard
 from drr_agent.scorers.embedded import embedded_dm_base_path
-from drr_agent.scorers.hf import DM_METADATA_FILE, HFScorer, read_dm_metadata
-from drr_agent.scorers.likelihood import LikelihoodScorer, ReasonerLikelihood, read_likelihood_head
+from drr_agent.scorers.hf import HFScorer
+from drr_agent.scorers.likelihood import LikelihoodScorer, ReasonerLikelihood
 from drr_agent.scorers.remote import RemoteScorer
 
 __all__ = ["load_dm"]
@@ -64,8 +65,9 @@ def _with_likelihood(
     head (a DM trained with ``drr train --likelihood``): the head *is* that DM."""
     if path is None:
         return classifier
-    folder = Path(path).expanduser()
-    head = read_likelihood_head(read_dm_metadata(folder), folder / DM_METADATA_FILE)
+    head = (
+        classifier.card if isinstance(classifier, HFScorer) else DMCard.load(path)
+    ).likelihood_head
     if head is None:
         return classifier
     return LikelihoodScorer(

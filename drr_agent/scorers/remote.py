@@ -107,18 +107,14 @@ class RemoteScorer(StepScorer):
         if dm_path is not None:
             from transformers import AutoTokenizer
 
-            from drr_agent.scorers.hf import (
-                dm_fingerprint,
-                read_dm_metadata,
-                stored_thresholds,
-                stored_training_questions,
-            )
+            from drr_agent.scorers.card import DMCard
+            from drr_agent.scorers.hf import dm_fingerprint
 
-            meta = read_dm_metadata(Path(dm_path))
+            card = DMCard.load(dm_path)
             self._tokenizer = AutoTokenizer.from_pretrained(str(dm_path))
-            self._max_length = int(meta.get("max_length") or self._max_length)  # type: ignore[arg-type]
-            stored = stored_thresholds(meta)
-            self._trained_questions = stored_training_questions(meta)
+            self._max_length = card.max_length or self._max_length
+            stored = card.thresholds
+            self._trained_questions = card.trained_questions
             self._fingerprint = dm_fingerprint(Path(dm_path))
         self._thresholds = dict(thresholds) if thresholds is not None else stored
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (

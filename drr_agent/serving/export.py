@@ -49,11 +49,12 @@ def _finish(staging: Path, out: Path, source: Path) -> Path:
 def export_dm_for_vllm(dm_path: str | Path, out: str | Path) -> Path:
     """Write ``dm_path`` as a one-logit cross-encoder into ``out`` (reused while up to date).
 
-    The DM metadata (``drr_dm.json``: thresholds, window) is copied along.
+    The DM card (`DMCard`: thresholds, window, a likelihood head) is copied along.
     """
     import torch
 
-    from drr_agent.scorers.hf import DM_METADATA_FILE, HFScorer
+    from drr_agent.scorers.card import DM_METADATA_FILE
+    from drr_agent.scorers.hf import HFScorer
 
     source, out = Path(dm_path).expanduser(), Path(out)
     if _up_to_date(out, source):
@@ -86,7 +87,7 @@ def export_dm_for_vllm(dm_path: str | Path, out: str | Path) -> Path:
     model.save_pretrained(staging, safe_serialization=True)
     scorer.tokenizer.save_pretrained(staging)
     if (source / DM_METADATA_FILE).is_file():
-        shutil.copy2(source / DM_METADATA_FILE, staging / DM_METADATA_FILE)
+        scorer.card.save(staging)  # validated on load: a broken card never reaches a server
     return _finish(staging, out, source)
 
 
