@@ -12,7 +12,7 @@
    labels (`train_dm`); pick the self-critique baseline's thresholds on the same dev steps
    (`calibrate_thresholds`), so both critics are tuned alike;
 5. evaluate the methods on the test questions, which nothing above saw or chose on
-   (`evals.run_eval`), with paired differences and the oracle's ceiling in the summary.
+   (`evaluation.run_eval`), with paired differences and the oracle's ceiling in the summary.
 
 Everything lands in one run folder, laid out so each file also works with the single-step
 commands (``drr eval --traces <run>/traces.jsonl --dm <run>/dm``)::
@@ -75,7 +75,7 @@ class QuickstartPlan(BaseModel):
         likelihood: Fit the DM's likelihood head over the Reasoner's token log-probs
             (`TrainConfig.likelihood`). On by default: chosen on dev (README, "Status").
         epochs / learning_rate / batch_size / max_length: DM training (`TrainConfig`).
-        methods: Methods compared on the test items (`evals.methods.METHODS`); ``oracle`` is
+        methods: Methods compared on the test items (`evaluation.methods.METHODS`); ``oracle`` is
             the ceiling (a gold-aware critic in the same graph), ``stepwise`` the ablation.
         graph: The graph's budgets for ``drr`` and ``self_critique``.
         step_temperature / step_max_tokens: The graph's step sampling.
@@ -216,6 +216,8 @@ def run_quickstart(
         progress: Progress bars and stage messages on stderr.
         force: Continue a folder whose recorded plan differs.
     """
+    from drr_agent.evaluation.methods import MethodContext, MethodSettings
+    from drr_agent.evaluation.runner import check_methods, run_eval
     from drr_agent.offline.dm_eval import calibrate_thresholds
     from drr_agent.offline.jsonl import RecordFile
     from drr_agent.offline.labels import mc_examples, outcome_examples
@@ -226,8 +228,6 @@ def run_quickstart(
     from drr_agent.reasoners import embedded_reasoner
     from drr_agent.scorers import DM_METADATA_FILE, SelfCritiqueScorer, load_dm
     from drr_agent.tasks import split_task
-    from evals.methods import MethodContext, MethodSettings
-    from evals.runner import check_methods, run_eval
 
     plan = plan or PLANS["small"]
     check_methods(plan.methods)

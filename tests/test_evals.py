@@ -22,13 +22,7 @@ import drr_agent
 import drr_agent.retry
 from drr_agent import DRRConfig, FunctionScorer, Reasoner, StepContext, StepPrompt
 from drr_agent.cli import app
-from drr_agent.offline.jsonl import RecordFile
-from drr_agent.offline.traces import sample_seed
-from drr_agent.scorers import SelfCritiqueScorer
-from drr_agent.scorers.self_critique import CRITIC_QUESTION, probability_from_reply
-from drr_agent.tasks import TaskItem, load_task, split_task
-from drr_agent.tasks.spec import TaskSpec
-from evals import (
+from drr_agent.evaluation import (
     METHODS,
     EvalRecord,
     EvalRunMismatchError,
@@ -39,7 +33,13 @@ from evals import (
     summarize,
     wilson_interval,
 )
-from evals.methods import majority_answer
+from drr_agent.evaluation.methods import majority_answer
+from drr_agent.offline.jsonl import RecordFile
+from drr_agent.offline.traces import sample_seed
+from drr_agent.scorers import SelfCritiqueScorer
+from drr_agent.scorers.self_critique import CRITIC_QUESTION, probability_from_reply
+from drr_agent.tasks import TaskItem, load_task, split_task
+from drr_agent.tasks.spec import TaskSpec
 
 Q = "Calculate 7 + 4."
 
@@ -432,14 +432,25 @@ async def test_a_dm_retrained_in_place_does_not_resume_into_old_records(tmp_path
 runner = CliRunner()
 
 
-def test_the_library_imports_the_harness_only_when_drr_eval_runs():
-    """No module of drr_agent imports evals (or matplotlib) at import time."""
+def test_the_library_never_imports_the_recipes_folder_and_plots_lazily():
+    """``evals/`` holds recipes and benchmarks, not library code: no module of drr_agent
+    imports it; the harness (`drr_agent.evaluation`) and matplotlib load only when used."""
     for path in Path(drr_agent.__file__).parent.rglob("*.py"):
-        for node in ast.parse(path.read_text()).body:  # module level only
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
             if isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
-            assert not [n for n in names if n.split(".")[0] in ("evals", "matplotlib")], path
+            assert not [n for n in names if n.split(".")[0] == "evals"], path
+        for node in tree.body:  # module level only
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if path.name != "plots.py":  # the plots module itself is imported on use
+                assert not [n for n in names if n.split(".")[0] == "matplotlib"], path
+                assert "drr_agent.evaluation.plots" not in names, path
+            if path.parent.name != "evaluation":
+                assert not [n for n in names if n.startswith("drr_agent.evaluation")], path
 
 
 def test_cli_rejects_unknown_methods_and_a_missing_dm(tmp_path, monkeypatch):

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from drr_agent.evaluation.records import EvalRecord
 from drr_agent.offline.jsonl import RecordFile
 from drr_agent.offline.records import StepExample, TraceRecord
 from drr_agent.scorers import load_dm
-from evals.records import EvalRecord
 
 pytestmark = pytest.mark.embedded
 

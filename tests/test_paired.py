@@ -1,10 +1,11 @@
-"""Paired comparisons and critic efficiency (`evals.paired`), and their place in the summary."""
+"""Paired comparisons and critic efficiency (`drr_agent.evaluation.paired`), and their place in
+the summary."""
 
 from __future__ import annotations
 
 import pytest
 
-from evals.paired import (
+from drr_agent.evaluation.paired import (
     DEFAULT_PAIRS,
     compare,
     compare_all,
@@ -12,8 +13,8 @@ from evals.paired import (
     mcnemar_exact,
     paired_bootstrap,
 )
-from evals.records import EvalRecord
-from evals.summary import EvalSummary, summarize
+from drr_agent.evaluation.records import EvalRecord
+from drr_agent.evaluation.summary import EvalSummary, summarize
 
 
 def _rec(method: str, i: int, correct: bool, error: str | None = None) -> EvalRecord:
@@ -193,9 +194,9 @@ def test_summary_reports_paired_comparisons_and_critic_efficiency():
 
 
 def test_seeds_summary_mean_and_sd_by_hand():
-    from evals.records import EvalRecord
-    from evals.seeds import summarize_seeds
-    from evals.summary import summarize
+    from drr_agent.evaluation.records import EvalRecord
+    from drr_agent.evaluation.seeds import summarize_seeds
+    from drr_agent.evaluation.summary import summarize
 
     def run(right_drr: int, right_stepwise: int) -> object:
         records = [

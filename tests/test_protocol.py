@@ -9,12 +9,12 @@ import pytest
 
 import drr_agent.retry
 from drr_agent import DRRConfig, FunctionScorer, Reasoner, StepContext
+from drr_agent.evaluation import METHODS, MethodContext, MethodSettings, run_eval
+from drr_agent.evaluation.methods import oracle_critic
+from drr_agent.evaluation.runner import TrainedOnEvalItemsError
 from drr_agent.tasks import Task, TaskItem, TaskSplit, question_hash, split_task
 from drr_agent.tasks.errors import TaskDataError
 from drr_agent.tasks.splits import question_fingerprint, split_fingerprint
-from evals import METHODS, MethodContext, MethodSettings, run_eval
-from evals.methods import oracle_critic
-from evals.runner import TrainedOnEvalItemsError
 from tests.test_evals import Scripted
 
 

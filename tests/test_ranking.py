@@ -249,7 +249,7 @@ def test_results_of_trees_without_the_new_fields_still_load() -> None:
 
 
 async def test_lp_rank_method_ranks_by_the_reasoners_logprob() -> None:
-    from evals.methods import METHODS, MethodContext
+    from drr_agent.evaluation.methods import METHODS, MethodContext
 
     task = load_task("basic_arithmetic", limit=1, seed=0)
     item = TaskItem(

@@ -1,7 +1,7 @@
 """``drr eval``: compare DRR with its baselines on a task's test items (async, resumable).
 
-The harness lives in the top-level ``evals`` package (installed with drr-agent); it is imported
-when the command runs, so ``import drr_agent`` never pulls it (or matplotlib) in.
+The harness is `drr_agent.evaluation`; it is imported when the command runs, so
+``import drr_agent`` never pulls it (or matplotlib) in.
 
 Items come either from task options (the same as ``drr traces``: the split is recomputed from
 ``--test`` / ``--dev`` / ``--split-seed``) or from ``--traces FILE``, whose ``*.task.json`` and
@@ -164,12 +164,8 @@ def eval_command(
     from rich.markdown import Markdown
 
     from drr_agent.config import DRRConfig
-
-    try:
-        from evals.methods import DM_METHODS, MethodContext, MethodSettings
-        from evals.runner import check_methods, run_eval
-    except ImportError as exc:  # pragma: no cover - a broken install
-        raise fail(f"the evaluation harness (package 'evals') cannot be imported: {exc}") from exc
+    from drr_agent.evaluation.methods import DM_METHODS, MethodContext, MethodSettings
+    from drr_agent.evaluation.runner import check_methods, run_eval
 
     wanted = [m.strip() for m in methods.split(",") if m.strip()]
     try:
@@ -249,7 +245,7 @@ def eval_command(
         raise fail(f"invalid option: {exc}", 2) from exc
     table = summary.to_markdown()
     if seed_list:
-        from evals.seeds import summarize_seeds, write_seeds
+        from drr_agent.evaluation.seeds import summarize_seeds, write_seeds
 
         spread = summarize_seeds(per_seed)
         write_seeds(spread, out)

@@ -21,12 +21,12 @@ import asyncio
 import json
 from pathlib import Path
 
+from drr_agent.evaluation.methods import MethodContext, MethodSettings
+from drr_agent.evaluation.runner import run_eval
 from drr_agent.quickstart import PLAN_FILE, QuickstartPlan
 from drr_agent.reasoners import embedded_reasoner
 from drr_agent.scorers import load_dm
 from drr_agent.tasks.splits import TaskSplit
-from evals.methods import MethodContext, MethodSettings
-from evals.runner import run_eval
 
 METHODS = ("stepwise", "lp_rank", "drr", "oracle")
 

@@ -42,7 +42,7 @@ class EvalRecord(BaseModel):
     Attributes:
         run_id: The evaluation run (kept across resumes; see ``run.json`` in the run folder).
         task: `Task.name`.
-        method: A key of `evals.methods.METHODS`.
+        method: A key of `drr_agent.evaluation.methods.METHODS`.
         item_id: `TaskItem.id`.
         question: The question asked (for reading the file by eye).
         gold: The gold answer.

@@ -22,8 +22,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from evals.records import EvalRecord
-from evals.summary import EvalSummary
+from drr_agent.evaluation.records import EvalRecord
+from drr_agent.evaluation.summary import EvalSummary
 
 ACCURACY_PLOT = "accuracy_vs_tokens.png"
 BACKTRACK_PLOT = "backtracks.png"

@@ -17,7 +17,7 @@ two overlapping Wilson intervals suggest. This module provides, with numpy only:
   interval from resampling the items with replacement (the same resampled items for both, which
   is what keeps the pairing).
 - `compare` / `compare_all` → `PairedComparison`: the above for two methods' `EvalRecord`s,
-  paired by ``item_id``; a record with ``error`` set counts as wrong, as in `evals.summary`.
+  paired by ``item_id``; a record with ``error`` set counts as wrong, as in `evaluation.summary`.
   `DEFAULT_PAIRS` lists the comparisons the summary reports (those whose methods both ran).
 - `critic_efficiency` → `CriticEfficiency`: how much of the room a critic could fill it fills.
   ``stepwise`` (greedy steps, no critic) is the floor and ``oracle`` (a critic that knows the
@@ -40,7 +40,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from evals.records import EvalRecord
+from drr_agent.evaluation.records import EvalRecord
 
 RESAMPLES = 10_000
 """Default number of bootstrap resamples."""

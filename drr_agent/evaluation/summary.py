@@ -14,9 +14,9 @@ Definitions, per method, over its ``n`` records (one per item):
   completion and total Reasoner tokens, Reasoner calls, DM calls, backtracks and latency.
   ``tokens_vs_cot`` divides the mean total tokens by ``cot``'s, when ``cot`` was run.
 
-Across methods (see `evals.paired`): ``comparisons`` holds the paired difference of accuracy
-(bootstrap interval, wins / losses, McNemar's exact p) of each pair of `evals.paired.DEFAULT_PAIRS`
-that ran, on the items both share, and ``critic_efficiency`` the share of the ``stepwise`` to
+Across methods (see `paired`): ``comparisons`` holds the paired difference of accuracy
+(bootstrap interval, wins / losses, McNemar's exact p) of each pair of `paired.DEFAULT_PAIRS` that
+ran, on the items both share, and ``critic_efficiency`` the share of the ``stepwise`` to
 ``oracle`` gap that ``drr`` closes, when all three ran.
 
 Wilson score interval for ``x`` successes in ``n`` trials, with ``p = x / n`` and ``z = 1.96``
@@ -40,9 +40,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from drr_agent.evaluation.paired import (
+    CriticEfficiency,
+    PairedComparison,
+    compare_all,
+    critic_efficiency,
+)
+from drr_agent.evaluation.records import EvalRecord
 from drr_agent.offline.jsonl import write_json
-from evals.paired import CriticEfficiency, PairedComparison, compare_all, critic_efficiency
-from evals.records import EvalRecord
 
 Z_95 = 1.959963984540054
 """The two-sided 95% normal quantile."""
@@ -260,7 +265,7 @@ def summarize(
     """Summarise ``records`` per method, in the order of ``methods``, then compare them.
 
     The paired comparisons and the critic efficiency need every method's records together,
-    which only this function has (see `evals.paired`).
+    which only this function has (see `drr_agent.evaluation.paired`).
     """
     rows = [summarize_method(m, [r for r in records if r.method == m]) for m in methods]
     cot = next((r for r in rows if r.method == "cot" and r.mean_tokens > 0), None)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from drr_agent.evaluation.summary import EvalSummary
 from drr_agent.offline.jsonl import write_json
-from evals.summary import EvalSummary
 
 SEEDS_JSON = "seeds.json"
 SEEDS_MD = "seeds.md"

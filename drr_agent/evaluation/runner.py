@@ -4,8 +4,8 @@ A run lives in one folder::
 
     run.json              what was run: task, Reasoner, DM, budgets (checked on resume)
     records.jsonl         one EvalRecord per (method, item), appended as each finishes
-    summary.json / .md    per-method accuracy (95% CI), cost, abstention (evals.summary)
-    accuracy_vs_tokens.png, backtracks.png   (evals.plots)
+    summary.json / .md    per-method accuracy (95% CI), cost, abstention (evaluation.summary)
+    accuracy_vs_tokens.png, backtracks.png   (drr_agent.evaluation.plots)
 
 Every (method, item) pair is one job; at most ``concurrency`` jobs run at once (an
 ``asyncio.Semaphore``), item by item so that an interrupted run leaves every method on the same
@@ -32,13 +32,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from drr_agent.errors import DRRError, describe_validation_error
+from drr_agent.evaluation.methods import DM_METHODS, METHODS, MethodContext
+from drr_agent.evaluation.records import RECORDS_FILE, EvalRecord
+from drr_agent.evaluation.summary import EvalSummary, summarize, write_summary
 from drr_agent.offline.jsonl import RecordFile, write_json
 from drr_agent.tasks.base import Task, TaskItem
 from drr_agent.tasks.checking import is_correct
 from drr_agent.tasks.splits import question_hash
-from evals.methods import DM_METHODS, METHODS, MethodContext
-from evals.records import RECORDS_FILE, EvalRecord
-from evals.summary import EvalSummary, summarize, write_summary
 
 RUN_FILE = "run.json"
 
@@ -182,7 +182,7 @@ async def run_eval(
     Args:
         task: The task the items belong to (``ctx.task`` should be the same task).
         items: The items to evaluate (normally the held-out part of a split).
-        methods: Keys of `evals.methods.METHODS`, in the order the summary lists them.
+        methods: Keys of `evaluation.methods.METHODS`, in the order the summary lists them.
         ctx: Reasoner, DM and budgets shared by all methods.
         out_dir: The run folder (created; resumed if it holds records).
         concurrency: (method, item) jobs in flight at once.
@@ -302,7 +302,7 @@ async def run_eval(
         summary.out_dir = str(out)
         write_summary(summary, out)
         if plots:
-            from evals.plots import write_plots
+            from drr_agent.evaluation.plots import write_plots
 
             write_plots(summary, everything, out)
         return summary

@@ -21,7 +21,7 @@ same Reasoner (``ctx.reasoner``), under the same task instruction and answer che
   equations are right, 0.5 (neutral) if it writes none. It knows what a DM can only
   estimate, so it is the ceiling a DM's ``drr`` result is read against in this graph and
   these budgets (critic
-  efficiency = (drr − stepwise) / (oracle − stepwise), `evals.paired`). Never a method to
+  efficiency = (drr − stepwise) / (oracle − stepwise), `evaluation.paired`). Never a method to
   deploy: it needs the answer.
 - ``lp_rank``: ``stepwise`` with ``dm_weight=0``: with ``candidates_per_step > 1`` the
   candidates are ranked by the Reasoner's own per-token probability, no DM. What ``drr``
@@ -53,6 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from drr_agent.config import DRRConfig
 from drr_agent.errors import ReasonerError, ScorerError
+from drr_agent.evaluation.records import TokenUsage
 from drr_agent.graph import build_graph
 from drr_agent.offline.traces import finish_trace, sample_seed, trace_messages
 from drr_agent.reasoners.base import Reasoner
@@ -63,7 +64,6 @@ from drr_agent.scorers.self_critique import SelfCritiqueScorer
 from drr_agent.state import DRRResult
 from drr_agent.tasks.base import Task, TaskItem
 from drr_agent.tasks.checking import is_correct, normalize_answer
-from evals.records import TokenUsage
 
 
 class MethodSettings(BaseModel):
