@@ -4,7 +4,7 @@ Every method has the signature ``async def method(item, ctx) -> MethodOutcome`` 
 same Reasoner (``ctx.reasoner``), under the same task instruction and answer checker:
 
 - ``cot``: one greedy (temperature 0) chain of thought, the whole trace in one call, with the
-  prompt trace sampling uses (`trace_messages`, cut by `finish_trace`).
+  prompt trace sampling uses (`Reasoner.asample_trace`, cut by `finish_trace`).
 - ``self_consistency``: ``k`` sampled traces (seeded per item and index, as traces are), the
   majority of their answers after normalisation by the task checker ("11" and "11.0" vote
   together); a tie goes to the answer seen first (lowest sample index).
@@ -48,14 +48,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, ConfigDict, Field
 
 from drr_agent.config import DRRConfig
 from drr_agent.errors import ReasonerError, ScorerError
 from drr_agent.evaluation.records import TokenUsage
 from drr_agent.graph import build_graph
-from drr_agent.offline.traces import finish_trace, sample_seed, trace_messages
+from drr_agent.offline.traces import finish_trace, sample_seed
 from drr_agent.reasoners.base import Reasoner
 from drr_agent.retry import aretry
 from drr_agent.scorers.base import FunctionScorer, StepContext, StepScorer
@@ -143,21 +142,17 @@ class _Trace:
 
 async def _trace(item: TaskItem, ctx: MethodContext, *, temperature: float, seed: int) -> _Trace:
     """One whole trace, sampled exactly as `drr traces` samples them, with bounded retries."""
-    messages: list[BaseMessage] = trace_messages(ctx.reasoner, ctx.task, item.question)
-    kwargs = {"temperature": temperature, "max_tokens": ctx.settings.max_tokens, "seed": seed}
-    message = await aretry(
-        lambda: ctx.reasoner.model.ainvoke(messages, **kwargs),
-        what=f"Reasoner {ctx.reasoner.name!r}",
+    trace = await ctx.reasoner.asample_trace(
+        item.question,
+        instruction=ctx.task.instruction,
+        temperature=temperature,
+        max_tokens=ctx.settings.max_tokens,
+        seed=seed,
         retries=ctx.settings.retries,
         timeout_s=ctx.settings.timeout_s,
-        error_cls=ReasonerError,
     )
-    text = message.text if hasattr(message, "text") else str(message.content)
-    steps, answer, marked = finish_trace(text, item, ctx.task)
-    usage = getattr(message, "usage_metadata", None) or {}
-    tokens = TokenUsage(
-        prompt=int(usage.get("input_tokens", 0)), completion=int(usage.get("output_tokens", 0))
-    )
+    steps, answer, marked = finish_trace(trace.text, item, ctx.task)
+    tokens = TokenUsage(prompt=trace.prompt_tokens, completion=trace.completion_tokens)
     return _Trace(steps, answer, marked, tokens)
 
 

@@ -29,12 +29,11 @@ from typing import Literal
 from pydantic import BaseModel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from drr_agent.errors import DRRError, ReasonerError
+from drr_agent.errors import DRRError
 from drr_agent.offline.jsonl import RecordFile
 from drr_agent.offline.records import StepExample, TraceRecord
 from drr_agent.offline.traces import finish_trace, sample_seed
 from drr_agent.reasoners.base import Reasoner
-from drr_agent.retry import aretry
 from drr_agent.tasks.base import Task, TaskItem
 from drr_agent.tasks.checking import is_correct
 
@@ -154,7 +153,7 @@ async def mc_examples(
     records = RecordFile(out, StepExample)
     with records.exclusive():
         done = {e.key for e in records.read(repair=True)}
-        prompt = reasoner.prompt.model_copy(update={"instruction": task.instruction})
+        rollout = reasoner.derive(instruction=task.instruction)
         semaphore = asyncio.Semaphore(concurrency)
         cache: dict[tuple[str, tuple[str, ...]], asyncio.Task[float]] = {}
 
@@ -162,31 +161,25 @@ async def mc_examples(
         kind = "mc_answer" if final else "mc"
 
         async def rollout_value(item: TaskItem, prefix: tuple[str, ...]) -> float:
-            messages = prompt.messages(item.question, list(prefix), final=final)
-            prefill = prompt.prefill_text(list(prefix), final=final)
             wins = 0
             # one prefix's rollouts hold one slot together: prefixes then finish (and are saved)
             # one after another, rather than all together at the very end of a long run
             async with semaphore:
                 for r in range(rollouts):
-                    kwargs = {
-                        **reasoner.continuation_for(prefill),
-                        "temperature": temperature,
-                        "max_tokens": max_tokens,
-                        "seed": sample_seed(seed, f"{item.id}|{'|'.join(prefix)}", r),
-                    }
-                    if final:  # the answer is one line, as the graph's step is
-                        kwargs["stop"] = [task.step_format.separator]
-                    message = await aretry(
-                        lambda kw=kwargs: reasoner.model.ainvoke(messages, **kw),
-                        what=f"Reasoner {reasoner.name!r}",
+                    text = await rollout.acontinue(
+                        item.question,
+                        prefix,
+                        final=final,
+                        temperature=temperature,
+                        max_tokens=max_tokens,
+                        seed=sample_seed(seed, f"{item.id}|{'|'.join(prefix)}", r),
+                        # the answer is one line, as the graph's step is
+                        stop=[task.step_format.separator] if final else None,
                         retries=retries,
                         timeout_s=timeout_s,
-                        error_cls=ReasonerError,
                     )
-                    text = reasoner.reply_text(message, prefill)
                     if final:
-                        answer = prompt.final_answer(text) or None
+                        answer = rollout.prompt.final_answer(text) or None
                     else:
                         _, answer, _ = finish_trace(text, item, task)
                     wins += is_correct(answer, item.gold, item.answer_type, item.choices)

@@ -16,7 +16,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from langchain_core.messages import BaseMessage
 from pydantic import BaseModel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -24,7 +23,6 @@ from drr_agent.errors import DRRError, ReasonerError
 from drr_agent.offline.jsonl import RecordFile
 from drr_agent.offline.records import SamplingSettings, SplitName, TraceRecord
 from drr_agent.reasoners.base import Reasoner
-from drr_agent.retry import aretry
 from drr_agent.tasks.base import Task, TaskItem
 from drr_agent.tasks.checking import is_correct, normalize_answer
 
@@ -74,12 +72,6 @@ def finish_trace(text: str, item: TaskItem, task: Task) -> tuple[list[str], str 
         if fallback is not None and item.answer_type != "text":
             return steps, fallback, False
     return steps, None, False
-
-
-def trace_messages(reasoner: Reasoner, task: Task, question: str) -> list[BaseMessage]:
-    """The prompt of a whole trace: the graph's first-step prompt under the task's instruction."""
-    prompt = reasoner.prompt.model_copy(update={"instruction": task.instruction})
-    return prompt.messages(question, [])
 
 
 def _check_compatible(existing: Sequence[TraceRecord], probe: TraceRecord, path: Path) -> None:
@@ -153,37 +145,31 @@ async def sample_traces(
         stats = {"new": 0, "correct": 0, "failed": 0}
 
         async def one(item: TaskItem, index: int) -> TraceRecord:
-            messages = trace_messages(reasoner, task, item.question)
-            kwargs = {
-                "temperature": temperature,
-                "max_tokens": max_tokens,
-                "seed": sample_seed(seed, item.id, index),
-            }
             async with semaphore:
                 try:
-                    message = await aretry(
-                        lambda: reasoner.model.ainvoke(messages, **kwargs),
-                        what=f"Reasoner {reasoner.name!r}",
+                    trace = await reasoner.asample_trace(
+                        item.question,
+                        instruction=task.instruction,
+                        temperature=temperature,
+                        max_tokens=max_tokens,
+                        seed=sample_seed(seed, item.id, index),
                         retries=retries,
                         timeout_s=timeout_s,
-                        error_cls=ReasonerError,
                     )
                 except ReasonerError as exc:
                     return record(item, index, status="failed", error=str(exc))
-            text = message.text if hasattr(message, "text") else str(message.content)
-            steps, answer, marked = finish_trace(text, item, task)
-            usage = getattr(message, "usage_metadata", None) or {}
+            steps, answer, marked = finish_trace(trace.text, item, task)
             return record(
                 item,
                 index,
                 status="ok",
-                text=text,
+                text=trace.text,
                 steps=steps,
                 answer=answer,
                 answer_marked=marked,
                 correct=is_correct(answer, item.gold, item.answer_type, item.choices),
-                prompt_tokens=int(usage.get("input_tokens", 0)),
-                completion_tokens=int(usage.get("output_tokens", 0)),
+                prompt_tokens=trace.prompt_tokens,
+                completion_tokens=trace.completion_tokens,
             )
 
         columns = (

@@ -40,6 +40,15 @@ class Proposal:
     compare), when log-probs were asked for and the model returned them; else ``None``."""
 
 
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A whole trace as the Reasoner wrote it (`Reasoner.asample_trace`)."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
 class Reasoner:
     """Wraps a chat model so it proposes single steps.
 
@@ -111,6 +120,95 @@ class Reasoner:
         if instruction is not None:
             prompt = prompt.model_copy(update={"instruction": instruction})
         return Reasoner(model, prompt, name=self.name, continuation=self.continuation)
+
+    def trace_messages(self, question: str, instruction: str | None = None) -> list[BaseMessage]:
+        """The prompt of a whole trace: the graph's first-step prompt, optionally under another
+        task instruction — so traces, labels and the graph all see the same question."""
+        prompt = self.prompt
+        if instruction is not None:
+            prompt = prompt.model_copy(update={"instruction": instruction})
+        return prompt.messages(question, [])
+
+    async def acontinue(
+        self,
+        question: str,
+        steps: Sequence[str],
+        *,
+        final: bool = False,
+        temperature: float,
+        max_tokens: int,
+        seed: int | None,
+        stop: Sequence[str] | None = None,
+        retries: int = 2,
+        timeout_s: float = 120.0,
+    ) -> str:
+        """Continue the prefilled ``steps`` (``prefill`` style) and return what the model
+        added — a rollout from a step prefix; with ``final`` the prefill ends with the answer
+        prefix, so the continuation is the final answer (as the graph asks for it).
+
+        Raises:
+            ReasonerError: Every attempt failed or timed out.
+        """
+        from drr_agent.errors import ReasonerError
+        from drr_agent.retry import aretry
+
+        messages = self.prompt.messages(question, steps, final=final)
+        prefill = self.prompt.prefill_text(steps, final=final)
+        kwargs: dict[str, Any] = {
+            **self.continuation_for(prefill),
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "seed": seed,
+        }
+        if stop:
+            kwargs["stop"] = list(stop)
+        message = await aretry(
+            lambda: self.model.ainvoke(messages, **kwargs),
+            what=f"Reasoner {self.name!r}",
+            retries=retries,
+            timeout_s=timeout_s,
+            error_cls=ReasonerError,
+        )
+        return self.reply_text(message, prefill)
+
+    async def asample_trace(
+        self,
+        question: str,
+        *,
+        instruction: str | None = None,
+        temperature: float,
+        max_tokens: int,
+        seed: int | None,
+        retries: int = 2,
+        timeout_s: float = 120.0,
+    ) -> Completion:
+        """Sample one whole trace (no stop sequence) with bounded retries and backoff.
+
+        The one way traces are sampled — by ``drr traces`` (the DM's training data) and by the
+        evaluation's whole-trace methods (``cot``, ``self_consistency``) — so both see the same
+        prompt and settings.
+
+        Raises:
+            ReasonerError: Every attempt failed or timed out.
+        """
+        from drr_agent.errors import ReasonerError
+        from drr_agent.retry import aretry
+
+        messages = self.trace_messages(question, instruction)
+        kwargs = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
+        message = await aretry(
+            lambda: self.model.ainvoke(messages, **kwargs),
+            what=f"Reasoner {self.name!r}",
+            retries=retries,
+            timeout_s=timeout_s,
+            error_cls=ReasonerError,
+        )
+        usage = getattr(message, "usage_metadata", None) or {}
+        return Completion(
+            text=message.text if hasattr(message, "text") else str(message.content),
+            prompt_tokens=int(usage.get("input_tokens", 0)),
+            completion_tokens=int(usage.get("output_tokens", 0)),
+        )
 
     def continuation_for(self, prefill: str) -> dict[str, Any]:
         """The continuation arguments a prompt needs: only one ending with a prefill gets them
