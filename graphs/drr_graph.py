@@ -120,15 +120,12 @@ class GraphSettings:
 
 def build_reasoner(settings: GraphSettings) -> Any:
     """The Reasoner the settings name: an OpenAI-compatible server, else the embedded SmolLM2."""
-    from drr_agent import StepPrompt, embedded_reasoner, openai_compatible_reasoner
+    from drr_agent.reasoners import choose_reasoner
 
-    if settings.reasoner_url is None:
-        return embedded_reasoner(prompt=StepPrompt(style=settings.reasoner_style or "prefill"))
-    assert settings.reasoner_model is not None  # check() guarantees it
-    return openai_compatible_reasoner(
+    return choose_reasoner(
         settings.reasoner_url,
         settings.reasoner_model,
-        style=settings.reasoner_style or "chat",  # type: ignore[arg-type]
+        style=settings.reasoner_style,  # type: ignore[arg-type]
         vllm=settings.vllm,
     )
 

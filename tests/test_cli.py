@@ -92,7 +92,7 @@ def test_solve_shows_decisions_and_tree():
     assert "Thought tree" in result.output
     assert "Reasoner calls" in result.output
     # two steps at most, everything accepted: a step that continues, then the trusted answer
-    routes = re.findall(r"^\s*(\w+) depth \d+ score", result.output, flags=re.M)
+    routes = re.findall(r"^\s*(\w+)\s+depth \d+", result.output, flags=re.M)
     assert routes == ["continue", "answer"], result.output
     assert "rejections 0, backtracks 0" in result.output
 

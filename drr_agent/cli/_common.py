@@ -55,13 +55,12 @@ def make_reasoner(
     max_tokens: int = 64,
 ) -> Reasoner:
     """The Reasoner the options name (embedded by default)."""
-    from drr_agent.prompts import StepPrompt
-    from drr_agent.reasoners import embedded_reasoner, openai_compatible_reasoner
+    from drr_agent.reasoners import choose_reasoner
 
     sampling = {"temperature": temperature, "seed": seed, "max_tokens": max_tokens}
+    chosen = style.value if style else None
     if reasoner == EMBEDDED:
-        prompt = StepPrompt(style=(style or Style.prefill).value)
-        return embedded_reasoner(prompt=prompt, **sampling)
+        return choose_reasoner(None, style=chosen, **sampling)  # type: ignore[arg-type]
     if not reasoner.startswith(("http://", "https://")):
         raise typer.BadParameter(
             f"expected 'embedded' or an http(s) URL of an OpenAI-compatible API, got {reasoner!r}",
@@ -71,8 +70,7 @@ def make_reasoner(
         raise typer.BadParameter(
             "an OpenAI-compatible --reasoner needs --model", param_hint="--model"
         )
-    style_name = (style or Style.chat).value
-    return openai_compatible_reasoner(reasoner, model, style=style_name, vllm=vllm, **sampling)
+    return choose_reasoner(reasoner, model, style=chosen, vllm=vllm, **sampling)  # type: ignore[arg-type]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

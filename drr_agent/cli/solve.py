@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from drr_agent.cli._common import (
     EMBEDDED,
@@ -27,6 +26,7 @@ from drr_agent.cli._common import (
 from drr_agent.config import DRRConfig
 from drr_agent.errors import DRRError
 from drr_agent.state import DRRResult
+from drr_agent.tracing import format_decision, thought_table
 
 
 class OnBudget(StrEnum):
@@ -34,33 +34,15 @@ class OnBudget(StrEnum):
     abstain = "abstain"
 
 
+_ROUTE_COLOURS = {"continue": "green", "backtrack": "yellow", "answer": "bold green", "stop": "red"}
+
+
 def _print_event(event: dict[str, Any]) -> None:
-    thought = event.get("thought") or {}
-    score = event.get("score")
-    score_text = "  -  " if score is None else f"{score:.3f}"
-    colour = {"continue": "green", "backtrack": "yellow", "answer": "bold green", "stop": "red"}
-    route = event.get("route", "?")
-    text = (thought.get("text") or event.get("error") or "").replace("\n", " ")
-    console.print(
-        f"[{colour.get(route, 'white')}]{route:>9}[/] depth {event.get('depth', 0)} "
-        f"score {score_text}  {text[:100]}"
-    )
+    """One decision as `drr_agent.tracing.format_decision` writes it, coloured by route."""
+    from rich.text import Text
 
-
-def _tree_table(result: DRRResult) -> Table:
-    table = Table(title="Thought tree", show_lines=False)
-    for column in ("id", "parent", "depth", "score", "status", "thought"):
-        table.add_column(column, overflow="fold")
-    for t in result.thoughts:
-        table.add_row(
-            str(t.id),
-            "-" if t.parent is None else str(t.parent),
-            str(t.depth),
-            "-" if t.score is None else f"{t.score:.3f}",
-            t.status,
-            t.text,
-        )
-    return table
+    colour = _ROUTE_COLOURS.get(str(event.get("route")), "white")
+    console.print(Text(format_decision(event), style=colour))
 
 
 @app.command()
@@ -126,7 +108,7 @@ def solve(
     if as_json:
         console.print_json(json.dumps(result.model_dump()))
         return
-    console.print(_tree_table(result))
+    console.print(thought_table(result))
     if result.abstained:
         console.print(f"[bold red]Abstained[/] ({result.stop_reason}): {result.stop_detail}")
     else:

@@ -1,0 +1,40 @@
+"""`choose_reasoner`: the one chooser of the Reasoner a run uses — embedded, or a server.
+
+The CLI (``--reasoner``, ``--model``, ``--style``, ``--vllm``) and the LangGraph deployment
+(``DRR_REASONER_URL``, ``DRR_REASONER_MODEL``, ``DRR_REASONER_STYLE``, ``DRR_REASONER_VLLM``)
+name a Reasoner the same way; each checks its own inputs (and says which option or variable
+is wrong), then both build it here, with the same defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from drr_agent.prompts import StepPrompt
+from drr_agent.reasoners.base import Reasoner
+
+__all__ = ["choose_reasoner"]
+
+
+def choose_reasoner(
+    url: str | None,
+    model: str | None = None,
+    *,
+    style: Literal["prefill", "chat"] | None = None,
+    vllm: bool = False,
+    temperature: float = 0.7,
+    seed: int | None = None,
+    max_tokens: int = 64,
+) -> Reasoner:
+    """The embedded SmolLM2 when ``url`` is ``None`` (``prefill`` prompts by default), else
+    the OpenAI-compatible server at ``url`` serving ``model`` (``chat`` prompts by default:
+    hosted APIs cannot continue an assistant message; vLLM can with ``vllm=True``)."""
+    from drr_agent.reasoners.embedded import embedded_reasoner
+    from drr_agent.reasoners.openai_compatible import openai_compatible_reasoner
+
+    sampling = {"temperature": temperature, "seed": seed, "max_tokens": max_tokens}
+    if url is None:
+        return embedded_reasoner(prompt=StepPrompt(style=style or "prefill"), **sampling)
+    if not model:
+        raise ValueError(f"a Reasoner served at {url} needs the name of its model")
+    return openai_compatible_reasoner(url, model, style=style or "chat", vllm=vllm, **sampling)
