@@ -48,7 +48,7 @@ def test_head_learns_which_input_carries_the_label():
     assert accuracy > 0.85
     assert head.thresholds == {}
     assert head.model_copy(update={"accept_threshold": 0.4}).thresholds == {"accept_threshold": 0.4}
-    with pytest.raises(ValueError, match="expected 3 rows of 8 inputs"):
+    with pytest.raises(ValueError, match="expected 3 rows of 9 inputs"):
         LikelihoodHead.fit(x[:3, :5], y[:3])
 
 
@@ -62,7 +62,7 @@ def test_head_inputs_put_the_classifier_logit_last():
 async def test_scorer_combines_classifier_and_statistics_sync_and_async():
     x, y = _rows(300)
     head = LikelihoodHead.fit(x, y).model_copy(update={"accept_threshold": 0.3})
-    table = {"good": [0.0, 0.0, 3.0, 0.0, 0.0, 0.0, 1.0], "bad": [0.0, 0.0, -3.0, 0.0, 0, 0, 1]}
+    table = {"good": [0, 0, 3.0, 0, 0, 0, 1, 1], "bad": [0, 0, -3.0, 0, 0, 0, 1, 1]}
     classifier = FunctionScorer(lambda c: 0.5, name="clf", thresholds={"accept_threshold": 0.9})
     scorer = LikelihoodScorer(classifier, head, FixedFeatures(table))
     items = [StepContext("q", (), "good"), StepContext("q", (), "bad")]
@@ -80,13 +80,18 @@ def test_real_smollm2_statistics_prefer_the_right_result():
     pairs = [("8 - 1 = 7", "8 - 1 = 9"), ("So the result is 7", "So the result is 4")]
     items = [StepContext(question, (), step) for pair in pairs for step in pair]
     items.append(StepContext(question, ("8 - 1 = 7",), ""))  # an empty step: zeros, no crash
+    items.append(StepContext(question, ("8 - 1 = 7",), "Answer: incorrect"))
     features = likelihood.features(items)
-    assert features.shape == (5, len(LIKELIHOOD_FEATURES))
+    assert features.shape == (6, len(LIKELIHOOD_FEATURES))
     digit_mean = LIKELIHOOD_FEATURES.index("digit_mean_logprob")
     for right, wrong in ((0, 1), (2, 3)):
         assert features[right, digit_mean] > features[wrong, digit_mean], features
     assert (features[:4, :6] <= 0).all()  # log-probs and gaps
     assert not features[4].any()
+    # no digits: the digit statistics are the all-token ones, not a perfect 0, and the flag is 0
+    words = dict(zip(LIKELIHOOD_FEATURES, features[5], strict=True))
+    assert words["has_digits"] == 0 and features[0, LIKELIHOOD_FEATURES.index("has_digits")] == 1
+    assert words["digit_mean_logprob"] == words["mean_logprob"] < 0
     # batching and order do not change a row
     alone = likelihood.features(items[1:2])
     assert alone[0] == pytest.approx(features[1], abs=1e-4)

@@ -109,7 +109,7 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
     assert meta["data"]["eval"]["items"] == 8
     # the default DM carries the likelihood head, with its own dev thresholds
     head = meta["likelihood_head"]
-    assert head["model"] == "embedded-smollm2" and len(head["weights"]) == 8
+    assert head["model"] == "embedded-smollm2" and len(head["weights"]) == 9
     assert head["accept_threshold"] is not None
     assert len(meta["training_questions"]) == len(split["train_ids"])
     # the scripted Reasoner's graph steps and forced answers are always right: the graph

@@ -63,11 +63,15 @@ LIKELIHOOD_FEATURES = (
     "min_gap",
     "digit_min_gap",
     "log_tokens",
+    "has_digits",
 )
 """What `ReasonerLikelihood.features` returns per step, in order. ``*_gap`` is a token's
 log-prob minus the best token's at that position (0 when the step is the model's greedy
-choice); ``digit_*`` restrict to tokens that contain a digit (0 when the step has none);
-``log_tokens`` is ``log(1 + tokens)``."""
+choice); ``digit_*`` restrict to tokens that contain a digit; ``log_tokens`` is
+``log(1 + tokens)``; ``has_digits`` is 1 when the step has a digit token. A step without
+digits takes the all-token values for ``digit_*`` and 0 for ``has_digits``: a missing value
+must not read as the most confident one (0 is the highest log-prob), or "Answer: incorrect"
+outscores "Answer: 3"."""
 
 CLASSIFIER_FEATURE = "classifier_logit"
 """The last input of the head: ``logit(classifier score)``."""
@@ -194,14 +198,18 @@ class ReasonerLikelihood:
             lp = logprobs[torch.arange(len(step)), target]
             gap = lp - logprobs.max(dim=-1).values
             digit = self._digit[target]
+            has_digits = bool(digit.any())
+            if not has_digits:  # see LIKELIHOOD_FEATURES: the all-token values stand in
+                digit = torch.ones_like(digit)
             out[i] = [
                 lp.mean().item(),
                 lp.min().item(),
-                lp[digit].mean().item() if digit.any() else 0.0,
-                lp[digit].min().item() if digit.any() else 0.0,
+                lp[digit].mean().item(),
+                lp[digit].min().item(),
                 gap.min().item(),
-                gap[digit].min().item() if digit.any() else 0.0,
+                gap[digit].min().item(),
                 math.log1p(len(step)),
+                float(has_digits),
             ]
 
 
