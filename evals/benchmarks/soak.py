@@ -5,8 +5,10 @@ and the embedded SmolLM2 Reasoner — then keeps ``--graphs`` graphs running on
 ``basic_arithmetic`` questions for ``--minutes``: each graph, when done, starts the next
 question. Reports finished graphs, errors (graphs that raised, and graphs that ended on a
 Reasoner or DM error), latency per graph (p50 / p95 / max), and resident memory of this
-process and of each server's process tree at the start and at the end — growth would show a
-leak in the client (connection pools, micro-batcher queues, graph state) or the servers.
+process and of each server's process tree at the start, every 30 s and at the end — growth
+that continues after the first minute (warm-up: allocator pools, KV cache, first batches of
+each shape) would show a leak in the client (connection pools, micro-batcher queues, graph
+state) or the servers.
 
     .venv/bin/python -m evals.benchmarks.soak --dm runs/quickstart/dm --graphs 64 --minutes 5 \\
         --out runs/soak
@@ -32,8 +34,12 @@ from drr_agent.serving import VLLMServer, embedded_reasoner_folder, export_dm_fo
 from drr_agent.tasks import load_task
 
 
-def _rss_mib(pid: int) -> float:
-    """Resident memory of ``pid`` and its descendants, MiB (from /proc)."""
+def _rss_mib(pid: int, *, tree: bool = True) -> float:
+    """Resident memory of ``pid`` (and, with ``tree``, its descendants), MiB (from /proc)."""
+    if not tree:
+        status = Path(f"/proc/{pid}/status").read_text()
+        kib = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS"))
+        return kib / 1024
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
@@ -48,7 +54,7 @@ def _rss_mib(pid: int) -> float:
 
 
 def _memory(servers: dict[str, VLLMServer]) -> dict[str, float]:
-    out = {"client": _rss_mib(os.getpid())}
+    out = {"client": _rss_mib(os.getpid(), tree=False)}  # the servers are its children
     for name, server in servers.items():
         assert server.process is not None
         out[name] = _rss_mib(server.process.pid)
@@ -78,6 +84,14 @@ async def soak(dm_path: Path, graphs: int, minutes: float, cache: Path) -> dict:
         raised: list[str] = []
         memory_start = _memory(servers)
         deadline = time.monotonic() + 60 * minutes
+        samples: list[dict[str, float]] = []
+
+        async def sample_memory() -> None:
+            start = time.monotonic()
+            while time.monotonic() < deadline:
+                await asyncio.sleep(30)
+                samples.append({"t_s": round(time.monotonic() - start), **_memory(servers)})
+
         counter = iter(range(10**9))
 
         async def worker() -> None:
@@ -94,7 +108,7 @@ async def soak(dm_path: Path, graphs: int, minutes: float, cache: Path) -> dict:
                 outcomes[reason] = outcomes.get(reason, 0) + 1
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(graphs)))
+        await asyncio.gather(sample_memory(), *(worker() for _ in range(graphs)))
         wall = time.perf_counter() - started
         memory_end = _memory(servers)
     finally:
@@ -121,6 +135,7 @@ async def soak(dm_path: Path, graphs: int, minutes: float, cache: Path) -> dict:
             "mean": statistics.fmean(latencies) if latencies else 0.0,
         },
         "rss_mib_start": memory_start,
+        "rss_mib_every_30s": samples,
         "rss_mib_end": memory_end,
     }
 
