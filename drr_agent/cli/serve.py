@@ -52,7 +52,11 @@ def serve(
         ),
     ] = None,
     cache: Annotated[
-        Path, typer.Option(help="Where converted model folders and server logs go.")
+        Path,
+        typer.Option(
+            help="Where the DM's vLLM export and the server logs go (the embedded Reasoner's "
+            "export is shared in $DRR_CACHE_DIR, default ~/.cache/drr-agent)."
+        ),
     ] = Path(".drr_cache/serving"),
     allow_download: Annotated[
         bool,
