@@ -42,6 +42,7 @@ async def sweep(
     betas: list[float],
     methods: tuple[str, ...] = METHODS,
     dm: Path | None = None,
+    thresholds: list[tuple[float | None, float | None]] | None = None,
 ) -> list[dict]:
     plan = QuickstartPlan.model_validate_json((run / PLAN_FILE).read_text())
     task = plan.task.load()
@@ -60,45 +61,84 @@ async def sweep(
     )
     scorer = load_dm(dm or run / "dm", num_threads=1)
     rows = []
-    for k in ks:
-        for beta in betas if k > 1 else [1.0]:  # one candidate: nothing to rank
-            config = plan.graph.model_copy(update={"candidates_per_step": k, "dm_weight": beta})
-            ctx = MethodContext(dev, reasoner, scorer, config, settings)
-            summary = await run_eval(
-                dev,
-                dev.items,
-                list(methods),
-                ctx,
-                out / f"k{k}-b{beta:g}",
-                concurrency=plan.concurrency,
-                progress=True,
-                plots=False,
-            )
-            diffs = {(c.method, c.baseline): c for c in summary.comparisons}
-            row = {"candidates": k, "dm_weight": beta, "n": summary.items}
-            for m in METHODS:
-                row[m] = summary.method(m).accuracy if m in methods else None
-                row[f"{m}_tokens"] = summary.method(m).mean_tokens if m in methods else None
-            d = diffs.get(("drr", "stepwise"))
-            row["drr_minus_stepwise"] = None if d is None else [d.diff, d.ci_low, d.ci_high]
-            rows.append(row)
+    grid = [
+        (k, beta, accept, answer)
+        for k in ks
+        for beta in (betas if k > 1 else [1.0])  # one candidate: nothing to rank
+        for accept, answer in thresholds or [(None, None)]
+    ]
+    for k, beta, accept, answer in grid:
+        update = {"candidates_per_step": k, "dm_weight": beta}
+        folder = f"k{k}-b{beta:g}"
+        if accept is not None or answer is not None:
+            update |= {"accept_threshold": accept, "answer_threshold": answer}
+            folder += f"-acc{accept}-ans{answer}"
+        config = plan.graph.model_copy(update=update)
+        ctx = MethodContext(dev, reasoner, scorer, config, settings)
+        summary = await run_eval(
+            dev,
+            dev.items,
+            list(methods),
+            ctx,
+            out / folder,
+            concurrency=plan.concurrency,
+            progress=True,
+            plots=False,
+        )
+        diffs = {(c.method, c.baseline): c for c in summary.comparisons}
+        row = {
+            "candidates": k,
+            "dm_weight": beta,
+            "accept_threshold": accept,
+            "answer_threshold": answer,
+            "n": summary.items,
+        }
+        for m in METHODS:
+            row[m] = summary.method(m).accuracy if m in methods else None
+            row[f"{m}_tokens"] = summary.method(m).mean_tokens if m in methods else None
+        d = diffs.get(("drr", "stepwise"))
+        row["drr_minus_stepwise"] = None if d is None else [d.diff, d.ci_low, d.ci_high]
+        rows.append(row)
     return rows
+
+
+def _pair(row: dict) -> str:
+    if row["accept_threshold"] is None and row["answer_threshold"] is None:
+        return "the DM's"
+    return " / ".join(
+        "DM's" if row[k] is None else f"{row[k]:g}"
+        for k in ("accept_threshold", "answer_threshold")
+    )
+
+
+def _thresholds(text: str) -> list[tuple[float | None, float | None]]:
+    """``"0.25:0.2,0.15:-"`` → [(0.25, 0.2), (0.15, None)] (``-``: the DM's own)."""
+    pairs = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        accept, _, answer = part.partition(":")
+        pairs.append(tuple(None if v in ("", "-") else float(v) for v in (accept, answer)))
+    return pairs  # type: ignore[return-value]
 
 
 def _markdown(rows: list[dict], chosen: dict) -> str:
     lines = [
-        "| K | β | n | stepwise | lp_rank | drr | oracle | drr − stepwise [95% CI] | drr tokens |",
-        "|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| K | β | thresholds (acc / ans) | n | stepwise | lp_rank | drr | oracle "
+        "| drr − stepwise [95% CI] | drr tokens |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
         d = r["drr_minus_stepwise"]
         diff = "-" if d is None else f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
         acc = [("-" if r[m] is None else f"{r[m]:.3f}") for m in METHODS]
         lines.append(
-            f"| {r['candidates']} | {r['dm_weight']:g} | {r['n']} | {' | '.join(acc)} "
+            f"| {r['candidates']} | {r['dm_weight']:g} | {_pair(r)} | {r['n']} | {' | '.join(acc)} "
             f"| {diff} | {r['drr_tokens']:.1f} |"
         )
-    lines += ["", f"Chosen on dev: K = {chosen['candidates']}, β = {chosen['dm_weight']:g}."]
+    lines += [
+        "",
+        f"Chosen on dev: K = {chosen['candidates']}, β = {chosen['dm_weight']:g}, "
+        f"thresholds {_pair(chosen)}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -108,6 +148,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--dm", type=Path, default=None, help="a DM folder (default: the run's)")
     parser.add_argument("--candidates", default="1,3")
+    parser.add_argument(
+        "--thresholds",
+        default="",
+        help="accept:answer pairs to try, e.g. '0.25:0.2,0.15:-' ('-': the DM's own; "
+        "default: only the DM's own)",
+    )
     parser.add_argument("--dm-weights", default="1,0.5")
     parser.add_argument(
         "--methods", default=",".join(METHODS), help="a subset of " + ",".join(METHODS)
@@ -118,7 +164,17 @@ def main() -> None:
     methods = tuple(m for m in args.methods.split(",") if m)
     if "drr" not in methods or not set(methods) <= set(METHODS):
         parser.error(f"--methods must include drr and be a subset of {','.join(METHODS)}")
-    rows = asyncio.run(sweep(args.run, out, ks, _floats(args.dm_weights), methods, args.dm))
+    rows = asyncio.run(
+        sweep(
+            args.run,
+            out,
+            ks,
+            _floats(args.dm_weights),
+            methods,
+            args.dm,
+            _thresholds(args.thresholds) or None,
+        )
+    )
     chosen = max(rows, key=lambda r: (r["drr"], -r["drr_tokens"]))
     (out / "sweep.json").write_text(json.dumps({"rows": rows, "chosen": chosen}, indent=2))
     table = _markdown(rows, chosen)
