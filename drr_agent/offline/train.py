@@ -247,7 +247,7 @@ class TrainResult(BaseModel):
     """What `train_dm` produced.
 
     Attributes:
-        output_dir: The exported DM folder (load it with ``HFScorer(output_dir)``).
+        output_dir: The exported DM folder (load it with ``load_dm(output_dir)``).
         eval_report: Step-level report on the eval part — the ``dev`` rows, else the
             questions held out of the training data — scored through `HFScorer` from the
             exported folder; `None` without either.
@@ -766,7 +766,7 @@ def _model_card(card: DMCard, reports: dict[str, DMReport]) -> str:
         "## Intended use",
         "",
         "Judging the steps of the Reasoner whose traces it was trained on, on tasks like "
-        "those below, inside the drr-agent graph (`HFScorer(path)` in process; a remote "
+        "those below, inside the drr-agent graph (`load_dm(path)` in process; a remote "
         "server must be sent the same `(text, text_pair)` input). It has seen only these "
         "tasks and this Reasoner's mistakes; "
         "check its AUROC on held-out traces before trusting it elsewhere.",
