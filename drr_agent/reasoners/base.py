@@ -22,7 +22,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableParallel
 
+from drr_agent.errors import ReasonerError
 from drr_agent.prompts import StepPrompt
+from drr_agent.retry import aretry
 from drr_agent.steps import StepFormat
 
 
@@ -129,6 +131,22 @@ class Reasoner:
             prompt = prompt.model_copy(update={"instruction": instruction})
         return prompt.messages(question, [])
 
+    async def _ainvoke_retrying(
+        self,
+        messages: list[BaseMessage],
+        kwargs: dict[str, Any],
+        retries: int,
+        timeout_s: float,
+    ) -> BaseMessage:
+        """One model call with bounded retries and backoff; a `ReasonerError` when all fail."""
+        return await aretry(
+            lambda: self.model.ainvoke(messages, **kwargs),
+            what=f"Reasoner {self.name!r}",
+            retries=retries,
+            timeout_s=timeout_s,
+            error_cls=ReasonerError,
+        )
+
     async def acontinue(
         self,
         question: str,
@@ -149,9 +167,6 @@ class Reasoner:
         Raises:
             ReasonerError: Every attempt failed or timed out.
         """
-        from drr_agent.errors import ReasonerError
-        from drr_agent.retry import aretry
-
         messages = self.prompt.messages(question, steps, final=final)
         prefill = self.prompt.prefill_text(steps, final=final)
         kwargs: dict[str, Any] = {
@@ -162,13 +177,7 @@ class Reasoner:
         }
         if stop:
             kwargs["stop"] = list(stop)
-        message = await aretry(
-            lambda: self.model.ainvoke(messages, **kwargs),
-            what=f"Reasoner {self.name!r}",
-            retries=retries,
-            timeout_s=timeout_s,
-            error_cls=ReasonerError,
-        )
+        message = await self._ainvoke_retrying(messages, kwargs, retries, timeout_s)
         return self.reply_text(message, prefill)
 
     async def asample_trace(
@@ -191,18 +200,9 @@ class Reasoner:
         Raises:
             ReasonerError: Every attempt failed or timed out.
         """
-        from drr_agent.errors import ReasonerError
-        from drr_agent.retry import aretry
-
         messages = self.trace_messages(question, instruction)
         kwargs = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
-        message = await aretry(
-            lambda: self.model.ainvoke(messages, **kwargs),
-            what=f"Reasoner {self.name!r}",
-            retries=retries,
-            timeout_s=timeout_s,
-            error_cls=ReasonerError,
-        )
+        message = await self._ainvoke_retrying(messages, kwargs, retries, timeout_s)
         usage = getattr(message, "usage_metadata", None) or {}
         return Completion(
             text=message.text if hasattr(message, "text") else str(message.content),

@@ -33,6 +33,13 @@ STEP_JOINER = "\n"
 CANDIDATE_MARK = "Next step: "
 
 
+def set_thresholds(accept: float | None, answer: float | None) -> dict[str, float]:
+    """``{"accept_threshold": …, "answer_threshold": …}`` with only the values that are set:
+    the shape of `StepScorer.thresholds`, where a missing key means "the graph's default"."""
+    pairs = (("accept_threshold", accept), ("answer_threshold", answer))
+    return {k: v for k, v in pairs if v is not None}
+
+
 def dm_text_pair(context: StepContext, steps: Sequence[str] | None = None) -> tuple[str, str]:
     """``(text, text_pair)`` for a cross-encoder DM: the question, then steps and candidate.
 

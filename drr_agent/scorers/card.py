@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from drr_agent.errors import DMLoadError, describe_validation_error
+from drr_agent.scorers.base import set_thresholds
 from drr_agent.scorers.likelihood import LikelihoodHead
 
 __all__ = ["DM_METADATA_FILE", "DMCard"]
@@ -102,14 +103,7 @@ class DMCard(BaseModel):
     @property
     def thresholds(self) -> dict[str, float]:
         """The classifier's recorded thresholds (only those that are set)."""
-        return {
-            k: v
-            for k, v in (
-                ("accept_threshold", self.accept_threshold),
-                ("answer_threshold", self.answer_threshold),
-            )
-            if v is not None
-        }
+        return set_thresholds(self.accept_threshold, self.answer_threshold)
 
     @property
     def trained_questions(self) -> frozenset[str] | None:

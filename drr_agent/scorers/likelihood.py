@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from drr_agent.errors import DMLoadError
 from drr_agent.prompts import StepPrompt
-from drr_agent.scorers.base import StepContext, StepScorer
+from drr_agent.scorers.base import StepContext, StepScorer, set_thresholds
 
 __all__ = [
     "EMBEDDED_LIKELIHOOD_MODEL",
@@ -282,14 +282,7 @@ class LikelihoodHead(BaseModel):
 
     @property
     def thresholds(self) -> dict[str, float]:
-        return {
-            k: v
-            for k, v in (
-                ("accept_threshold", self.accept_threshold),
-                ("answer_threshold", self.answer_threshold),
-            )
-            if v is not None
-        }
+        return set_thresholds(self.accept_threshold, self.answer_threshold)
 
 
 def head_inputs(features: np.ndarray, classifier_scores: Sequence[float]) -> np.ndarray:

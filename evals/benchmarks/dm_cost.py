@@ -19,37 +19,15 @@ import argparse
 import asyncio
 import json
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from drr_agent import DRRResult, build_graph
 from drr_agent.quickstart import PLAN_FILE, QuickstartPlan
 from drr_agent.reasoners import embedded_reasoner
-from drr_agent.scorers import HFScorer, StepContext, StepScorer, load_dm
+from drr_agent.scorers import HFScorer, StepScorer, load_dm
 from drr_agent.tasks.checking import is_correct
 from drr_agent.tasks.splits import TaskSplit
-
-
-class TimedScorer(StepScorer):
-    """Delegates to ``inner`` and adds up the seconds spent in it."""
-
-    def __init__(self, inner: StepScorer) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.seconds = 0.0
-        self.items = 0
-
-    @property
-    def thresholds(self) -> dict[str, float]:
-        return self.inner.thresholds
-
-    async def ascore(self, items: Sequence[StepContext]) -> list[float]:
-        start = time.perf_counter()
-        try:
-            return await self.inner.ascore(items)
-        finally:
-            self.seconds += time.perf_counter() - start
-            self.items += len(items)
+from evals.benchmarks.graph_overhead import TimedScorer
 
 
 def _load(spec: str) -> tuple[str, StepScorer]:
@@ -74,7 +52,7 @@ async def measure(run: Path, dms: list[tuple[str, StepScorer]], questions: int) 
     items = dev.items[:questions]
     await graphs[next(iter(graphs))].ainvoke({"question": items[0].question})  # warm-up
     for dm in timed.values():
-        dm.seconds, dm.items = 0.0, 0
+        dm.reset()
     for item in items:
         for name, graph in graphs.items():
             start = time.perf_counter()

@@ -394,36 +394,39 @@ def print_part_a(results: list[ModeResult], cycles: int, repeats: int) -> None:
 
 # -- Part B: real models ------------------------------------------------------------------------
 class TimedScorer(StepScorer):
-    """Delegates to a scorer and accumulates the wall time spent in it."""
+    """Delegates to a scorer and accumulates the wall time spent in it, the calls and the
+    contexts scored (also used by `evals.benchmarks.dm_cost`)."""
 
     def __init__(self, inner: StepScorer) -> None:
         self.inner = inner
         self.name = inner.name
-        self.seconds = 0.0
-        self.calls = 0
+        self.reset()
 
     @property
     def thresholds(self) -> dict[str, float]:
         return self.inner.thresholds
 
     def reset(self) -> None:
-        self.seconds, self.calls = 0.0, 0
+        self.seconds, self.calls, self.items = 0.0, 0, 0
 
     async def ascore(self, items: Sequence[StepContext]) -> list[float]:
         start = time.perf_counter()
         try:
             return await self.inner.ascore(items)
         finally:
-            self.seconds += time.perf_counter() - start
-            self.calls += 1
+            self._count(start, items)
 
     def score(self, items: Sequence[StepContext]) -> list[float]:
         start = time.perf_counter()
         try:
             return self.inner.score(items)
         finally:
-            self.seconds += time.perf_counter() - start
-            self.calls += 1
+            self._count(start, items)
+
+    def _count(self, start: float, items: Sequence[StepContext]) -> None:
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        self.items += len(items)
 
 
 class TimedReasoner(Reasoner):

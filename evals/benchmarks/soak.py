@@ -36,20 +36,16 @@ from drr_agent.tasks import load_task
 
 def _rss_mib(pid: int, *, tree: bool = True) -> float:
     """Resident memory of ``pid`` (and, with ``tree``, its descendants), MiB (from /proc)."""
-    if not tree:
-        status = Path(f"/proc/{pid}/status").read_text()
-        kib = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS"))
-        return kib / 1024
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
         try:
             status = Path(f"/proc/{p}/status").read_text()
             total += next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS"))
-            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+            if tree:
+                todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
         except (OSError, StopIteration):
             continue
-        todo += [int(c) for c in children]
     return total / 1024
 
 
