@@ -41,6 +41,11 @@ class StepPrompt(BaseModel):
         step_joiner: Text between accepted steps in a prefilled reply. A blank line makes small
             models start the next step at once instead of emitting an empty line first.
         rejected_header: Introduces the list of rejected alternatives.
+        list_rejected: Whether the prompt lists the rejected alternatives at all. ``False``
+            makes a retry a fresh sample of the very prompt the greedy step came from (a
+            sibling, as the DM's sibling data are): a 135M model shown its rejected steps
+            tends to write about them ("It appears that a step was missed…") instead of
+            writing a different step.
         answer_prefix: Starts a step that must give the final answer (prefill style). It
             avoids the word "answer" on purpose: after an instruction that says "write 'Answer:
             X'", small models complete "Answer:" with a literal "X" (SmolLM2-135M: 1 in 20
@@ -57,6 +62,7 @@ class StepPrompt(BaseModel):
     rejected_header: str = (
         "These next steps were judged wrong; do not repeat them, write a different step:"
     )
+    list_rejected: bool = True
     answer_prefix: str = "So the result is"
     final_request: str = "Write the final answer now, on one line: 'Answer: X'."
 
@@ -93,7 +99,7 @@ class StepPrompt(BaseModel):
         if self.style == "chat" and steps:
             listed = "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
             parts.append(f"Steps so far:\n{listed}")
-        if rejected:
+        if rejected and self.list_rejected:
             parts.append(self.rejected_header + "\n" + "\n".join(f"- {r}" for r in rejected))
         if self.style == "chat":
             parts.append(self.final_request if final else "Write only the next step, on one line.")

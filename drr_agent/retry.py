@@ -40,6 +40,13 @@ def backoff_s(attempt: int) -> float:
 
 def _fail(error_cls: type[DRRError], what: str, attempts: int, exc: BaseException) -> DRRError:
     kind = "timed out" if isinstance(exc, TimeoutError) else f"failed: {type(exc).__name__}: {exc}"
+    # client libraries wrap the transport's error in a generic one ("Connection error."),
+    # sometimes twice: the first cause that says more names the server and what happened
+    cause = exc.__cause__
+    while cause is not None and str(cause) in str(exc):
+        cause = cause.__cause__
+    if cause is not None and str(cause):
+        kind += f", caused by {type(cause).__name__}: {cause}"
     return error_cls(f"{what} {kind} (after {attempts} attempt{'s' * (attempts > 1)})")
 
 

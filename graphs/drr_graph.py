@@ -20,12 +20,14 @@ What cannot be a context field — which models to load — comes from environme
 ``DRR_DM_URL``                 A DM served by ``drr serve --dm`` (vLLM ``/score``), e.g.
                                ``http://127.0.0.1:8001``; with ``DRR_DM`` set too, that
                                folder supplies the tokenizer window and the thresholds.
+                               Several replicas: their URLs comma-separated.
 ``DRR_ALLOW_UNTRAINED_DM=1``   Without ``DRR_DM``: use the embedded MiniLM base with a
                                *randomly initialised* head — the plumbing is real, the scores
                                are noise. For smoke tests only; without it and without
                                ``DRR_DM`` the factory stops with `GraphSetupError`.
 ``DRR_REASONER_URL``           An OpenAI-compatible API root (e.g. ``http://127.0.0.1:8000/v1``
-                               for vLLM). Unset: the embedded SmolLM2-135M Reasoner on CPU.
+                               for vLLM), or several replicas' comma-separated. Unset: the
+                               embedded SmolLM2-135M Reasoner on CPU.
 ``DRR_REASONER_MODEL``         The model served at ``DRR_REASONER_URL`` (required with it).
 ``DRR_REASONER_STYLE``         ``prefill`` or ``chat`` prompting (default: ``prefill`` for the
                                embedded Reasoner, ``chat`` for a URL).
@@ -88,8 +90,16 @@ class GraphSettings:
 
     def check(self) -> None:
         """Raise `GraphSetupError` naming the variable to set when the settings are unusable."""
-        if self.dm_url is not None and not self.dm_url.startswith(("http://", "https://")):
-            raise GraphSetupError(f"DRR_DM_URL must be an http(s) URL, got {self.dm_url!r}")
+        from drr_agent.serving.replicas import split_urls  # importing this module stays cheap
+
+        for name, value in (("DRR_DM_URL", self.dm_url), ("DRR_REASONER_URL", self.reasoner_url)):
+            if value is not None:
+                try:
+                    split_urls(value)
+                except ValueError as exc:
+                    raise GraphSetupError(
+                        f"{name} must be one or more http(s) URLs (comma-separated): {exc}"
+                    ) from exc
         if self.dm is None and self.dm_url is None and not self.allow_untrained_dm:
             raise GraphSetupError(
                 "No DM configured for the DRR graph. Set DRR_DM to a trained DM folder (a "
@@ -101,12 +111,6 @@ class GraphSettings:
             raise GraphSetupError(
                 f"DRR_REASONER_URL is set ({self.reasoner_url}) but DRR_REASONER_MODEL is not: "
                 "name the model served there."
-            )
-        if self.reasoner_url is not None and not self.reasoner_url.startswith(
-            ("http://", "https://")
-        ):
-            raise GraphSetupError(
-                f"DRR_REASONER_URL must be an http(s) URL, got {self.reasoner_url!r}"
             )
         if self.reasoner_style not in (None, "prefill", "chat"):
             raise GraphSetupError(

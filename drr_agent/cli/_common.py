@@ -33,7 +33,11 @@ class Style(StrEnum):
 
 
 ReasonerOpt = Annotated[
-    str, typer.Option(help="'embedded' (SmolLM2-135M on CPU) or an OpenAI-compatible API URL.")
+    str,
+    typer.Option(
+        help="'embedded' (SmolLM2-135M on CPU) or an OpenAI-compatible API URL; several "
+        "replicas of one model comma-separated (requests spread, a failing one is skipped)."
+    ),
 ]
 ModelOpt = Annotated[str | None, typer.Option(help="Model name served at --reasoner URL.")]
 StyleOpt = Annotated[
@@ -61,11 +65,15 @@ def make_reasoner(
     chosen = style.value if style else None
     if reasoner == EMBEDDED:
         return choose_reasoner(None, style=chosen, **sampling)  # type: ignore[arg-type]
-    if not reasoner.startswith(("http://", "https://")):
+    from drr_agent.serving.replicas import split_urls
+
+    try:
+        split_urls(reasoner)
+    except ValueError as exc:
         raise typer.BadParameter(
-            f"expected 'embedded' or an http(s) URL of an OpenAI-compatible API, got {reasoner!r}",
+            f"expected 'embedded' or the http(s) URL(s) of an OpenAI-compatible API: {exc}",
             param_hint="--reasoner",
-        )
+        ) from exc
     if not model:
         raise typer.BadParameter(
             "an OpenAI-compatible --reasoner needs --model", param_hint="--model"
@@ -113,8 +121,9 @@ DmWeightOpt = Annotated[
 DmUrlOpt = Annotated[
     str | None,
     typer.Option(
-        help="A DM served by `drr serve --dm` (vLLM), e.g. http://127.0.0.1:8001; with --dm "
-        "the local folder supplies the tokenizer window and thresholds.",
+        help="A DM served by `drr serve --dm` (vLLM), e.g. http://127.0.0.1:8001 (replicas "
+        "comma-separated); with --dm the local folder supplies the tokenizer window and "
+        "thresholds.",
         envvar="DRR_DM_URL",
     ),
 ]

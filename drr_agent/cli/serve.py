@@ -24,6 +24,10 @@ class Device(StrEnum):
     gpu = "gpu"
 
 
+def _log_name(kind: str, index: int, replicas: int) -> str:
+    return f"{kind}.log" if replicas == 1 else f"{kind}-{index}.log"
+
+
 @app.command()
 def serve(
     dm: Annotated[
@@ -62,6 +66,17 @@ def serve(
         bool,
         typer.Option(help="Let vLLM download a --reasoner Hub id (default: local folders only)."),
     ] = False,
+    replicas: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=16,
+            help="Servers per model, on consecutive ports from --dm-port / --reasoner-port: "
+            "clients given all their URLs (comma-separated) spread requests over them and "
+            "route around one that fails. A quick try on one machine (each CPU replica takes "
+            "~2 GB of RAM and shares the cores); production runs one per machine or GPU.",
+        ),
+    ] = 1,
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -90,15 +105,29 @@ def serve(
                 "graph) or put an authenticating proxy in front of it.",
                 2,
             )
+    if dm is not None and reasoner is not None and abs(dm_port - reasoner_port) < replicas:
+        raise fail(
+            f"--replicas {replicas}: the DM's ports {dm_port}.. and the Reasoner's "
+            f"{reasoner_port}.. overlap; move one, e.g. --dm-port {reasoner_port + replicas}",
+            2,
+        )
     servers: list[VLLMServer] = []
     common = {"host": host, "python": vllm_python, "device": device.value, "api_key": api_key}
     try:
         if dm is not None:
             console.print(f"converting {dm} for vLLM (one-logit head, same probabilities)…")
             folder = export_dm_for_vllm(dm, cache / f"dm-{dm.resolve().name}")
-            servers.append(
-                VLLMServer(folder, DM_NAME, "pooling", port=dm_port, log=cache / "dm.log", **common)
-            )
+            servers += [
+                VLLMServer(
+                    folder,
+                    DM_NAME,
+                    "pooling",
+                    port=dm_port + i,
+                    log=cache / _log_name("dm", i, replicas),
+                    **common,
+                )
+                for i in range(replicas)
+            ]
         if reasoner is not None:
             if reasoner == EMBEDDED:
                 console.print("converting the embedded SmolLM2 GGUF to safetensors (once)…")
@@ -112,17 +141,18 @@ def serve(
                         f"{reasoner} --local-dir DIR`, then --reasoner DIR), or pass "
                         "--allow-download to let vLLM fetch it from the Hub"
                     )
-            servers.append(
+            servers += [
                 VLLMServer(
                     model,
                     REASONER_NAME,
                     "generate",
-                    port=reasoner_port,
-                    log=cache / "reasoner.log",
+                    port=reasoner_port + i,
+                    log=cache / _log_name("reasoner", i, replicas),
                     offline=not allow_download,
                     **common,
                 )
-            )
+                for i in range(replicas)
+            ]
         for server in servers:
             console.print(f"starting vLLM ({server.device}) for {server.model} …")
             server.start()
@@ -133,13 +163,13 @@ def serve(
         if isinstance(exc, DRRError):
             raise fail(str(exc)) from exc
         raise
-    dm_url = next((s.url for s in servers if s.served_name == DM_NAME), None)
-    r_url = next((s.url for s in servers if s.served_name == REASONER_NAME), None)
+    dm_url = ",".join(s.url for s in servers if s.served_name == DM_NAME)
+    r_url = ",".join(f"{s.url}/v1" for s in servers if s.served_name == REASONER_NAME)
     example = (["DRR_REASONER_API_KEY=<the key>"] if api_key and r_url else []) + [
         "drr solve 'What is 7 + 4?'"
     ]
     if r_url:
-        example.append(f"--reasoner {r_url}/v1 --model {REASONER_NAME} --vllm --style prefill")
+        example.append(f"--reasoner {r_url} --model {REASONER_NAME} --vllm --style prefill")
     if dm_url:
         example.append(f"--dm-url {dm_url} --dm {dm}")
     console.print("use them with:\n  " + " ".join(example) + "\nCtrl-C stops the servers.")

@@ -3,18 +3,31 @@
 vLLM can continue a prefilled assistant message when asked with ``continue_final_message``;
 this factory sets that for the ``prefill`` style so small instruct models get the same prompt
 they get embedded. For APIs that reject a trailing assistant message, use ``style="chat"``.
+
+Several replicas of one served model (a list of URLs, or comma-separated) share the load
+through `drr_agent.serving.replicas`: ``ChatOpenAI`` addresses the first, and the HTTP
+transport it is given sends each request to the replica with the fewest in flight, leaving a
+failing one out for a while.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 from urllib.parse import urlparse
 
+import httpx
 from langchain_openai import ChatOpenAI
 
 from drr_agent.prompts import StepPrompt
 from drr_agent.reasoners.base import Reasoner
+from drr_agent.serving.replicas import (
+    ReplicaPool,
+    ReplicaTransport,
+    SyncReplicaTransport,
+    split_urls,
+)
 
 REASONER_API_KEY_ENV = "DRR_REASONER_API_KEY"
 """Environment variable holding the key for the ``--reasoner`` endpoint."""
@@ -36,7 +49,7 @@ def reasoner_api_key(base_url: str, api_key: str | None = None) -> str | None:
 
 
 def openai_compatible_reasoner(
-    base_url: str,
+    base_url: str | Sequence[str],
     model: str,
     *,
     api_key: str | None = None,
@@ -50,7 +63,8 @@ def openai_compatible_reasoner(
     """A `Reasoner` over ``{base_url}/chat/completions``.
 
     Args:
-        base_url: The API root, e.g. ``http://127.0.0.1:8000/v1``.
+        base_url: The API root, e.g. ``http://127.0.0.1:8000/v1``; several replicas of the
+            same model as a list or comma-separated (all with the same key).
         model: Served model name.
         api_key: The endpoint's key; default `reasoner_api_key` (``$DRR_REASONER_API_KEY``;
             ``$OPENAI_API_KEY`` for api.openai.com only), else a placeholder that local
@@ -66,14 +80,28 @@ def openai_compatible_reasoner(
         continuation = {
             "extra_body": {"continue_final_message": True, "add_generation_prompt": False}
         }
+    urls = split_urls(base_url)
+    clients: dict[str, Any] = {}
+    if len(urls) > 1:
+        pool = ReplicaPool(urls)
+        clients = {
+            "http_client": httpx.Client(transport=SyncReplicaTransport(pool), timeout=timeout_s),
+            "http_async_client": httpx.AsyncClient(
+                transport=ReplicaTransport(pool), timeout=timeout_s
+            ),
+        }
+    keys = {reasoner_api_key(u, api_key) for u in urls}
+    if len(keys) > 1:
+        raise ValueError(f"replicas {urls} would get different keys; give one with api_key")
     chat = ChatOpenAI(
-        base_url=base_url,
-        api_key=reasoner_api_key(base_url, api_key) or "not-needed",  # type: ignore[arg-type]
+        base_url=urls[0],
+        api_key=keys.pop() or "not-needed",  # type: ignore[arg-type]
         model=model,
         temperature=temperature,
         max_tokens=max_tokens,  # type: ignore[call-arg]
         seed=seed,
         timeout=timeout_s,
         max_retries=0,  # drr_agent.retry owns retries
+        **clients,
     )
     return Reasoner(chat, StepPrompt(style=style), name=model, continuation=continuation)

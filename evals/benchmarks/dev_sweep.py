@@ -12,6 +12,12 @@ cheaper setting.
         --dm-weights 1,0.5 --out runs/quickstart/dev-sweep
 
 Each setting is its own resumable ``drr eval`` folder under ``--out``.
+
+``--plain-retries`` samples a retry from the greedy step's own prompt instead of one that lists
+the rejected steps (`StepPrompt.list_rejected`). ``--part train`` measures the DM-free methods
+(``stepwise``, ``lp_rank``, ``oracle``) on the train questions too — choices about the search
+itself (how retries are proposed) may use them, since nothing there depends on the DM; ``drr``
+is refused there, its DM was trained on those questions.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pathlib import Path
 
 from drr_agent.evaluation.methods import MethodContext, MethodSettings
 from drr_agent.evaluation.runner import run_eval
+from drr_agent.prompts import StepPrompt
 from drr_agent.quickstart import PLAN_FILE, QuickstartPlan
 from drr_agent.reasoners import embedded_reasoner
 from drr_agent.scorers import load_dm
@@ -43,11 +50,13 @@ async def sweep(
     methods: tuple[str, ...] = METHODS,
     dm: Path | None = None,
     thresholds: list[tuple[float | None, float | None]] | None = None,
+    part: str = "dev",
+    list_rejected: bool = True,
 ) -> list[dict]:
     plan = QuickstartPlan.model_validate_json((run / PLAN_FILE).read_text())
     task = plan.task.load()
     split = TaskSplit.load(run / "traces.split.json")
-    dev = split.subtask(task, "dev")
+    dev = split.subtask(task, part)
     critic = run / "critic_thresholds.json"
     settings = MethodSettings(
         k=plan.k,
@@ -57,7 +66,10 @@ async def sweep(
         critic_thresholds=json.loads(critic.read_text()) if critic.is_file() else None,
     )
     reasoner = embedded_reasoner(
-        temperature=plan.step_temperature, max_tokens=plan.step_max_tokens, seed=plan.seed
+        temperature=plan.step_temperature,
+        max_tokens=plan.step_max_tokens,
+        seed=plan.seed,
+        prompt=StepPrompt(style="prefill", list_rejected=list_rejected),
     )
     scorer = load_dm(dm or run / "dm", num_threads=1)
     rows = []
@@ -69,7 +81,9 @@ async def sweep(
     ]
     for k, beta, accept, answer in grid:
         update = {"candidates_per_step": k, "dm_weight": beta}
-        folder = f"k{k}-b{beta:g}"
+        folder = f"{part}-k{k}-b{beta:g}" if part != "dev" else f"k{k}-b{beta:g}"
+        if not list_rejected:
+            folder += "-plain"
         if accept is not None or answer is not None:
             update |= {"accept_threshold": accept, "answer_threshold": answer}
             folder += f"-acc{accept}-ans{answer}"
@@ -132,7 +146,7 @@ def _markdown(rows: list[dict], chosen: dict) -> str:
         acc = [("-" if r[m] is None else f"{r[m]:.3f}") for m in METHODS]
         lines.append(
             f"| {r['candidates']} | {r['dm_weight']:g} | {_pair(r)} | {r['n']} | {' | '.join(acc)} "
-            f"| {diff} | {r['drr_tokens']:.1f} |"
+            f"| {diff} | {'-' if r['drr_tokens'] is None else format(r['drr_tokens'], '.1f')} |"
         )
     lines += [
         "",
@@ -158,12 +172,20 @@ def main() -> None:
     parser.add_argument(
         "--methods", default=",".join(METHODS), help="a subset of " + ",".join(METHODS)
     )
+    parser.add_argument("--part", default="dev", choices=("dev", "train"))
+    parser.add_argument(
+        "--plain-retries",
+        action="store_true",
+        help="retries resample the greedy step's prompt (no list of rejected steps)",
+    )
     args = parser.parse_args()
     out = args.out or args.run / "dev-sweep"
     ks = [int(k) for k in _floats(args.candidates)]
     methods = tuple(m for m in args.methods.split(",") if m)
-    if "drr" not in methods or not set(methods) <= set(METHODS):
-        parser.error(f"--methods must include drr and be a subset of {','.join(METHODS)}")
+    if not methods or not set(methods) <= set(METHODS):
+        parser.error(f"--methods must be a subset of {','.join(METHODS)}")
+    if args.part != "dev" and "drr" in methods:
+        parser.error("drr is evaluated on dev only: its DM was trained on the train questions")
     rows = asyncio.run(
         sweep(
             args.run,
@@ -173,9 +195,12 @@ def main() -> None:
             methods,
             args.dm,
             _thresholds(args.thresholds) or None,
+            args.part,
+            not args.plain_retries,
         )
     )
-    chosen = max(rows, key=lambda r: (r["drr"], -r["drr_tokens"]))
+    key = "drr" if "drr" in methods else methods[0]
+    chosen = max(rows, key=lambda r: (r[key], -r[f"{key}_tokens"]))
     (out / "sweep.json").write_text(json.dumps({"rows": rows, "chosen": chosen}, indent=2))
     table = _markdown(rows, chosen)
     (out / "sweep.md").write_text(table)
