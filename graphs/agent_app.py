@@ -29,6 +29,7 @@ factory named in ``langgraph.json``; it takes the DRR graph from the sibling mod
 ``DRR_REASONER_URL``, ...).
 """
 
+import asyncio
 import importlib
 import importlib.util
 import os
@@ -52,6 +53,7 @@ from langgraph.types import Checkpointer, Command
 
 __all__ = [
     "DRR_TOOL_NAME",
+    "amake_app",
     "build_agent_app",
     "is_arithmetic",
     "make_app",
@@ -316,8 +318,14 @@ _apps: dict[tuple[int, str, str], CompiledStateGraph] = {}
 _lock = threading.Lock()
 
 
+async def amake_app(config: RunnableConfig) -> CompiledStateGraph:
+    """`make_app` for an event loop — the factory ``langgraph.json`` names (the first call
+    loads the models: in a thread, see `drr_graph.amake_graph`)."""
+    return await asyncio.to_thread(make_app, config)
+
+
 def make_app(config: RunnableConfig) -> CompiledStateGraph:
-    """Graph factory for ``langgraph.json``: the agent app for the current environment."""
+    """The agent app for the current environment (cached per environment)."""
     drr_graph = _drr_graph_module().make_graph(config)
     key = (
         id(drr_graph),  # drr_graph caches one graph per environment, so ids are stable

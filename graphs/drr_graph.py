@@ -38,6 +38,7 @@ The API key for a hosted Reasoner is read from ``OPENAI_API_KEY``. In Python, us
 ``make_graph({})`` or the module attribute ``graph`` (built on first access).
 """
 
+import asyncio
 import os
 import threading
 from collections.abc import Mapping
@@ -47,7 +48,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
-__all__ = ["GraphSettings", "GraphSetupError", "make_graph"]
+__all__ = ["GraphSettings", "GraphSetupError", "amake_graph", "make_graph"]
 
 _TRUE = ("1", "true", "yes", "on")
 
@@ -171,6 +172,16 @@ def make_graph(config: RunnableConfig) -> CompiledStateGraph:
             )
             _graphs[settings] = graph
     return graph
+
+
+async def amake_graph(config: RunnableConfig) -> CompiledStateGraph:
+    """`make_graph` for an event loop — the factory ``langgraph.json`` names.
+
+    LangGraph's server calls graph factories on its event loop (and, under ``langgraph dev``,
+    refuses blocking calls there), while the first call loads torch, the DM and the embedded
+    Reasoner's server: that work runs in a thread, so the server keeps serving meanwhile.
+    """
+    return await asyncio.to_thread(make_graph, config)
 
 
 def __getattr__(name: str) -> Any:

