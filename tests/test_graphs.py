@@ -151,13 +151,14 @@ def test_reasoner_from_the_environment(drr_graph_module) -> None:
 
 
 @pytest.mark.embedded
-def test_exported_drr_graph_compiles(monkeypatch) -> None:
+async def test_exported_drr_graph_compiles(monkeypatch) -> None:
     for name in ("DRR_DM", "DRR_REASONER_URL", "DRR_REASONER_MODEL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DRR_ALLOW_UNTRAINED_DM", "1")
-    make_graph = load_graph_spec(graph_specs()["drr"])
-    graph = make_graph({"configurable": {}})
-    assert make_graph({}) is graph  # models are loaded once per environment
+    amake_graph = load_graph_spec(graph_specs()["drr"])  # the async factory the server awaits
+    graph = await amake_graph({"configurable": {}})
+    assert await amake_graph({}) is graph  # models are loaded once per environment
+    assert sys.modules[amake_graph.__module__].make_graph({}) is graph  # its sync twin
     assert {"reason", "score", "decide"} <= set(graph.get_graph().nodes)
     # what LangGraph's server shows as the assistant's configurable context
     assert graph.context_schema is DRRConfig
@@ -276,9 +277,10 @@ async def test_agent_app_end_to_end_on_the_embedded_default(monkeypatch) -> None
     for name in ("DRR_DM", "DRR_REASONER_URL", "DRR_AGENT_MODEL_URL", "DRR_AGENT_MODEL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DRR_ALLOW_UNTRAINED_DM", "1")
-    make_app = load_graph_spec(graph_specs()["drr_agent_app"])
-    app = make_app({})
-    assert make_app({}) is app
+    amake_app = load_graph_spec(graph_specs()["drr_agent_app"])
+    app = await amake_app({})
+    assert await amake_app({}) is app
+    assert sys.modules[amake_app.__module__].make_app({}) is app
     # the untrained DM scores ≈ 0.5: accept everything, keep the run short. The context is
     # a dict, as LangGraph's server sends it; it reaches the DRR run inside the tool.
     short = {"accept_threshold": 0.0, "max_steps": 2, "max_reasoner_calls": 2}
