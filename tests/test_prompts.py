@@ -200,3 +200,12 @@ def test_an_openai_key_is_never_sent_to_another_host(monkeypatch):
     assert reasoner_api_key("http://127.0.0.1:8000/v1", "mine") == "mine"
     monkeypatch.setenv("DRR_REASONER_API_KEY", "for-the-reasoner")
     assert reasoner_api_key("http://127.0.0.1:8000/v1") == "for-the-reasoner"
+
+
+def test_the_embedded_prompt_resamples_instead_of_listing_rejected_steps():
+    from drr_agent.reasoners.embedded import EMBEDDED_PROMPT
+
+    listed = StepPrompt(style="prefill").messages("Q?", ["a"], ["bad step"])
+    plain = EMBEDDED_PROMPT.messages("Q?", ["a"], ["bad step"])
+    assert "bad step" in listed[0].content and "bad step" not in plain[0].content
+    assert plain == EMBEDDED_PROMPT.messages("Q?", ["a"])  # the greedy step's own prompt

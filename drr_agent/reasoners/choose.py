@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-from drr_agent.prompts import StepPrompt
 from drr_agent.reasoners.base import Reasoner
 
 __all__ = ["choose_reasoner"]
@@ -29,12 +28,13 @@ def choose_reasoner(
     """The embedded SmolLM2 when ``url`` is ``None`` (``prefill`` prompts by default), else
     the OpenAI-compatible server at ``url`` serving ``model`` (``chat`` prompts by default:
     hosted APIs cannot continue an assistant message; vLLM can with ``vllm=True``)."""
-    from drr_agent.reasoners.embedded import embedded_reasoner
+    from drr_agent.reasoners.embedded import EMBEDDED_PROMPT, embedded_reasoner
     from drr_agent.reasoners.openai_compatible import openai_compatible_reasoner
 
     sampling = {"temperature": temperature, "seed": seed, "max_tokens": max_tokens}
     if url is None:
-        return embedded_reasoner(prompt=StepPrompt(style=style or "prefill"), **sampling)
+        prompt = EMBEDDED_PROMPT.model_copy(update={"style": style or EMBEDDED_PROMPT.style})
+        return embedded_reasoner(prompt=prompt, **sampling)
     if not model:
         raise ValueError(f"a Reasoner served at {url} needs the name of its model")
     return openai_compatible_reasoner(url, model, style=style or "chat", vllm=vllm, **sampling)

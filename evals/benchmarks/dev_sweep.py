@@ -13,8 +13,9 @@ cheaper setting.
 
 Each setting is its own resumable ``drr eval`` folder under ``--out``.
 
-``--plain-retries`` samples a retry from the greedy step's own prompt instead of one that lists
-the rejected steps (`StepPrompt.list_rejected`). ``--part train`` measures the DM-free methods
+``--retries listed`` asks for a retry with a prompt that lists the rejected steps
+(`StepPrompt.list_rejected`) instead of the embedded Reasoner's default, a fresh sample of the
+greedy step's own prompt (``plain``). ``--part train`` measures the DM-free methods
 (``stepwise``, ``lp_rank``, ``oracle``) on the train questions too — choices about the search
 itself (how retries are proposed) may use them, since nothing there depends on the DM; ``drr``
 is refused there, its DM was trained on those questions.
@@ -29,9 +30,9 @@ from pathlib import Path
 
 from drr_agent.evaluation.methods import MethodContext, MethodSettings
 from drr_agent.evaluation.runner import run_eval
-from drr_agent.prompts import StepPrompt
 from drr_agent.quickstart import PLAN_FILE, QuickstartPlan
 from drr_agent.reasoners import embedded_reasoner
+from drr_agent.reasoners.embedded import EMBEDDED_PROMPT
 from drr_agent.scorers import load_dm
 from drr_agent.tasks.splits import TaskSplit
 
@@ -51,7 +52,7 @@ async def sweep(
     dm: Path | None = None,
     thresholds: list[tuple[float | None, float | None]] | None = None,
     part: str = "dev",
-    list_rejected: bool = True,
+    list_rejected: bool = False,
 ) -> list[dict]:
     plan = QuickstartPlan.model_validate_json((run / PLAN_FILE).read_text())
     task = plan.task.load()
@@ -69,7 +70,7 @@ async def sweep(
         temperature=plan.step_temperature,
         max_tokens=plan.step_max_tokens,
         seed=plan.seed,
-        prompt=StepPrompt(style="prefill", list_rejected=list_rejected),
+        prompt=EMBEDDED_PROMPT.model_copy(update={"list_rejected": list_rejected}),
     )
     scorer = load_dm(dm or run / "dm", num_threads=1)
     rows = []
@@ -82,8 +83,8 @@ async def sweep(
     for k, beta, accept, answer in grid:
         update = {"candidates_per_step": k, "dm_weight": beta}
         folder = f"{part}-k{k}-b{beta:g}" if part != "dev" else f"k{k}-b{beta:g}"
-        if not list_rejected:
-            folder += "-plain"
+        if list_rejected:
+            folder += "-listed"
         if accept is not None or answer is not None:
             update |= {"accept_threshold": accept, "answer_threshold": answer}
             folder += f"-acc{accept}-ans{answer}"
@@ -174,9 +175,11 @@ def main() -> None:
     )
     parser.add_argument("--part", default="dev", choices=("dev", "train"))
     parser.add_argument(
-        "--plain-retries",
-        action="store_true",
-        help="retries resample the greedy step's prompt (no list of rejected steps)",
+        "--retries",
+        default="plain",
+        choices=("plain", "listed"),
+        help="plain: a retry resamples the greedy step's prompt (the embedded default); "
+        "listed: its prompt lists the rejected steps",
     )
     args = parser.parse_args()
     out = args.out or args.run / "dev-sweep"
@@ -196,7 +199,7 @@ def main() -> None:
             args.dm,
             _thresholds(args.thresholds) or None,
             args.part,
-            not args.plain_retries,
+            args.retries == "listed",
         )
     )
     key = "drr" if "drr" in methods else methods[0]
