@@ -12,7 +12,8 @@ Two styles, because chat servers differ in what they allow:
 
 In both, the alternatives the DM rejected at this point are listed so the Reasoner explores
 instead of repeating them — unless ``list_rejected`` is off: then a retry is a fresh sample of
-the same prompt, which is what the embedded 135M Reasoner does best (`EMBEDDED_PROMPT`). When the budget allows one more step only, the prompt asks for the
+the same prompt, which is what the embedded 135M Reasoner does best (`EMBEDDED_PROMPT`).
+When the budget allows one more step only, the prompt asks for the
 final answer (``final=True``): prefill style starts the step with ``answer_prefix``, chat style
 says so.
 """

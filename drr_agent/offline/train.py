@@ -41,6 +41,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drr_agent.errors import DMLoadError, DRRError
+from drr_agent.offline.distributed import Processes
 from drr_agent.offline.dm_eval import DMReport, auroc, evaluate_dm
 from drr_agent.offline.records import StepExample
 from drr_agent.scorers.base import StepContext, StepScorer
@@ -615,7 +616,9 @@ def _prepare_tuning(model: Any, config: TrainConfig) -> Any:
     return get_peft_model(model, lora)
 
 
-def _training_arguments(config: TrainConfig, work_dir: str, has_eval: bool, progress: bool) -> Any:
+def _training_arguments(
+    config: TrainConfig, work_dir: str, has_eval: bool, progress: bool, world_size: int = 1
+) -> Any:
     import dataclasses
 
     import torch
@@ -646,8 +649,9 @@ def _training_arguments(config: TrainConfig, work_dir: str, has_eval: bool, prog
         output_dir=work_dir,
         num_train_epochs=config.epochs,
         learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size * 2,
+        # batch_size is the global batch: a launcher's N processes take 1/N of it each
+        per_device_train_batch_size=config.batch_size // world_size,
+        per_device_eval_batch_size=config.batch_size * 2 // world_size,
         weight_decay=config.weight_decay,
         **warmup,
         **evaluation,
@@ -657,7 +661,9 @@ def _training_arguments(config: TrainConfig, work_dir: str, has_eval: bool, prog
         disable_tqdm=not progress,
         seed=config.seed,
         data_seed=config.seed,
-        use_cpu=config.use_cpu,
+        # on a CPU machine, accelerate forms a multi-process (gloo) job only when told to use
+        # the CPU: without it every process of a launcher would train alone
+        use_cpu=config.use_cpu or (world_size > 1 and not torch.cuda.is_available()),
         dataloader_pin_memory=torch.cuda.is_available() and not config.use_cpu,
         remove_unused_columns=False,
         label_names=["labels"],
@@ -700,10 +706,12 @@ def _card(
     training_questions: list[str],
     head: LikelihoodHead | None = None,
     classifier_reports: dict[str, DMReport] | None = None,
+    run: dict[str, Any] | None = None,
 ) -> DMCard:
     """The DM card. ``thresholds`` and ``reports`` are the DM's; with a likelihood ``head``
     they are the head's (stored on it) and the card's own thresholds and
-    ``classifier_metrics`` are the classifier's alone (``classifier_reports``)."""
+    ``classifier_metrics`` are the classifier's alone (``classifier_reports``). ``run`` (how
+    many processes trained it, how many optimiser steps) joins the training settings."""
     classifier = (classifier_reports or {}) if head else reports
     own = classifier["eval"].thresholds if head and "eval" in classifier else thresholds
     return DMCard(
@@ -719,7 +727,7 @@ def _card(
         base_model=base_name,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         drr_agent_version=_package_version(),
-        training=config.model_dump(mode="json"),
+        training=config.model_dump(mode="json") | (run or {}),
         class_weights=class_weights,
         data=data,
         metrics={k: r.model_dump(mode="json") for k, r in reports.items()},
@@ -879,142 +887,168 @@ def train_dm(
     else:
         train_part, eval_part = split_by_question(train, config.eval_fraction, config.seed)
     source, base_name = _resolve_base(config)
+    procs = Processes.from_env()
+    if config.batch_size % procs.world_size:
+        raise ValueError(
+            f"batch_size {config.batch_size} does not split over {procs.world_size} processes: "
+            "under a launcher it is the global batch, so a run is the same optimisation on "
+            "any number of processes; pick a multiple"
+        )
 
     set_seed(config.seed)
     tokenizer, model = _load_base(source, config)
     weights = _class_weights(train_part) if config.class_weighting else None
     loss = _WeightedSoftBCE(weights["bad"], weights["good"]) if weights else _WeightedSoftBCE()
     notes: list[str] = []
-    say = _printer(progress)
+    say = _printer(progress and procs.is_main)
     say(
         f"training DM {config.dm_name!r} from {base_name}: {_describe(train_part)} for training, "
         f"{_describe(eval_part) if eval_part else 'no eval split'}"
     )
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_staging(out)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()  # not mkdtemp: the exported folder gets the usual (umask) permissions
+    procs.start()
+    if procs.is_main:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(out)
+    # Trainer's checkpoints go beside the DM folder (not /tmp), under a pid-tagged name, so a
+    # killed run's leftovers are found and removed by the next run; under a launcher every
+    # process trains in rank 0's (the best checkpoint is reloaded by all of them)
+    work_dir = procs.share(
+        tempfile.mkdtemp(prefix=f".{out.name}.work-{os.getpid()}-", dir=out.parent)
+        if procs.is_main
+        else None
+    )
     try:
-        # Trainer's checkpoints go beside the staging folder (not /tmp), under the same
-        # pid-tagged name, so a killed run's leftovers are found and removed by the next run
-        with tempfile.TemporaryDirectory(
-            prefix=f".{out.name}.work-{os.getpid()}-", dir=out.parent
-        ) as work_dir:
-            args = _training_arguments(config, work_dir, bool(eval_part), progress)
-            pairs = sibling_pairs(train_part) if config.pair_weight > 0 else []
-            if config.pair_weight > 0:
-                say(f"pairwise loss on {len(pairs)} sibling pairs (weight {config.pair_weight:g})")
-            sides = [e for pair in pairs for e in pair]
-            encoded = _encode(sides, tokenizer, config.max_length) if sides else []
-            rows = [{k: v for k, v in row.items() if k != "labels"} for row in encoded]
-            trainer = DMTrainer(
-                model=model,
-                args=args,
-                data_collator=DataCollatorWithPadding(tokenizer),
-                train_dataset=_dataset(_encode(train_part, tokenizer, config.max_length)),
-                eval_dataset=(
-                    _dataset(_encode(eval_part, tokenizer, config.max_length))
-                    if eval_part
-                    else None
-                ),
-                processing_class=tokenizer,
-                compute_loss_func=loss,
-                compute_metrics=_compute_metrics if eval_part else None,
-                callbacks=(
-                    [EarlyStoppingCallback(config.early_stopping_patience)]
-                    if eval_part and config.early_stopping_patience
-                    else None
-                ),
-                pairs=list(zip(rows[0::2], rows[1::2], strict=True)),
-                pair_weight=config.pair_weight,
-                pair_batch_size=config.pair_batch_size,
-                pair_seed=config.seed,
+        args = _training_arguments(config, work_dir, bool(eval_part), progress, procs.world_size)
+        if args.world_size != procs.world_size:  # a launch Trainer did not join
+            raise DRRError(
+                f"{procs.world_size} processes were launched but the Trainer trains as "
+                f"{args.world_size}: each would train a DM of its own"
             )
-            if not progress:
-                trainer.remove_callback(PrinterCallback)
+        pairs = sibling_pairs(train_part) if config.pair_weight > 0 else []
+        if config.pair_weight > 0:
+            say(f"pairwise loss on {len(pairs)} sibling pairs (weight {config.pair_weight:g})")
+        sides = [e for pair in pairs for e in pair]
+        encoded = _encode(sides, tokenizer, config.max_length) if sides else []
+        rows = [{k: v for k, v in row.items() if k != "labels"} for row in encoded]
+        trainer = DMTrainer(
+            model=model,
+            args=args,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            train_dataset=_dataset(_encode(train_part, tokenizer, config.max_length)),
+            eval_dataset=(
+                _dataset(_encode(eval_part, tokenizer, config.max_length)) if eval_part else None
+            ),
+            processing_class=tokenizer,
+            compute_loss_func=loss,
+            compute_metrics=_compute_metrics if eval_part else None,
+            callbacks=(
+                [EarlyStoppingCallback(config.early_stopping_patience)]
+                if eval_part and config.early_stopping_patience
+                else None
+            ),
+            pairs=list(zip(rows[0::2], rows[1::2], strict=True)),
+            pair_weight=config.pair_weight,
+            pair_batch_size=config.pair_batch_size,
+            pair_seed=config.seed,
+        )
+        if not progress:
+            trainer.remove_callback(PrinterCallback)
+        with _quiet_transformers(not progress):
+            trainer.train()
+        state = trainer.state
+        run = {"processes": args.world_size, "optimizer_steps": int(state.global_step)}
+        epochs_run = float(state.epoch or 0.0)
+        best_metric = None if state.best_metric is None else float(state.best_metric)
+        model = trainer.model
+        del trainer
+        procs.wait_all()  # every process has reloaded the best checkpoint from work_dir
+    finally:
+        if procs.is_main:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+    def export() -> TrainResult:  # rank 0 only under a launcher; the rest get its result
+        staging = out.parent / f".{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        staging.mkdir()  # not mkdtemp: the exported folder gets the usual (umask) permissions
+        try:
+            _export(model, tokenizer, staging, config.max_length, quiet=not progress)
+
             with _quiet_transformers(not progress):
-                trainer.train()
-            state = trainer.state
-            epochs_run = float(state.epoch or 0.0)
-            best_metric = None if state.best_metric is None else float(state.best_metric)
-            model = trainer.model
-            del trainer
-        _export(model, tokenizer, staging, config.max_length, quiet=not progress)
+                scorer: StepScorer = HFScorer(staging, max_length=config.max_length)
+            classifier_reports = _reports(scorer, eval_part, held, progress)
+            head: LikelihoodHead | None = None
+            if config.likelihood:
+                say(f"fitting the likelihood head ({config.likelihood_model}) on the training rows")
+                scorer, head = _fit_likelihood(scorer, train_part, config, progress)
+            reports = _reports(scorer, eval_part, held, progress) if head else classifier_reports
+            del scorer
+            threshold_source: Literal["dev", "eval_split"] | None = None
+            thresholds: dict[str, float] = {}
+            if "eval" in reports:
+                threshold_source = "dev" if dev_rows else "eval_split"
+                thresholds = reports["eval"].thresholds
+            else:
+                notes.append(
+                    "no dev or eval data: no thresholds written (never chosen on held-out test "
+                    "steps); the graph's defaults apply"
+                )
+            for key, report in reports.items():
+                notes.extend([f"{key}: {n}" for n in report.threshold_notes])
+
+            data = {
+                "train": _data_summary(train_part),
+                "eval": _data_summary(eval_part) if eval_part else None,
+                "held_out": _data_summary(held) if held else None,
+            }
+            trained_on = sorted({question_hash(e.question) for e in train_part})
+            card = _card(
+                config,
+                base_name,
+                thresholds,
+                threshold_source,
+                data,
+                reports,
+                weights,
+                trained_on,
+                head,
+                classifier_reports,
+                run,
+            )
+            card.save(staging)
+            (staging / "README.md").write_text(_model_card(card, reports))
+            _move_into_place(staging, out)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
 
         with _quiet_transformers(not progress):
-            scorer: StepScorer = HFScorer(staging, max_length=config.max_length)
-        classifier_reports = _reports(scorer, eval_part, held, progress)
-        head: LikelihoodHead | None = None
-        if config.likelihood:
-            say(f"fitting the likelihood head ({config.likelihood_model}) on the training rows")
-            scorer, head = _fit_likelihood(scorer, train_part, config, progress)
-        reports = _reports(scorer, eval_part, held, progress) if head else classifier_reports
-        del scorer
-        threshold_source: Literal["dev", "eval_split"] | None = None
-        thresholds: dict[str, float] = {}
-        if "eval" in reports:
-            threshold_source = "dev" if dev_rows else "eval_split"
-            thresholds = reports["eval"].thresholds
-        else:
-            notes.append(
-                "no dev or eval data: no thresholds written (never chosen on held-out test "
-                "steps); the graph's defaults apply"
-            )
-        for key, report in reports.items():
-            notes += [f"{key}: {n}" for n in report.threshold_notes]
-
-        data = {
-            "train": _data_summary(train_part),
-            "eval": _data_summary(eval_part) if eval_part else None,
-            "held_out": _data_summary(held) if held else None,
-        }
-        trained_on = sorted({question_hash(e.question) for e in train_part})
-        card = _card(
-            config,
-            base_name,
-            thresholds,
-            threshold_source,
-            data,
-            reports,
-            weights,
-            trained_on,
-            head,
-            classifier_reports,
+            notes.extend(_verify_export(out, thresholds, config.max_length))
+        stopped_early = bool(eval_part) and epochs_run + 1e-6 < config.epochs
+        result = TrainResult(
+            output_dir=out,
+            name=config.dm_name,
+            base_model=base_name,
+            n_train=len(train_part),
+            n_eval=len(eval_part),
+            n_held_out=len(held),
+            n_train_items=len({_item_key(e) for e in train_part}),
+            n_eval_items=len({_item_key(e) for e in eval_part}),
+            class_counts=_class_counts(train_part),
+            class_weights=weights,
+            thresholds=thresholds,
+            threshold_source=threshold_source,
+            eval_report=reports.get("eval"),
+            held_out_report=reports.get("held_out"),
+            epochs_run=epochs_run,
+            best_metric=None if best_metric is None or math.isnan(best_metric) else best_metric,
+            stopped_early=stopped_early,
+            wall_time_s=time.perf_counter() - started,
+            notes=notes,
         )
-        card.save(staging)
-        (staging / "README.md").write_text(_model_card(card, reports))
-        _move_into_place(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        say(result.to_markdown())
+        return result
 
-    with _quiet_transformers(not progress):
-        notes += _verify_export(out, thresholds, config.max_length)
-    stopped_early = bool(eval_part) and epochs_run + 1e-6 < config.epochs
-    result = TrainResult(
-        output_dir=out,
-        name=config.dm_name,
-        base_model=base_name,
-        n_train=len(train_part),
-        n_eval=len(eval_part),
-        n_held_out=len(held),
-        n_train_items=len({_item_key(e) for e in train_part}),
-        n_eval_items=len({_item_key(e) for e in eval_part}),
-        class_counts=_class_counts(train_part),
-        class_weights=weights,
-        thresholds=thresholds,
-        threshold_source=threshold_source,
-        eval_report=reports.get("eval"),
-        held_out_report=reports.get("held_out"),
-        epochs_run=epochs_run,
-        best_metric=None if best_metric is None or math.isnan(best_metric) else best_metric,
-        stopped_early=stopped_early,
-        wall_time_s=time.perf_counter() - started,
-        notes=notes,
-    )
-    say(result.to_markdown())
-    return result
+    return procs.run_on_main(export)
 
 
 def _remove_stale_staging(out: Path) -> None:
