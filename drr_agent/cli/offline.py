@@ -364,6 +364,7 @@ def train(
     (else on held-out training questions); report test-split steps, if any; save it."""
     from rich.markdown import Markdown
 
+    from drr_agent.offline.distributed import Processes
     from drr_agent.offline.train import TrainConfig, train_dm
 
     try:
@@ -396,7 +397,8 @@ def train(
         raise fail(str(exc)) from exc
     except ValueError as exc:
         raise fail(f"invalid option: {exc}", 2) from exc
-    console.print(Markdown(result.to_markdown()))
+    if Processes.from_env().is_main:  # under torchrun, one report, not one per process
+        console.print(Markdown(result.to_markdown()))
 
 
 @app.command("dm-eval")
