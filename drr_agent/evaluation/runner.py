@@ -7,8 +7,9 @@ A run lives in one folder::
     summary.json / .md    per-method accuracy (95% CI), cost, abstention (evaluation.summary)
     accuracy_vs_tokens.png, backtracks.png   (drr_agent.evaluation.plots)
 
-Every (method, item) pair is one job; at most ``concurrency`` jobs run at once (an
-``asyncio.Semaphore``), item by item so that an interrupted run leaves every method on the same
+Every (method, item) pair is one job; an `Executor` runs them (by default this process, at
+most ``concurrency`` at once; or a Ray cluster) and this process appends each record as it
+arrives, item by item so that an interrupted run leaves every method on the same
 first items. A re-run in the same folder skips the pairs ``records.jsonl`` already holds (no
 duplicates, a line cut short by a kill is repaired) and refuses a folder written with another
 task, Reasoner, DM or budget unless ``force``. A DM whose card lists its training questions
@@ -20,10 +21,10 @@ that fails after its own retries is recorded with ``error`` and counted; the run
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from drr_agent.errors import DRRError, describe_validation_error
 from drr_agent.evaluation.methods import DM_METHODS, METHODS, MethodContext
 from drr_agent.evaluation.records import RECORDS_FILE, EvalRecord
 from drr_agent.evaluation.summary import EvalSummary, summarize, write_summary
+from drr_agent.execution import Executor, LocalExecutor
 from drr_agent.offline.jsonl import RecordFile, write_json
 from drr_agent.tasks.base import Task, TaskItem
 from drr_agent.tasks.checking import is_correct
@@ -162,6 +164,47 @@ def check_methods(methods: Sequence[str], *, has_scorer: bool = True) -> None:
         raise ValueError(f"method(s) {needing} need a DM (MethodContext.scorer / --dm)")
 
 
+@dataclass(frozen=True)
+class _EvalJob:
+    """Run one method on one item: a picklable job, so an `Executor` can run it here or on a
+    Ray worker (`drr_agent.execution`); failures become records, never lost units."""
+
+    run_id: str
+    task_name: str
+
+    async def __call__(self, ctx: MethodContext, unit: tuple[str, TaskItem]) -> EvalRecord:
+        method, item = unit
+        which = {
+            "run_id": self.run_id,
+            "task": self.task_name,
+            "method": method,
+            "item_id": item.id,
+            "question": item.question,
+            "gold": item.gold,
+        }
+        started = time.perf_counter()
+        try:
+            outcome = await METHODS[method](item, ctx)
+        except Exception as exc:  # recorded and counted, never dropped
+            return EvalRecord(
+                **which,
+                latency_s=time.perf_counter() - started,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        return EvalRecord(
+            **which,
+            answer=outcome.answer,
+            correct=is_correct(outcome.answer, item.gold, item.answer_type, item.choices),
+            abstained=outcome.abstained,
+            tokens=outcome.tokens,
+            reasoner_calls=outcome.reasoner_calls,
+            dm_calls=outcome.dm_calls,
+            backtracks=outcome.backtracks,
+            latency_s=time.perf_counter() - started,
+            details=outcome.details,
+        )
+
+
 async def run_eval(
     task: Task,
     items: Sequence[TaskItem],
@@ -176,6 +219,7 @@ async def run_eval(
     plots: bool = True,
     retry_errors: bool = False,
     allow_trained_questions: bool = False,
+    executor: Executor | None = None,
 ) -> EvalSummary:
     """Evaluate ``methods`` on ``items`` into ``out_dir`` and summarise (see the module).
 
@@ -195,6 +239,9 @@ async def run_eval(
             are run again (e.g. after a Reasoner server was down).
         allow_trained_questions: Evaluate a DM method on items whose questions the DM was
             trained on (refused by default: `check_not_trained_on`).
+        executor: Runs the (method, item) jobs (default: this process, ``concurrency`` at
+            once; a `drr_agent.execution.RayExecutor` spreads them over a Ray cluster, where
+            each worker rebuilds ``ctx``'s Reasoner and DM); this process alone writes them.
 
     Returns:
         The summary of ``methods`` × ``items`` (records from earlier, resumed runs included),
@@ -214,40 +261,7 @@ async def run_eval(
             _drop_errors(records)
         done = records.keys(repair=True)
         todo = [(m, item) for item in items for m in methods if (m, item.id) not in done]
-        semaphore = asyncio.Semaphore(concurrency)
-
-        async def one(method: str, item: TaskItem) -> EvalRecord:
-            which = {
-                "run_id": manifest.run_id,
-                "task": task.name,
-                "method": method,
-                "item_id": item.id,
-                "question": item.question,
-                "gold": item.gold,
-            }
-            async with semaphore:
-                started = time.perf_counter()
-                try:
-                    outcome = await METHODS[method](item, ctx)
-                except Exception as exc:  # recorded and counted, never dropped
-                    return EvalRecord(
-                        **which,
-                        latency_s=time.perf_counter() - started,
-                        error=f"{type(exc).__name__}: {exc}",
-                    )
-                latency = time.perf_counter() - started
-            return EvalRecord(
-                **which,
-                answer=outcome.answer,
-                correct=is_correct(outcome.answer, item.gold, item.answer_type, item.choices),
-                abstained=outcome.abstained,
-                tokens=outcome.tokens,
-                reasoner_calls=outcome.reasoner_calls,
-                dm_calls=outcome.dm_calls,
-                backtracks=outcome.backtracks,
-                latency_s=latency,
-                details=outcome.details,
-            )
+        job = _EvalJob(run_id=manifest.run_id, task_name=task.name)
 
         columns = (
             TextColumn("[bold]eval[/] {task.description:<18}"),
@@ -257,7 +271,6 @@ async def run_eval(
             TimeElapsedColumn(),
         )
         stats = {m: {"n": 0, "correct": 0, "errors": 0} for m in methods}
-        jobs: list[asyncio.Task[EvalRecord]] = []
         with Progress(*columns, disable=not progress, transient=False) as bar:
             bars = {
                 m: bar.add_task(
@@ -269,24 +282,16 @@ async def run_eval(
                 )
                 for m in methods
             }
-            try:
-                jobs = [asyncio.create_task(one(m, item)) for m, item in todo]
-                for future in asyncio.as_completed(jobs):
-                    record = await future
-                    records.append([record])
-                    s = stats[record.method]
-                    s["n"] += 1
-                    s["correct"] += record.correct
-                    s["errors"] += record.error is not None
-                    bar.update(
-                        bars[record.method],
-                        advance=1,
-                        acc=s["correct"] / s["n"],
-                        errors=s["errors"],
-                    )
-            finally:  # interrupted: stop the jobs in flight (their items are redone on resume)
-                for job in jobs:
-                    job.cancel()
+            runner = executor or LocalExecutor(concurrency)
+            async for record in runner.stream(job, todo, ctx):
+                records.append([record])
+                s = stats[record.method]
+                s["n"] += 1
+                s["correct"] += record.correct
+                s["errors"] += record.error is not None
+                bar.update(
+                    bars[record.method], advance=1, acc=s["correct"] / s["n"], errors=s["errors"]
+                )
         wanted = {(m, item.id) for m in methods for item in items}
         everything = [r for r in records.read() if r.key in wanted]
         summary = summarize(

@@ -10,16 +10,17 @@ recorded as ``failed`` and the run goes on.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from drr_agent.errors import DRRError, ReasonerError
+from drr_agent.execution import Executor, LocalExecutor
 from drr_agent.offline.jsonl import RecordFile
 from drr_agent.offline.records import SamplingSettings, SplitName, TraceRecord
 from drr_agent.reasoners.base import Reasoner
@@ -84,6 +85,60 @@ def _check_compatible(existing: Sequence[TraceRecord], probe: TraceRecord, path:
                 )
 
 
+@dataclass(frozen=True)
+class _TraceJob:
+    """Sample one trace for one ``(item, sample index)`` unit: a picklable job, so an
+    `Executor` can run it in this process or on a Ray worker (`drr_agent.execution`)."""
+
+    task: Task
+    split: SplitName
+    reasoner_name: str
+    sampling: SamplingSettings
+    retries: int
+    timeout_s: float
+
+    def record(self, item: TaskItem, index: int, **fields: object) -> TraceRecord:
+        return TraceRecord(
+            task=self.task.name,
+            split=self.split,
+            item_id=item.id,
+            sample_index=index,
+            question=item.question,
+            gold=item.gold,
+            reasoner=self.reasoner_name,
+            sampling=self.sampling,
+            **fields,  # type: ignore[arg-type]
+        )
+
+    async def __call__(self, reasoner: Reasoner, unit: tuple[TaskItem, int]) -> TraceRecord:
+        item, index = unit
+        try:
+            trace = await reasoner.asample_trace(
+                item.question,
+                instruction=self.task.instruction,
+                temperature=self.sampling.temperature,
+                max_tokens=self.sampling.max_tokens,
+                seed=sample_seed(self.sampling.seed, item.id, index),
+                retries=self.retries,
+                timeout_s=self.timeout_s,
+            )
+        except ReasonerError as exc:
+            return self.record(item, index, status="failed", error=str(exc))
+        steps, answer, marked = finish_trace(trace.text, item, self.task)
+        return self.record(
+            item,
+            index,
+            status="ok",
+            text=trace.text,
+            steps=steps,
+            answer=answer,
+            answer_marked=marked,
+            correct=is_correct(answer, item.gold, item.answer_type, item.choices),
+            prompt_tokens=trace.prompt_tokens,
+            completion_tokens=trace.completion_tokens,
+        )
+
+
 async def sample_traces(
     task: Task,
     items: Sequence[TaskItem],
@@ -100,11 +155,15 @@ async def sample_traces(
     timeout_s: float = 120.0,
     force: bool = False,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> TraceSummary:
     """Sample ``samples_per_item`` traces for each item and append them to ``out``.
 
     Resumes: traces already in ``out`` (same item id and sample index) are not sampled again.
     Refuses a file written for another task, Reasoner or sampling setting unless ``force``.
+    ``executor`` runs the samples (default: this process, ``concurrency`` at once; a
+    `drr_agent.execution.RayExecutor` spreads them over a Ray cluster); either way this
+    process alone appends them to ``out``.
     """
     started = time.perf_counter()
     records = RecordFile(out, TraceRecord)
@@ -119,21 +178,16 @@ async def sample_traces(
             instruction=task.instruction,
         )
 
-        def record(item: TaskItem, index: int, **fields: object) -> TraceRecord:
-            return TraceRecord(
-                task=task.name,
-                split=split,
-                item_id=item.id,
-                sample_index=index,
-                question=item.question,
-                gold=item.gold,
-                reasoner=reasoner.name,
-                sampling=sampling,
-                **fields,  # type: ignore[arg-type]
-            )
-
+        job = _TraceJob(
+            task=task,
+            split=split,
+            reasoner_name=reasoner.name,
+            sampling=sampling,
+            retries=retries,
+            timeout_s=timeout_s,
+        )
         if items and not force:
-            _check_compatible(existing, record(items[0], 0, status="failed"), records.path)
+            _check_compatible(existing, job.record(items[0], 0, status="failed"), records.path)
         done = {r.key for r in existing}
         todo = [
             (item, index)
@@ -141,36 +195,7 @@ async def sample_traces(
             for index in range(samples_per_item)
             if (item.id, index) not in done
         ]
-        semaphore = asyncio.Semaphore(concurrency)
         stats = {"new": 0, "correct": 0, "failed": 0}
-
-        async def one(item: TaskItem, index: int) -> TraceRecord:
-            async with semaphore:
-                try:
-                    trace = await reasoner.asample_trace(
-                        item.question,
-                        instruction=task.instruction,
-                        temperature=temperature,
-                        max_tokens=max_tokens,
-                        seed=sample_seed(seed, item.id, index),
-                        retries=retries,
-                        timeout_s=timeout_s,
-                    )
-                except ReasonerError as exc:
-                    return record(item, index, status="failed", error=str(exc))
-            steps, answer, marked = finish_trace(trace.text, item, task)
-            return record(
-                item,
-                index,
-                status="ok",
-                text=trace.text,
-                steps=steps,
-                answer=answer,
-                answer_marked=marked,
-                correct=is_correct(answer, item.gold, item.answer_type, item.choices),
-                prompt_tokens=trace.prompt_tokens,
-                completion_tokens=trace.completion_tokens,
-            )
 
         columns = (
             TextColumn("[bold]traces[/] {task.description}"),
@@ -180,16 +205,16 @@ async def sample_traces(
             TimeElapsedColumn(),
         )
         with Progress(*columns, disable=not progress, transient=False) as bar:
-            job = bar.add_task(f"{task.name}/{split}", total=len(todo), rate=0.0, acc=0.0)
-            for future in asyncio.as_completed([one(item, index) for item, index in todo]):
-                result = await future
+            row = bar.add_task(f"{task.name}/{split}", total=len(todo), rate=0.0, acc=0.0)
+            runner = executor or LocalExecutor(concurrency)
+            async for result in runner.stream(job, todo, reasoner):
                 records.append([result])
                 stats["new"] += 1
                 stats["failed"] += result.status == "failed"
                 stats["correct"] += result.correct
                 elapsed = time.perf_counter() - started
                 bar.update(
-                    job,
+                    row,
                     advance=1,
                     rate=stats["new"] / max(elapsed, 1e-9),
                     acc=stats["correct"] / stats["new"],

@@ -11,10 +11,11 @@ or LangChain's fake chat models in tests.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +96,7 @@ class Reasoner:
         self.continuation = dict(continuation or {})
         fields = getattr(type(model), "model_fields", {})
         self.base_seed: int | None = getattr(model, "seed", None) if "seed" in fields else None
+        self.recipe: Callable[[], Reasoner] | None = None
 
     def __repr__(self) -> str:
         return f"Reasoner({self.name!r}, style={self.prompt.style!r})"
@@ -121,7 +123,31 @@ class Reasoner:
         prompt = self.prompt
         if instruction is not None:
             prompt = prompt.model_copy(update={"instruction": instruction})
-        return Reasoner(model, prompt, name=self.name, continuation=self.continuation)
+        derived = Reasoner(model, prompt, name=self.name, continuation=self.continuation)
+        if self.recipe is not None:
+            derived.recipe = functools.partial(
+                _rederive, self.recipe, seed=seed, instruction=instruction
+            )
+        return derived
+
+    def with_recipe(self, recipe: Callable[[], Reasoner]) -> Reasoner:
+        """Record how to build this Reasoner again (the factories of this package do), so it
+        pickles as that recipe: a Ray worker rebuilds it — its own HTTP clients, its own
+        embedded server — instead of receiving clients and locks it cannot use."""
+        self.recipe = recipe
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Reasoner:
+        return self  # a handle on a model service, as shared as the service itself
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.recipe is None:
+            raise TypeError(
+                f"{self!r} was built from a model object and cannot be pickled; build it with "
+                "embedded_reasoner / openai_compatible_reasoner / choose_reasoner (they record "
+                "a recipe) or give it one with with_recipe"
+            )
+        return (_build, (self.recipe,))
 
     def trace_messages(self, question: str, instruction: str | None = None) -> list[BaseMessage]:
         """The prompt of a whole trace: the graph's first-step prompt, optionally under another
@@ -341,6 +367,16 @@ def mean_logprob(message: BaseMessage) -> float | None:
     if not numbers or len(numbers) != len(content) or not all(map(math.isfinite, numbers)):
         return None
     return sum(numbers) / len(numbers)
+
+
+def _build(recipe: Callable[[], Reasoner]) -> Reasoner:
+    return recipe()
+
+
+def _rederive(
+    recipe: Callable[[], Reasoner], *, seed: int | None, instruction: str | None
+) -> Reasoner:
+    return recipe().derive(seed=seed, instruction=instruction)
 
 
 def call_seed(base: int, call_index: int, candidate: int) -> int:

@@ -11,6 +11,7 @@ server, just local.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import threading
@@ -114,4 +115,13 @@ def embedded_reasoner(
 ) -> Reasoner:
     """The default Reasoner: SmolLM2-135M-Instruct on CPU, `EMBEDDED_PROMPT` by default."""
     model = embedded_chat_model(temperature=temperature, max_tokens=max_tokens, seed=seed)
-    return Reasoner(model, prompt or EMBEDDED_PROMPT, name=EMBEDDED_REASONER_NAME)
+    reasoner = Reasoner(model, prompt or EMBEDDED_PROMPT, name=EMBEDDED_REASONER_NAME)
+    return reasoner.with_recipe(
+        functools.partial(
+            embedded_reasoner,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            prompt=prompt,
+        )
+    )

@@ -12,6 +12,7 @@ failing one out for a while.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -104,4 +105,17 @@ def openai_compatible_reasoner(
         max_retries=0,  # drr_agent.retry owns retries
         **clients,
     )
-    return Reasoner(chat, StepPrompt(style=style), name=model, continuation=continuation)
+    reasoner = Reasoner(chat, StepPrompt(style=style), name=model, continuation=continuation)
+    recipe = functools.partial(
+        openai_compatible_reasoner,
+        urls,
+        model,
+        api_key=api_key,  # as given: a key from the environment is read where it is rebuilt
+        style=style,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+        timeout_s=timeout_s,
+        vllm=vllm,
+    )
+    return reasoner.with_recipe(recipe)

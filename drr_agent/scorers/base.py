@@ -60,6 +60,21 @@ class StepScorer(ABC):
     """
 
     name: str = "scorer"
+    recipe: Callable[[], StepScorer] | None = None
+
+    def with_recipe(self, recipe: Callable[[], StepScorer]) -> StepScorer:
+        """Record how to build this DM again (`load_dm` does), so it pickles as that recipe
+        and a Ray worker loads its own copy instead of receiving weights, pools and locks."""
+        self.recipe = recipe
+        return self
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        if self.recipe is not None:
+            return (_build, (self.recipe,))
+        return super().__reduce_ex__(protocol)  # e.g. a FunctionScorer of a module function
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> StepScorer:
+        return self  # a handle on a model, as shared as the model itself
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -87,6 +102,10 @@ class StepScorer(ABC):
     def score(self, items: Sequence[StepContext]) -> list[float]:
         """Sync scoring (used by ``graph.invoke``)."""
         return asyncio.run(self.ascore(items))
+
+
+def _build(recipe: Callable[[], StepScorer]) -> StepScorer:
+    return recipe()
 
 
 class FunctionScorer(StepScorer):

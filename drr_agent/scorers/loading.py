@@ -7,6 +7,7 @@ become a `StepScorer`, so both pick alike.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from drr_agent.errors import DMLoadError
@@ -45,6 +46,24 @@ def load_dm(
     Raises:
         DMLoadError: Nothing names a DM and ``allow_untrained`` is off, or the DM fails to load.
     """
+    recipe = functools.partial(
+        load_dm,
+        path,
+        url=url,
+        allow_untrained=allow_untrained,
+        trust_remote_code=trust_remote_code,
+        num_threads=num_threads,
+    )
+    return _load(path, url, allow_untrained, trust_remote_code, num_threads).with_recipe(recipe)
+
+
+def _load(
+    path: str | Path | None,
+    url: str | None,
+    allow_untrained: bool,
+    trust_remote_code: bool,
+    num_threads: int | None,
+) -> StepScorer:
     if url is not None:
         return _with_likelihood(RemoteScorer(url, dm_path=path), path, num_threads)
     if path is not None:
