@@ -192,6 +192,8 @@ class RayExecutor:
                 try:
                     result = future.result()
                 except ray.exceptions.RayError as exc:
+                    for other in pending:  # abandoned: their outcome is not waited for
+                        other.cancel()
                     raise DRRError(f"Ray could not finish {unit!r}: {exc}") from exc
                 yield result
             submit()
