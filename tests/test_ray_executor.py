@@ -193,3 +193,23 @@ async def test_eval_on_ray_with_the_embedded_models_matches_the_local_keys(clust
     assert sorted(r.key for r in out["ray"]) == sorted(r.key for r in out["local"])
     assert all(r.error is None for r in out["ray"]), [r.error for r in out["ray"]]
     assert all(r.dm_calls > 0 for r in out["ray"] if r.method == "drr")
+
+
+def test_drr_traces_cli_runs_on_ray(cluster, tmp_path):
+    from typer.testing import CliRunner
+
+    from drr_agent.cli import app
+
+    chat = FakeChat("cli", delay_s=0.01)
+    try:
+        out = tmp_path / "traces.jsonl"
+        args = ["traces", "--task", "basic_arithmetic", "--limit", "4", "--out", str(out)]
+        args += ["--samples", "2", "--reasoner", chat.url, "--model", "fake"]
+        args += ["--executor", "ray", "--ray-address", "local", "--workers", "2"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        rows = RecordFile(out, TraceRecord).read()
+        assert len(rows) == len({r.key for r in rows}) == 3 * 2  # 4 items: 3 train, 1 test
+        assert chat.calls == 6
+    finally:
+        chat.close()

@@ -39,6 +39,41 @@ ReasonerOpt = Annotated[
         "replicas of one model comma-separated (requests spread, a failing one is skipped)."
     ),
 ]
+
+
+class ExecutorChoice(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
+ExecutorOpt = Annotated[
+    ExecutorChoice,
+    typer.Option(
+        "--executor",
+        help="Where the items run: in this process (local) or on a Ray cluster (ray: actors "
+        "that each rebuild the Reasoner and DM; this process still writes every record).",
+    ),
+]
+RayAddressOpt = Annotated[
+    str,
+    typer.Option(
+        help="With --executor ray: 'auto' (the cluster `ray start` runs here), HOST:PORT, or "
+        "'local' (a cluster of this process only)."
+    ),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(min=1, help="With --executor ray: actors (default: one per cluster CPU)."),
+]
+
+
+def executor_option(executor: ExecutorChoice, concurrency: int, address: str, workers: int | None):
+    """The `drr_agent.execution` executor the options name (``--concurrency`` per actor on Ray)."""
+    from drr_agent.execution import executor_from_options
+
+    return executor_from_options(executor.value, concurrency, address, workers)
+
+
 ModelOpt = Annotated[str | None, typer.Option(help="Model name served at --reasoner URL.")]
 StyleOpt = Annotated[
     Style | None, typer.Option(help="Prompt style; default prefill (embedded) / chat (URL).")

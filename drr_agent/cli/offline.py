@@ -17,12 +17,17 @@ from rich.table import Table
 
 from drr_agent.cli._common import (
     EMBEDDED,
+    ExecutorChoice,
+    ExecutorOpt,
     ModelOpt,
+    RayAddressOpt,
     ReasonerOpt,
     StyleOpt,
     VllmOpt,
+    WorkersOpt,
     app,
     console,
+    executor_option,
     fail,
     make_reasoner,
     split_amount,
@@ -111,6 +116,9 @@ def traces(
     style: StyleOpt = None,
     vllm: VllmOpt = False,
     force: Annotated[bool, typer.Option(help="Append to a file from another run setting.")] = False,
+    executor: ExecutorOpt = ExecutorChoice.local,
+    ray_address: RayAddressOpt = "auto",
+    workers: WorkersOpt = None,
 ) -> None:
     """Sample K reasoning traces per item, split into steps and checked, appended as they come."""
     from drr_agent.offline.traces import sample_traces
@@ -152,6 +160,7 @@ def traces(
                     seed=seed,
                     concurrency=concurrency,
                     force=force,
+                    executor=executor_option(executor, concurrency, ray_address, workers),
                 )
             )
             force = True  # the second part appends to the file the first one wrote

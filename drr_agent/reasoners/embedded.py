@@ -72,7 +72,7 @@ def start_llama_server(
             params.model.path = key[0]
             params.n_parallel = parallel
             params.n_ctx = ctx_per_slot * parallel
-            threads = max(1, os.cpu_count() or 1)
+            threads = _threads()
             params.cpuparams.n_threads = threads
             params.cpuparams_batch.n_threads = threads
             params.warmup = False
@@ -82,6 +82,20 @@ def start_llama_server(
             server = xllamacpp.Server(params)
             _servers[key] = server
     return str(server.listening_address)
+
+
+LLAMA_THREADS_ENV = "DRR_LLAMA_THREADS"
+"""Threads of the embedded llama.cpp server (default: every core). Several servers on one
+machine — Ray workers, replicas — each want their share, not all the cores."""
+
+
+def _threads() -> int:
+    value = os.environ.get(LLAMA_THREADS_ENV, "").strip()
+    if not value:
+        return max(1, os.cpu_count() or 1)
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"${LLAMA_THREADS_ENV} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def embedded_chat_model(
