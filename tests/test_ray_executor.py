@@ -213,3 +213,42 @@ def test_drr_traces_cli_runs_on_ray(cluster, tmp_path):
         assert chat.calls == 6
     finally:
         chat.close()
+
+
+async def test_labels_on_ray_match_local_labels(cluster, task, tmp_path):
+    """Answer-rollout labels: deterministic for the fake server, so equal value by value."""
+    from drr_agent.offline.labels import mc_examples
+    from drr_agent.offline.records import StepExample
+
+    chat = FakeChat("labels", delay_s=0.01)
+    try:
+        reasoner = openai_compatible_reasoner(chat.url, "fake", style="prefill")
+        traces = await sample_traces(
+            task,
+            task.items,
+            "train",
+            reasoner,
+            tmp_path / "t.jsonl",
+            samples_per_item=2,
+            executor=LocalExecutor(4),
+            progress=False,
+        )
+        rows = RecordFile(traces.path, TraceRecord).read()
+        labels = {}
+        for name, executor in (("local", LocalExecutor(4)), ("ray", cluster)):
+            await mc_examples(
+                rows,
+                task,
+                reasoner,
+                tmp_path / f"{name}.jsonl",
+                rollouts=2,
+                continuation="answer",
+                executor=executor,
+                progress=False,
+            )
+            read = RecordFile(tmp_path / f"{name}.jsonl", StepExample).read()
+            labels[name] = {e.key: e.label for e in read}
+            assert len(read) == len(labels[name])  # no doubles
+        assert labels["ray"] == labels["local"] and labels["local"]
+    finally:
+        chat.close()

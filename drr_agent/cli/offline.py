@@ -204,6 +204,9 @@ def labels(
     model: ModelOpt = None,
     style: StyleOpt = None,
     vllm: VllmOpt = False,
+    executor: ExecutorOpt = ExecutorChoice.local,
+    ray_address: RayAddressOpt = "auto",
+    workers: WorkersOpt = None,
 ) -> None:
     """Label every step of every trace from the Reasoner's own behaviour (no humans)."""
     from drr_agent.offline.jsonl import RecordFile
@@ -239,6 +242,7 @@ def labels(
                     max_tokens=max_tokens,
                     seed=seed,
                     concurrency=concurrency,
+                    executor=executor_option(executor, concurrency, ray_address, workers),
                 )
             )
     except DRRError as exc:

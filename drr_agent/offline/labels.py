@@ -23,13 +23,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from drr_agent.errors import DRRError
+from drr_agent.execution import Executor, LocalExecutor
 from drr_agent.offline.jsonl import RecordFile
 from drr_agent.offline.records import StepExample, TraceRecord
 from drr_agent.offline.traces import finish_trace, sample_seed
@@ -115,6 +117,69 @@ def outcome_examples(traces: Iterable[TraceRecord]) -> list[StepExample]:
     ]
 
 
+@dataclass(frozen=True)
+class _LabelJob:
+    """Label one ``(trace, step index)`` unit by answer rollouts: a picklable job, so an
+    `Executor` can run it here or on a Ray worker. Steps of different traces that share a
+    prefix share one value: ``cache`` holds one task per (item, prefix) in this process."""
+
+    task: Task
+    items: dict[str, TaskItem]
+    kind: Literal["mc", "mc_answer"]
+    rollouts: int
+    mode: Literal["soft", "hard"]
+    temperature: float
+    max_tokens: int
+    seed: int
+    retries: int
+    timeout_s: float
+    cache: dict[tuple[str, tuple[str, ...]], asyncio.Task[float]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "cache": {}}  # tasks of this process's loop stay here
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    async def _value(self, rollout: Reasoner, item: TaskItem, prefix: tuple[str, ...]) -> float:
+        final = self.kind == "mc_answer"
+        wins = 0
+        for r in range(self.rollouts):
+            text = await rollout.acontinue(
+                item.question,
+                prefix,
+                final=final,
+                temperature=self.temperature,
+                max_tokens=self.max_tokens,
+                seed=sample_seed(self.seed, f"{item.id}|{'|'.join(prefix)}", r),
+                # the answer is one line, as the graph's step is
+                stop=[self.task.step_format.separator] if final else None,
+                retries=self.retries,
+                timeout_s=self.timeout_s,
+            )
+            if final:
+                answer = rollout.prompt.final_answer(text) or None
+            else:
+                _, answer, _ = finish_trace(text, item, self.task)
+            wins += is_correct(answer, item.gold, item.answer_type, item.choices)
+        if self.mode == "hard":
+            return float(wins > 0)
+        return wins / self.rollouts
+
+    async def __call__(self, rollout: Reasoner, unit: tuple[TraceRecord, int]) -> StepExample:
+        trace, index = unit
+        example = _example(trace, index, 0.0, self.kind, self.rollouts)
+        if example.final:  # the answer is there: its correctness is the label
+            return example.model_copy(update={"label": float(trace.correct), "rollouts": 0})
+        item = self.items[trace.item_id]
+        key = (item.id, tuple(trace.steps[: index + 1]))
+        if key not in self.cache:
+            self.cache[key] = asyncio.ensure_future(self._value(rollout, item, key[1]))
+        return example.model_copy(update={"label": await self.cache[key]})
+
+
 async def mc_examples(
     traces: Sequence[TraceRecord],
     task: Task,
@@ -131,11 +196,15 @@ async def mc_examples(
     retries: int = 2,
     timeout_s: float = 120.0,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> list[StepExample]:
     """Monte-Carlo labels, appended to ``out`` per step; resumes from what ``out`` holds.
 
     ``continuation="trace"`` rolls out whole traces (``max_tokens`` each); ``"answer"`` asks
     for the final answer after the prefix (one line, at most ``max_tokens``) — see the module.
+    ``executor`` runs the steps (default: this process, ``concurrency`` at once; a Ray
+    cluster with `drr_agent.execution.RayExecutor`, where each worker keeps its own cache
+    of prefix values); this process alone appends them to ``out``.
     """
     if reasoner.prompt.style != "prefill":
         raise DRRError(
@@ -154,53 +223,18 @@ async def mc_examples(
     with records.exclusive():
         done = {e.key for e in records.read(repair=True)}
         rollout = reasoner.derive(instruction=task.instruction)
-        semaphore = asyncio.Semaphore(concurrency)
-        cache: dict[tuple[str, tuple[str, ...]], asyncio.Task[float]] = {}
-
-        final = continuation == "answer"
-        kind = "mc_answer" if final else "mc"
-
-        async def rollout_value(item: TaskItem, prefix: tuple[str, ...]) -> float:
-            wins = 0
-            # one prefix's rollouts hold one slot together: prefixes then finish (and are saved)
-            # one after another, rather than all together at the very end of a long run
-            async with semaphore:
-                for r in range(rollouts):
-                    text = await rollout.acontinue(
-                        item.question,
-                        prefix,
-                        final=final,
-                        temperature=temperature,
-                        max_tokens=max_tokens,
-                        seed=sample_seed(seed, f"{item.id}|{'|'.join(prefix)}", r),
-                        # the answer is one line, as the graph's step is
-                        stop=[task.step_format.separator] if final else None,
-                        retries=retries,
-                        timeout_s=timeout_s,
-                    )
-                    if final:
-                        answer = rollout.prompt.final_answer(text) or None
-                    else:
-                        _, answer, _ = finish_trace(text, item, task)
-                    wins += is_correct(answer, item.gold, item.answer_type, item.choices)
-            if mode == "hard":
-                return float(wins > 0)
-            return wins / rollouts
-
-        def value_of(item: TaskItem, prefix: tuple[str, ...]) -> asyncio.Task[float]:
-            key = (item.id, prefix)
-            if key not in cache:
-                cache[key] = asyncio.ensure_future(rollout_value(item, prefix))
-            return cache[key]
-
-        async def label(trace: TraceRecord, index: int) -> StepExample:
-            example = _example(trace, index, 0.0, kind, rollouts)
-            if example.final:  # the answer is there: its correctness is the label
-                return example.model_copy(update={"label": float(trace.correct), "rollouts": 0})
-            item = items[trace.item_id]
-            value = await value_of(item, tuple(trace.steps[: index + 1]))
-            return example.model_copy(update={"label": value})
-
+        job = _LabelJob(
+            task=task,
+            items=items,
+            kind="mc_answer" if continuation == "answer" else "mc",
+            rollouts=rollouts,
+            mode=mode,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            retries=retries,
+            timeout_s=timeout_s,
+        )
         todo = [
             (t, i)
             for t in usable
@@ -216,9 +250,10 @@ async def mc_examples(
             TimeElapsedColumn(),
         )
         with Progress(*columns, disable=not progress) as bar:
-            job = bar.add_task("label", total=len(todo), rate=0.0)
-            for future in asyncio.as_completed([label(t, i) for t, i in todo]):
-                records.append([await future])
+            row = bar.add_task("label", total=len(todo), rate=0.0)
+            runner = executor or LocalExecutor(concurrency)
+            async for example in runner.stream(job, todo, rollout):
+                records.append([example])
                 elapsed = time.perf_counter() - started
-                bar.update(job, advance=1, rate=bar.tasks[0].completed / max(elapsed, 1e-9))
+                bar.update(row, advance=1, rate=bar.tasks[0].completed / max(elapsed, 1e-9))
         return records.read()
