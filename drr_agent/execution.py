@@ -122,6 +122,11 @@ class RayExecutor:
         if not ray.is_initialized():
             try:
                 ray.init(address=self.address, log_to_driver=False, include_dashboard=False)
+            except ray.exceptions.AuthenticationError as exc:
+                raise DRRError(
+                    f"the Ray cluster at {self.address!r} wants its token: set RAY_AUTH_MODE=token "
+                    "and give the head's token (~/.ray/auth_token there, or RAY_AUTH_TOKEN)"
+                ) from exc
             except ConnectionError as exc:
                 raise DRRError(
                     f"no Ray cluster at {self.address!r}: start one with `ray start --head` "
@@ -130,8 +135,9 @@ class RayExecutor:
                 ) from exc
         return ray
 
-    def actors(self, job: Job, resources: Any) -> list[Any]:
-        """Start the actors (exposed so tests and benchmarks can find their processes)."""
+    def _start(self, job: Job, resources: Any) -> tuple[list[Any], Any]:
+        """Start the actors; also return the reference to their shared resources, which must
+        outlive them (a restarted actor is built again from it)."""
         ray = self._connect()
         import cloudpickle
 
@@ -152,21 +158,23 @@ class RayExecutor:
             max_concurrency=self.concurrency,
         )(_Worker)
         shared = ray.put(resources)  # pickled once, rebuilt once per actor
-        return [
+        actors = [
             worker.options(scheduling_strategy="SPREAD").remote(job, shared) for _ in range(count)
         ]
+        return actors, shared
 
     async def stream(self, job: Job, units: Sequence[Any], resources: Any) -> AsyncIterator[Any]:
         if not units:
             return
         ray = self._connect()
-        actors = self.actors(job, resources)
+        actors, shared = self._start(job, resources)
         try:
             async for result in self._run(ray, actors, units):
                 yield result
         finally:
             for actor in actors:
                 ray.kill(actor, no_restart=True)
+            del shared  # held until here: a restarted actor is rebuilt from it
 
     async def _run(self, ray: Any, actors: list[Any], units: Sequence[Any]) -> AsyncIterator[Any]:
         queue = list(reversed(units))

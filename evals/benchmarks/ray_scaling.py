@@ -26,7 +26,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -49,12 +48,6 @@ class NoWork:
 
     async def __call__(self, resources: Any, unit: Any) -> Any:
         return unit
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ray(*args: str) -> None:
@@ -99,21 +92,32 @@ async def _overhead(executor, n: int) -> float:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    import ray
-
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
+    for name in ("local", "ray", "killed"):  # a fresh measurement, not a resume
+        for stale in out.glob(f"{name}.jsonl*"):
+            stale.unlink()
     task = load_task("basic_arithmetic", limit=args.items, seed=5)
     items = task.items
     n = len(items) * args.samples
-    port = _free_port()
+    port = args.port
     # the raylets' workers inherit this: one llama.cpp thread per actor, and this checkout on
-    # the path (they import this module's NoWork)
-    env = {"DRR_LLAMA_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}
+    # the path (they import this module's NoWork); Ray's token authentication (on by default
+    # for `ray start --head`, which writes ~/.ray/auth_token): the second node and this
+    # driver join with it (read when ray is imported)
+    env = {
+        "DRR_LLAMA_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(Path.cwd()),
+        "RAY_AUTH_MODE": "token",
+    }
     os.environ.update(env)
-    _ray("start", "--head", "--num-cpus", "1", "--port", str(port), "--include-dashboard=false")
+    import ray
+
+    quiet = ("--disable-usage-stats", "--include-dashboard=false")
+    _ray("start", "--head", "--num-cpus", "1", "--port", str(port), *quiet)
     try:
-        _ray("start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1")
+        _ray("start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1", quiet[0])
         ray.init(address=f"127.0.0.1:{port}", log_to_driver=False)
         nodes = [node for node in ray.nodes() if node["Alive"]]
         os.environ.pop("DRR_LLAMA_THREADS")  # the local run gets every core, as by default
@@ -201,6 +205,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("runs/ray-scaling"))
+    parser.add_argument("--port", type=int, default=6390, help="the Ray head's GCS port")
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
     (args.out / "ray_scaling.json").write_text(json.dumps(result, indent=2))
