@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from drr_agent.config import DRRConfig
 from drr_agent.errors import DRRError
+from drr_agent.execution import Executor
 from drr_agent.tasks.spec import TaskSpec
 
 __all__ = ["PLANS", "QuickstartPlan", "QuickstartResult", "run_quickstart"]
@@ -206,6 +207,7 @@ def run_quickstart(
     reasoner: Any = None,
     progress: bool = True,
     force: bool = False,
+    executor: Executor | None = None,
 ) -> QuickstartResult:
     """Run (or resume) the whole recipe into ``out``; see the module docstring.
 
@@ -215,6 +217,9 @@ def run_quickstart(
         reasoner: A `Reasoner` (default: the embedded SmolLM2 at ``step_temperature``).
         progress: Progress bars and stage messages on stderr.
         force: Continue a folder whose recorded plan differs.
+        executor: Where the traces, labels and evaluation run (default: this process; a
+            `drr_agent.execution.RayExecutor` for a Ray cluster — the sibling candidates and
+            the DM training stay here). Not part of the plan: it changes where, not what.
     """
     from drr_agent.evaluation.methods import MethodContext, MethodSettings
     from drr_agent.evaluation.runner import check_methods, run_eval
@@ -275,6 +280,7 @@ def run_quickstart(
                 max_tokens=plan.max_tokens,
                 seed=plan.seed,
                 concurrency=plan.concurrency,
+                executor=executor,
                 force=force,
                 progress=progress,
             )
@@ -297,6 +303,7 @@ def run_quickstart(
                 max_tokens=plan.step_max_tokens,
                 seed=plan.seed,
                 concurrency=plan.concurrency,
+                executor=executor,
                 progress=progress,
             )
         )
@@ -394,6 +401,7 @@ def run_quickstart(
             ctx,
             eval_dir,
             concurrency=plan.concurrency,
+            executor=executor,
             progress=progress,
             force=force,
         )

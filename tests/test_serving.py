@@ -186,3 +186,48 @@ def test_allow_download_lifts_the_offline_switch(tmp_path, monkeypatch):
     )
     online = VLLMServer(*args, python=sys.executable, device="cpu", offline=False)
     assert online.environment()["HF_HUB_OFFLINE"] == "0"
+
+
+def test_serve_replicas_start_one_server_per_port_and_print_every_url(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import drr_agent.serving as serving
+    from drr_agent.cli import app
+
+    started: list[tuple[str, int, str]] = []
+
+    class Exited:  # the servers "exit" at once, so the serve loop ends by itself
+        def poll(self) -> int:
+            return 0
+
+    class Recording:
+        def __init__(self, model, served_name, runner, *, port, log, **kwargs):
+            self.served_name, self.port, self.log = served_name, port, log
+            self.url = f"http://127.0.0.1:{port}"
+            self.device, self.model, self.process = "cpu", model, None
+
+        def start(self) -> None:
+            started.append((self.served_name, self.port, self.log.name))
+            self.process = Exited()
+
+        def stop(self) -> None:
+            pass
+
+        def log_tail(self) -> str:
+            return ""
+
+    monkeypatch.setattr(serving, "VLLMServer", Recording)
+    model = tmp_path / "model"
+    model.mkdir()
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["serve", "--reasoner", str(model), "--replicas", "3", "--reasoner-port", "9100"]
+    )
+    assert result.exit_code == 0, result.output
+    assert started == [("drr-reasoner", 9100 + i, f"reasoner-{i}.log") for i in range(3)]
+    urls = ",".join(f"http://127.0.0.1:{9100 + i}/v1" for i in range(3))
+    assert f"--reasoner {urls}" in result.output.replace("\n", "")
+    overlap = runner.invoke(
+        app, ["serve", "--reasoner", str(model), "--dm", str(model), "--replicas", "2"]
+    )
+    assert overlap.exit_code == 2 and "overlap" in overlap.output

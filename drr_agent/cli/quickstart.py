@@ -11,7 +11,16 @@ from typing import Annotated
 import typer
 from rich.markdown import Markdown
 
-from drr_agent.cli._common import app, console, fail
+from drr_agent.cli._common import (
+    ExecutorChoice,
+    ExecutorOpt,
+    RayAddressOpt,
+    WorkersOpt,
+    app,
+    console,
+    executor_option,
+    fail,
+)
 from drr_agent.errors import DRRError
 
 
@@ -41,6 +50,9 @@ def quickstart(
         ),
     ] = "basic_arithmetic",
     force: Annotated[bool, typer.Option(help="Continue a folder made with another plan.")] = False,
+    executor: ExecutorOpt = ExecutorChoice.local,
+    ray_address: RayAddressOpt = "auto",
+    workers: WorkersOpt = None,
 ) -> None:
     """Distill traces, label them, train the DM (thresholds on dev), and compare DRR with
     chain-of-thought, self-consistency, self-critique, the graph without a critic and the
@@ -51,7 +63,8 @@ def quickstart(
     try:
         plan = PLANS[size.value]
         plan = plan.model_copy(update={"task": plan.task.model_copy(update={"name": task})})
-        result = run_quickstart(out, plan, force=force)
+        where = executor_option(executor, plan.concurrency, ray_address, workers)
+        result = run_quickstart(out, plan, force=force, executor=where)
     except DRRError as exc:
         raise fail(str(exc)) from exc
     if console.is_terminal:
