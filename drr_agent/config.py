@@ -41,6 +41,15 @@ class DRRConfig(BaseModel):
         max_steps: Longest accepted path (depth) before the run stops on budget.
         max_retries_per_point: Rejections allowed at one point of the path before `decide`
             pops back to the parent thought (a backtrack).
+        on_point_spent: What `decide` does when ``max_retries_per_point`` candidates at one
+            point were all rejected. ``"backtrack"`` (default): pop back to the parent (or stop
+            where there is none). ``"best"``: accept the best-ranked of them instead — the DM's
+            judgement becomes *relative* to the siblings it saw there rather than a veto
+            against one global threshold, whose level depends on the question; the greedy
+            candidate (the first one proposed there) keeps its place unless another beats it
+            by ``greedy_margin``.
+        greedy_margin: Under ``on_point_spent="best"``, how much higher another candidate's
+            rank must be than the greedy one's to be chosen over it.
         max_backtracks: Pops allowed per run before it stops on budget.
         max_reasoner_calls: `reason` calls allowed per run before it stops on budget.
         greedy_first: At a point of the path not tried before, the first candidate is the
@@ -76,6 +85,8 @@ class DRRConfig(BaseModel):
     max_steps: int = Field(default=8, ge=1)
     max_retries_per_point: int = Field(default=3, ge=1)
     max_backtracks: int = Field(default=4, ge=0)
+    on_point_spent: Literal["backtrack", "best"] = "backtrack"
+    greedy_margin: float = Field(default=0.0, ge=0.0, le=1.0)
     max_reasoner_calls: int = Field(default=24, ge=1)
     greedy_first: bool = True
     force_final_answer: bool = True

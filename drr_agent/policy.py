@@ -101,6 +101,8 @@ def last_step_allowed(
         return True
     if counters["reasoner_calls"] + 1 >= config.max_reasoner_calls:
         return True
+    if config.on_point_spent == "best":
+        return False  # a spent point accepts its best candidate: the run goes on from there
     tip = path[-1] if path else None
     if not _no_way_back(tip, counters, config):
         return False  # a rejection here still has a way back
@@ -146,6 +148,43 @@ def _verdict(
     return False, f"score {score:.3f} < {accept:.3f}"
 
 
+def _best_at_spent_point(
+    tree: list[Thought],
+    changed: dict[int, Thought],
+    path: list[int],
+    path_texts: set[str],
+    config: DRRConfig,
+) -> Thought | None:
+    """Under ``on_point_spent="best"``: once ``max_retries_per_point`` candidates at the tip
+    were rejected, the best-ranked of them (the greedy one, proposed first, unless another
+    beats it by ``greedy_margin``), re-marked as passing; ``None`` before that, or when none
+    is usable (empty, unscored, a repeat of the path)."""
+    tip = path[-1] if path else None
+    merged = [changed.get(t["id"], t) for t in tree]
+    here = [t for t in merged if t["parent"] == tip and t["status"] in _OPEN_REJECTION]
+    if len(here) < config.max_retries_per_point:
+        return None
+    usable = [
+        t
+        for t in here
+        if t["status"] == "rejected"
+        and t["text"]
+        and t["score"] is not None
+        and t["text"] not in path_texts
+    ]
+    if not usable:
+        return None
+    greedy = min(usable, key=lambda t: t["id"])
+    best = max(usable, key=_rank)
+    if best is not greedy and _rank(best) < _rank(greedy) + config.greedy_margin:
+        best = greedy
+    which = "the first (greedy) candidate" if best is greedy else "the best-ranked candidate"
+    chosen = Thought(**best)
+    chosen["status"] = "proposed"
+    chosen["reason"] += f"; chosen at a spent point: {which} of {len(here)} (on_point_spent='best')"
+    return chosen
+
+
 def decide(
     tree: list[Thought],
     path: list[int],
@@ -174,6 +213,10 @@ def decide(
 
     answers = [t for t in passed if t["answer"] is not None]
     chosen = max(answers or passed, key=_rank, default=None)
+    if chosen is None and config.on_point_spent == "best":
+        chosen = _best_at_spent_point(tree, changed, path, path_texts, config)
+        if chosen is not None:
+            changed[chosen["id"]] = chosen
     blended = any(t.get("rank_score") not in (None, t["score"]) for t in passed)
     for t in passed:
         if t is not chosen:

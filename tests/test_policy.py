@@ -195,6 +195,36 @@ def test_decide_rejection_retries_at_same_point() -> None:
     assert "popped" not in d.event
 
 
+def test_a_spent_point_keeps_the_greedy_candidate_unless_another_beats_it_by_the_margin() -> None:
+    best = cfg(on_point_spent="best", max_retries_per_point=2, greedy_margin=0.1)
+    tree = [
+        th(0, None, "s1", 0.9, "accepted"),
+        th(1, 0, "greedy", 0.30, "rejected", depth=2),
+        th(2, 0, "other", 0.35, depth=2),
+    ]
+    d = decide(tree, [0], [2], counters(reasoner_calls=3), best, 0.5, 0.5)
+    assert d.route == "continue" and d.path == [0, 1]  # 0.35 < 0.30 + 0.1: greedy stays
+    chosen = next(t for t in d.changed if t["id"] == 1)
+    assert chosen["status"] == "accepted" and "first (greedy) candidate of 2" in chosen["reason"]
+    assert next(t for t in d.changed if t["id"] == 2)["status"] == "rejected"
+    tree[2] = th(2, 0, "other", 0.45, depth=2)
+    d = decide(tree, [0], [2], counters(reasoner_calls=3), best, 0.5, 0.5)
+    assert d.path == [0, 2] and d.counters["backtracks"] == 0  # beaten by the margin
+    # before the point is spent, a rejection still retries there
+    d = decide(tree[:2], [0], [1], counters(reasoner_calls=2), best, 0.5, 0.5)
+    assert d.route == "backtrack" and d.path == [0]
+
+
+def test_a_spent_point_with_a_final_answer_answers_and_never_forces_the_answer_early() -> None:
+    best = cfg(on_point_spent="best", max_retries_per_point=2)
+    tree = [th(0, None, "Answer: 11", 0.2, "rejected"), th(1, None, "Answer: 12", 0.1)]
+    d = decide(tree, [], [1], counters(reasoner_calls=2), best, 0.5, 0.5)
+    assert d.route == "answer" and d.answer == "11" and d.stop_reason == "answered"
+    # "backtrack" at the question would stop here; "best" goes on, so no early final answer
+    assert not last_step_allowed(tree[:1], [], counters(reasoner_calls=1), best)
+    assert last_step_allowed(tree[:1], [], counters(reasoner_calls=1), cfg(max_retries_per_point=2))
+
+
 def test_decide_pops_to_parent_after_max_retries_per_point() -> None:
     tree = [
         th(0, None, "s1", 0.9, "accepted"),

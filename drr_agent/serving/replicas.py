@@ -215,6 +215,44 @@ class _SyncCounted(httpx.SyncByteStream):
             self._done()
 
 
+class _Attempts:
+    """The failover loop both transports run (they differ only in sync / async I/O): each
+    iteration is one replica, the request re-targeted at it; the loop ends with the
+    all-replicas error once every replica was tried."""
+
+    def __init__(self, pool: ReplicaPool, request: httpx.Request) -> None:
+        self.pool, self.request = pool, request
+        self.tried: list[Replica] = []
+        self.cause: BaseException | None = None
+
+    def __iter__(self) -> Iterator[Replica]:
+        while (replica := self.pool.acquire(self.tried)) is not None:
+            self.tried.append(replica)
+            self.request.url = self.pool.target(self.request.url, replica)
+            yield replica
+        raise self.pool.all_failed() from self.cause
+
+    def failed(self, replica: Replica, exc: BaseException) -> bool:
+        """Book a request that raised; whether to send it to the next replica."""
+        if isinstance(exc, httpx.TimeoutException):  # ejected, but not re-sent
+            self.pool.release(replica, type(exc).__name__)
+            return False
+        if isinstance(exc, httpx.TransportError):  # no answer came back: safe to re-send
+            self.pool.release(replica, f"{type(exc).__name__}: {exc}")
+            self.cause = exc
+            return True
+        self.pool.release(replica, count=False)  # cancelled by the caller
+        return False
+
+    def refused(self, replica: Replica, response: httpx.Response) -> bool:
+        """Whether ``response`` is a refusal to take to another replica (the last one's
+        answer is returned as it is)."""
+        if response.status_code in _RETRY_STATUS and len(self.tried) < len(self.pool):
+            self.pool.release(replica, f"HTTP {response.status_code}")
+            return True
+        return False
+
+
 class ReplicaTransport(httpx.AsyncBaseTransport):
     """An ``httpx`` async transport that spreads requests over a `ReplicaPool`."""
 
@@ -223,31 +261,21 @@ class ReplicaTransport(httpx.AsyncBaseTransport):
         self._inner = inner or httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        tried: list[Replica] = []
-        cause: BaseException | None = None
-        while (replica := self.pool.acquire(tried)) is not None:
-            tried.append(replica)
-            request.url = self.pool.target(request.url, replica)
+        attempts = _Attempts(self.pool, request)
+        for replica in attempts:
             try:
                 response = await self._inner.handle_async_request(request)
-            except httpx.TimeoutException as exc:
-                self.pool.release(replica, type(exc).__name__)
+            except BaseException as exc:
+                if attempts.failed(replica, exc):
+                    continue
                 raise
-            except httpx.TransportError as exc:
-                self.pool.release(replica, f"{type(exc).__name__}: {exc}")
-                cause = exc
-                continue
-            except BaseException:
-                self.pool.release(replica, count=False)
-                raise
-            if response.status_code in _RETRY_STATUS and len(tried) < len(self.pool):
+            if attempts.refused(replica, response):
                 await response.aclose()
-                self.pool.release(replica, f"HTTP {response.status_code}")
                 continue
             assert isinstance(response.stream, httpx.AsyncByteStream)
             response.stream = _AsyncCounted(response.stream, _Released(self.pool, replica))
             return response
-        raise self.pool.all_failed() from cause
+        raise AssertionError("unreachable")  # pragma: no cover — _Attempts raises
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -261,31 +289,21 @@ class SyncReplicaTransport(httpx.BaseTransport):
         self._inner = inner or httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        tried: list[Replica] = []
-        cause: BaseException | None = None
-        while (replica := self.pool.acquire(tried)) is not None:
-            tried.append(replica)
-            request.url = self.pool.target(request.url, replica)
+        attempts = _Attempts(self.pool, request)
+        for replica in attempts:
             try:
                 response = self._inner.handle_request(request)
-            except httpx.TimeoutException as exc:
-                self.pool.release(replica, type(exc).__name__)
+            except BaseException as exc:
+                if attempts.failed(replica, exc):
+                    continue
                 raise
-            except httpx.TransportError as exc:
-                self.pool.release(replica, f"{type(exc).__name__}: {exc}")
-                cause = exc
-                continue
-            except BaseException:
-                self.pool.release(replica, count=False)
-                raise
-            if response.status_code in _RETRY_STATUS and len(tried) < len(self.pool):
+            if attempts.refused(replica, response):
                 response.close()
-                self.pool.release(replica, f"HTTP {response.status_code}")
                 continue
             assert isinstance(response.stream, httpx.SyncByteStream)
             response.stream = _SyncCounted(response.stream, _Released(self.pool, replica))
             return response
-        raise self.pool.all_failed() from cause
+        raise AssertionError("unreachable")  # pragma: no cover — _Attempts raises
 
     def close(self) -> None:
         self._inner.close()

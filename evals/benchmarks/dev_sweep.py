@@ -28,6 +28,7 @@ import asyncio
 import json
 from pathlib import Path
 
+from drr_agent.config import DRRConfig
 from drr_agent.evaluation.methods import MethodContext, MethodSettings
 from drr_agent.evaluation.runner import run_eval
 from drr_agent.quickstart import PLAN_FILE, QuickstartPlan
@@ -53,6 +54,7 @@ async def sweep(
     thresholds: list[tuple[float | None, float | None]] | None = None,
     part: str = "dev",
     list_rejected: bool = False,
+    overrides: dict[str, object] | None = None,
 ) -> list[dict]:
     plan = QuickstartPlan.model_validate_json((run / PLAN_FILE).read_text())
     task = plan.task.load()
@@ -88,7 +90,10 @@ async def sweep(
         if accept is not None or answer is not None:
             update |= {"accept_threshold": accept, "answer_threshold": answer}
             folder += f"-acc{accept}-ans{answer}"
-        config = plan.graph.model_copy(update=update)
+        if overrides:
+            update |= overrides
+            folder += "-" + "-".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+        config = DRRConfig.model_validate(plan.graph.model_dump() | update)
         ctx = MethodContext(dev, reasoner, scorer, config, settings)
         summary = await run_eval(
             dev,
@@ -124,6 +129,14 @@ def _pair(row: dict) -> str:
         "DM's" if row[k] is None else f"{row[k]:g}"
         for k in ("accept_threshold", "answer_threshold")
     )
+
+
+def _field(text: str) -> tuple[str, object]:
+    """``"greedy_margin=0.05"`` → ("greedy_margin", "0.05"): pydantic converts the value."""
+    name, sep, value = text.partition("=")
+    if not sep or name not in DRRConfig.model_fields:
+        raise SystemExit(f"--set {text!r}: expected FIELD=VALUE with a DRRConfig field")
+    return name, value
 
 
 def _thresholds(text: str) -> list[tuple[float | None, float | None]]:
@@ -175,6 +188,13 @@ def main() -> None:
     )
     parser.add_argument("--part", default="dev", choices=("dev", "train"))
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a DRRConfig field for every setting, e.g. on_point_spent=best (repeatable)",
+    )
+    parser.add_argument(
         "--retries",
         default="plain",
         choices=("plain", "listed"),
@@ -200,6 +220,7 @@ def main() -> None:
             _thresholds(args.thresholds) or None,
             args.part,
             args.retries == "listed",
+            dict(_field(text) for text in args.set),
         )
     )
     key = "drr" if "drr" in methods else methods[0]
