@@ -105,8 +105,8 @@ def test_quickstart_command_builds_the_plan_and_prints_the_table(tmp_path, monke
 
     seen = {}
 
-    def fake_run(out, plan, force=False):
-        seen.update(out=out, plan=plan, force=force)
+    def fake_run(out, plan, force=False, executor=None):
+        seen.update(out=out, plan=plan, force=force, executor=executor)
         return QuickstartResult(
             out=Path(out), dm=Path(out) / "dm", eval_dir=Path(out) / "eval",
             table="| method | acc |\n|---|---|\n| drr | 0.7 |", summary={},
@@ -121,5 +121,8 @@ def test_quickstart_command_builds_the_plan_and_prints_the_table(tmp_path, monke
     assert "drr solve 'What'\"'\"'s 3 + 4?' --dm" in " ".join(result.output.split())
     assert seen["plan"].task.name == "chain_sum"
     assert seen["plan"].task.limit == PLANS["small"].task.limit  # only the name changed
+    from drr_agent.execution import LocalExecutor
+
+    assert seen["executor"] == LocalExecutor(PLANS["small"].concurrency)  # in process by default
     result = runner.invoke(app, ["quickstart", "--size", "full", "--out", str(out)])
     assert seen["plan"] == PLANS["full"]
