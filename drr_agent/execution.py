@@ -150,7 +150,14 @@ class RayExecutor:
                 "openai_compatible_reasoner, choose_reasoner) and the DM with load_dm: those "
                 "pickle as recipes the workers rebuild"
             ) from exc
-        count = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1) // self.num_cpus))
+        cpus = ray.cluster_resources().get("CPU", 0.0)
+        fits = int(cpus // self.num_cpus)
+        count = self.workers or max(1, fits)
+        if count > fits:  # Ray would wait forever for the CPUs of the actors that do not fit
+            raise DRRError(
+                f"{count} Ray workers of {self.num_cpus:g} CPU need {count * self.num_cpus:g} "
+                f"CPUs; the cluster has {cpus:g}: pass fewer --workers or add nodes"
+            )
         worker = ray.remote(
             num_cpus=self.num_cpus,
             max_restarts=self.max_restarts,

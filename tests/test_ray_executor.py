@@ -252,3 +252,22 @@ async def test_labels_on_ray_match_local_labels(cluster, task, tmp_path):
         assert labels["ray"] == labels["local"] and labels["local"]
     finally:
         chat.close()
+
+
+async def test_more_workers_than_the_cluster_has_cpus_is_refused(task, cluster, tmp_path):
+    chat = FakeChat("too-many")
+    try:
+        reasoner = openai_compatible_reasoner(chat.url, "fake", style="chat")
+        with pytest.raises(DRRError, match="8 Ray workers of 1 CPU need 8 CPUs; the cluster has 2"):
+            await sample_traces(
+                task,
+                task.items,
+                "train",
+                reasoner,
+                tmp_path / "t.jsonl",
+                executor=RayExecutor(address=None, workers=8),
+                samples_per_item=1,
+                progress=False,
+            )
+    finally:
+        chat.close()

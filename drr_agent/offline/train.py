@@ -120,7 +120,10 @@ class TrainConfig(BaseModel):
             cross-encoders (Trainer's default is also 5e-5).
         batch_size (`int`, *optional*, defaults to `16`):
             Steps per optimisation step (and 2x that per evaluation step). Small, because the
-            label sets are small and the machines are CPUs.
+            label sets are small and the machines are CPUs. Under ``torchrun`` / ``accelerate
+            launch`` it is the *global* batch, split over the processes (so it must divide by
+            their number): the same optimisation on any number of processes
+            (`drr_agent.offline.distributed`).
         weight_decay (`float`, *optional*, defaults to `0.01`):
             AdamW weight decay (Trainer's default is 0.0; a little decay is the common choice
             for fine-tuning BERT-style encoders).
@@ -856,6 +859,9 @@ def train_dm(
             chosen on them. Without them ``config.eval_fraction`` of the training questions
             is held out for that.
         progress: Show Trainer's progress bar and per-epoch logs; `False` keeps it silent.
+
+    Under a launcher (``torchrun --nproc-per-node N -m drr_agent train ...``) every process
+    calls this: they train as one DDP job, rank 0 alone exports, and all return its result.
 
     Returns:
         A `TrainResult` with reports computed by reloading the exported folder through
