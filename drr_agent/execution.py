@@ -32,15 +32,11 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from drr_agent.errors import DRRError
 
 __all__ = ["Executor", "LocalExecutor", "RayExecutor", "executor_from_options"]
-
-R = TypeVar("R")
-U = TypeVar("U")
-T = TypeVar("T")
 
 Job = Callable[[Any, Any], Awaitable[Any]]
 
