@@ -131,14 +131,11 @@ class RayExecutor:
                 ) from exc
         return ray
 
-    def _start(self, job: Job, resources: Any) -> tuple[list[Any], Any]:
+    def _start(self, ray: Any, job: Job, resources: Any) -> tuple[list[Any], Any]:
         """Start the actors; also return the reference to their shared resources, which must
         outlive them (a restarted actor is built again from it)."""
-        ray = self._connect()
-        import cloudpickle
-
         try:
-            cloudpickle.dumps(resources)
+            shared = ray.put(resources)  # pickled once, rebuilt once per actor
         except Exception as exc:
             raise DRRError(
                 f"{type(resources).__name__} cannot be sent to Ray workers ({exc}). Build the "
@@ -160,7 +157,6 @@ class RayExecutor:
             max_task_retries=self.max_task_retries,
             max_concurrency=self.concurrency,
         )(_Worker)
-        shared = ray.put(resources)  # pickled once, rebuilt once per actor
         actors = [
             worker.options(scheduling_strategy="SPREAD").remote(job, shared) for _ in range(count)
         ]
@@ -170,7 +166,7 @@ class RayExecutor:
         if not units:
             return
         ray = self._connect()
-        actors, shared = self._start(job, resources)
+        actors, shared = self._start(ray, job, resources)
         try:
             async for result in self._run(ray, actors, units):
                 yield result

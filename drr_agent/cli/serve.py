@@ -6,7 +6,7 @@ import signal
 import threading
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,10 +22,6 @@ class Device(StrEnum):
     auto = "auto"
     cpu = "cpu"
     gpu = "gpu"
-
-
-def _log_name(kind: str, index: int, replicas: int) -> str:
-    return f"{kind}.log" if replicas == 1 else f"{kind}-{index}.log"
 
 
 @app.command()
@@ -113,21 +109,29 @@ def serve(
         )
     servers: list[VLLMServer] = []
     common = {"host": host, "python": vllm_python, "device": device.value, "api_key": api_key}
+
+    def replicated(
+        model: str | Path, name: str, runner: str, port: int, kind: str, **extra: Any
+    ) -> list[VLLMServer]:
+        """``--replicas`` servers of one model on consecutive ports, one log each."""
+        return [
+            VLLMServer(
+                model,
+                name,
+                runner,  # type: ignore[arg-type]
+                port=port + i,
+                log=cache / (f"{kind}.log" if replicas == 1 else f"{kind}-{i}.log"),
+                **common,
+                **extra,
+            )
+            for i in range(replicas)
+        ]
+
     try:
         if dm is not None:
             console.print(f"converting {dm} for vLLM (one-logit head, same probabilities)…")
             folder = export_dm_for_vllm(dm, cache / f"dm-{dm.resolve().name}")
-            servers += [
-                VLLMServer(
-                    folder,
-                    DM_NAME,
-                    "pooling",
-                    port=dm_port + i,
-                    log=cache / _log_name("dm", i, replicas),
-                    **common,
-                )
-                for i in range(replicas)
-            ]
+            servers += replicated(folder, DM_NAME, "pooling", dm_port, "dm")
         if reasoner is not None:
             if reasoner == EMBEDDED:
                 console.print("converting the embedded SmolLM2 GGUF to safetensors (once)…")
@@ -141,18 +145,10 @@ def serve(
                         f"{reasoner} --local-dir DIR`, then --reasoner DIR), or pass "
                         "--allow-download to let vLLM fetch it from the Hub"
                     )
-            servers += [
-                VLLMServer(
-                    model,
-                    REASONER_NAME,
-                    "generate",
-                    port=reasoner_port + i,
-                    log=cache / _log_name("reasoner", i, replicas),
-                    offline=not allow_download,
-                    **common,
-                )
-                for i in range(replicas)
-            ]
+            servers += replicated(
+                model, REASONER_NAME, "generate", reasoner_port, "reasoner",
+                offline=not allow_download,
+            )  # fmt: skip
         for server in servers:
             console.print(f"starting vLLM ({server.device}) for {server.model} …")
             server.start()

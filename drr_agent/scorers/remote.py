@@ -148,7 +148,7 @@ class RemoteScorer(StepScorer):
         return self._fingerprint
 
     def __repr__(self) -> str:
-        where = [str(r.url) for r in self.pool.replicas] if self.pool else self.url
+        where = self.pool.urls if self.pool else self.url
         return f"RemoteScorer({where!r}, model={self.model!r})"
 
     # -- inputs and the one HTTP call -----------------------------------------------------
@@ -192,8 +192,7 @@ class RemoteScorer(StepScorer):
 
     def _what(self) -> str:
         if self.pool:
-            urls = ", ".join(str(r.url) for r in self.pool.replicas)
-            return f"DM servers {urls} (model {self.model!r})"
+            return f"DM servers {', '.join(self.pool.urls)} (model {self.model!r})"
         return f"DM server {self.url} (model {self.model!r})"
 
     # -- async: micro-batched -------------------------------------------------------------

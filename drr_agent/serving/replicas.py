@@ -100,11 +100,15 @@ class ReplicaPool:
         """The URL clients are built with; the transport re-targets it per request."""
         return str(self.replicas[0].url)
 
+    @property
+    def urls(self) -> list[str]:
+        return [str(r.url) for r in self.replicas]
+
     def __len__(self) -> int:
         return len(self.replicas)
 
     def __repr__(self) -> str:
-        return f"ReplicaPool({[str(r.url) for r in self.replicas]})"
+        return f"ReplicaPool({self.urls})"
 
     def acquire(self, tried: Sequence[Replica] = ()) -> Replica | None:
         """The replica for the next request (counted as in flight), or ``None`` when every
