@@ -508,8 +508,9 @@ class DyingChatServer:
     ``serve`` requests, then shuts down: the Reasoner server killed mid-run."""
 
     def __init__(self, serve: int) -> None:
-        import json
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from http_fakes import chat_completion, send_json
 
         self.served = 0
         outer = self
@@ -521,27 +522,11 @@ class DyingChatServer:
             def do_POST(self):
                 self.rfile.read(int(self.headers["Content-Length"]))
                 outer.served += 1
-                body = json.dumps(
-                    {
-                        "id": f"c{outer.served}",
-                        "object": "chat.completion",
-                        "created": 0,
-                        "model": "dying",
-                        "choices": [
-                            {
-                                "index": 0,
-                                "message": {"role": "assistant", "content": "5 + 6 = 11"},
-                                "finish_reason": "stop",
-                            }
-                        ],
-                        "usage": {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14},
-                    }
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                completion = chat_completion(
+                    "5 + 6 = 11", "dying", id=f"c{outer.served}", prompt_tokens=9,
+                    completion_tokens=5,
+                )  # fmt: skip
+                send_json(self, completion)
                 if outer.served >= serve:
                     threading.Thread(target=outer.close, daemon=True).start()
 

@@ -9,6 +9,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from http_fakes import send_json
 
 from drr_agent import DRRConfig, DRRResult, ScorerError, build_graph
 from drr_agent.scorers import RemoteScorer, StepContext
@@ -56,12 +57,7 @@ class FakeVLLM:
                 outer.batches.append(len(pairs))
                 data = [{"index": i, "score": _score_of(a, b)} for i, (a, b) in enumerate(pairs)]
                 data.reverse()  # the client must order by index, not by position
-                payload = json.dumps({"data": data}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                send_json(self, {"data": data})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from http_fakes import chat_completion, send_json
 from test_remote_scorer import FakeVLLM, _ctx, _expected
 
 from drr_agent import DRRConfig, ScorerError, build_graph
@@ -41,27 +42,7 @@ class FakeChat:
                 time.sleep(outer.delay_s)
                 prompt = body["messages"][-1]["content"]
                 text = "Answer: 7" if "3 + 4 = 7" in prompt else "3 + 4 = 7"
-                payload = json.dumps(
-                    {
-                        "id": "x",
-                        "object": "chat.completion",
-                        "created": 0,
-                        "model": body["model"],
-                        "choices": [
-                            {
-                                "index": 0,
-                                "message": {"role": "assistant", "content": text},
-                                "finish_reason": "stop",
-                            }
-                        ],
-                        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
-                    }
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                send_json(self, chat_completion(text, body["model"]))
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
