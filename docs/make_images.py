@@ -13,6 +13,8 @@ import shutil
 from pathlib import Path
 
 from drr_agent import HFScorer, build_graph, draw_thought_tree, embedded_reasoner
+from drr_agent.evaluation.plots import ACCURACY_PLOT
+from drr_agent.offline.run_folder import RunFolder
 from drr_agent.quickstart import PLANS
 
 OUT = Path(__file__).parent / "images"
@@ -29,11 +31,12 @@ def main() -> None:
     reasoner = embedded_reasoner(
         seed=args.seed, temperature=plan.step_temperature, max_tokens=plan.step_max_tokens
     )
-    graph = build_graph(reasoner, HFScorer(args.run / "dm", num_threads=1), plan.graph)
+    run = RunFolder(args.run)
+    graph = build_graph(reasoner, HFScorer(run.dm, num_threads=1), plan.graph)
     state = graph.invoke({"question": args.question})
     fig = draw_thought_tree(state)
     fig.savefig(OUT / "thought_tree.png", dpi=80)
-    shutil.copy(args.run / "eval" / "accuracy_vs_tokens.png", OUT / "accuracy_vs_tokens.png")
+    shutil.copy(run.eval / ACCURACY_PLOT, OUT / ACCURACY_PLOT)
     print("wrote", *sorted(p.name for p in OUT.glob("*.png")))
 
 

@@ -21,8 +21,16 @@ from drr_agent.reasoners import (
     openai_compatible_reasoner,
 )
 from drr_agent.scorers import FunctionScorer, HFScorer, StepContext, StepScorer
-from drr_agent.state import DecisionEvent, DRRResult, DRRState, Thought
+from drr_agent.state import (
+    Counters,
+    DecisionEvent,
+    DecisionRecord,
+    DRRResult,
+    DRRState,
+    Thought,
+)
 from drr_agent.steps import StepFormat
+from drr_agent.tool import DRR_TOOL_NAME, make_drr_tool
 from drr_agent.tracing import (
     ReplayStep,
     TreeDrawing,
@@ -41,12 +49,15 @@ from drr_agent.tracing import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "DRR_TOOL_NAME",
+    "Counters",
     "DMLoadError",
     "DRRConfig",
     "DRRError",
     "DRRResult",
     "DRRState",
     "DecisionEvent",
+    "DecisionRecord",
     "EmbeddedModelMissingError",
     "FunctionScorer",
     "HFScorer",
@@ -71,6 +82,7 @@ __all__ = [
     "format_decision",
     "format_thought_tree",
     "layout_thought_tree",
+    "make_drr_tool",
     "openai_compatible_reasoner",
     "replay",
     "stream_decisions",

@@ -19,11 +19,11 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langgraph._internal._runnable import RunnableCallable
+from langchain_core.runnables import RunnableLambda
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.runtime import Runtime
+from langgraph.runtime import get_runtime
 from langgraph.types import Checkpointer, Command
 
 from drr_agent.config import DRRConfig
@@ -35,6 +35,7 @@ from drr_agent.scorers.base import StepContext, StepScorer
 from drr_agent.state import (
     Counters,
     DecisionEvent,
+    DecisionRecord,
     DRRInput,
     DRRState,
     StopReason,
@@ -61,10 +62,22 @@ def _accepted_steps(state: DRRState) -> list[str]:
     return [tree[i]["text"] for i in state.get("path", [])]
 
 
+def _record(event: DecisionEvent) -> DecisionRecord:
+    """What the state keeps of a decision event: its route, thought, depth and pop."""
+    thought = event.get("thought")
+    return DecisionRecord(
+        route=event["route"],
+        thought=None if thought is None else thought["id"],
+        depth=event["depth"],
+        popped=event.get("popped"),
+    )
+
+
 class _DRRNodes:
     """The three nodes, bound to one Reasoner, one scorer and a default config.
 
-    ``runtime.context`` (a `DRRConfig`) overrides the default for one run.
+    The run's context (``invoke(..., context=DRRConfig(...))``, read with LangGraph's
+    ``get_runtime``) overrides the default for one run.
     """
 
     def __init__(self, reasoner: Reasoner, scorer: StepScorer, config: DRRConfig) -> None:
@@ -72,8 +85,8 @@ class _DRRNodes:
         self.scorer = scorer
         self.config = config
 
-    def _config(self, runtime: Runtime[DRRConfig] | None) -> DRRConfig:
-        context = runtime.context if runtime is not None else None
+    def _config(self) -> DRRConfig:
+        context = get_runtime(DRRConfig).context
         return context if isinstance(context, DRRConfig) else self.config
 
     # -- reason ---------------------------------------------------------------------------
@@ -139,19 +152,18 @@ class _DRRNodes:
         counters = Counters(**(state.get("counters") or new_counters()))
         if kind == "reasoner_error":
             counters["reasoner_calls"] += 1  # the failed call was made (and paid for)
-        get_stream_writer()(
-            DecisionEvent(
-                type="drr.decision",
-                route="stop",
-                thought=None,
-                score=None,
-                candidates=[],
-                depth=len(state.get("path", [])),
-                abstained=True,
-                stop_reason=kind,
-                error=str(exc),
-            )
+        event = DecisionEvent(
+            type="drr.decision",
+            route="stop",
+            thought=None,
+            score=None,
+            candidates=[],
+            depth=len(state.get("path", [])),
+            abstained=True,
+            stop_reason=kind,
+            error=str(exc),
         )
+        get_stream_writer()(event)
         return Command(
             goto=END,
             update={
@@ -161,11 +173,12 @@ class _DRRNodes:
                 "stop_detail": f"abstained: {exc}",
                 "counters": counters,
                 "path": state.get("path", []),
+                "decisions": [_record(event)],
             },
         )
 
-    def reason(self, state: DRRState, runtime: Runtime[DRRConfig]) -> Command[Any]:
-        config = self._config(runtime)
+    def reason(self, state: DRRState) -> Command[Any]:
+        config = self._config()
         question, steps, rejected, kwargs = self._reason_request(state, config)
         try:
             proposals = retry(
@@ -181,8 +194,8 @@ class _DRRNodes:
             return self._failed("reasoner_error", exc, state)
         return self._reason_update(state, config, proposals)
 
-    async def areason(self, state: DRRState, runtime: Runtime[DRRConfig]) -> Command[Any]:
-        config = self._config(runtime)
+    async def areason(self, state: DRRState) -> Command[Any]:
+        config = self._config()
         question, steps, rejected, kwargs = self._reason_request(state, config)
         try:
             proposals = await aretry(
@@ -229,8 +242,8 @@ class _DRRNodes:
             scored.append(thought)
         return Command(goto="decide", update={"thoughts": scored, "counters": counters})
 
-    def score(self, state: DRRState, runtime: Runtime[DRRConfig]) -> Command[Any]:
-        config = self._config(runtime)
+    def score(self, state: DRRState) -> Command[Any]:
+        config = self._config()
         ids, items = self._score_request(state)
         try:
             scores = retry(
@@ -246,8 +259,8 @@ class _DRRNodes:
             return self._failed("scorer_error", exc, state)
         return self._score_update(state, config, ids, scores)
 
-    async def ascore(self, state: DRRState, runtime: Runtime[DRRConfig]) -> Command[Any]:
-        config = self._config(runtime)
+    async def ascore(self, state: DRRState) -> Command[Any]:
+        config = self._config()
         ids, items = self._score_request(state)
 
         async def call() -> list[float]:
@@ -268,8 +281,8 @@ class _DRRNodes:
         return self._score_update(state, config, ids, scores)
 
     # -- decide ---------------------------------------------------------------------------
-    def decide(self, state: DRRState, runtime: Runtime[DRRConfig]) -> Command[Any]:
-        config = self._config(runtime)
+    def decide(self, state: DRRState) -> Command[Any]:
+        config = self._config()
         accept, answer = config.thresholds(self.scorer.thresholds)
         decision = decide(
             state.get("thoughts", []),
@@ -289,6 +302,7 @@ class _DRRNodes:
             "counters": decision.counters,
             "accept_threshold": accept,
             "answer_threshold": answer,
+            "decisions": [_record(decision.event)],
         }
         if decision.finished:
             update.update(
@@ -336,37 +350,30 @@ def build_graph(
         raise TypeError(f"scorer must be a StepScorer, got {type(scorer).__name__}")
     nodes = _DRRNodes(reasoner, scorer, config or DRRConfig())
     builder = StateGraph(DRRState, context_schema=DRRConfig, input_schema=DRRInput)
-    # RunnableCallable (as in langgraph.prebuilt's ToolNode) carries a sync and an async
-    # implementation and injects `runtime`, so invoke and ainvoke both run natively.
+    # a RunnableLambda carries a sync and an async implementation, so invoke and ainvoke both
+    # run natively (decide does no I/O: its sync function serves both)
     builder.add_node(
         "reason",
-        RunnableCallable(nodes.reason, nodes.areason, name="reason"),
+        RunnableLambda(nodes.reason, nodes.areason, name="reason"),
         destinations=("score", END),
     )
     builder.add_node(
         "score",
-        RunnableCallable(nodes.score, nodes.ascore, name="score"),
+        RunnableLambda(nodes.score, nodes.ascore, name="score"),
         destinations=("decide", END),
     )
     builder.add_node(
-        "decide",
-        RunnableCallable(nodes.decide, None, name="decide"),
-        destinations=("reason", END),
+        "decide", RunnableLambda(nodes.decide, name="decide"), destinations=("reason", END)
     )
     builder.add_edge(START, "reason")
-    graph = builder.compile(checkpointer=checkpointer, name=name)
-    graph.__class__ = DRRGraph
-    return graph
+    return _batches_keep_the_recursion_limit(builder.compile(checkpointer=checkpointer, name=name))
 
 
 class DRRGraph(CompiledStateGraph[DRRState, DRRConfig, DRRInput, DRRState]):
     """The compiled DRR graph; `batch`/`abatch` keep LangGraph's own recursion limit.
 
-    The budgets in `DRRConfig` bound the loop (every cycle spends a Reasoner call).
-    ``invoke`` uses LangGraph's default limit (10007 steps), but ``batch``/``abatch`` are
-    inherited from LangChain's ``Runnable``, which fills in its own default of 25 steps (about
-    eight reason→score→decide cycles) and would cut batched runs short. Here a batch call
-    without an explicit ``recursion_limit`` gets the same generous bound as ``invoke``.
+    See `_batches_keep_the_recursion_limit` for why; a batch call that passes its own
+    ``recursion_limit`` keeps it.
     """
 
     def batch(self, inputs: Any, config: Any = None, **kwargs: Any) -> Any:
@@ -374,6 +381,27 @@ class DRRGraph(CompiledStateGraph[DRRState, DRRConfig, DRRInput, DRRState]):
 
     async def abatch(self, inputs: Any, config: Any = None, **kwargs: Any) -> Any:
         return await super().abatch(inputs, _with_recursion_limit(config, len(inputs)), **kwargs)
+
+
+def _batches_keep_the_recursion_limit(graph: CompiledStateGraph) -> DRRGraph:
+    """The compiled graph, as a `DRRGraph`: batched runs get the limit ``invoke`` gets.
+
+    ``invoke``/``stream`` fill a missing ``recursion_limit`` with LangGraph's default (10007
+    super-steps; ``langgraph._internal._config.DEFAULT_RECURSION_LIMIT``). ``batch``/``abatch``
+    are inherited from LangChain's ``Runnable``, whose ``get_config_list`` fills in
+    ``langchain_core.runnables.config.DEFAULT_RECURSION_LIMIT`` (25 — about eight
+    reason→score→decide cycles) first, and a limit bound with ``graph.with_config`` does not
+    win over it (Pregel's ``merge_configs`` only defers to a bound limit when the incoming one
+    is LangGraph's own default; see ``langgraph/pregel/main.py`` and
+    https://docs.langchain.com/oss/python/langgraph/errors/GRAPH_RECURSION_LIMIT). The
+    budgets in `DRRConfig` are what bound a DRR run, so batches get LangGraph's bound too.
+
+    `DRRGraph` adds no state of its own (only the two overrides), so re-classing the compiled
+    object is exact; tests/test_policy.py checks that batches run past 25 steps and that an
+    explicit limit still applies.
+    """
+    graph.__class__ = DRRGraph
+    return graph  # type: ignore[return-value]
 
 
 def _with_recursion_limit(config: Any, n: int) -> list[dict[str, Any]]:

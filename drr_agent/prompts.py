@@ -38,7 +38,7 @@ class StepPrompt(BaseModel):
     Attributes:
         style: ``"prefill"`` or ``"chat"`` (see the module docstring).
         instruction: Appended to the question. The default is the prompt under which the
-            embedded Reasoner's headroom was measured (DESIGN.md).
+            embedded Reasoner's headroom was measured (``docs/environment.md``).
         system: Optional system message.
         step_joiner: Text between accepted steps in a prefilled reply. A blank line makes small
             models start the next step at once instead of emitting an empty line first.

@@ -3,7 +3,8 @@
 State values are plain JSON-like dicts (``TypedDict``), not objects, so any LangGraph
 checkpointer (in-memory, SQLite, Postgres) stores and restores them without custom
 serialisers, and a notebook can print them as they are. `DRRResult` is the typed, validated
-view of a finished run for users who prefer objects.
+view of a run in the same shape (it validates these very dicts, it does not copy them into
+other classes).
 
 The thought tree is append-only: every proposed thought keeps its id (its index), its parent
 (the accepted thought it extends, ``None`` at the question), its DM score, the Reasoner's
@@ -13,9 +14,11 @@ Nodes return only the thoughts they add or change; `merge_thoughts` folds them i
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, with_config
 from typing_extensions import TypedDict  # pydantic (LangGraph's JSON schemas) needs it on 3.11
 
 ThoughtStatus = Literal["proposed", "accepted", "rejected", "answer", "not_chosen", "abandoned"]
@@ -42,6 +45,7 @@ StopReason = Literal[
 question was rejected), or a failed dependency. ``stop_detail`` says it in words."""
 
 
+@with_config(ConfigDict(extra="forbid"))
 class Thought(TypedDict):
     """One proposed thought node.
 
@@ -65,6 +69,7 @@ class Thought(TypedDict):
     rank_score: NotRequired[float | None]
 
 
+@with_config(ConfigDict(extra="forbid"))
 class Counters(TypedDict):
     """Cost and control counters of one run."""
 
@@ -101,6 +106,21 @@ def new_counters() -> Counters:
         rejections=0,
         backtracks=0,
     )
+
+
+class DecisionRecord(TypedDict):
+    """One decision as the state keeps it: the route taken, on which thought, at which depth.
+
+    `decide` appends one per cycle, and ``reason``/``score`` one when they stop the run on a
+    failed dependency, so a replay or a trace reads each route instead of inferring it (the
+    stream's `DecisionEvent` says the same, with the candidates in full). ``thought`` is the
+    chosen candidate (or the last rejected one), ``popped`` the thought a backtrack abandoned.
+    """
+
+    route: Route
+    thought: int | None
+    depth: int
+    popped: int | None
 
 
 class DecisionEvent(TypedDict):
@@ -147,67 +167,50 @@ class DRRState(TypedDict):
     abstained: NotRequired[bool]
     stop_reason: NotRequired[StopReason | None]
     stop_detail: NotRequired[str | None]
+    decisions: NotRequired[Annotated[list[DecisionRecord], operator.add]]
     # the thresholds `decide` applied (config, else the DM's stored ones): traces show them
     accept_threshold: NotRequired[float]
     answer_threshold: NotRequired[float]
 
 
-class ThoughtRecord(BaseModel):
-    """Validated copy of a `Thought`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: int
-    parent: int | None
-    depth: int
-    text: str
-    answer: str | None
-    score: float | None
-    status: ThoughtStatus
-    reason: str
-    call: int
-    completion_tokens: int
-    logprob: float | None = None
-    rank_score: float | None = None
-
-
 class DRRResult(BaseModel):
-    """Typed view of a finished run: ``DRRResult.from_state(graph.invoke(...))``."""
+    """Typed, validated view of a run: ``DRRResult.from_state(graph.invoke(...))``.
+
+    It has the state's own shape — the same `Thought` dicts, the same nested `Counters`, the
+    same `DecisionRecord` log — so there is one definition of each, and ``model_dump()`` is
+    a state again. A run still in progress (an interrupted or checkpointed one) is a result
+    too: ``stop_reason`` is ``None`` until it ends.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     question: str
-    answer: str | None
-    abstained: bool
-    stop_reason: StopReason | None
-    stop_detail: str | None
-    path: list[int]
-    thoughts: list[ThoughtRecord]
-    reasoner_calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    dm_calls: int
-    dm_items: int
-    rejections: int
-    backtracks: int
+    answer: str | None = None
+    abstained: bool = False
+    stop_reason: StopReason | None = None
+    stop_detail: str | None = None
+    path: list[int] = []
+    thoughts: list[Thought] = []
+    counters: Counters = Field(default_factory=new_counters)
+    decisions: list[DecisionRecord] = []
     accept_threshold: float | None = None
     answer_threshold: float | None = None
 
     @classmethod
-    def from_state(cls, state: DRRState) -> DRRResult:
-        counters = state.get("counters") or new_counters()
-        return cls(
-            question=state["question"],
-            answer=state.get("answer"),
-            abstained=bool(state.get("abstained", False)),
-            stop_reason=state.get("stop_reason"),
-            stop_detail=state.get("stop_detail"),
-            path=list(state.get("path", [])),
-            thoughts=[ThoughtRecord(**t) for t in state.get("thoughts", [])],
-            accept_threshold=state.get("accept_threshold"),
-            answer_threshold=state.get("answer_threshold"),
-            **counters,
-        )
+    def from_state(cls, state: Mapping[str, Any]) -> DRRResult:
+        """The result of a state dict (``graph.invoke``'s output, a snapshot's ``values``).
+
+        Keys that only steer the graph while it runs (``pending``, ``answer_thought``) and
+        keys of a parent graph's state are left out.
+        """
+        if "question" not in state:
+            raise ValueError("the state has no 'question': is it a DRR run's state?")
+        fields = {k: state[k] for k in cls.model_fields if state.get(k) is not None}
+        return cls.model_validate(fields)
+
+    @property
+    def finished(self) -> bool:
+        return self.stop_reason is not None
 
     @property
     def accepted_steps(self) -> list[str]:
@@ -216,5 +219,4 @@ class DRRResult(BaseModel):
         Ends with the answer thought when the run answered from the path; a budget stop that
         answers with the best-scored answer seen elsewhere in the tree leaves the path as is.
         """
-        by_id = {t.id: t for t in self.thoughts}
-        return [by_id[i].text for i in self.path]
+        return [self.thoughts[i]["text"] for i in self.path]

@@ -1,177 +1,36 @@
 """The DRR graph for LangGraph's tooling (``langgraph dev``, ``langgraph build``, LangGraph Studio).
 
-``langgraph.json`` names `make_graph`, a graph factory: LangGraph's server calls it with the
-run's ``RunnableConfig`` whenever it needs the graph (for each run and for schema requests), so
-importing this module loads nothing heavy, and the models are loaded on the first call only —
-later calls reuse them (one graph per distinct environment).
+``langgraph.json`` names `amake_graph`, a graph factory: LangGraph's server calls it with the
+run's ``RunnableConfig`` whenever it needs the graph (for each run and for schema requests).
+Importing this file loads nothing heavy (not even ``drr_agent``); the first call loads the
+models, later calls reuse them — `drr_agent.deployment.graph_from_env`, which also documents
+the environment variables that choose the models (``DRR_DM``, ``DRR_DM_URL``,
+``DRR_ALLOW_UNTRAINED_DM``, ``DRR_REASONER_URL``, ``DRR_REASONER_MODEL``, ...).
 
-What the graph does per run is configured through its **context**: the graph's
-``context_schema`` is `drr_agent.DRRConfig`, so thresholds, budgets, candidates per step and
-failure outcomes are set per assistant or per run (``context={"accept_threshold": 0.6,
-"max_steps": 6}``), without editing code. Fields left out take `DRRConfig`'s defaults (the
-thresholds then come from the DM's ``drr_dm.json``).
-
-What cannot be a context field — which models to load — comes from environment variables
-(``langgraph.json``'s ``env`` or the deployment's settings):
-
-=============================  ==============================================================
-``DRR_DM``                     Folder of a trained DM (Hugging Face sequence classifier,
-                               e.g. written by ``drr train``).
-``DRR_DM_URL``                 A DM served by ``drr serve --dm`` (vLLM ``/score``), e.g.
-                               ``http://127.0.0.1:8001``; with ``DRR_DM`` set too, that
-                               folder supplies the tokenizer window and the thresholds.
-                               Several replicas: their URLs comma-separated.
-``DRR_ALLOW_UNTRAINED_DM=1``   Without ``DRR_DM``: use the embedded MiniLM base with a
-                               *randomly initialised* head — the plumbing is real, the scores
-                               are noise. For smoke tests only; without it and without
-                               ``DRR_DM`` the factory stops with `GraphSetupError`.
-``DRR_REASONER_URL``           An OpenAI-compatible API root (e.g. ``http://127.0.0.1:8000/v1``
-                               for vLLM), or several replicas' comma-separated. Unset: the
-                               embedded SmolLM2-135M Reasoner on CPU.
-``DRR_REASONER_MODEL``         The model served at ``DRR_REASONER_URL`` (required with it).
-``DRR_REASONER_STYLE``         ``prefill`` or ``chat`` prompting (default: ``prefill`` for the
-                               embedded Reasoner, ``chat`` for a URL).
-``DRR_REASONER_VLLM=1``        The URL is a vLLM server (enables prefill continuation).
-=============================  ==============================================================
-
-The API key for a hosted Reasoner is read from ``OPENAI_API_KEY``. In Python, use
-``make_graph({})`` or the module attribute ``graph`` (built on first access).
+What the graph does per run is configured through its **context** (``context_schema`` is
+`drr_agent.DRRConfig`): ``context={"accept_threshold": 0.6, "max_steps": 6}`` per assistant
+or per run; fields left out take `DRRConfig`'s defaults (the thresholds then come from the
+DM's ``drr_dm.json``). In Python, use ``make_graph({})`` or the module attribute ``graph``.
 """
 
 import asyncio
-import os
-import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 
-__all__ = ["GraphSettings", "GraphSetupError", "amake_graph", "make_graph"]
-
-_TRUE = ("1", "true", "yes", "on")
-
-
-class GraphSetupError(RuntimeError):
-    """The environment does not describe a usable DRR graph (the message says what to set)."""
-
-
-@dataclass(frozen=True)
-class GraphSettings:
-    """Which models the exported graph loads, read from the environment (see module docs)."""
-
-    dm: str | None = None
-    dm_url: str | None = None
-    allow_untrained_dm: bool = False
-    reasoner_url: str | None = None
-    reasoner_model: str | None = None
-    reasoner_style: str | None = None
-    vllm: bool = False
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "GraphSettings":
-        env = os.environ if environ is None else environ
-
-        def text(name: str) -> str | None:
-            value = env.get(name, "").strip()
-            return value or None
-
-        settings = cls(
-            dm=text("DRR_DM"),
-            dm_url=text("DRR_DM_URL"),
-            allow_untrained_dm=(text("DRR_ALLOW_UNTRAINED_DM") or "").lower() in _TRUE,
-            reasoner_url=text("DRR_REASONER_URL"),
-            reasoner_model=text("DRR_REASONER_MODEL"),
-            reasoner_style=text("DRR_REASONER_STYLE"),
-            vllm=(text("DRR_REASONER_VLLM") or "").lower() in _TRUE,
-        )
-        settings.check()
-        return settings
-
-    def check(self) -> None:
-        """Raise `GraphSetupError` naming the variable to set when the settings are unusable."""
-        from drr_agent.serving.replicas import split_urls  # importing this module stays cheap
-
-        for name, value in (("DRR_DM_URL", self.dm_url), ("DRR_REASONER_URL", self.reasoner_url)):
-            if value is not None:
-                try:
-                    split_urls(value)
-                except ValueError as exc:
-                    raise GraphSetupError(
-                        f"{name} must be one or more http(s) URLs (comma-separated): {exc}"
-                    ) from exc
-        if self.dm is None and self.dm_url is None and not self.allow_untrained_dm:
-            raise GraphSetupError(
-                "No DM configured for the DRR graph. Set DRR_DM to a trained DM folder (a "
-                "Hugging Face sequence classifier, e.g. written by `drr train`), or set "
-                "DRR_ALLOW_UNTRAINED_DM=1 to smoke-test with the embedded MiniLM and a random "
-                "head (its scores are meaningless, so is the routing)."
-            )
-        if self.reasoner_url is not None and self.reasoner_model is None:
-            raise GraphSetupError(
-                f"DRR_REASONER_URL is set ({self.reasoner_url}) but DRR_REASONER_MODEL is not: "
-                "name the model served there."
-            )
-        if self.reasoner_style not in (None, "prefill", "chat"):
-            raise GraphSetupError(
-                f"DRR_REASONER_STYLE must be 'prefill' or 'chat', got {self.reasoner_style!r}"
-            )
-
-    @property
-    def embedded_reasoner(self) -> bool:
-        return self.reasoner_url is None
-
-
-def build_reasoner(settings: GraphSettings) -> Any:
-    """The Reasoner the settings name: an OpenAI-compatible server, else the embedded SmolLM2."""
-    from drr_agent.reasoners import choose_reasoner
-
-    return choose_reasoner(
-        settings.reasoner_url,
-        settings.reasoner_model,
-        style=settings.reasoner_style,  # type: ignore[arg-type]
-        vllm=settings.vllm,
-    )
-
-
-def build_scorer(settings: GraphSettings) -> Any:
-    """The DM the settings name: ``DRR_DM_URL`` (served), ``DRR_DM`` (in process), else (if
-    allowed) the untrained embedded MiniLM."""
-    from drr_agent.scorers import load_dm
-
-    return load_dm(
-        settings.dm,
-        url=settings.dm_url,
-        allow_untrained=settings.allow_untrained_dm,
-        # one torch thread beside the in-process llama.cpp Reasoner (see HFScorer.num_threads)
-        num_threads=1 if settings.embedded_reasoner else None,
-    )
-
-
-_graphs: dict[GraphSettings, CompiledStateGraph] = {}
-_lock = threading.Lock()
+__all__ = ["amake_graph", "make_graph"]
 
 
 def make_graph(config: RunnableConfig) -> CompiledStateGraph:
-    """Graph factory for ``langgraph.json``: the compiled DRR graph for the current environment.
+    """The compiled DRR graph for the current environment (one per environment).
 
     ``config`` is the run's config (LangGraph's server passes it; the graph reads what it
-    needs per run from its context, so it is not used here). The first call loads the models;
-    later calls with the same environment return the same compiled graph. No checkpointer is
-    attached: LangGraph's server brings its own persistence.
+    needs per run from its context, so it is not used here).
     """
-    settings = GraphSettings.from_env()
-    with _lock:
-        graph = _graphs.get(settings)
-        if graph is None:
-            from drr_agent import DRRConfig, build_graph
+    from drr_agent.deployment import graph_from_env
 
-            graph = build_graph(
-                build_reasoner(settings), build_scorer(settings), DRRConfig(), name="drr"
-            )
-            _graphs[settings] = graph
-    return graph
+    return graph_from_env()
 
 
 async def amake_graph(config: RunnableConfig) -> CompiledStateGraph:

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real embedded models are loaded once per test session."""
+"""Shared fixtures: the real embedded models (loaded once per test session), bounded waits,
+retries without backoff, and graphs run both ways. The shared doubles are in doubles.py."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -55,3 +57,26 @@ def until():
     """``await until(condition, "what we wait for", timeout_s=60)``: a bounded wait for tests
     that act in the middle of a job (kill it, stop its server)."""
     return _until
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries without exponential backoff, so tests of failures stay fast (a module asks for it
+    with ``pytestmark = pytest.mark.usefixtures("no_backoff")``)."""
+    import drr_agent.retry
+
+    monkeypatch.setattr(drr_agent.retry, "backoff_s", lambda attempt: 0.0)
+
+
+@pytest.fixture(params=["sync", "async"])
+def run(request: pytest.FixtureRequest):
+    """``await run(graph, inputs, **kwargs)``: the graph run with ``invoke`` or ``ainvoke`` (the
+    test runs once each way); ``run.mode`` says which."""
+
+    async def _run(graph: Any, inputs: Any, **kwargs: Any) -> dict[str, Any]:
+        if request.param == "sync":
+            return graph.invoke(inputs, **kwargs)
+        return await graph.ainvoke(inputs, **kwargs)
+
+    _run.mode = request.param  # type: ignore[attr-defined]
+    return _run

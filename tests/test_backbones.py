@@ -17,11 +17,10 @@ from drr_agent.offline.train import (
     EMBEDDED_REASONER_BASE,
     EMBEDDED_REASONER_BASE_ID,
     TrainConfig,
-    _export,
-    _load_base,
-    _resolve_base,
     train_dm,
 )
+from drr_agent.offline.training.backbone import load_base, resolve_base
+from drr_agent.offline.training.export import save_model
 from drr_agent.scorers import HFScorer, StepContext
 from drr_agent.scorers.hf import ensure_pad_token, fit_to_window, pair_separator
 
@@ -115,17 +114,17 @@ def test_embedded_smollm2_resolves_to_the_exported_folder_in_the_cache(monkeypat
 
     monkeypatch.setattr(export, "export_embedded_reasoner", fake_export)
     monkeypatch.setenv("DRR_CACHE_DIR", str(tmp_path / "cache"))
-    source, name = _resolve_base(TrainConfig(base_model=EMBEDDED_REASONER_BASE))
+    source, name = resolve_base(TrainConfig(base_model=EMBEDDED_REASONER_BASE))
     assert source == str(tmp_path / "cache" / "smollm2-135m-instruct")
     assert name == EMBEDDED_REASONER_BASE_ID == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert exported == [tmp_path / "cache" / "smollm2-135m-instruct"]
 
     monkeypatch.delenv("DRR_CACHE_DIR")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    source, _ = _resolve_base(TrainConfig(base_model="embedded-smollm2"))
+    source, _ = resolve_base(TrainConfig(base_model="embedded-smollm2"))
     assert source == str(tmp_path / "home" / ".cache" / "drr-agent" / "smollm2-135m-instruct")
     # other names are untouched: a local folder, else a Hub id
-    assert _resolve_base(TrainConfig(base_model="org/some-model")) == ("org/some-model",) * 2
+    assert resolve_base(TrainConfig(base_model="org/some-model")) == ("org/some-model",) * 2
 
 
 def test_tune_option_is_validated():
@@ -186,7 +185,7 @@ def test_pad_token_is_set_on_tokenizer_and_config(tiny_llama):
     from transformers import AutoTokenizer
 
     assert AutoTokenizer.from_pretrained(tiny_llama).pad_token is None
-    tokenizer, model = _load_base(str(tiny_llama), TrainConfig())
+    tokenizer, model = load_base(str(tiny_llama), TrainConfig())
     assert tokenizer.pad_token == tokenizer.eos_token == "<|im_end|>"
     assert model.config.pad_token_id == tokenizer.eos_token_id
     assert type(model).__name__ == "LlamaForSequenceClassification"
@@ -202,14 +201,14 @@ def test_pad_token_is_set_on_tokenizer_and_config(tiny_llama):
 
 
 def test_tune_head_leaves_only_the_classification_head_trainable(tiny_llama):
-    _, model = _load_base(str(tiny_llama), TrainConfig(tune="head"))
+    _, model = load_base(str(tiny_llama), TrainConfig(tune="head"))
     assert trainable(model) == {"score.weight"}
-    _, full = _load_base(str(tiny_llama), TrainConfig(tune="full"))
+    _, full = load_base(str(tiny_llama), TrainConfig(tune="full"))
     assert trainable(full) == {name for name, _ in full.named_parameters()}
 
 
 def test_tune_lora_trains_adapters_and_the_head_only(tiny_llama):
-    _, model = _load_base(str(tiny_llama), TrainConfig(tune="lora", lora_rank=4))
+    _, model = load_base(str(tiny_llama), TrainConfig(tune="lora", lora_rank=4))
     names = trainable(model)
     assert any("score" in n for n in names)
     assert all("lora_" in n or "score" in n for n in names)
@@ -221,7 +220,7 @@ def test_tune_lora_trains_adapters_and_the_head_only(tiny_llama):
 def test_lora_export_is_a_merged_plain_folder_with_the_same_outputs(tiny_llama, tmp_path):
     import torch
 
-    tokenizer, model = _load_base(str(tiny_llama), TrainConfig(tune="lora", lora_rank=4))
+    tokenizer, model = load_base(str(tiny_llama), TrainConfig(tune="lora", lora_rank=4))
     torch.manual_seed(1)
     with torch.no_grad():  # LoRA B starts at zero: move it, so the merge has work to do
         for name, p in model.named_parameters():
@@ -239,7 +238,7 @@ def test_lora_export_is_a_merged_plain_folder_with_the_same_outputs(tiny_llama, 
 
     out = tmp_path / "dm"
     out.mkdir()
-    _export(model, tokenizer, out, 64, quiet=True)
+    save_model(model, tokenizer, out, 64, quiet=True)
     files = {p.name for p in out.iterdir()}
     assert "model.safetensors" in files
     assert not any(f.startswith("adapter") or f.endswith((".bin", ".pt")) for f in files)
@@ -294,8 +293,8 @@ def test_train_dm_with_a_decoder_base_exports_a_plain_classifier(tiny_llama, tmp
 
 @pytest.mark.embedded
 def test_real_smollm2_base_with_a_trained_head_only():
-    tokenizer, model = _load_base(
-        str(_resolve_base(TrainConfig(base_model=EMBEDDED_REASONER_BASE))[0]),
+    tokenizer, model = load_base(
+        str(resolve_base(TrainConfig(base_model=EMBEDDED_REASONER_BASE))[0]),
         TrainConfig(tune="head"),
     )
     assert trainable(model) == {"score.weight"}

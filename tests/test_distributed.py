@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_train import arithmetic_steps
+from doubles import arithmetic_steps
 
 from drr_agent.offline.distributed import Processes
 from drr_agent.scorers import load_dm

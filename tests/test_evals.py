@@ -6,20 +6,17 @@ import ast
 import asyncio
 import json
 import math
-import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from doubles import number_item, seven_plus_four
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
-from pydantic import Field
+from langchain_core.messages import AIMessage
 from typer.testing import CliRunner
 
 import drr_agent
-import drr_agent.retry
 from drr_agent import DRRConfig, FunctionScorer, Reasoner, StepContext, StepPrompt
 from drr_agent.cli import app
 from drr_agent.evaluation import (
@@ -37,75 +34,14 @@ from drr_agent.evaluation.methods import majority_answer
 from drr_agent.offline.jsonl import RecordFile
 from drr_agent.offline.traces import sample_seed
 from drr_agent.scorers import SelfCritiqueScorer
-from drr_agent.scorers.self_critique import CRITIC_QUESTION, probability_from_reply
-from drr_agent.tasks import TaskItem, load_task, split_task
+from drr_agent.scorers.self_critique import probability_from_reply
+from drr_agent.tasks import load_task, split_task
 from drr_agent.tasks.spec import TaskSpec
 
 Q = "Calculate 7 + 4."
 
-
-@pytest.fixture(autouse=True)
-def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(drr_agent.retry, "backoff_s", lambda attempt: 0.0)
-
-
-# -- doubles ---------------------------------------------------------------------------------
-def _reply(text: str, prompt_tokens: int = 20, **metadata: Any) -> ChatResult:
-    usage = {"input_tokens": prompt_tokens, "output_tokens": len(text.split()), "total_tokens": 0}
-    message = AIMessage(text, usage_metadata=usage, response_metadata=metadata)
-    return ChatResult(generations=[ChatGeneration(message=message)])
-
-
-class Scripted(BaseChatModel):
-    """A Reasoner double that knows three kinds of request.
-
-    - whole traces (no ``stop``): ``traces[seed]`` if scripted, else a right trace for
-      "a ± b" questions, with drift after the answer;
-    - graph steps (``stop`` given): depth 0 "7 + 4 = 11" (or "4 + 7 = 11" once that was
-      rejected); depth 1 "Answer: 11" after "4 + 7", else "Answer: 12";
-    - critic questions: "No" for a step holding 12, "Yes" otherwise.
-    """
-
-    traces: dict[int, str] = Field(default_factory=dict)
-    fail_items: tuple[str, ...] = ()
-    delay_s: float = 0.0
-    calls: list[dict[str, Any]] = Field(default_factory=list)
-
-    @property
-    def _llm_type(self) -> str:
-        return "scripted"
-
-    def _generate(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
-    ) -> ChatResult:
-        human = str(messages[0].content)
-        self.calls.append({"stop": stop, **kw})
-        if any(f in human for f in self.fail_items):
-            raise ConnectionError("reasoner down")
-        if CRITIC_QUESTION in human:
-            candidate = human.split("Next step:")[1].split("\n")[0]
-            return _reply("No" if "12" in candidate else "Yes", prompt_tokens=30)
-        if stop is None:
-            if kw.get("seed") in self.traces:
-                return _reply(self.traces[kw["seed"]])
-            a, op, b = re.search(r"(-?\d+) ([+-]) (-?\d+)", human).groups()
-            value = int(a) + int(b) if op == "+" else int(a) - int(b)
-            return _reply(f"{a} {op} {b} = {value}\nAnswer: {value}\nnoise after the answer")
-        prefill = str(messages[-1].content) if isinstance(messages[-1], AIMessage) else ""
-        if not prefill:
-            return _reply("4 + 7 = 11" if "- 7 + 4 = 11" in human else "7 + 4 = 11")
-        return _reply("Answer: 11" if prefill.startswith("4 + 7") else "Answer: 12")
-
-    async def _agenerate(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
-    ) -> ChatResult:
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
-        return self._generate(messages, stop=stop, **kw)
-
-
-def _item(question: str = Q, gold: str = "11", item_id: str = "q0") -> TaskItem:
-    return TaskItem(id=item_id, question=question, gold=gold, answer_type="number")
+# the Reasoner is `seven_plus_four` (doubles.py): its script for Q backtracks under a DM
+pytestmark = pytest.mark.usefixtures("no_backoff")
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +117,7 @@ def test_summary_counts_abstentions_and_errors_as_wrong():
 
 # -- methods ---------------------------------------------------------------------------------
 def test_majority_vote_normalises_and_breaks_ties_by_first_seen():
-    item = _item()
+    item = number_item(Q)
     assert majority_answer(["12", "11", "11.0"], item) == ("11", {"12": 1, "11": 2})
     assert majority_answer(["11", "12", "11.0", "12"], item) == ("11", {"11": 2, "12": 2})
     assert majority_answer(["12", "11", "11.0", "12"], item)[0] == "12"
@@ -189,34 +125,34 @@ def test_majority_vote_normalises_and_breaks_ties_by_first_seen():
 
 
 async def test_self_consistency_votes_over_seeded_samples(task):
-    item = _item()
+    item = number_item(Q)
     answers = ["12", "11", "11.0", "$12"]
     traces = {sample_seed(0, item.id, i): f"step\nAnswer: {a}" for i, a in enumerate(answers)}
-    model = Scripted(traces=traces)
+    model = seven_plus_four(traces=traces)
     out = await METHODS["self_consistency"](item, _ctx(task, model, k=4))
     assert out.answer == "12" and out.details["votes"] == {"12": 2, "11": 2}  # tie: first seen
     assert out.reasoner_calls == 4 and out.tokens.prompt == 80
-    assert sorted(c["seed"] for c in model.calls) == sorted(traces)
-    assert {c["temperature"] for c in model.calls} == {0.8}
+    assert sorted(c.seed for c in model.calls) == sorted(traces)
+    assert {c.temperature for c in model.calls} == {0.8}
 
 
 async def test_cot_is_one_greedy_trace_cut_at_the_answer(task):
-    model = Scripted()
-    out = await METHODS["cot"](_item(), _ctx(task, model, max_tokens=77))
+    model = seven_plus_four()
+    out = await METHODS["cot"](number_item(Q), _ctx(task, model, max_tokens=77))
     assert out.answer == "11" and out.reasoner_calls == 1 and out.dm_calls == 0
     assert out.details["steps"] == ["7 + 4 = 11", "Answer: 11"]  # the drift is cut
-    assert model.calls[0]["temperature"] == 0.0 and model.calls[0]["max_tokens"] == 77
+    assert model.calls[0].temperature == 0.0 and model.calls[0].kwargs["max_tokens"] == 77
 
 
 async def test_best_of_n_picks_the_highest_scored_trace_even_against_the_majority(task):
-    item = _item()
+    item = number_item(Q)
     texts = [
         "7 + 4 = 11\nAnswer: X",  # scored high, but its answer cannot be read: it cannot win
         "7 + 4 = 12\nAnswer: 12",
         "7 + 4 = 11\nAnswer: 11",
         "7 + 4 = 12\nAnswer: 12",
     ]
-    model = Scripted(traces={sample_seed(0, item.id, i): t for i, t in enumerate(texts)})
+    model = seven_plus_four(traces={sample_seed(0, item.id, i): t for i, t in enumerate(texts)})
     ctx = _ctx(task, model, FunctionScorer(_arith_dm), k=4)
     out = await METHODS["best_of_n_dm"](item, ctx)
     assert out.answer == "11" and out.details["chosen"] == 2 and out.dm_calls == 1
@@ -227,10 +163,10 @@ async def test_best_of_n_picks_the_highest_scored_trace_even_against_the_majorit
 
 @pytest.mark.parametrize(("aggregate", "chosen"), [("min", 1), ("mean", 0)])
 async def test_best_of_n_aggregates_step_scores_by_min_or_mean(task, aggregate, chosen):
-    item = _item()
+    item = number_item(Q)
     texts = ["good\nAnswer: 12", "fair\nAnswer: 11"]
     scores = {"good": 1.0, "Answer: 12": 0.3, "fair": 0.5, "Answer: 11": 0.5}
-    model = Scripted(traces={sample_seed(0, item.id, i): t for i, t in enumerate(texts)})
+    model = seven_plus_four(traces={sample_seed(0, item.id, i): t for i, t in enumerate(texts)})
     ctx = _ctx(task, model, FunctionScorer(lambda c: scores[c.candidate]), k=2, aggregate=aggregate)
     out = await METHODS["best_of_n_dm"](item, ctx)
     assert out.details["chosen"] == chosen  # min: 0.3 vs 0.5; mean: 0.65 vs 0.5
@@ -262,17 +198,18 @@ def test_self_critique_reads_logprobs_else_the_text():
 
 
 async def test_self_critique_scorer_batches_and_counts_its_tokens():
-    model = Scripted()
+    model = seven_plus_four()
     critic = SelfCritiqueScorer(model)
     items = [StepContext(Q, (), "7 + 4 = 11"), StepContext(Q, ("7 + 4 = 11",), "Answer: 12")]
     assert await critic.ascore(items) == [1.0, 0.0]
     assert critic.score(items) == [1.0, 0.0]  # the sync path
     assert critic.usage == {"calls": 4, "prompt_tokens": 120, "completion_tokens": 4}
-    assert {c["logprobs"] for c in model.calls} == {True} and model.calls[0]["temperature"] == 0
+    assert {c.kwargs["logprobs"] for c in model.calls} == {True} and model.calls[0].temperature == 0
 
 
 async def test_drr_backtracks_and_records_where(task):
-    out = await METHODS["drr"](_item(), _ctx(task, Scripted(), FunctionScorer(_arith_dm)))
+    ctx = _ctx(task, seven_plus_four(), FunctionScorer(_arith_dm))
+    out = await METHODS["drr"](number_item(Q), ctx)
     # 7+4=11 accepted; "Answer: 12" rejected 3 times at depth 2 -> pop the depth-1 thought;
     # "4 + 7 = 11" accepted (a retry at the question, not yet its last: still a step);
     # "Answer: 11" trusted
@@ -284,9 +221,9 @@ async def test_drr_backtracks_and_records_where(task):
 
 
 async def test_self_critique_runs_the_same_graph_and_charges_the_critic(task):
-    ctx = _ctx(task, Scripted())
-    drr_out = await METHODS["drr"](_item(), replace(ctx, scorer=FunctionScorer(_arith_dm)))
-    out = await METHODS["self_critique"](_item(), ctx)
+    ctx = _ctx(task, seven_plus_four())
+    drr_out = await METHODS["drr"](number_item(Q), replace(ctx, scorer=FunctionScorer(_arith_dm)))
+    out = await METHODS["self_critique"](number_item(Q), ctx)
     assert out.answer == "11" and out.backtracks == 1
     assert out.details["backtrack_depths"] == drr_out.details["backtrack_depths"]
     assert out.details["critic"] == {"calls": 6, "prompt_tokens": 180, "completion_tokens": 6}
@@ -295,8 +232,8 @@ async def test_self_critique_runs_the_same_graph_and_charges_the_critic(task):
 
 
 async def test_stepwise_is_the_graph_without_a_critic(task):
-    ctx = _ctx(task, Scripted(), FunctionScorer(_arith_dm))
-    out = await METHODS["stepwise"](_item(), ctx)
+    ctx = _ctx(task, seven_plus_four(), FunctionScorer(_arith_dm))
+    out = await METHODS["stepwise"](number_item(Q), ctx)
     # "7 + 4 = 11" accepted, then "Answer: 12" — the answer the DM rejected in drr — is taken
     assert out.answer == "12" and out.backtracks == 0 and out.reasoner_calls == 2
     assert out.dm_calls == 0 and out.details["stop_reason"] == "answered"
@@ -312,7 +249,7 @@ async def test_interrupted_run_resumes_without_duplicates(tmp_path, task, until)
     methods = ["cot", "self_consistency"]
 
     def ctx() -> MethodContext:
-        return _ctx(task, Scripted(delay_s=0.01), k=2)
+        return _ctx(task, seven_plus_four(delay_s=0.01), k=2)
 
     reference = await run_eval(
         task, task.items, methods, ctx(), tmp_path / "ref", concurrency=2, progress=False
@@ -356,7 +293,7 @@ async def test_interrupted_run_resumes_without_duplicates(tmp_path, task, until)
 
 async def test_failures_are_recorded_and_counted(tmp_path, task):
     down = task.items[0].question
-    ctx = _ctx(task, Scripted(fail_items=(down,)), k=2, retries=1)
+    ctx = _ctx(task, seven_plus_four(fail_on=(down,)), k=2, retries=1)
     summary = await run_eval(
         task, task.items[:3], ["cot", "self_consistency"], ctx, tmp_path, progress=False,
         plots=False,
@@ -371,7 +308,7 @@ async def test_failures_are_recorded_and_counted(tmp_path, task):
     assert summary.method("cot").errors == len(down_ids) and summary.method("cot").n == 3
     assert summary.method("cot").correct == 3 - len(down_ids)
     # the Reasoner is back: --retry-errors runs the failed items again, and nothing else
-    model = Scripted()
+    model = seven_plus_four()
     ctx = _ctx(task, model, k=2, retries=1)
     summary = await run_eval(
         task, task.items[:3], ["cot", "self_consistency"], ctx, tmp_path, progress=False,
@@ -385,14 +322,14 @@ async def test_failures_are_recorded_and_counted(tmp_path, task):
 
 async def test_a_run_folder_of_another_setup_is_refused(tmp_path, task):
     items = task.items[:2]
-    await run_eval(task, items, ["cot"], _ctx(task, Scripted()), tmp_path, progress=False)
-    other = _ctx(task, Scripted(), max_tokens=99)
+    await run_eval(task, items, ["cot"], _ctx(task, seven_plus_four()), tmp_path, progress=False)
+    other = _ctx(task, seven_plus_four(), max_tokens=99)
     with pytest.raises(EvalRunMismatchError, match="settings"):
         await run_eval(task, items, ["cot"], other, tmp_path, progress=False)
     with pytest.raises(ValueError, match="need a DM"):
-        await run_eval(task, items, ["drr"], _ctx(task, Scripted()), tmp_path)
+        await run_eval(task, items, ["drr"], _ctx(task, seven_plus_four()), tmp_path)
     with pytest.raises(ValueError, match="unknown method"):
-        await run_eval(task, items, ["cott"], _ctx(task, Scripted()), tmp_path)
+        await run_eval(task, items, ["cott"], _ctx(task, seven_plus_four()), tmp_path)
 
 
 class _VersionedDM(FunctionScorer):
@@ -409,15 +346,15 @@ class _VersionedDM(FunctionScorer):
 
 async def test_a_dm_retrained_in_place_does_not_resume_into_old_records(tmp_path, task):
     items = task.items[:2]
-    old = _ctx(task, Scripted(), _VersionedDM("aaaa"))
+    old = _ctx(task, seven_plus_four(), _VersionedDM("aaaa"))
     await run_eval(task, items, ["drr"], old, tmp_path, progress=False, plots=False)
     manifest = json.loads((tmp_path / "run.json").read_text())
     assert manifest["scorer_fingerprint"] == "aaaa" and manifest["reasoner_fingerprint"]
-    new = _ctx(task, Scripted(), _VersionedDM("bbbb"))
+    new = _ctx(task, seven_plus_four(), _VersionedDM("bbbb"))
     with pytest.raises(EvalRunMismatchError, match=r"scorer with another fingerprint \(aaaa"):
         await run_eval(task, items, ["drr"], new, tmp_path, progress=False, plots=False)
     reprompted = MethodContext(
-        task, Reasoner(Scripted(), StepPrompt(instruction="Think.")), _VersionedDM("aaaa"),
+        task, Reasoner(seven_plus_four(), StepPrompt(instruction="Think.")), _VersionedDM("aaaa"),
         old.config, old.settings,
     )  # fmt: skip
     with pytest.raises(EvalRunMismatchError, match="reasoner with another fingerprint"):
@@ -459,7 +396,7 @@ def test_cli_rejects_unknown_methods_and_a_missing_dm(tmp_path, monkeypatch):
     result = runner.invoke(app, [*base, "--methods", "cot,magic"])
     assert result.exit_code == 2 and "unknown method(s) ['magic']" in result.output
     monkeypatch.setattr(
-        "drr_agent.cli.evaluate.make_reasoner", lambda *a, **k: Reasoner(Scripted())
+        "drr_agent.cli.evaluate.make_reasoner", lambda *a, **k: Reasoner(seven_plus_four())
     )
     result = runner.invoke(app, [*base, "--methods", "cot,drr"])
     assert result.exit_code == 2 and "No trained DM given" in result.output
@@ -472,7 +409,7 @@ def test_cli_evaluates_the_held_out_items_of_a_trace_file(tmp_path, monkeypatch)
     spec.save(tmp_path / "traces.task.json")
     split.save(tmp_path / "traces.split.json")
     monkeypatch.setattr(
-        "drr_agent.cli.evaluate.make_reasoner", lambda *a, **k: Reasoner(Scripted())
+        "drr_agent.cli.evaluate.make_reasoner", lambda *a, **k: Reasoner(seven_plus_four())
     )
     out = tmp_path / "run"
     args = ["eval", "--traces", str(tmp_path / "traces.jsonl"), "--out", str(out)]

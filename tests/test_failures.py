@@ -5,14 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
-from pydantic import Field, PrivateAttr
+from doubles import Runner, ScriptedChatModel, constant_dm
 
 import drr_agent.retry
 from drr_agent import (
@@ -31,98 +28,9 @@ from drr_agent.retry import backoff_s as REAL_BACKOFF
 
 QUESTION = {"question": "Tom has 5 apples and buys 6. How many?"}
 
-
-@pytest.fixture(autouse=True)
-def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Retries without exponential backoff, so every test stays fast."""
-    monkeypatch.setattr(drr_agent.retry, "backoff_s", lambda attempt: 0.0)
-
-
-# -- doubles -------------------------------------------------------------------------------------
-
-_LOCK = threading.Lock()
-
-
-class FlakyChatModel(BaseChatModel):
-    """A chat model double that replies, raises or hangs.
-
-    ``replies``: answers in order (the last repeats). ``error``: raise ``RuntimeError(error)``
-    on calls ``fail_from`` and later (1-based). ``fail_first``: raise on the first k calls
-    only. ``hang_s``: sleep that long before replying (async: ``asyncio.sleep``; sync: waits on
-    an event that `release` sets, so no worker thread outlives the test).
-    """
-
-    replies: list[str] = Field(default_factory=lambda: ["5 + 6 = 11"])
-    error: str | None = None
-    fail_from: int = 1
-    fail_first: int = 0
-    hang_s: float = 0.0
-    calls: int = 0
-    _release: threading.Event = PrivateAttr(default_factory=threading.Event)
-
-    @property
-    def _llm_type(self) -> str:
-        return "flaky"
-
-    def release(self) -> None:
-        self._release.set()
-
-    def _count(self) -> int:
-        with _LOCK:
-            self.calls += 1
-            return self.calls
-
-    def _reply(self, k: int) -> ChatResult:
-        if self.error is not None and k >= self.fail_from:
-            raise RuntimeError(self.error)
-        if k <= self.fail_first:
-            raise RuntimeError(f"transient failure {k}")
-        text = self.replies[min(k - 1 - self.fail_first, len(self.replies) - 1)]
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(text))])
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: Any = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        k = self._count()
-        if self.hang_s:
-            self._release.wait(self.hang_s)
-        return self._reply(k)
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: Any = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        k = self._count()
-        if self.hang_s:
-            await asyncio.sleep(self.hang_s)
-        return self._reply(k)
-
-
-def good_dm(score: float = 0.9) -> FunctionScorer:
-    return FunctionScorer(lambda ctx: score, name="good-dm")
-
-
-Runner = Callable[..., Awaitable[dict[str, Any]]]
-
-
-@pytest.fixture(params=["sync", "async"])
-def run(request: pytest.FixtureRequest) -> Runner:
-    """Run a graph with ``invoke`` or ``ainvoke``."""
-
-    async def _run(graph: Any, inputs: Any, **kwargs: Any) -> dict[str, Any]:
-        if request.param == "sync":
-            return graph.invoke(inputs, **kwargs)
-        return await graph.ainvoke(inputs, **kwargs)
-
-    _run.mode = request.param  # type: ignore[attr-defined]
-    return _run
+# every graph test runs with ``invoke`` and ``ainvoke`` (the ``run`` fixture, conftest.py); the
+# Reasoner is a `ScriptedChatModel` (doubles.py) told to fail or hang, the DM a `constant_dm`
+pytestmark = pytest.mark.usefixtures("no_backoff")
 
 
 # -- bad input -----------------------------------------------------------------------------------
@@ -140,69 +48,69 @@ def run(request: pytest.FixtureRequest) -> Runner:
     ],
 )
 async def test_invalid_question(run: Runner, inputs: dict[str, Any], message: str) -> None:
-    model = FlakyChatModel()
-    graph = build_graph(model, good_dm())
+    model = ScriptedChatModel()
+    graph = build_graph(model, constant_dm())
     with pytest.raises(InvalidQuestionError) as info:
         await run(graph, inputs)
     assert str(info.value) == message
     assert isinstance(info.value, ValueError)
-    assert model.calls == 0
+    assert len(model.calls) == 0
 
 
 # -- Reasoner failures ----------------------------------------------------------------------------
 
 
 async def test_reasoner_error_abstains(run: Runner) -> None:
-    model = FlakyChatModel(error="boom")
+    model = ScriptedChatModel(error=RuntimeError("boom"), fail_from=1)
     config = DRRConfig(on_reasoner_error="abstain", reasoner_retries=1)
-    out = await run(build_graph(model, good_dm(), config), QUESTION)
+    out = await run(build_graph(model, constant_dm(), config), QUESTION)
     assert out["abstained"] is True
     assert out["answer"] is None
     assert out["stop_reason"] == "reasoner_error"
     assert out["stop_detail"] == (
-        "abstained: Reasoner 'FlakyChatModel' failed: RuntimeError: boom (after 2 attempts)"
+        "abstained: Reasoner 'ScriptedChatModel' failed: RuntimeError: boom (after 2 attempts)"
     )
-    assert model.calls == 2  # one retry
+    assert len(model.calls) == 2  # one retry
     result = DRRResult.from_state(out)  # a failed run still has a valid typed view
     assert result.thoughts == []
-    assert result.reasoner_calls == 1  # the failed call counts: it was made
+    assert result.counters["reasoner_calls"] == 1  # the failed call counts: it was made
 
 
 async def test_reasoner_error_raises(run: Runner) -> None:
-    model = FlakyChatModel(error="boom")
+    model = ScriptedChatModel(error=RuntimeError("boom"), fail_from=1)
     config = DRRConfig(on_reasoner_error="raise", reasoner_retries=0)
     with pytest.raises(ReasonerError, match=r"failed: RuntimeError: boom \(after 1 attempt\)") as e:
-        await run(build_graph(model, good_dm(), config), QUESTION)
+        await run(build_graph(model, constant_dm(), config), QUESTION)
     assert isinstance(e.value.__cause__, RuntimeError)
-    assert model.calls == 1
+    assert len(model.calls) == 1
 
 
 async def test_reasoner_error_mid_run_keeps_progress(run: Runner) -> None:
-    model = FlakyChatModel(replies=["s1", "s2"], error="server gone", fail_from=3)
+    model = ScriptedChatModel(replies=["s1", "s2"], error=RuntimeError("server gone"), fail_from=3)
     config = DRRConfig(reasoner_retries=1)
-    out = await run(build_graph(model, good_dm(), config), QUESTION)
+    out = await run(build_graph(model, constant_dm(), config), QUESTION)
     assert out["stop_reason"] == "reasoner_error"
     assert "server gone" in out["stop_detail"]
     assert out["abstained"] is True
     assert out["path"] == [0, 1]
     assert [t["text"] for t in out["thoughts"]] == ["s1", "s2"]
     assert out["counters"]["reasoner_calls"] == 3  # 2 good calls + the failed one
-    assert model.calls == 4  # 2 good calls, then 2 failed attempts
+    assert len(model.calls) == 4  # 2 good calls, then 2 failed attempts
 
 
 async def test_reasoner_transient_failure_is_retried(run: Runner) -> None:
-    model = FlakyChatModel(replies=["Answer: 11"], fail_first=1)
-    out = await run(build_graph(model, good_dm(), DRRConfig(reasoner_retries=1)), QUESTION)
+    model = ScriptedChatModel(replies=["Answer: 11"], fail_first=1)
+    out = await run(build_graph(model, constant_dm(), DRRConfig(reasoner_retries=1)), QUESTION)
     assert out["stop_reason"] == "answered"
     assert out["answer"] == "11"
-    assert model.calls == 2
+    assert len(model.calls) == 2
     assert out["counters"]["reasoner_calls"] == 1
 
 
 async def test_reasoner_hang_times_out_fast(run: Runner) -> None:
-    model = FlakyChatModel(hang_s=10.0)
+    model = ScriptedChatModel(delay_s=10.0)
     config = DRRConfig(reasoner_timeout_s=0.05, reasoner_retries=1)
-    graph = build_graph(model, good_dm(), config)
+    graph = build_graph(model, constant_dm(), config)
     start = time.monotonic()
     try:
         out = await run(graph, QUESTION)
@@ -213,22 +121,22 @@ async def test_reasoner_hang_times_out_fast(run: Runner) -> None:
     assert out["abstained"] is True
     assert "timed out" in out["stop_detail"]
     assert out["stop_detail"].endswith("(after 2 attempts)")
-    assert model.calls == 2
+    assert len(model.calls) == 2
 
 
 async def test_reasoner_hang_raises_when_configured(run: Runner) -> None:
-    model = FlakyChatModel(hang_s=10.0)
+    model = ScriptedChatModel(delay_s=10.0)
     config = DRRConfig(reasoner_timeout_s=0.05, reasoner_retries=0, on_reasoner_error="raise")
     try:
         with pytest.raises(ReasonerError, match="timed out") as info:
-            await run(build_graph(model, good_dm(), config), QUESTION)
+            await run(build_graph(model, constant_dm(), config), QUESTION)
     finally:
         model.release()
     assert isinstance(info.value.__cause__, TimeoutError)
 
 
 async def test_empty_reasoner_output_is_rejected_until_budget(run: Runner) -> None:
-    model = FlakyChatModel(replies=["", "\n\n", "   "])
+    model = ScriptedChatModel(replies=["", "\n\n", "   "])
     calls: list[StepContext] = []
     dm = FunctionScorer(lambda ctx: calls.append(ctx) or 0.9)
     out = await run(build_graph(model, dm), QUESTION)
@@ -243,17 +151,17 @@ async def test_empty_reasoner_output_is_rejected_until_budget(run: Runner) -> No
     assert out["counters"]["dm_calls"] == 0
     assert out["counters"]["rejections"] == 4
 
-    model = FlakyChatModel(replies=[""])
+    model = ScriptedChatModel(replies=[""])
     config = DRRConfig(max_retries_per_point=1000, max_reasoner_calls=30)
     out = await run(build_graph(model, dm, config), QUESTION)
     assert out["stop_reason"] == "max_reasoner_calls"
-    assert model.calls == 30
+    assert len(model.calls) == 30
 
 
 async def test_reasoner_that_never_answers_ends_by_budget(run: Runner) -> None:
-    model = FlakyChatModel(replies=[f"step {i}" for i in range(1, 100)])
+    model = ScriptedChatModel(replies=[f"step {i}" for i in range(1, 100)])
     config = DRRConfig(force_final_answer=False)
-    out = await run(build_graph(model, good_dm(), config), QUESTION)
+    out = await run(build_graph(model, constant_dm(), config), QUESTION)
     assert out["stop_reason"] == "max_steps"  # DRRConfig().max_steps == 8
     assert out["abstained"] is True
     assert out["answer"] is None
@@ -262,15 +170,15 @@ async def test_reasoner_that_never_answers_ends_by_budget(run: Runner) -> None:
 
     # the same Reasoner under a DM that rejects everything: the last try at the question is
     # asked as the final answer, and the budget's end answers with it (the best one seen) ...
-    model = FlakyChatModel(replies=[f"step {i}" for i in range(1, 100)])
-    out = await run(build_graph(model, good_dm(0.1)), QUESTION)
-    assert out["stop_reason"] == "exhausted" and model.calls == 3
+    model = ScriptedChatModel(replies=[f"step {i}" for i in range(1, 100)])
+    out = await run(build_graph(model, constant_dm(0.1)), QUESTION)
+    assert out["stop_reason"] == "exhausted" and len(model.calls) == 3
     assert out["abstained"] is False and out["answer"] == "step 3"
     assert out["stop_detail"].endswith("answered with the best-scored final answer (score 0.100)")
     # ... unless told to abstain
-    model = FlakyChatModel(replies=[f"step {i}" for i in range(1, 100)])
+    model = ScriptedChatModel(replies=[f"step {i}" for i in range(1, 100)])
     config = DRRConfig(on_budget_exhausted="abstain")
-    out = await run(build_graph(model, good_dm(0.1), config), QUESTION)
+    out = await run(build_graph(model, constant_dm(0.1), config), QUESTION)
     assert out["stop_reason"] == "exhausted" and out["abstained"] is True
 
 
@@ -284,7 +192,7 @@ def _raise(ctx: StepContext) -> float:
 async def test_scorer_error_abstains(run: Runner) -> None:
     dm = FunctionScorer(_raise, name="broken-dm")
     config = DRRConfig(scorer_retries=1)
-    out = await run(build_graph(FlakyChatModel(), dm, config), QUESTION)
+    out = await run(build_graph(ScriptedChatModel(), dm, config), QUESTION)
     assert out["stop_reason"] == "scorer_error"
     assert out["abstained"] is True
     assert out["answer"] is None
@@ -301,7 +209,7 @@ async def test_scorer_error_raises(run: Runner) -> None:
     dm = FunctionScorer(_raise, name="broken-dm")
     config = DRRConfig(scorer_retries=0, on_scorer_error="raise")
     with pytest.raises(ScorerError, match="dm down"):
-        await run(build_graph(FlakyChatModel(), dm, config), QUESTION)
+        await run(build_graph(ScriptedChatModel(), dm, config), QUESTION)
 
 
 async def test_scorer_hang_times_out_fast(run: Runner) -> None:
@@ -320,7 +228,7 @@ async def test_scorer_hang_times_out_fast(run: Runner) -> None:
     config = DRRConfig(scorer_timeout_s=0.05, scorer_retries=1)
     start = time.monotonic()
     try:
-        out = await run(build_graph(FlakyChatModel(), dm, config), QUESTION)
+        out = await run(build_graph(ScriptedChatModel(), dm, config), QUESTION)
     finally:
         release.set()
     assert time.monotonic() - start < 1.0
@@ -345,12 +253,12 @@ async def test_scorer_wrong_count_raises_when_configured(run: Runner) -> None:
     with pytest.raises(
         ScorerError, match=r"DM 'short-dm' failed: ValueError: returned 0 scores for 1 steps"
     ):
-        await run(build_graph(FlakyChatModel(), ShortScorer(), config), QUESTION)
+        await run(build_graph(ScriptedChatModel(), ShortScorer(), config), QUESTION)
 
 
 async def test_scorer_wrong_count_abstains_when_configured(run: Runner) -> None:
     config = DRRConfig(on_scorer_error="abstain")
-    out = await run(build_graph(FlakyChatModel(), ShortScorer(), config), QUESTION)
+    out = await run(build_graph(ScriptedChatModel(), ShortScorer(), config), QUESTION)
     assert out["stop_reason"] == "scorer_error"
     assert out["abstained"] is True
     assert "returned 0 scores for 1 steps" in out["stop_detail"]
@@ -361,8 +269,8 @@ def _slow_sync_dm(ctx: StepContext) -> float:
     return 0.9
 
 
-def answers() -> FlakyChatModel:
-    return FlakyChatModel(replies=["Answer: 11"])
+def answers() -> ScriptedChatModel:
+    return ScriptedChatModel(replies=["Answer: 11"])
 
 
 def test_sync_function_scorer_timeout_enforced_on_invoke() -> None:
@@ -548,7 +456,7 @@ async def test_reasoner_server_killed_mid_run_ends_every_graph_with_the_configur
         on_reasoner_error="abstain", reasoner_retries=1, reasoner_timeout_s=5,
         max_steps=6, max_reasoner_calls=12, force_final_answer=False,
     )  # fmt: skip
-    graph = build_graph(reasoner, FunctionScorer(lambda c: 0.9), config)
+    graph = build_graph(reasoner, constant_dm(), config)
     started = time.monotonic()
     states = await asyncio.wait_for(
         asyncio.gather(*(graph.ainvoke({"question": f"q{i}"}) for i in range(4))), timeout=60

@@ -1,9 +1,10 @@
-"""``langgraph.json`` and the graphs it names: the DRR graph factory and the example agent app.
+"""``langgraph.json`` and the graphs it names: the DRR graph factory and the example agent app,
+and the library pieces they are built from (`drr_agent.deployment`, `drr_agent.make_drr_tool`).
 
 The config is checked with the LangGraph CLI's own loader (``langgraph validate`` and
 ``langgraph_cli.config``); graph files are loaded by path, as LangGraph's server does. Unit
-tests use doubles (`FakeListChatModel`, `FunctionScorer`); ``embedded`` tests build the graphs
-from the environment on the real embedded models.
+tests use doubles (doubles.py's `scripted_graph` and `ToolCallingDouble`); ``embedded`` tests
+build the graphs from the environment on the real embedded models.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.language_models import BaseChatModel
+from doubles import ToolCallingDouble, scripted_graph
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
-from pydantic import Field
+from langchain_core.messages import HumanMessage, ToolMessage
 
-from drr_agent import DRRConfig, DRRResult, FunctionScorer, Reasoner, build_graph
+from drr_agent import DRR_TOOL_NAME, DRRConfig, DRRResult, Reasoner, make_drr_tool
+from drr_agent.deployment import GraphSettings, GraphSetupError, build_reasoner, build_scorer
 from drr_agent.tracing import format_thought_tree
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +99,7 @@ def test_graph_factories_import_cheaply() -> None:
     assert out.stdout.strip() == "[]"
 
 
-# -- the DRR graph factory --------------------------------------------------------------------
+# -- the DRR graph factory and the deployment settings ----------------------------------------
 
 
 @pytest.fixture
@@ -111,10 +111,10 @@ def test_settings_need_a_dm(drr_graph_module, monkeypatch) -> None:
     names = ("DRR_DM", "DRR_DM_URL", "DRR_ALLOW_UNTRAINED_DM", "DRR_REASONER_URL")
     for name in (*names, "DRR_REASONER_MODEL"):
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(drr_graph_module.GraphSetupError, match=r"DRR_DM.*DRR_ALLOW_UNTRAINED_DM"):
-        drr_graph_module.make_graph({})
-    settings = drr_graph_module.GraphSettings.from_env
-    errors = drr_graph_module.GraphSetupError
+    with pytest.raises(GraphSetupError, match=r"DRR_DM.*DRR_ALLOW_UNTRAINED_DM"):
+        drr_graph_module.make_graph({})  # the factory langgraph.json names says what to set
+    settings = GraphSettings.from_env
+    errors = GraphSetupError
     with pytest.raises(errors, match="DRR_REASONER_MODEL"):
         settings({"DRR_DM": "/dm", "DRR_REASONER_URL": "http://127.0.0.1:8000/v1"})
     with pytest.raises(errors, match="http"):
@@ -126,12 +126,12 @@ def test_settings_need_a_dm(drr_graph_module, monkeypatch) -> None:
         settings({"DRR_DM_URL": "127.0.0.1:8001"})
     # a served DM is enough on its own
     served = settings({"DRR_DM_URL": "http://127.0.0.1:8001"})
-    scorer = drr_graph_module.build_scorer(served)
+    scorer = build_scorer(served)
     assert type(scorer).__name__ == "RemoteScorer" and scorer.url == "http://127.0.0.1:8001"
 
 
-def test_reasoner_from_the_environment(drr_graph_module) -> None:
-    settings = drr_graph_module.GraphSettings.from_env(
+def test_reasoner_from_the_environment() -> None:
+    settings = GraphSettings.from_env(
         {
             "DRR_DM": "/dm",
             "DRR_REASONER_URL": "http://127.0.0.1:8000/v1",
@@ -140,7 +140,7 @@ def test_reasoner_from_the_environment(drr_graph_module) -> None:
             "DRR_REASONER_STYLE": "prefill",
         }
     )
-    reasoner = drr_graph_module.build_reasoner(settings)  # builds a client, connects to nothing
+    reasoner = build_reasoner(settings)  # builds a client, connects to nothing
     assert isinstance(reasoner, Reasoner)
     assert reasoner.name == "Qwen/Qwen2.5-1.5B-Instruct" and reasoner.prompt.style == "prefill"
     assert str(reasoner.model.openai_api_base) == "http://127.0.0.1:8000/v1"
@@ -172,15 +172,63 @@ def test_exported_graph_has_input_and_output_json_schemas() -> None:
     assert "thoughts" in graph.get_output_jsonschema()["properties"]
 
 
-# -- the agent app, with doubles --------------------------------------------------------------
+# -- DRR as a tool (drr_agent.make_drr_tool), on the real graph with a scripted Reasoner --------
 
 SCORES = {"5 + 6 = 11": 0.9, "Answer: 11": 0.95}
+STRICT = DRRConfig(accept_threshold=0.99, max_retries_per_point=1, on_budget_exhausted="abstain")
 
 
-def scripted_drr(replies: list[str] | None = None) -> Any:
-    model = FakeListChatModel(responses=replies or ["5 + 6 = 11", "Answer: 11"])
-    dm = FunctionScorer(lambda ctx: SCORES.get(ctx.candidate, 0.1))
-    return build_graph(model, dm, DRRConfig(accept_threshold=0.5))
+def scripted_drr() -> Any:
+    """The DRR graph the tool and the agent app run: it answers "5 + 6" in two steps."""
+    return scripted_graph(
+        ["5 + 6 = 11", "Answer: 11"], SCORES, default=0.1, config=DRRConfig(accept_threshold=0.5)
+    )
+
+
+def tool_call(question: str) -> dict[str, Any]:
+    return {"name": DRR_TOOL_NAME, "args": {"question": question}, "id": "c1", "type": "tool_call"}
+
+
+def check_answered(message: ToolMessage) -> None:
+    assert message.content == (
+        "Answer: 11 (DRR: 2 DM-checked steps, 0 rejected, 0 backtracks; stop: answered)"
+    )
+    run = DRRResult.model_validate(message.artifact)  # the whole run, as a dict
+    assert run.answer == "11" and [t["text"] for t in run.thoughts] == ["5 + 6 = 11", "Answer: 11"]
+    assert [t["score"] for t in run.thoughts] == [0.9, 0.95]
+
+
+def test_drr_tool_runs_the_graph() -> None:
+    tool = make_drr_tool(scripted_drr())
+    assert tool.name == "drr_reason" and "trusts" in tool.description
+    assert tool.response_format == "content_and_artifact"
+    assert list(tool.get_input_jsonschema()["properties"]) == ["question"]
+    message = tool.invoke(tool_call("What is 5 + 6?"))  # as a ToolNode calls it
+    assert isinstance(message, ToolMessage) and message.tool_call_id == "c1"
+    check_answered(message)
+    # called with plain arguments, a tool returns its content only
+    assert tool.invoke({"question": "What is 5 + 6?"}).startswith("Answer: 11 (DRR: 2")
+
+
+async def test_drr_tool_runs_the_graph_async(monkeypatch) -> None:
+    graph = scripted_drr()
+
+    def no_sync(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the async tool must await graph.ainvoke")
+
+    monkeypatch.setattr(graph, "invoke", no_sync)
+    check_answered(await make_drr_tool(graph).ainvoke(tool_call("What is 5 + 6?")))
+
+
+async def test_drr_tool_says_when_there_is_no_trusted_answer() -> None:
+    tool = make_drr_tool(scripted_drr(), context=STRICT)  # a fixed context for every call
+    for message in (tool.invoke(tool_call("q")), await tool.ainvoke(tool_call("q"))):
+        assert message.content.startswith("No trusted answer (DRR abstained, exhausted: ")
+        assert message.content.endswith("Do not guess.")
+        assert message.artifact["abstained"] is True and message.artifact["answer"] is None
+
+
+# -- the agent app, with doubles --------------------------------------------------------------
 
 
 @pytest.fixture
@@ -188,34 +236,11 @@ def agent_app_module() -> Any:
     return sys.modules[load_graph_spec(graph_specs()["drr_agent_app"]).__module__]
 
 
-class ToolCallingDouble(BaseChatModel):
-    """A scripted tool-calling model: calls ``drr_reason`` once, then words the tool's result."""
-
-    seen: list[list[BaseMessage]] = Field(default_factory=list)
-
-    @property
-    def _llm_type(self) -> str:
-        return "tool-calling-double"
-
-    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
-        assert [t.name for t in tools] == ["drr_reason"]
-        return self
-
-    def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> ChatResult:
-        self.seen.append(list(messages))
-        tool_results = [m for m in messages if isinstance(m, ToolMessage)]
-        if tool_results:
-            reply = AIMessage(f"DRR says: {tool_results[-1].content}")
-        else:
-            call = {"name": "drr_reason", "args": {"question": "What is 5 + 6?"}, "id": "c1"}
-            reply = AIMessage("", tool_calls=[call])
-        return ChatResult(generations=[ChatGeneration(message=reply)])
-
-
 async def test_agent_app_with_a_tool_calling_model(agent_app_module) -> None:
     model = ToolCallingDouble()
     app = agent_app_module.build_agent_app(scripted_drr(), chat_model=model)
-    assert set(app.get_graph().nodes) >= {"agent", "tools"}
+    assert set(app.get_graph().nodes) >= {"model", "tools"}  # langchain's create_agent
+    assert app.context_schema is DRRConfig and app.name == "drr_agent_app"
     out = await app.ainvoke({"messages": [("user", "Tom has 5 apples and buys 6. How many?")]})
     kinds = [type(m).__name__ for m in out["messages"]]
     assert kinds == ["HumanMessage", "AIMessage", "ToolMessage", "AIMessage"]
@@ -229,6 +254,13 @@ async def test_agent_app_with_a_tool_calling_model(agent_app_module) -> None:
     assert "★ #1" in format_thought_tree(run, accept_threshold=0.5)
     assert out["messages"][-1].content.startswith("DRR says: Answer: 11")
     assert model.seen[0][0].type == "system" and "drr_reason" in model.seen[0][0].content
+    # the app's context reaches the DRR run inside the tool (sync, and a dict as the server
+    # sends it, async)
+    strict = app.invoke({"messages": [("user", "5 + 6?")]}, context=STRICT)
+    assert strict["messages"][2].artifact["abstained"] is True
+    strict = await app.ainvoke({"messages": [("user", "5 + 6?")]}, context=STRICT.model_dump())
+    assert strict["messages"][2].artifact["stop_reason"] == "exhausted"
+    assert strict["messages"][-1].content.startswith("DRR says: No trusted answer")
 
 
 def test_agent_app_rule_routes_arithmetic_to_drr(agent_app_module) -> None:
@@ -256,10 +288,7 @@ def test_agent_app_passes_its_context_to_drr(agent_app_module) -> None:
     app = agent_app_module.build_agent_app(
         scripted_drr(), chat_model=FakeListChatModel(responses=["-"]), tool_calling=False
     )
-    strict = DRRConfig(
-        accept_threshold=0.99, max_retries_per_point=1, on_budget_exhausted="abstain"
-    )
-    out = app.invoke({"messages": [("user", "What is 5 + 6?")]}, context=strict)
+    out = app.invoke({"messages": [("user", "What is 5 + 6?")]}, context=STRICT)
     run = out["messages"][2].artifact
     assert run["abstained"] is True and run["stop_reason"] == "exhausted"
     assert out["messages"][-1].content.startswith(
@@ -300,8 +329,8 @@ async def test_agent_app_end_to_end_on_the_embedded_default(monkeypatch) -> None
         "AIMessage",
     ]
     result = DRRResult.model_validate(messages[2].artifact)
-    assert 1 <= result.reasoner_calls <= 2 and result.thoughts
-    assert len(decisions) == result.reasoner_calls
+    assert 1 <= result.counters["reasoner_calls"] <= 2 and result.thoughts
+    assert len(decisions) == result.counters["reasoner_calls"]
     reply = messages[-1].content
     if result.abstained:
         assert reply.startswith("I could not find an answer I trust")

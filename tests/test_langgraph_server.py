@@ -132,6 +132,10 @@ async def test_agent_app_answers_and_remembers_the_conversation(server):
     from langgraph_sdk import get_client
 
     client = get_client(url=server)
+    # the factory loaded by path builds the app from the library: DRRConfig is its context
+    (assistant,) = await client.assistants.search(graph_id="drr_agent_app")
+    schemas = await client.assistants.get_schemas(assistant["assistant_id"])
+    assert {"max_steps", "accept_threshold"} <= set(schemas["context_schema"]["properties"])
     thread = await client.threads.create()
     first = await client.runs.wait(
         thread["thread_id"],

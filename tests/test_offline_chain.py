@@ -131,12 +131,12 @@ def test_traces_labels_train_evaluate_and_solve(tmp_path, embedded):
     # threshold, each rejected one missed its threshold (the answer threshold for a final)
     accept, answer = scorer.thresholds["accept_threshold"], scorer.thresholds["answer_threshold"]
     for t in run.thoughts:
-        assert t.score is None or 0.0 <= t.score <= 1.0
-        if t.status == "accepted":
-            assert t.score >= accept, t
-        if t.status == "rejected" and t.score is not None:
-            assert t.score < (answer if t.answer is not None else accept), t
-    assert run.dm_items == sum(1 for t in run.thoughts if t.score is not None)
+        assert t["score"] is None or 0.0 <= t["score"] <= 1.0
+        if t["status"] == "accepted":
+            assert t["score"] >= accept, t
+        if t["status"] == "rejected" and t["score"] is not None:
+            assert t["score"] < (answer if t["answer"] is not None else accept), t
+    assert run.counters["dm_items"] == sum(1 for t in run.thoughts if t["score"] is not None)
     first = next(e for e in graph.stream({"question": "Calculate 2 + 2."}, stream_mode="custom"))
     assert first["accept_threshold"] == scorer.thresholds["accept_threshold"]
 

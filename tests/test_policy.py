@@ -1,23 +1,20 @@
 """The routing policy: `drr_agent.policy.decide` directly, and the compiled graph with doubles.
 
-Doubles only: `ScriptedChatModel` (a tiny chat model that replies from a script and records
-the messages it receives), LangChain's `FakeListChatModel`, and `FunctionScorer` as the DM.
-Graph tests run on both the sync (`invoke`) and the async (`ainvoke`) path.
+Doubles only (doubles.py): `ScriptedChatModel` (replies from a script and records every call),
+LangChain's `FakeListChatModel`, and `FunctionScorer` DMs (`scripted_dm`). Graph tests run on
+both the sync (`invoke`) and the async (`ainvoke`) path (the ``run`` fixture, conftest.py).
 """
 
 from __future__ import annotations
 
 import copy
-import threading
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from langchain_core.language_models import BaseChatModel
+from doubles import Call, Runner, ScriptedChatModel, scripted_dm
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
-from pydantic import Field
+from langchain_core.messages import AIMessage
+from langgraph.errors import GraphRecursionError
 
 from drr_agent import (
     DRRConfig,
@@ -35,88 +32,6 @@ from drr_agent.state import Counters, new_counters
 FMT = StepFormat()
 HEADER = StepPrompt().rejected_header
 QUESTION = {"question": "Tom has 5 apples and buys 6. How many?"}
-
-# -- doubles -------------------------------------------------------------------------------------
-
-_LOCK = threading.Lock()
-
-
-class ScriptedChatModel(BaseChatModel):
-    """Replies from ``replies`` (the last one repeats) or from ``respond(messages)``.
-
-    Every call's messages are recorded in ``calls``; each reply reports 10 prompt and
-    2 completion tokens.
-    """
-
-    replies: list[str] = Field(default_factory=lambda: [""])
-    respond: Callable[[list[BaseMessage]], str] | None = None
-    calls: list[list[BaseMessage]] = Field(default_factory=list)
-
-    @property
-    def _llm_type(self) -> str:
-        return "scripted"
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: Any = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        with _LOCK:
-            self.calls.append(list(messages))
-            k = len(self.calls)
-        if self.respond is not None:
-            text = self.respond(messages)
-        else:
-            text = self.replies[min(k - 1, len(self.replies) - 1)]
-        message = AIMessage(
-            text, usage_metadata={"input_tokens": 10, "output_tokens": 2, "total_tokens": 12}
-        )
-        return ChatResult(generations=[ChatGeneration(message=message)])
-
-
-def human(call: list[BaseMessage]) -> str:
-    (message,) = [m for m in call if isinstance(m, HumanMessage)]
-    assert isinstance(message.content, str)
-    return message.content
-
-
-def prefill(call: list[BaseMessage]) -> str | None:
-    last = call[-1]
-    return last.content if isinstance(last, AIMessage) else None  # type: ignore[return-value]
-
-
-def scripted_dm(
-    scores: dict[str, float] | None = None,
-    default: float = 0.9,
-    seen: list[StepContext] | None = None,
-    **kwargs: Any,
-) -> FunctionScorer:
-    """A DM that scores a candidate by its text (``default`` for unknown texts)."""
-    table = scores or {}
-
-    def dm(ctx: StepContext) -> float:
-        if seen is not None:
-            seen.append(ctx)
-        return table.get(ctx.candidate, default)
-
-    return FunctionScorer(dm, name="scripted-dm", **kwargs)
-
-
-Runner = Callable[..., Awaitable[dict[str, Any]]]
-
-
-@pytest.fixture(params=["sync", "async"])
-def run(request: pytest.FixtureRequest) -> Runner:
-    """Run a graph with ``invoke`` or ``ainvoke``."""
-
-    async def _run(graph: Any, inputs: Any, **kwargs: Any) -> dict[str, Any]:
-        if request.param == "sync":
-            return graph.invoke(inputs, **kwargs)
-        return await graph.ainvoke(inputs, **kwargs)
-
-    return _run
 
 
 def rows(out: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -477,7 +392,9 @@ def bad_dm(**kwargs: Any) -> FunctionScorer:
 
 
 async def test_graph_rejected_step_retries_at_same_point(run: Runner) -> None:
-    model = ScriptedChatModel(replies=["s1", "bad A", "bad B", "Answer: 11"])
+    model = ScriptedChatModel(
+        replies=["s1", "bad A", "bad B", "Answer: 11"], prompt_tokens=10, completion_tokens=2
+    )
     seen: list[StepContext] = []
     dm = FunctionScorer(lambda ctx: seen.append(ctx) or (0.1 if "bad" in ctx.candidate else 0.9))
     graph = build_graph(model, dm, DRRConfig(max_retries_per_point=3))
@@ -508,10 +425,10 @@ async def test_graph_rejected_step_retries_at_same_point(run: Runner) -> None:
     assert all(t["completion_tokens"] == 2 for t in out["thoughts"])
     # the Reasoner is asked at the same point again, told what was rejected there
     assert len(model.calls) == 4
-    assert [prefill(c) for c in model.calls] == [None, "s1\n\n", "s1\n\n", "s1\n\n"]
-    assert HEADER not in human(model.calls[1])
-    assert f"{HEADER}\n- bad A" in human(model.calls[2])
-    assert f"{HEADER}\n- bad A\n- bad B" in human(model.calls[3])
+    assert [c.prefill for c in model.calls] == [None, "s1\n\n", "s1\n\n", "s1\n\n"]
+    assert HEADER not in model.calls[1].human
+    assert f"{HEADER}\n- bad A" in model.calls[2].human
+    assert f"{HEADER}\n- bad A\n- bad B" in model.calls[3].human
     # the DM sees each candidate with the accepted steps before it
     assert [(c.steps, c.candidate) for c in seen] == [
         ((), "s1"),
@@ -546,9 +463,9 @@ async def test_graph_pops_to_parent_after_max_retries_per_point(run: Runner) -> 
     assert out["stop_reason"] == "answered"
     assert out["answer"] == "11"
     # after the pop the Reasoner continues from s1 and is told s2 was abandoned
-    assert prefill(model.calls[4]) == "s1\n\n"
-    assert f"{HEADER}\n- s2" in human(model.calls[4])
-    assert "bad A" not in human(model.calls[4])
+    assert model.calls[4].prefill == "s1\n\n"
+    assert f"{HEADER}\n- s2" in model.calls[4].human
+    assert "bad A" not in model.calls[4].human
 
 
 async def test_graph_trusted_answer_ends_the_run(run: Runner) -> None:
@@ -575,7 +492,7 @@ async def test_graph_untrusted_answer_is_rejected(run: Runner) -> None:
     assert first["answer"] == "5"
     assert first["status"] == "rejected"
     assert first["reason"] == "final answer not trusted: score 0.700 < 0.800"
-    assert f"{HEADER}\n- Answer: 5" in human(model.calls[1])
+    assert f"{HEADER}\n- Answer: 5" in model.calls[1].human
     assert out["answer"] == "11"
     assert out["path"] == [1]
     assert out["counters"]["rejections"] == 1
@@ -604,10 +521,10 @@ async def test_graph_forces_the_final_answer_when_one_step_is_left(run: Runner) 
     graph = build_graph(model, scripted_dm(), DRRConfig(max_steps=3))
     out = await run(graph, QUESTION)
     # the third (last) step was asked as the answer: the prefill ends with the answer prefix
-    last_prompt = model.calls[-1][-1]
+    last_prompt = model.calls[-1].messages[-1]
     assert isinstance(last_prompt, AIMessage)
     assert last_prompt.content == "step 1\n\nstep 2\n\nSo the result is"
-    assert not model.calls[1][-1].content.endswith("So the result is")
+    assert not model.calls[1].messages[-1].content.endswith("So the result is")
     # written in the canonical answer form the DM was trained on
     assert out["thoughts"][-1]["text"] == "Answer: step 3"
     assert out["stop_reason"] == "answered" and out["answer"] == "step 3"
@@ -643,7 +560,7 @@ def test_last_step_allowed_on_the_last_retry_with_no_way_back() -> None:
 async def test_graph_asks_the_last_retry_at_the_question_for_the_answer(run: Runner) -> None:
     model = ScriptedChatModel(replies=["bad 1", "bad 2", "7"])
     out = await run(build_graph(model, bad_dm(), DRRConfig(max_retries_per_point=3)), QUESTION)
-    prefills = [m[-1].content if isinstance(m[-1], AIMessage) else "" for m in model.calls]
+    prefills = [c.prefill or "" for c in model.calls]
     assert prefills == ["", "", "So the result is"]
     assert out["stop_reason"] == "answered" and out["answer"] == "7"
 
@@ -654,7 +571,7 @@ async def test_graph_forces_the_answer_on_the_last_reasoner_call_in_chat_style(r
     reasoner = Reasoner(model, StepPrompt(style="chat"))
     dm = FunctionScorer(lambda ctx: 0.1 if "bad" in ctx.candidate else 0.9)
     out = await run(build_graph(reasoner, dm, config), QUESTION)
-    asked = [m[-1].content for m in model.calls]
+    asked = [c.messages[-1].content for c in model.calls]
     assert all("Write only the next step" in a for a in asked[:2])
     assert "Write the final answer now" in asked[2]
     # the forced answer "bad 2" scores 0.1, below the threshold; answer_best still takes it
@@ -756,8 +673,8 @@ async def test_graph_candidates_per_step(run: Runner) -> None:
 
 
 async def test_graph_context_overrides_config_for_one_run(run: Runner) -> None:
-    def respond(messages: list[BaseMessage]) -> str:
-        return "Answer: 11" if isinstance(messages[-1], AIMessage) else "s1"
+    def respond(call: Call) -> str:
+        return "Answer: 11" if call.prefill is not None else "s1"
 
     model = ScriptedChatModel(respond=respond)
     dm = scripted_dm({"s1": 0.7, "Answer: 11": 0.9})
@@ -823,7 +740,7 @@ def test_graph_streams_one_decision_event_per_decide() -> None:
 
 
 async def test_graph_batch_is_not_cut_by_the_recursion_limit() -> None:
-    def respond(messages: list[BaseMessage]) -> str:
+    def respond(call: Call) -> str:
         return "bad step"
 
     model = ScriptedChatModel(respond=respond)
@@ -835,6 +752,11 @@ async def test_graph_batch_is_not_cut_by_the_recursion_limit() -> None:
     for out in [*graph.batch(inputs), *(await graph.abatch(inputs))]:
         assert out["stop_reason"] == "max_reasoner_calls"
         assert out["counters"]["reasoner_calls"] == 12
+    # a limit the caller passes still applies (12 cycles are 36 super-steps)
+    for out in graph.batch(inputs, {"recursion_limit": 10}, return_exceptions=True):
+        assert isinstance(out, GraphRecursionError)
+    with pytest.raises(GraphRecursionError):
+        await graph.abatch(inputs, [{"recursion_limit": 10}, {}])
 
 
 def test_build_graph_rejects_wrong_types() -> None:

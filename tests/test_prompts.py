@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from doubles import ScriptedChatModel, SeededChatModel
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
@@ -130,48 +131,30 @@ def test_final_prompt_prefills_the_answer_prefix_and_puts_it_back() -> None:
     assert proposal.text == "" and proposal.answer is None
 
 
-class _SeededModel(FakeListChatModel):
-    """A chat model with a ``seed`` field (as ChatOpenAI) that records the seeds it was given."""
-
-    seed: int | None = 11
-    seen: list = []  # noqa: RUF012 (pydantic copies the default per instance)
-
-    def _call(self, messages, stop=None, run_manager=None, **kwargs):
-        self.seen.append(kwargs.get("seed"))
-        return super()._call(messages, stop, run_manager, **kwargs)
-
-
 async def test_reasoner_derives_a_fresh_seed_per_call_and_candidate() -> None:
-    model = _SeededModel(responses=["x"] * 20)
+    model = SeededChatModel(seed=11, replies=["x"])  # a seed field, as ChatOpenAI has
     reasoner = Reasoner(model)
     assert reasoner.base_seed == 11
     reasoner.propose("q", [], n=3, call_index=0)
     await reasoner.apropose("q", [], n=1, call_index=1)
     reasoner.propose("q", [], n=1, call_index=1)
-    first, second, again = model.seen[:3], model.seen[3], model.seen[4]
+    seen = [c.seed for c in model.calls]
+    first, second, again = seen[:3], seen[3], seen[4]
     assert len(set(first)) == 3 and second not in first  # all distinct
     assert second == again  # reproducible: the same call of the same run, the same seed
     # an unseeded model is called without one
-    plain = _SeededModel(responses=["x"], seed=None, seen=[])
+    plain = SeededChatModel(replies=["x"], seed=None)
     Reasoner(plain).propose("q", [])
-    assert plain.seen == [None]
+    assert [c.seed for c in plain.calls] == [None]
 
 
 def test_continuation_arguments_go_only_with_a_prefill() -> None:
-    model = _SeededModel(responses=["x"] * 4, seed=None, seen=[])
-    sent: list[dict] = []
-    original = model._call
-
-    def record(messages, stop=None, run_manager=None, **kwargs):
-        sent.append(kwargs)
-        return original(messages, stop, run_manager, **kwargs)
-
-    object.__setattr__(model, "_call", record)
+    model = ScriptedChatModel(replies=["x"])
     reasoner = Reasoner(model, continuation={"extra_body": {"continue_final_message": True}})
     reasoner.propose("q", [])  # the user's turn ends the prompt
     reasoner.propose("q", ["a"])  # a prefilled assistant turn ends it
     reasoner.propose("q", [], final=True)  # "Answer:" is a prefill too
-    assert [("extra_body" in k) for k in sent] == [False, True, True]
+    assert [("extra_body" in c.kwargs) for c in model.calls] == [False, True, True]
 
 
 def test_final_answer_drops_punctuation_left_of_the_answer():

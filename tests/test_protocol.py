@@ -6,29 +6,21 @@ from __future__ import annotations
 import json
 
 import pytest
+from doubles import number_item, number_task, seven_plus_four
 
-import drr_agent.retry
 from drr_agent import DRRConfig, FunctionScorer, Reasoner, StepContext
 from drr_agent.evaluation import METHODS, MethodContext, MethodSettings, run_eval
 from drr_agent.evaluation.methods import oracle_critic
 from drr_agent.evaluation.runner import TrainedOnEvalItemsError
-from drr_agent.tasks import Task, TaskItem, TaskSplit, question_hash, split_task
+from drr_agent.tasks import Task, TaskSplit, question_hash, split_task
 from drr_agent.tasks.errors import TaskDataError
 from drr_agent.tasks.splits import question_fingerprint, split_fingerprint
-from tests.test_evals import Scripted
 
-
-@pytest.fixture(autouse=True)
-def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(drr_agent.retry, "backoff_s", lambda attempt: 0.0)
+pytestmark = pytest.mark.usefixtures("no_backoff")
 
 
 def _task(questions: list[str], gold: str = "11") -> Task:
-    items = tuple(
-        TaskItem(id=f"i{n:03d}", question=q, gold=gold, answer_type="number")
-        for n, q in enumerate(questions)
-    )
-    return Task(name="t", source="test", items=items, answer_type="number")
+    return number_task("t", ((f"i{n:03d}", q, gold) for n, q in enumerate(questions)))
 
 
 # -- splits ----------------------------------------------------------------------------------
@@ -98,7 +90,7 @@ async def test_eval_refuses_a_dm_on_its_training_questions(tmp_path):
     task = _task(["Calculate 7 + 4.", "Calculate 2 + 9."])
     ctx = MethodContext(
         task,
-        Reasoner(Scripted()),
+        Reasoner(seven_plus_four()),
         _TrainedDM(["calculate 7 +  4."]),  # the first item's question, spelled otherwise
         DRRConfig(max_steps=2, max_reasoner_calls=4),
         MethodSettings(),
@@ -123,7 +115,7 @@ async def test_eval_refuses_a_dm_on_its_training_questions(tmp_path):
 
 # -- the oracle ------------------------------------------------------------------------------
 def test_oracle_critic_scores_by_gold_and_equations():
-    item = TaskItem(id="q", question="Calculate 7 + 4.", gold="11", answer_type="number")
+    item = number_item("Calculate 7 + 4.", "11", id="q")
     task = _task(["Calculate 7 + 4."])
     critic = oracle_critic(item, task)
     contexts = [
@@ -143,13 +135,13 @@ async def test_oracle_finds_the_right_answer_stepwise_misses():
     task = _task(["Calculate 7 + 4."])
     ctx = MethodContext(
         task,
-        Reasoner(Scripted()),
+        Reasoner(seven_plus_four()),
         None,
         DRRConfig(max_steps=3, max_reasoner_calls=8, max_retries_per_point=3),
         MethodSettings(),
     )
     item = task.items[0]
-    # Scripted: "7 + 4 = 11" then "Answer: 12"; once "7 + 4 = 11" is rejected at the
+    # seven_plus_four: "7 + 4 = 11" then "Answer: 12"; once "7 + 4 = 11" is rejected at the
     # question, "4 + 7 = 11" then "Answer: 11"
     stepwise = await METHODS["stepwise"](item, ctx)
     oracle = await METHODS["oracle"](item, ctx)
@@ -164,7 +156,9 @@ def test_traces_on_an_empty_part_reports_an_empty_file(tmp_path, monkeypatch):
 
     from drr_agent.cli import app
 
-    monkeypatch.setattr("drr_agent.cli.offline.make_reasoner", lambda *a, **k: Reasoner(Scripted()))
+    monkeypatch.setattr(
+        "drr_agent.cli.offline.make_reasoner", lambda *a, **k: Reasoner(seven_plus_four())
+    )
     out = tmp_path / "traces.jsonl"
     args = ["traces", "--task", "basic_arithmetic", "--limit", "6", "--test", "2"]
     result = CliRunner().invoke(app, [*args, "--split", "dev", "--samples", "1", "--out", str(out)])

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
-from typing import Any
 
 import pytest
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from doubles import ArithmeticRequest, ScriptedChatModel, arithmetic
 
-from drr_agent import DRRConfig, Reasoner, StepPrompt
+from drr_agent import DRRConfig, Reasoner
 from drr_agent.quickstart import (
     PLANS,
     QuickstartMismatchError,
@@ -23,27 +19,11 @@ from drr_agent.tasks.spec import TaskSpec
 pytestmark = pytest.mark.embedded  # trains the real embedded MiniLM
 
 
-class Arithmetic(BaseChatModel):
-    """Whole traces right for a third of the seeds (wrong by one otherwise); graph steps right,
-    and so is the answer asked for after a step (an answer rollout or the graph's forced one)."""
-
-    @property
-    def _llm_type(self) -> str:
-        return "arithmetic"
-
-    def _generate(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
-    ) -> ChatResult:
-        a, op, b = re.search(r"(-?\d+) ([+-]) (-?\d+)", str(messages[0].content)).groups()
-        value = int(a) + int(b) if op == "+" else int(a) - int(b)
-        if stop is None:  # a whole trace
-            shown = value if (kw.get("seed") or 0) % 3 == 0 else value + 1
-            text = f"{a} {op} {b} = {shown}\nAnswer: {shown}"
-        else:
-            prefill = str(messages[-1].content) if isinstance(messages[-1], AIMessage) else ""
-            asked = prefill.endswith(StepPrompt().answer_prefix)
-            text = f" {value}" if asked else f"{a} {op} {b} = {value}"
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(text))])
+def whole_traces_slip(request: ArithmeticRequest) -> int:
+    """Whole traces are right for a third of the seeds (wrong by one otherwise); graph steps
+    are right, and so is the answer asked for after a step (an answer rollout or the graph's
+    forced one)."""
+    return int(request.kind == "trace" and (request.seed or 0) % 3 != 0)
 
 
 TINY = QuickstartPlan(
@@ -62,7 +42,7 @@ TINY = QuickstartPlan(
 
 
 def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
-    reasoner = Reasoner(Arithmetic())
+    reasoner = Reasoner(ScriptedChatModel(respond=arithmetic(whole_traces_slip)))
     result = run_quickstart(tmp_path / "qs", TINY, reasoner=reasoner, progress=False)
     out = tmp_path / "qs"
     for name in (

@@ -2,27 +2,25 @@
 
 Doubles only, except one ``embedded`` test that asks the real SmolLM2 Reasoner for log-probs:
 `policy.rank_score` and `decide` directly, `mean_logprob` on OpenAI-shaped replies, and the
-graph on `LogprobChatModel` — a tiny chat model whose greedy (temperature 0) and sampled
-replies differ and carry token log-probs in ``response_metadata`` as ``ChatOpenAI`` does.
+graph on `logprob_model` — a `ScriptedChatModel` (doubles.py) whose greedy (temperature 0) and
+sampled replies differ and carry token log-probs in ``response_metadata`` as ``ChatOpenAI`` does.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from typing import Any
 
 import pytest
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
-from pydantic import Field, ValidationError
+from doubles import Call, ScriptedChatModel, number_item, openai_logprobs, scripted_dm
+from langchain_core.messages import AIMessage
+from pydantic import ValidationError
 
 from drr_agent import DRRConfig, DRRResult, FunctionScorer, Reasoner, Thought, build_graph
 from drr_agent.policy import decide, rank_score
 from drr_agent.reasoners.base import mean_logprob
 from drr_agent.state import new_counters
-from drr_agent.tasks import TaskItem, load_task
+from drr_agent.tasks import load_task
 from drr_agent.tracing import format_decision, format_thought_tree, thought_table
 
 GREEDY, SAMPLED = "Answer: 11", "Answer: 12"
@@ -31,48 +29,18 @@ DM = {GREEDY: 0.9, SAMPLED: 0.6}
 LOGPROB = {GREEDY: math.log(0.1), SAMPLED: math.log(0.95)}
 
 
-def openai_logprobs(*values: float) -> dict[str, Any]:
-    """``response_metadata["logprobs"]`` as ChatOpenAI puts it (one entry per token)."""
-    return {
-        "content": [
-            {"token": f"t{i}", "logprob": v, "top_logprobs": []} for i, v in enumerate(values)
-        ]
-    }
+def greedy_or_sampled(call: Call) -> str:
+    return GREEDY if call.temperature == 0.0 else SAMPLED
 
 
-class LogprobChatModel(BaseChatModel):
-    """Replies ``GREEDY`` at temperature 0, else ``SAMPLED``; with ``logprobs=True`` in the call
-    (and ``returns_logprobs``) the reply carries two tokens of mean ``LOGPROB[text]``. Every
-    call's extra kwargs are recorded in ``kwargs_seen``."""
-
-    returns_logprobs: bool = True
-    kwargs_seen: list[dict[str, Any]] = Field(default_factory=list)
-    lock: Any = Field(default_factory=threading.Lock, exclude=True)
-
-    @property
-    def _llm_type(self) -> str:
-        return "logprob-fake"
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: Any = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        with self.lock:
-            self.kwargs_seen.append(dict(kwargs))
-        text = GREEDY if kwargs.get("temperature") == 0.0 else SAMPLED
-        metadata = {}
-        if kwargs.get("logprobs") and self.returns_logprobs:
-            lp = LOGPROB[text]
-            metadata["logprobs"] = openai_logprobs(lp - 0.01, lp + 0.01)
-        message = AIMessage(text, response_metadata=metadata)
-        return ChatResult(generations=[ChatGeneration(message=message)])
+def logprob_model(logprobs: dict[str, float] | None = LOGPROB) -> ScriptedChatModel:
+    """Replies ``GREEDY`` at temperature 0, else ``SAMPLED``; a call with ``logprobs=True`` gets
+    two tokens of mean ``logprobs[text]`` (none with ``logprobs=None``). Every call is recorded."""
+    return ScriptedChatModel(respond=greedy_or_sampled, logprobs=logprobs)
 
 
 def dm() -> FunctionScorer:
-    return FunctionScorer(lambda ctx: DM.get(ctx.candidate, 0.0), name="table-dm")
+    return scripted_dm(DM, default=0.0, name="table-dm")
 
 
 def config(**kwargs: Any) -> DRRConfig:
@@ -184,14 +152,14 @@ def test_mean_logprob_reads_the_openai_shape_and_never_fails() -> None:
 
 @pytest.mark.parametrize("n", [1, 2])
 def test_reasoner_asks_for_logprobs_only_when_told(n: int) -> None:
-    model = LogprobChatModel()
+    model = logprob_model()
     reasoner = Reasoner(model)
     plain = reasoner.propose("q", [], n=n, greedy_first=True)
     assert [p.logprob for p in plain] == [None] * n
-    assert not any("logprobs" in kw for kw in model.kwargs_seen)
+    assert not any("logprobs" in c.kwargs for c in model.calls)
     ranked = reasoner.propose("q", [], n=n, greedy_first=True, logprobs=True)
     assert ranked[0].logprob == pytest.approx(math.log(0.1))
-    assert all(kw["logprobs"] is True for kw in model.kwargs_seen[n:])
+    assert all(c.kwargs["logprobs"] is True for c in model.calls[n:])
 
 
 # -- the graph -----------------------------------------------------------------------------------
@@ -199,12 +167,12 @@ def test_reasoner_asks_for_logprobs_only_when_told(n: int) -> None:
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_graph_ranks_candidates_by_the_blend(mode: str) -> None:
-    async def run(cfg: DRRConfig, model: LogprobChatModel) -> dict[str, Any]:
+    async def run(cfg: DRRConfig, model: ScriptedChatModel) -> dict[str, Any]:
         graph = build_graph(model, dm(), cfg)
         inputs = {"question": "Tom has 5 apples and buys 6. How many?"}
         return graph.invoke(inputs) if mode == "sync" else await graph.ainvoke(inputs)
 
-    blended = await run(config(dm_weight=0.5), LogprobChatModel())
+    blended = await run(config(dm_weight=0.5), logprob_model())
     assert blended["answer"] == "12"
     by_text = {t["text"]: t for t in blended["thoughts"]}
     assert by_text[SAMPLED]["logprob"] == pytest.approx(math.log(0.95))
@@ -214,18 +182,18 @@ async def test_graph_ranks_candidates_by_the_blend(mode: str) -> None:
     assert "0.600 ≥ ans 0.50  lp -0.05 → rank 0.775  answer [path]  Answer: 12" in tree
     assert [c.header for c in thought_table(blended).columns][3:6] == ["score", "lp", "rank"]
     result = DRRResult.from_state(blended)
-    assert result.thoughts[blended["answer_thought"]].rank_score == pytest.approx(0.775)
+    assert result.thoughts[blended["answer_thought"]]["rank_score"] == pytest.approx(0.775)
 
-    dm_only_model = LogprobChatModel()
+    dm_only_model = logprob_model()
     dm_only = await run(config(), dm_only_model)  # β=1: today's behaviour, no log-probs asked
     assert dm_only["answer"] == "11"
-    assert not any("logprobs" in kw for kw in dm_only_model.kwargs_seen)
+    assert not any("logprobs" in c.kwargs for c in dm_only_model.calls)
     assert all(t["logprob"] is None for t in dm_only["thoughts"])
     assert all(t["rank_score"] == t["score"] for t in dm_only["thoughts"])
     assert "lp " not in format_thought_tree(dm_only) and "rank" not in format_thought_tree(dm_only)
 
     # a model that returns no log-probs: ranked by the DM alone, nothing fails
-    silent = await run(config(dm_weight=0.5), LogprobChatModel(returns_logprobs=False))
+    silent = await run(config(dm_weight=0.5), logprob_model(logprobs=None))
     assert silent["answer"] == "11"
 
 
@@ -244,7 +212,7 @@ def test_results_of_trees_without_the_new_fields_still_load() -> None:
     }
     state = {"question": "q", "thoughts": [old], "path": [0], "answer": "11"}
     (record,) = DRRResult.from_state(state).thoughts  # type: ignore[arg-type]
-    assert record.logprob is None and record.rank_score is None
+    assert record.get("logprob") is None and record.get("rank_score") is None
     assert "lp " not in format_thought_tree(state)
 
 
@@ -252,10 +220,8 @@ async def test_lp_rank_method_ranks_by_the_reasoners_logprob() -> None:
     from drr_agent.evaluation.methods import METHODS, MethodContext
 
     task = load_task("basic_arithmetic", limit=1, seed=0)
-    item = TaskItem(
-        id="q0", question="Tom has 5 apples and buys 6. How many?", gold="11", answer_type="number"
-    )
-    ctx = MethodContext(task, Reasoner(LogprobChatModel()), config=config())
+    item = number_item("Tom has 5 apples and buys 6. How many?")
+    ctx = MethodContext(task, Reasoner(logprob_model()), config=config())
     ranked = await METHODS["lp_rank"](item, ctx)
     assert ranked.answer == "12" and ranked.dm_calls == 0  # exp(mean lp) 0.95 beats 0.1
     # stepwise: the accept-all critic ties every candidate, and the first (greedy) one wins

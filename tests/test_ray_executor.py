@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_replicas import FakeChat
+from http_fakes import FakeChat
 
 from drr_agent import DRRConfig
 from drr_agent.errors import DRRError

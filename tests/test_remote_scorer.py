@@ -3,70 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from http_fakes import send_json
+from http_fakes import FakeVLLM, expected_score, step_context
 
 from drr_agent import DRRConfig, DRRResult, ScorerError, build_graph
 from drr_agent.scorers import RemoteScorer, StepContext
 
-
-def _score_of(text_1: str, text_2: str) -> float:
-    """A deterministic stand-in for the DM: depends on both texts, distinct per pair."""
-    return (len(text_1) * 31 + len(text_2)) % 997 / 997
-
-
-class FakeVLLM:
-    """A threaded HTTP server with vLLM's /score and /health; records every batch."""
-
-    def __init__(self, *, fail_first: int = 0, delay_s: float = 0.0) -> None:
-        self.batches: list[int] = []
-        self.authorization: list[str | None] = []
-        self.fail_first = fail_first
-        self.fail_status = 500
-        self.delay_s = delay_s
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def do_GET(self):
-                self.send_response(200 if self.path == "/health" else 404)
-                self.end_headers()
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.authorization.append(self.headers.get("Authorization"))
-                if self.path != "/score":
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                if outer.fail_first > 0:
-                    outer.fail_first -= 1
-                    self.send_response(outer.fail_status)
-                    self.end_headers()
-                    self.wfile.write(b"overloaded" if outer.fail_status >= 500 else b"bad input")
-                    return
-                time.sleep(outer.delay_s)
-                pairs = list(zip(body["text_1"], body["text_2"], strict=True))
-                outer.batches.append(len(pairs))
-                data = [{"index": i, "score": _score_of(a, b)} for i, (a, b) in enumerate(pairs)]
-                data.reverse()  # the client must order by index, not by position
-                send_json(self, {"data": data})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+pytestmark = pytest.mark.usefixtures("no_backoff")
 
 
 @pytest.fixture
@@ -76,58 +21,43 @@ def fake():
     server.close()
 
 
-@pytest.fixture(autouse=True)
-def _fast_backoff(monkeypatch):
-    monkeypatch.setattr("drr_agent.retry.backoff_s", lambda attempt: 0.01)
-
-
-def _ctx(i: int) -> StepContext:
-    return StepContext(f"What is {i} + 1?", ("First step.",), f"{i} + 1 = {i + 1}" + "!" * i)
-
-
-def _expected(ctx: StepContext) -> float:
-    from drr_agent.scorers import dm_text_pair
-
-    return _score_of(*dm_text_pair(ctx))
-
-
 async def test_concurrent_requests_share_one_call(fake):
     scorer = RemoteScorer(fake.url, max_wait_ms=20)
-    items = [[_ctx(i), _ctx(i + 100)] for i in range(20)]
+    items = [[step_context(i), step_context(i + 100)] for i in range(20)]
     results = await asyncio.gather(*(scorer.ascore(batch) for batch in items))
-    assert results == [[_expected(a), _expected(b)] for a, b in items]
+    assert results == [[expected_score(a), expected_score(b)] for a, b in items]
     assert fake.batches == [40] and scorer.http_calls == 1
     await scorer.aclose()
 
 
 async def test_bursts_larger_than_max_batch_are_split_in_order(fake):
     scorer = RemoteScorer(fake.url, max_batch=16, max_wait_ms=20)
-    many = [_ctx(i) for i in range(50)]
+    many = [step_context(i) for i in range(50)]
     singles = await asyncio.gather(*(scorer.ascore([c]) for c in many))
-    assert [s[0] for s in singles] == [_expected(c) for c in many]
+    assert [s[0] for s in singles] == [expected_score(c) for c in many]
     assert sorted(fake.batches) == [2, 16, 16, 16]
     big = await scorer.ascore(many)  # one request bigger than a batch is still answered
-    assert big == [_expected(c) for c in many]
+    assert big == [expected_score(c) for c in many]
     await scorer.aclose()
 
 
 def test_sync_scoring_and_event_loops_come_and_go(fake):
     scorer = RemoteScorer(fake.url, max_batch=8)
-    items = [_ctx(i) for i in range(10)]
-    assert scorer.score(items) == [_expected(c) for c in items]
+    items = [step_context(i) for i in range(10)]
+    assert scorer.score(items) == [expected_score(c) for c in items]
     assert fake.batches == [8, 2]
     # one scorer used from two event loops in turn (as two asyncio.run calls)
     for _ in range(2):
-        assert asyncio.run(scorer.ascore(items[:3])) == [_expected(c) for c in items[:3]]
+        assert asyncio.run(scorer.ascore(items[:3])) == [expected_score(c) for c in items[:3]]
 
 
 async def test_server_errors_are_retried_then_reported(fake):
     fake.fail_first = 2
     scorer = RemoteScorer(fake.url, retries=2)
-    assert await scorer.ascore([_ctx(1)]) == [_expected(_ctx(1))]
+    assert await scorer.ascore([step_context(1)]) == [expected_score(step_context(1))]
     fake.fail_first = 5
     with pytest.raises(ScorerError, match=r"DM server http://127\.0\.0\.1:\d+.*500.*3 attempts"):
-        await scorer.ascore([_ctx(1)])
+        await scorer.ascore([step_context(1)])
     await scorer.aclose()
 
 
@@ -135,12 +65,12 @@ async def test_a_refused_request_is_not_retried(fake):
     fake.fail_first, fake.fail_status = 5, 400
     scorer = RemoteScorer(fake.url, retries=3)
     with pytest.raises(ScorerError, match=r"400 .*bad input \(after 1 attempt\)"):
-        await scorer.ascore([_ctx(1)])
+        await scorer.ascore([step_context(1)])
     with pytest.raises(ScorerError, match=r"400 .*bad input \(after 1 attempt\)"):
-        scorer.score([_ctx(1)])
+        scorer.score([step_context(1)])
     assert fake.fail_first == 3 and scorer.http_calls == 2
     fake.fail_first, fake.fail_status = 1, 429  # "too many requests" is worth another try
-    assert await scorer.ascore([_ctx(1)]) == [_expected(_ctx(1))]
+    assert await scorer.ascore([step_context(1)]) == [expected_score(step_context(1))]
     await scorer.aclose()
 
 
@@ -148,15 +78,14 @@ async def test_a_server_that_is_down_fails_fast_and_clearly():
     scorer = RemoteScorer("http://127.0.0.1:9/", retries=1, timeout_s=2)  # nothing listens
     started = time.perf_counter()
     with pytest.raises(ScorerError, match=r"DM server http://127\.0\.0\.1:9 .*ConnectError"):
-        await scorer.ascore([_ctx(1)])
+        await scorer.ascore([step_context(1)])
     assert time.perf_counter() - started < 10
     with pytest.raises(ScorerError, match="2 attempts"):
-        scorer.score([_ctx(1)])
+        scorer.score([step_context(1)])
 
 
 async def test_killing_the_server_mid_run_ends_graphs_with_the_configured_fallback(until):
-    from langchain_core.language_models import GenericFakeChatModel
-    from langchain_core.messages import AIMessage
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
     from drr_agent import Reasoner
 
@@ -164,8 +93,7 @@ async def test_killing_the_server_mid_run_ends_graphs_with_the_configured_fallba
     scorer = RemoteScorer(server.url, retries=1, timeout_s=2, thresholds={"accept_threshold": 0})
 
     def reasoner():
-        replies = (AIMessage(f"step {i}") for i in range(100))
-        return Reasoner(GenericFakeChatModel(messages=replies))
+        return Reasoner(FakeListChatModel(responses=[f"step {i}" for i in range(100)]))
 
     config = DRRConfig(max_steps=50, max_reasoner_calls=50, force_final_answer=False)
     runs = [

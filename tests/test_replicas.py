@@ -3,59 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from http_fakes import chat_completion, send_json
-from test_remote_scorer import FakeVLLM, _ctx, _expected
+from http_fakes import FakeChat, FakeVLLM, expected_score, step_context
 
 from drr_agent import DRRConfig, ScorerError, build_graph
 from drr_agent.reasoners import openai_compatible_reasoner
 from drr_agent.scorers import FunctionScorer, RemoteScorer
 from drr_agent.serving.replicas import ReplicaPool, split_urls
 
-
-class FakeChat:
-    """A threaded OpenAI-compatible chat server: one step per call, the answer on call 2."""
-
-    def __init__(self, name: str, delay_s: float = 0.0) -> None:
-        self.name = name
-        self.calls = 0
-        self.delay_s = delay_s
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                assert self.path == "/v1/chat/completions", self.path
-                outer.calls += 1
-                time.sleep(outer.delay_s)
-                prompt = body["messages"][-1]["content"]
-                text = "Answer: 7" if "3 + 4 = 7" in prompt else "3 + 4 = 7"
-                send_json(self, chat_completion(text, body["model"]))
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture(autouse=True)
-def _fast_backoff(monkeypatch):
-    monkeypatch.setattr("drr_agent.retry.backoff_s", lambda attempt: 0.01)
+pytestmark = pytest.mark.usefixtures("no_backoff")
 
 
 class Clock:
@@ -109,16 +70,16 @@ async def test_remote_scorer_spreads_over_replicas_and_survives_one_dying():
     servers = [FakeVLLM(delay_s=0.05), FakeVLLM(delay_s=0.05)]
     try:
         scorer = RemoteScorer([s.url for s in servers], max_wait_ms=0, max_batch=1, retries=2)
-        ctxs = [_ctx(i) for i in range(16)]
+        ctxs = [step_context(i) for i in range(16)]
         scores = await asyncio.gather(*(scorer.ascore([c]) for c in ctxs))
-        assert [s[0] for s in scores] == pytest.approx([_expected(c) for c in ctxs])
+        assert [s[0] for s in scores] == pytest.approx([expected_score(c) for c in ctxs])
         assert all(len(s.batches) >= 4 for s in servers), [s.batches for s in servers]
         servers[0].close()  # one replica goes away: every request still gets its score
         before = len(servers[1].batches)
         scores = await asyncio.gather(*(scorer.ascore([c]) for c in ctxs))
-        assert [s[0] for s in scores] == pytest.approx([_expected(c) for c in ctxs])
+        assert [s[0] for s in scores] == pytest.approx([expected_score(c) for c in ctxs])
         assert len(servers[1].batches) == before + 16
-        assert scorer.score([ctxs[0]]) == pytest.approx([_expected(ctxs[0])])  # sync path too
+        assert scorer.score([ctxs[0]]) == pytest.approx([expected_score(ctxs[0])])  # sync path too
         snapshot = scorer.pool.snapshot()
         assert snapshot[0]["ejected"] and not snapshot[1]["ejected"]
         servers[1].close()  # all down: a clear error naming every replica
@@ -136,7 +97,9 @@ async def test_a_5xx_replica_is_skipped_at_once():
     try:
         scorer = RemoteScorer([bad.url, good.url], max_wait_ms=0, retries=0)
         for i in range(4):  # no retry budget: the failover itself must find the good one
-            assert await scorer.ascore([_ctx(i)]) == pytest.approx([_expected(_ctx(i))])
+            assert await scorer.ascore([step_context(i)]) == pytest.approx(
+                [expected_score(step_context(i))]
+            )
         assert len(good.batches) == 4
         await scorer.aclose()
     finally:

@@ -37,19 +37,17 @@ def test_arithmetic_check_scores():
 
 
 def test_arithmetic_scorer_rejects_wrong_steps_in_the_graph():
-    from langchain_core.language_models import GenericFakeChatModel
-    from langchain_core.messages import AIMessage
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
     from drr_agent import Reasoner
 
-    replies = iter(["7 + 4 = 12", "7 + 4 = 11", "Answer: 11"])
-    model = GenericFakeChatModel(messages=(AIMessage(r) for r in replies))
+    model = FakeListChatModel(responses=["7 + 4 = 12", "7 + 4 = 11", "Answer: 11"])
     scorer = arithmetic_scorer()
     assert scorer.thresholds == {"accept_threshold": 0.275, "answer_threshold": 0.275}
     graph = build_graph(Reasoner(model), scorer, DRRConfig(max_steps=4))
     result = DRRResult.from_state(graph.invoke({"question": "What is 7 + 4?"}))
     assert result.answer == "11"
-    assert [(t.text, t.status) for t in result.thoughts] == [
+    assert [(t["text"], t["status"]) for t in result.thoughts] == [
         ("7 + 4 = 12", "rejected"),
         ("7 + 4 = 11", "accepted"),
         ("Answer: 11", "answer"),

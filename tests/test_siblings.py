@@ -3,56 +3,37 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from doubles import ArithmeticRequest, SeededChatModel, arithmetic, number_task
 
 from drr_agent import Reasoner
 from drr_agent.offline.jsonl import RecordFile
 from drr_agent.offline.pairs import sibling_pairs
 from drr_agent.offline.records import StepExample
 from drr_agent.offline.siblings import sibling_examples
-from drr_agent.tasks import Task, TaskItem
+from drr_agent.tasks import Task
 
 
-class Adder(BaseChatModel):
-    """First steps "a + b = v": right when greedy (temperature 0), off by one for odd seeds;
-    an answer asked after a step repeats that step's result."""
+def adder_slips(request: ArithmeticRequest) -> int:
+    """A first step "a + b = v" is right when greedy (temperature 0), off by one for odd
+    seeds; the answer asked after it repeats its result (``answer_from="last_step"``)."""
+    if request.kind != "step" or request.temperature == 0.0:
+        return 0
+    return (request.seed or 0) % 2
 
-    seed: int | None = 0
-    calls: int = 0
 
-    @property
-    def _llm_type(self) -> str:
-        return "adder"
-
-    def _generate(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
-    ) -> ChatResult:
-        self.calls += 1
-        a, b = map(int, re.search(r"(\d+) \+ (\d+)", str(messages[0].content)).groups())
-        prefill = str(messages[-1].content) if isinstance(messages[-1], AIMessage) else ""
-        if prefill.endswith("So the result is"):
-            text = " " + re.findall(r"= (-?\d+)", prefill)[-1]
-        else:
-            off = 0 if kw.get("temperature") == 0.0 else (kw.get("seed") or 0) % 2
-            text = f"{a} + {b} = {a + b + off}"
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(text))])
+def adder() -> SeededChatModel:
+    """A seeded Reasoner model (``derive`` re-seeds it per item) for "Calculate a + b."."""
+    return SeededChatModel(seed=0, respond=arithmetic(adder_slips, answer_from="last_step"))
 
 
 def _task() -> Task:
-    items = tuple(
-        TaskItem(id=f"q{a}", question=f"Calculate {a} + 3.", gold=str(a + 3), answer_type="number")
-        for a in range(4)
-    )
-    return Task(name="adds", source="test", items=items, answer_type="number")
+    return number_task("adds", ((f"q{a}", f"Calculate {a} + 3.", str(a + 3)) for a in range(4)))
 
 
 async def test_siblings_label_the_graphs_candidates_and_resume(tmp_path):
     task = _task()
-    model = Adder()
+    model = adder()
     out = tmp_path / "siblings.jsonl"
     rows = await sibling_examples(
         task,
@@ -78,7 +59,7 @@ async def test_siblings_label_the_graphs_candidates_and_resume(tmp_path):
     assert {better.item_id for better, _ in pairs} == {"q0", "q1"}
     assert all(better.label == 1.0 and worse.label == 0.0 for better, worse in pairs)
     # a rerun does nothing for the items already there, and labels only the new ones
-    calls = model.calls
+    calls = len(model.calls)  # every derived copy records into this list
     again = await sibling_examples(
         task,
         task.items[:2],
@@ -89,7 +70,7 @@ async def test_siblings_label_the_graphs_candidates_and_resume(tmp_path):
         answers=1,
         progress=False,
     )
-    assert model.calls == calls and len(again) == len(rows)
+    assert len(model.calls) == calls and len(again) == len(rows)
     more = await sibling_examples(
         task, task.items, "train", Reasoner(model), out, candidates=4, answers=1, progress=False
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from doubles import number_task
 from pydantic import ValidationError
 
 from drr_agent.prompts import DEFAULT_INSTRUCTION
@@ -19,7 +20,6 @@ from drr_agent.tasks import (
     SplitLeakError,
     Task,
     TaskDataError,
-    TaskItem,
     TaskSourceMissingError,
     TaskSplit,
     UnknownTaskError,
@@ -492,11 +492,8 @@ def test_unknown_task_lists_known_names():
 
 
 def _task(n: int, name: str = "toy") -> Task:
-    items = tuple(
-        TaskItem(id=f"{name}/{i}", question=f"q{i}", gold=str(i), answer_type="number")
-        for i in range(n)
-    )
-    return Task(name=name, source="test", items=items, answer_type="number")
+    """``n`` number items ``name/i``: "q<i>", answer ``i``."""
+    return number_task(name, ((f"{name}/{i}", f"q{i}", str(i)) for i in range(n)))
 
 
 def test_split_is_deterministic_and_disjoint(tmp_path, strategyqa):

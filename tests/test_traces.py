@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
-import re
 import signal
 import subprocess
 import sys
@@ -14,11 +12,8 @@ import textwrap
 from typing import Any
 
 import pytest
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from doubles import TRACE, ArithmeticRequest, ScriptedChatModel, arithmetic
 
-import drr_agent.retry
 from drr_agent import Reasoner, StepPrompt
 from drr_agent.offline.jsonl import RecordFile, RecordFileError, RecordFileLockedError
 from drr_agent.offline.labels import mc_examples, outcome_examples, summarize_labels
@@ -26,55 +21,29 @@ from drr_agent.offline.records import TraceRecord
 from drr_agent.offline.traces import TraceFileMismatchError, finish_trace, sample_traces
 from drr_agent.tasks import load_task
 
-
-@pytest.fixture(autouse=True)
-def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(drr_agent.retry, "backoff_s", lambda attempt: 0.0)
-
+pytestmark = pytest.mark.usefixtures("no_backoff")
 
 ANSWER_PREFIX = StepPrompt().answer_prefix
 
 
-class SeededArithmetic(BaseChatModel):
-    """Answers "Calculate a ± b." step by step; the seed decides whether it slips.
+def slips(request: ArithmeticRequest) -> int:
+    """A whole trace is right half the time (else off by -2, 1 or 3); a rollout after a prefix
+    answers what the prefix's last step computed, one too high 30% of the time."""
+    if request.kind == "trace":
+        return 0 if request.rng.random() < 0.5 else request.rng.choice([-2, 1, 3])
+    return 0 if request.rng.random() < 0.7 else 1
+
+
+def seeded_arithmetic(**fields: Any) -> ScriptedChatModel:
+    """Answers "Calculate a ± b." step by step; the seed decides whether it slips (`slips`).
 
     Deterministic per (prompt, seed), like a seeded sampler; continues a prefilled assistant
-    message (for Monte-Carlo rollouts) by answering what the last step computed.
+    message (for Monte-Carlo rollouts) by answering what the last step computed. Whole traces
+    drift on after their answer. Replies report 20 prompt tokens, one per word.
     """
-
-    calls: int = 0
-    answers_asked: int = 0
-    fail_items: tuple[str, ...] = ()
-
-    @property
-    def _llm_type(self) -> str:
-        return "seeded-arithmetic"
-
-    def _generate(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
-    ) -> ChatResult:
-        self.calls += 1
-        question = str(messages[0].content)
-        if any(f in question for f in self.fail_items):
-            raise ConnectionError("reasoner down")
-        rng = random.Random(f"{question}|{kwargs.get('seed')}")
-        a, op, b = re.search(r"(-?\d+) ([+-]) (-?\d+)", question).groups()
-        right = int(a) + int(b) if op == "+" else int(a) - int(b)
-        if isinstance(messages[-1], AIMessage):  # continuation of a prefix
-            prefix = str(messages[-1].content)
-            asked = prefix.endswith(ANSWER_PREFIX)  # an answer rollout: one line, the value
-            last = prefix.removesuffix(ANSWER_PREFIX).strip().splitlines()[-1]
-            value = int(last.split("=")[-1]) if "=" in last else right
-            value += 0 if rng.random() < 0.7 else 1
-            text = f" {value}" if asked else f"Answer: {value}"
-            self.answers_asked += asked and stop == ["\n"]
-        else:
-            got = right if rng.random() < 0.5 else right + rng.choice([-2, 1, 3])
-            text = f"Let me compute.\n{a} {op} {b} = {got}\nAnswer: {got}\nextra drift"
-        usage = {"input_tokens": 20, "output_tokens": len(text.split()), "total_tokens": 0}
-        return ChatResult(
-            generations=[ChatGeneration(message=AIMessage(text, usage_metadata=usage))]
-        )
+    trace = "Let me compute.\n" + TRACE + "\nextra drift"
+    respond = arithmetic(slips, trace=trace, answer_from="last_step")
+    return ScriptedChatModel(respond=respond, prompt_tokens=20, **fields)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +62,7 @@ async def test_traces_are_split_checked_and_recorded(tmp_path, task):
         task,
         task.items,
         "train",
-        Reasoner(SeededArithmetic()),
+        Reasoner(seeded_arithmetic()),
         out,
         samples_per_item=4,
         seed=1,
@@ -117,7 +86,7 @@ async def test_killed_run_resumes_to_the_same_records(tmp_path, task, until):
         task,
         task.items,
         "train",
-        Reasoner(SeededArithmetic()),
+        Reasoner(seeded_arithmetic()),
         reference,
         samples_per_item=3,
         seed=5,
@@ -131,7 +100,7 @@ async def test_killed_run_resumes_to_the_same_records(tmp_path, task, until):
             task,
             task.items,
             "train",
-            Reasoner(SeededArithmetic()),
+            Reasoner(seeded_arithmetic()),
             out,
             samples_per_item=3,
             seed=5,
@@ -151,7 +120,7 @@ async def test_killed_run_resumes_to_the_same_records(tmp_path, task, until):
     partial = len(out.read_text().splitlines())
     assert 5 <= partial < 18
 
-    model = SeededArithmetic()
+    model = seeded_arithmetic()
     summary = await sample_traces(
         task,
         task.items,
@@ -163,13 +132,13 @@ async def test_killed_run_resumes_to_the_same_records(tmp_path, task, until):
         concurrency=2,
         progress=False,
     )
-    assert summary.traces_new == model.calls == 18 - (partial - 1)
+    assert summary.traces_new == len(model.calls) == 18 - (partial - 1)
     assert _sorted(out) == _sorted(reference)  # nothing lost, nothing duplicated
 
 
 async def test_failures_are_recorded_and_counted(tmp_path, task):
     down = task.items[0].question
-    model = SeededArithmetic(fail_items=(down,))
+    model = seeded_arithmetic(fail_on=(down,))
     summary = await sample_traces(
         task,
         task.items,
@@ -195,7 +164,7 @@ async def test_a_file_from_another_reasoner_is_refused_unless_forced(tmp_path, t
         task,
         items,
         "train",
-        Reasoner(SeededArithmetic(), name="A"),
+        Reasoner(seeded_arithmetic(), name="A"),
         out,
         samples_per_item=1,
         progress=False,
@@ -205,7 +174,7 @@ async def test_a_file_from_another_reasoner_is_refused_unless_forced(tmp_path, t
             task,
             items,
             "train",
-            Reasoner(SeededArithmetic(), name="B"),
+            Reasoner(seeded_arithmetic(), name="B"),
             out,
             samples_per_item=1,
             progress=False,
@@ -214,7 +183,7 @@ async def test_a_file_from_another_reasoner_is_refused_unless_forced(tmp_path, t
         task,
         items,
         "train",
-        Reasoner(SeededArithmetic(), name="B"),
+        Reasoner(seeded_arithmetic(), name="B"),
         out,
         samples_per_item=2,
         progress=False,
@@ -260,7 +229,7 @@ async def test_outcome_and_monte_carlo_labels(tmp_path, task):
         task,
         task.items,
         "train",
-        Reasoner(SeededArithmetic()),
+        Reasoner(seeded_arithmetic()),
         traces_path,
         samples_per_item=3,
         seed=2,
@@ -277,12 +246,12 @@ async def test_outcome_and_monte_carlo_labels(tmp_path, task):
     summary = summarize_labels(outcome)
     assert summary.examples == len(outcome) and 0 < summary.positive_rate < 1
 
-    model = SeededArithmetic()
+    model = seeded_arithmetic()
     out = tmp_path / "mc.jsonl"
     mc = await mc_examples(traces, task, Reasoner(model), out, rollouts=4, progress=False)
     assert {e.key for e in mc} == {e.key for e in outcome}
     prefixes = {(e.item_id, (*e.previous, e.step)) for e in mc if not e.final}
-    assert model.calls == 4 * len(prefixes), "identical prefixes are rolled out once"
+    assert len(model.calls) == 4 * len(prefixes), "identical prefixes are rolled out once"
     for e in mc:
         if e.final:
             assert e.label in (0.0, 1.0) and e.rollouts == 0
@@ -299,12 +268,12 @@ async def test_outcome_and_monte_carlo_labels(tmp_path, task):
     assert wrong and all(e.label == 0.0 for e in wrong)
 
     again = await mc_examples(
-        traces, task, Reasoner(SeededArithmetic()), out, rollouts=4, progress=False
+        traces, task, Reasoner(seeded_arithmetic()), out, rollouts=4, progress=False
     )
     assert sorted(e.key for e in again) == sorted(e.key for e in mc)  # resumed: nothing redone
 
     # answer rollouts: the graph's forced-answer prompt after each prefix, one line each
-    model = SeededArithmetic()
+    model = seeded_arithmetic()
     answer = await mc_examples(
         traces,
         task,
@@ -316,7 +285,10 @@ async def test_outcome_and_monte_carlo_labels(tmp_path, task):
     )
     assert {e.key for e in answer} == {e.key for e in outcome}
     assert {e.label_kind for e in answer} == {"mc_answer"}
-    assert model.calls == model.answers_asked == 2 * len(prefixes)
+    asked = [
+        c for c in model.calls if (c.prefill or "").endswith(ANSWER_PREFIX) and c.stop == ["\n"]
+    ]
+    assert len(model.calls) == len(asked) == 2 * len(prefixes)
     by_key = {e.key: e for e in answer}
     assert all(by_key[e.key].label == 0.0 for e in wrong)
     assert {e.label for e in answer if not e.final} <= {0.0, 0.5, 1.0}
@@ -327,7 +299,7 @@ async def test_a_second_writer_of_the_same_file_fails_clearly(tmp_path, task, un
 
     def job():
         return sample_traces(
-            task, task.items, "train", Reasoner(SeededArithmetic()), out, samples_per_item=3,
+            task, task.items, "train", Reasoner(seeded_arithmetic()), out, samples_per_item=3,
             seed=5, concurrency=1, progress=False,
         )  # fmt: skip
 

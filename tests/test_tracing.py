@@ -1,8 +1,9 @@
 """Decision tracing (`drr_agent.tracing`) on a scripted run: text tree, table, picture, replay.
 
-Doubles only: LangChain's `FakeListChatModel` as the Reasoner (one reply per call, in order)
-and `FunctionScorer` scoring each step by its text. The script produces an accepted step,
-two rejections under it, the backtrack that abandons it, a new path and a trusted answer.
+Doubles only (doubles.py's `scripted_graph`): LangChain's `FakeListChatModel` as the Reasoner
+(one reply per call, in order) and a `FunctionScorer` scoring each step by its text. The script
+produces an accepted step, two rejections under it, the backtrack that abandons it, a new path
+and a trusted answer.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 
 import matplotlib
 import pytest
+from doubles import ScriptedChatModel, constant_dm
+from doubles import scripted_graph as doubles_scripted_graph
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langgraph.checkpoint.memory import InMemorySaver
 from rich.console import Console
@@ -58,15 +61,15 @@ Question: Tom has 5 apples and buys 6 more. How many apples does he have?
     └── ★ #4  0.950 ≥ ans 0.70  answer [path]  Answer: 11
 Accepted path: #3 → #4
 Answer: 11 (answered: trusted final answer: final answer trusted: score 0.950 >= 0.700)
-Reasoner calls 5, DM calls 5, rejections 2, backtracks 1"""  # noqa: E501
+Reasoner calls 5 (tokens 0+0), DM calls 5, rejections 2, backtracks 1"""  # noqa: E501
 
 
 def scripted_graph(
     checkpointer: Any = None, replies: list[str] | None = None, config: DRRConfig = CONFIG
 ) -> Any:
-    model = FakeListChatModel(responses=replies or REPLIES)
-    dm = FunctionScorer(lambda ctx: SCORES.get(ctx.candidate, 0.5), name="scripted-dm")
-    return build_graph(model, dm, config, checkpointer=checkpointer)
+    return doubles_scripted_graph(
+        replies or REPLIES, SCORES, default=0.5, config=config, checkpointer=checkpointer
+    )
 
 
 @pytest.fixture
@@ -103,6 +106,32 @@ def test_the_script_gives_rejections_a_backtrack_and_an_answer(run) -> None:
         "accepted",
         "answer",
     ]
+
+
+def test_the_state_records_each_decision_the_stream_reported(run) -> None:
+    """`decide` appends a DecisionRecord per event: route, thought, depth and pop, so replays
+    and traces read the route instead of re-deriving it from the path."""
+    _, _, events, final = run
+    expected = [
+        {
+            "route": e["route"],
+            "thought": e["thought"]["id"],
+            "depth": e["depth"],
+            "popped": e.get("popped"),
+        }
+        for e in events
+    ]
+    assert final["decisions"] == expected
+    result = DRRResult.from_state(final)
+    assert result.decisions == expected and result.counters == final["counters"]
+    # the result has the state's shape: its dump is a state the result reads back unchanged
+    assert DRRResult.from_state(result.model_dump()) == result
+
+
+def test_result_rejects_a_malformed_thought() -> None:
+    bad = {"question": "q", "thoughts": [{"id": 0, "text": "x", "unknown": 1}]}
+    with pytest.raises(ValueError, match="thoughts"):
+        DRRResult.from_state(bad)
 
 
 # -- text ---------------------------------------------------------------------------------------
@@ -148,7 +177,7 @@ def test_text_tree_of_an_abstention_and_of_a_run_in_progress() -> None:
         "Accepted path: (empty)",
         "Abstained (exhausted): 2 proposals rejected at the question and nothing to backtrack "
         "to; abstained (no scored final answer seen)",
-        "Reasoner calls 2, DM calls 2, rejections 2, backtracks 0",
+        "Reasoner calls 2 (tokens 0+0), DM calls 2, rejections 2, backtracks 0",
     ]
     partial = {"question": "q", "thoughts": [dict(out["thoughts"][0], status="proposed")]}
     assert "Run in progress (1 thoughts, 1 awaiting a decision)" in format_thought_tree(partial)
@@ -376,14 +405,9 @@ def test_replay_of_a_crashed_run_ends_with_the_failed_step() -> None:
 
 
 def test_replay_of_an_abstention_on_a_failed_reasoner() -> None:
-    class Down(FakeListChatModel):
-        def _call(self, *args: Any, **kwargs: Any) -> str:
-            raise ConnectionError("no Reasoner")
-
+    down = ScriptedChatModel(fail_from=1, error=ConnectionError("no Reasoner"))
     config = CONFIG.model_copy(update={"reasoner_retries": 0})
-    graph = build_graph(
-        Down(responses=["x"]), FunctionScorer(lambda c: 1.0), config, checkpointer=InMemorySaver()
-    )
+    graph = build_graph(down, constant_dm(1.0), config, checkpointer=InMemorySaver())
     thread = {"configurable": {"thread_id": "down"}}
     graph.invoke({"question": QUESTION}, thread)  # abstains (on_reasoner_error="abstain")
     steps = replay(graph, thread)

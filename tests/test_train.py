@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-import random
 
 import pytest
+from doubles import arithmetic_steps
 
 from drr_agent.offline.dm_eval import (
     DMReport,
@@ -25,59 +25,6 @@ from drr_agent.offline.train import (
 )
 from drr_agent.scorers import DM_METADATA_FILE, FunctionScorer, HFScorer, StepContext
 from drr_agent.scorers.hf import fit_to_window
-
-_DRIFT = (
-    "so the cat has {x} hats",
-    "then we sleep for {x} hours",
-    "the colour of {x} is blue",
-    "therefore {x} dogs fly away",
-)
-
-
-def arithmetic_steps(n_items: int, seed: int, split: str = "train") -> list[StepExample]:
-    """Traces for "What is a + b + c?": two samples per item, two steps and an answer each.
-
-    A step is labelled 1 when it computes correctly from a correct prefix, else 0. Wrong
-    steps are either far off ("3 + 4 = 41") or drift into nonsense, so the label is learnable
-    from the text by a small encoder in a few epochs.
-    """
-    rng = random.Random(seed)
-    rows: list[StepExample] = []
-    for i in range(n_items):
-        a, b, c = (rng.randint(1, 9) for _ in range(3))
-        # the parts never share a question (train_dm refuses that), whatever the digits
-        question = f"What is {a} + {b} + {c}?" if split == "train" else f"Sum {a}, {b} and {c}."
-        for sample in range(2):
-            ok1 = rng.random() < 0.5
-            r1 = a + b if ok1 else a + b + rng.randint(20, 60)
-            ok2 = ok1 and rng.random() < 0.7
-            if ok2:
-                value = r1 + c
-                step2 = f"{r1} + {c} = {value}"
-            elif rng.random() < 0.5:
-                value = r1 + c + rng.randint(20, 60)
-                step2 = f"{r1} + {c} = {value}"
-            else:
-                value = rng.randint(1, 30)
-                step2 = rng.choice(_DRIFT).format(x=value)
-            steps = [(f"{a} + {b} = {r1}", ok1), (step2, ok2), (f"Answer: {value}", ok2)]
-            for k, (text, ok) in enumerate(steps):
-                rows.append(
-                    StepExample(
-                        task="synthetic_sum",
-                        split=split,  # type: ignore[arg-type]
-                        item_id=f"{split}-{i}",
-                        sample_index=sample,
-                        step_index=k,
-                        question=question,
-                        previous=[s for s, _ in steps[:k]],
-                        step=text,
-                        label=1.0 if ok else 0.0,
-                        label_kind="mc",
-                        final=k == len(steps) - 1,
-                    )
-                )
-    return rows
 
 
 def example(label: float, final: bool = False, item: str = "i0", index: int = 0) -> StepExample:
@@ -196,19 +143,19 @@ def test_weighted_soft_bce_is_soft_cross_entropy():
     import torch
     import torch.nn.functional as F
 
-    from drr_agent.offline.train import _class_weights, _WeightedSoftBCE
+    from drr_agent.offline.training.objective import WeightedSoftBCE, class_weights
 
     logits = torch.tensor([[0.2, 1.0], [1.5, -0.5], [0.0, 0.0]])
     labels = torch.tensor([1.0, 0.25, 0.5])
     targets = torch.stack([1 - labels, labels], dim=1)
     soft_ce = -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
-    plain = _WeightedSoftBCE()({"logits": logits}, labels)
+    plain = WeightedSoftBCE()({"logits": logits}, labels)
     assert float(plain) == pytest.approx(float(soft_ce))
-    weighted = float(_WeightedSoftBCE(w_bad=2.0, w_good=0.5)({"logits": logits}, labels))
+    weighted = float(WeightedSoftBCE(w_bad=2.0, w_good=0.5)({"logits": logits}, labels))
     by_hand = -(targets * torch.tensor([2.0, 0.5]) * F.log_softmax(logits, dim=-1)).sum(-1).mean()
     assert weighted == pytest.approx(float(by_hand))
     rows = [example(1.0), example(1.0), example(1.0), example(0.0)]
-    assert _class_weights(rows) == pytest.approx({"bad": 2.0, "good": 4 / 6})
+    assert class_weights(rows) == pytest.approx({"bad": 2.0, "good": 4 / 6})
 
 
 # --------------------------------------------------------------------------- data checks
@@ -253,7 +200,7 @@ def no_training(monkeypatch):
     def refuse(*_args, **_kwargs):
         raise AssertionError("train_dm reached model loading; the check must fire first")
 
-    monkeypatch.setattr(train_module, "_load_base", refuse)
+    monkeypatch.setattr(train_module, "load_base", refuse)
 
 
 def test_too_few_examples_stop_before_training(no_training, tmp_path):

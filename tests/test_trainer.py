@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from drr_agent.offline.trainer import DMTrainer
+from drr_agent.offline.training.trainer import DMTrainer
 from drr_agent.scorers import embedded_dm_base_path
 
 

@@ -34,7 +34,7 @@ def vllm_python():
 @pytest.fixture(scope="session")
 def trained_dm(tmp_path_factory):
     """A small DM trained for real (MiniLM, one epoch on synthetic arithmetic steps)."""
-    from test_train import arithmetic_steps
+    from doubles import arithmetic_steps
 
     from drr_agent.offline.train import TrainConfig, train_dm
 

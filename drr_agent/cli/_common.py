@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from drr_agent.reasoners.base import Reasoner
+from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE
 
 if TYPE_CHECKING:
     from drr_agent.tasks.spec import TaskSpec
@@ -89,9 +90,9 @@ def make_reasoner(
     style: Style | None,
     vllm: bool,
     *,
-    temperature: float = 0.7,
+    temperature: float = STEP_TEMPERATURE,
     seed: int | None = None,
-    max_tokens: int = 64,
+    max_tokens: int = STEP_MAX_TOKENS,
 ) -> Reasoner:
     """The Reasoner the options name (embedded by default)."""
     from drr_agent.reasoners import choose_reasoner

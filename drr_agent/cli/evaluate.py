@@ -40,9 +40,19 @@ from drr_agent.cli._common import (
     split_amount,
     task_spec,
 )
-from drr_agent.cli.offline import SplitChoice, split_path, task_spec_path
+from drr_agent.cli.offline import SplitChoice
 from drr_agent.cli.solve import OnBudget
+from drr_agent.config import DRRConfig
 from drr_agent.errors import DRRError
+from drr_agent.offline.run_folder import split_path, task_spec_path
+from drr_agent.reasoners.sampling import (
+    STEP_MAX_TOKENS,
+    STEP_TEMPERATURE,
+    TRACE_MAX_TOKENS,
+    TRACE_TEMPERATURE,
+)
+
+_GRAPH = DRRConfig.model_fields
 
 DEFAULT_METHODS = "cot,self_consistency,stepwise,self_critique,drr,oracle"
 
@@ -123,21 +133,29 @@ def eval_command(
     ] = None,
     k: Annotated[int, typer.Option(min=1, help="Samples of self_consistency/best_of_n_dm.")] = 4,
     temperature: Annotated[float, typer.Option(min=0.0, help="Temperature of the k samples.")] = (
-        0.8
+        TRACE_TEMPERATURE
     ),
-    max_tokens: Annotated[int, typer.Option(min=1, help="Longest whole trace (tokens).")] = 200,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Longest whole trace (tokens).")] = (
+        TRACE_MAX_TOKENS
+    ),
     aggregate: Annotated[Aggregate, typer.Option(help="best_of_n_dm: step scores -> trace.")] = (
         Aggregate.min
     ),
-    step_temperature: Annotated[float, typer.Option(min=0.0, help="Graph step sampling.")] = 0.7,
-    step_max_tokens: Annotated[int, typer.Option(min=1, help="Longest graph step.")] = 64,
+    step_temperature: Annotated[float, typer.Option(min=0.0, help="Graph step sampling.")] = (
+        STEP_TEMPERATURE
+    ),
+    step_max_tokens: Annotated[int, typer.Option(min=1, help="Longest graph step.")] = (
+        STEP_MAX_TOKENS
+    ),
     accept_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
     answer_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
-    candidates: Annotated[int, typer.Option(min=1, help="Graph candidates per step.")] = 1,
-    dm_weight: DmWeightOpt = 1.0,
-    max_steps: Annotated[int, typer.Option(min=1)] = 8,
-    max_reasoner_calls: Annotated[int, typer.Option(min=1)] = 24,
-    max_backtracks: Annotated[int, typer.Option(min=0)] = 4,
+    candidates: Annotated[int, typer.Option(min=1, help="Graph candidates per step.")] = (
+        _GRAPH["candidates_per_step"].default
+    ),
+    dm_weight: DmWeightOpt = _GRAPH["dm_weight"].default,
+    max_steps: Annotated[int, typer.Option(min=1)] = _GRAPH["max_steps"].default,
+    max_reasoner_calls: Annotated[int, typer.Option(min=1)] = _GRAPH["max_reasoner_calls"].default,
+    max_backtracks: Annotated[int, typer.Option(min=0)] = _GRAPH["max_backtracks"].default,
     on_budget: Annotated[OnBudget, typer.Option()] = OnBudget.answer_best,
     concurrency: Annotated[
         int, typer.Option(min=1, help="(method, item) jobs at once (per actor on Ray).")
@@ -173,7 +191,6 @@ def eval_command(
     differences, critic efficiency and cost, plots."""
     from rich.markdown import Markdown
 
-    from drr_agent.config import DRRConfig
     from drr_agent.evaluation.methods import DM_METHODS, MethodContext, MethodSettings
     from drr_agent.evaluation.runner import check_methods, run_eval
 
@@ -222,7 +239,7 @@ def eval_command(
             if not steps:
                 raise DRRError(f"{critic_labels}: no labelled dev or training steps")
             report = calibrate_thresholds(
-                SelfCritiqueScorer(the_reasoner.model), steps, seed=seed, progress=True
+                SelfCritiqueScorer.of(the_reasoner), steps, seed=seed, progress=True
             )
             settings = settings.model_copy(update={"critic_thresholds": report.thresholds})
         seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else []

@@ -2,7 +2,8 @@
 
 Each command reads and writes JSON Lines files validated by `drr_agent.offline.records`, is
 resumable, and prints a summary; the files it writes sit next to each other so a later step
-finds the task spec and split of an earlier one without repeating options.
+finds the task spec and split of an earlier one without repeating options (their names:
+`drr_agent.offline.run_folder`).
 """
 
 from __future__ import annotations
@@ -34,16 +35,14 @@ from drr_agent.cli._common import (
     task_spec,
 )
 from drr_agent.errors import DRRError
-
-
-def task_spec_path(traces: Path) -> Path:
-    """Where ``drr traces`` records the task spec for a trace file."""
-    return traces.with_name(traces.stem + ".task.json")
-
-
-def split_path(traces: Path) -> Path:
-    """Where ``drr traces`` records the train / dev / test split for a trace file."""
-    return traces.with_name(traces.stem + ".split.json")
+from drr_agent.offline.run_folder import split_path, task_spec_path
+from drr_agent.reasoners.sampling import (
+    ROLLOUT_MAX_TOKENS,
+    STEP_MAX_TOKENS,
+    STEP_TEMPERATURE,
+    TRACE_MAX_TOKENS,
+    TRACE_TEMPERATURE,
+)
 
 
 class SplitChoice(StrEnum):
@@ -107,8 +106,8 @@ def traces(
         SplitChoice, typer.Option(help="Which items to trace (train+dev: what a DM needs).")
     ] = SplitChoice.train,
     samples: Annotated[int, typer.Option(min=1, help="Traces per item (K).")] = 8,
-    temperature: Annotated[float, typer.Option(min=0.0)] = 0.8,
-    max_tokens: Annotated[int, typer.Option(min=1)] = 200,
+    temperature: Annotated[float, typer.Option(min=0.0)] = TRACE_TEMPERATURE,
+    max_tokens: Annotated[int, typer.Option(min=1)] = TRACE_MAX_TOKENS,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     concurrency: Annotated[int, typer.Option(min=1)] = 8,
     reasoner: ReasonerOpt = EMBEDDED,
@@ -196,8 +195,8 @@ def labels(
     mode: Annotated[McMode, typer.Option(help="MC label: fraction (soft) or any (hard).")] = (
         McMode.soft
     ),
-    temperature: Annotated[float, typer.Option(min=0.0)] = 0.8,
-    max_tokens: Annotated[int, typer.Option(min=1)] = 160,
+    temperature: Annotated[float, typer.Option(min=0.0)] = TRACE_TEMPERATURE,
+    max_tokens: Annotated[int, typer.Option(min=1)] = ROLLOUT_MAX_TOKENS,
     seed: Annotated[int, typer.Option()] = 0,
     concurrency: Annotated[int, typer.Option(min=1)] = 8,
     reasoner: ReasonerOpt = EMBEDDED,
@@ -261,8 +260,10 @@ def siblings(
     ] = SplitChoice.train_dev,
     candidates: Annotated[int, typer.Option(min=2, help="First-step candidates per question.")] = 4,
     answers: Annotated[int, typer.Option(min=1, help="Final answers asked after each.")] = 2,
-    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling of the others.")] = 0.7,
-    max_tokens: Annotated[int, typer.Option(min=1, help="Longest step.")] = 64,
+    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling of the others.")] = (
+        STEP_TEMPERATURE
+    ),
+    max_tokens: Annotated[int, typer.Option(min=1, help="Longest step.")] = STEP_MAX_TOKENS,
     seed: Annotated[int, typer.Option()] = 0,
     concurrency: Annotated[int, typer.Option(min=1)] = 8,
     reasoner: ReasonerOpt = EMBEDDED,

@@ -45,8 +45,8 @@ def quickstart(
     task: Annotated[
         str,
         typer.Option(
-            help="Task (as for drr traces); the default, products and chain_sum are ones the "
-            "embedded Reasoner partly solves."
+            help="Task (as for drr traces); the embedded Reasoner partly solves the default "
+            "and products (chain_sum is beyond it: any-of-8 headroom 0.42)."
         ),
     ] = "basic_arithmetic",
     force: Annotated[bool, typer.Option(help="Continue a folder made with another plan.")] = False,

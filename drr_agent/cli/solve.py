@@ -25,6 +25,7 @@ from drr_agent.cli._common import (
 )
 from drr_agent.config import DRRConfig
 from drr_agent.errors import DRRError
+from drr_agent.reasoners.sampling import STEP_TEMPERATURE
 from drr_agent.state import DRRResult
 from drr_agent.tracing import format_decision, thought_table
 
@@ -65,12 +66,16 @@ def solve(
     ] = False,
     accept_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
     answer_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
-    candidates: Annotated[int, typer.Option(min=1, help="Candidates per step.")] = 1,
-    dm_weight: DmWeightOpt = 1.0,
-    max_steps: Annotated[int, typer.Option(min=1)] = 8,
-    max_reasoner_calls: Annotated[int, typer.Option(min=1)] = 24,
+    candidates: Annotated[int, typer.Option(min=1, help="Candidates per step.")] = (
+        DRRConfig.model_fields["candidates_per_step"].default
+    ),
+    dm_weight: DmWeightOpt = DRRConfig.model_fields["dm_weight"].default,
+    max_steps: Annotated[int, typer.Option(min=1)] = DRRConfig.model_fields["max_steps"].default,
+    max_reasoner_calls: Annotated[int, typer.Option(min=1)] = (
+        DRRConfig.model_fields["max_reasoner_calls"].default
+    ),
     on_budget: Annotated[OnBudget, typer.Option()] = OnBudget.answer_best,
-    temperature: Annotated[float, typer.Option(min=0.0)] = 0.7,
+    temperature: Annotated[float, typer.Option(min=0.0)] = STEP_TEMPERATURE,
     seed: Annotated[int | None, typer.Option()] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -113,8 +118,3 @@ def solve(
         console.print(f"[bold red]Abstained[/] ({result.stop_reason}): {result.stop_detail}")
     else:
         console.print(f"[bold green]Answer:[/] {result.answer}  ({result.stop_detail})")
-    console.print(
-        f"Reasoner calls {result.reasoner_calls}, tokens {result.prompt_tokens}+"
-        f"{result.completion_tokens}, DM calls {result.dm_calls}, "
-        f"rejections {result.rejections}, backtracks {result.backtracks}"
-    )

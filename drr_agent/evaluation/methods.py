@@ -56,6 +56,7 @@ from drr_agent.evaluation.records import TokenUsage
 from drr_agent.graph import build_graph
 from drr_agent.offline.traces import finish_trace, sample_seed
 from drr_agent.reasoners.base import Reasoner
+from drr_agent.reasoners.sampling import TRACE_MAX_TOKENS, TRACE_TEMPERATURE
 from drr_agent.retry import aretry
 from drr_agent.scorers.base import FunctionScorer, StepContext, StepScorer
 from drr_agent.scorers.rules import check_equations
@@ -85,8 +86,8 @@ class MethodSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     k: int = Field(default=4, ge=1)
-    temperature: float = Field(default=0.8, ge=0.0)
-    max_tokens: int = Field(default=200, ge=1)
+    temperature: float = Field(default=TRACE_TEMPERATURE, ge=0.0)
+    max_tokens: int = Field(default=TRACE_MAX_TOKENS, ge=1)
     seed: int = 0
     aggregate: Literal["min", "mean"] = "min"
     retries: int = Field(default=2, ge=0)
@@ -291,11 +292,11 @@ def _tree_details(result: DRRResult) -> dict[str, Any]:
     return {
         "stop_reason": result.stop_reason,
         "stop_detail": result.stop_detail,
-        "rejections": result.rejections,
-        "backtrack_depths": [t.depth for t in result.thoughts if t.status == "abandoned"],
-        "rejection_depths": [t.depth for t in result.thoughts if t.status == "rejected"],
+        "rejections": result.counters["rejections"],
+        "backtrack_depths": [t["depth"] for t in result.thoughts if t["status"] == "abandoned"],
+        "rejection_depths": [t["depth"] for t in result.thoughts if t["status"] == "rejected"],
         "path": result.path,
-        "thoughts": [t.model_dump() for t in result.thoughts],
+        "thoughts": result.thoughts,
     }
 
 
@@ -311,13 +312,15 @@ async def _run_graph(item: TaskItem, ctx: MethodContext, scorer: StepScorer) -> 
 
 
 def _graph_outcome(result: DRRResult, extra: TokenUsage, extra_calls: int) -> MethodOutcome:
+    counters = result.counters
+    tokens = TokenUsage(prompt=counters["prompt_tokens"], completion=counters["completion_tokens"])
     return MethodOutcome(
         answer=result.answer,
         abstained=result.abstained,
-        tokens=TokenUsage(prompt=result.prompt_tokens, completion=result.completion_tokens) + extra,
-        reasoner_calls=result.reasoner_calls + extra_calls,
-        dm_calls=result.dm_calls,
-        backtracks=result.backtracks,
+        tokens=tokens + extra,
+        reasoner_calls=counters["reasoner_calls"] + extra_calls,
+        dm_calls=counters["dm_calls"],
+        backtracks=counters["backtracks"],
         details=_tree_details(result),
     )
 
@@ -330,11 +333,7 @@ async def drr(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
 
 async def self_critique(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
     """The DRR graph with the Reasoner as its own critic; the critic's cost is the Reasoner's."""
-    critic = SelfCritiqueScorer(
-        ctx.reasoner.model,
-        name=f"self-critique:{ctx.reasoner.name}",
-        thresholds=ctx.settings.critic_thresholds,
-    )
+    critic = SelfCritiqueScorer.of(ctx.reasoner, thresholds=ctx.settings.critic_thresholds)
     result = await _run_graph(item, ctx, critic)
     used = TokenUsage(
         prompt=critic.usage["prompt_tokens"], completion=critic.usage["completion_tokens"]

@@ -164,18 +164,30 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def auroc(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray) -> float | None:
-    """Area under the ROC curve of ``scores`` for binary ``labels``; ``None`` if one class.
-
-    The probability that a random positive scores above a random negative, ties counting
-    one half (Mann-Whitney U over average ranks).
-    """
+def _both_classes(
+    scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int, int] | None:
+    """Scores and boolean labels as arrays with the class sizes; ``None`` if a class is
+    missing (a ranking metric says nothing then)."""
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels).astype(bool)
     n_pos = int(y.sum())
     n_neg = len(y) - n_pos
     if n_pos == 0 or n_neg == 0:
         return None
+    return s, y, n_pos, n_neg
+
+
+def auroc(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray) -> float | None:
+    """Area under the ROC curve of ``scores`` for binary ``labels``; ``None`` if one class.
+
+    The probability that a random positive scores above a random negative, ties counting
+    one half (Mann-Whitney U over average ranks).
+    """
+    both = _both_classes(scores, labels)
+    if both is None:
+        return None
+    s, y, n_pos, n_neg = both
     rank_sum = float(_average_ranks(s)[y].sum())
     return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
@@ -209,12 +221,10 @@ def youden_threshold(
     observed score would flip on the slightest change). Among equal J the candidate nearest
     0.5 wins. ``None`` when a class is missing or no threshold beats chance (J <= 0).
     """
-    s = np.asarray(scores, dtype=np.float64)
-    y = np.asarray(labels).astype(bool)
-    n_pos = int(y.sum())
-    n_neg = len(y) - n_pos
-    if n_pos == 0 or n_neg == 0:
+    both = _both_classes(scores, labels)
+    if both is None:
         return None
+    s, y, n_pos, n_neg = both
     distinct = np.unique(s)
     if len(distinct) < 2:
         return None

@@ -36,6 +36,7 @@ from drr_agent.offline.jsonl import RecordFile
 from drr_agent.offline.records import StepExample, TraceRecord
 from drr_agent.offline.traces import finish_trace, sample_seed
 from drr_agent.reasoners.base import Reasoner
+from drr_agent.reasoners.sampling import ROLLOUT_MAX_TOKENS, TRACE_TEMPERATURE
 from drr_agent.tasks.base import Task, TaskItem
 from drr_agent.tasks.checking import is_correct
 
@@ -189,8 +190,8 @@ async def mc_examples(
     rollouts: int = 4,
     mode: Literal["soft", "hard"] = "soft",
     continuation: Literal["trace", "answer"] = "trace",
-    temperature: float = 0.8,
-    max_tokens: int = 160,
+    temperature: float = TRACE_TEMPERATURE,
+    max_tokens: int = ROLLOUT_MAX_TOKENS,
     seed: int = 0,
     concurrency: int = 8,
     retries: int = 2,

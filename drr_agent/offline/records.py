@@ -27,12 +27,11 @@ class SamplingSettings(BaseModel):
     instruction: str
 
 
-class TraceRecord(BaseModel):
-    """One sampled reasoning trace for one item, split into steps and checked.
+class _OfSample(BaseModel):
+    """The fields that place a record: which sample of which item, in which task and split.
 
-    ``steps`` end at the first step that carries a final answer (what follows is drift the
-    graph would never reach). ``answer_marked`` says whether that answer came from an answer
-    marker ("Answer: X") or, failing one, from the last step (small models often omit it).
+    Traces and labelled steps both carry them (a labelled step points back at its trace), so
+    they are declared once; JSON field order is this one, then the record's own fields.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -42,6 +41,16 @@ class TraceRecord(BaseModel):
     split: SplitName
     item_id: str
     sample_index: int = Field(ge=0)
+
+
+class TraceRecord(_OfSample):
+    """One sampled reasoning trace for one item, split into steps and checked.
+
+    ``steps`` end at the first step that carries a final answer (what follows is drift the
+    graph would never reach). ``answer_marked`` says whether that answer came from an answer
+    marker ("Answer: X") or, failing one, from the last step (small models often omit it).
+    """
+
     question: str
     gold: str
     reasoner: str
@@ -61,7 +70,7 @@ class TraceRecord(BaseModel):
         return (self.item_id, self.sample_index)
 
 
-class StepExample(BaseModel):
+class StepExample(_OfSample):
     """One labelled step: the DM's training / evaluation unit.
 
     The DM input is ``dm_text_pair(StepContext(question, tuple(previous), step))``.
@@ -80,13 +89,6 @@ class StepExample(BaseModel):
             labels file alone; ``None`` in files written before it was recorded.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: Literal[1] = 1
-    task: str
-    split: SplitName
-    item_id: str
-    sample_index: int = Field(ge=0)
     step_index: int = Field(ge=0)
     question: str
     previous: list[str]

@@ -24,6 +24,7 @@ from drr_agent.execution import Executor, LocalExecutor
 from drr_agent.offline.jsonl import RecordFile
 from drr_agent.offline.records import SamplingSettings, SplitName, TraceRecord
 from drr_agent.reasoners.base import Reasoner
+from drr_agent.reasoners.sampling import TRACE_MAX_TOKENS, TRACE_TEMPERATURE
 from drr_agent.tasks.base import Task, TaskItem
 from drr_agent.tasks.checking import is_correct, normalize_answer
 
@@ -147,8 +148,8 @@ async def sample_traces(
     out: str | Path,
     *,
     samples_per_item: int = 8,
-    temperature: float = 0.8,
-    max_tokens: int = 200,
+    temperature: float = TRACE_TEMPERATURE,
+    max_tokens: int = TRACE_MAX_TOKENS,
     seed: int = 0,
     concurrency: int = 8,
     retries: int = 2,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 from drr_agent.reasoners.base import Reasoner
+from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE
 
 __all__ = ["choose_reasoner"]
 
@@ -21,9 +22,9 @@ def choose_reasoner(
     *,
     style: Literal["prefill", "chat"] | None = None,
     vllm: bool = False,
-    temperature: float = 0.7,
+    temperature: float = STEP_TEMPERATURE,
     seed: int | None = None,
-    max_tokens: int = 64,
+    max_tokens: int = STEP_MAX_TOKENS,
 ) -> Reasoner:
     """The embedded SmolLM2 when ``url`` is ``None`` (``prefill`` prompts by default), else
     the OpenAI-compatible server at ``url`` serving ``model`` (``chat`` prompts by default:

@@ -23,6 +23,7 @@ from langchain_openai import ChatOpenAI
 from drr_agent.errors import EmbeddedModelMissingError
 from drr_agent.prompts import StepPrompt
 from drr_agent.reasoners.base import Reasoner
+from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE
 
 EMBEDDED_REASONER_NAME = "SmolLM2-135M-Instruct-Q4_1"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -100,8 +101,8 @@ def _threads() -> int:
 
 def embedded_chat_model(
     *,
-    temperature: float = 0.7,
-    max_tokens: int = 64,
+    temperature: float = STEP_TEMPERATURE,
+    max_tokens: int = STEP_MAX_TOKENS,
     seed: int | None = None,
     timeout_s: float = 120.0,
     parallel: int = 8,
@@ -122,8 +123,8 @@ def embedded_chat_model(
 
 def embedded_reasoner(
     *,
-    temperature: float = 0.7,
-    max_tokens: int = 64,
+    temperature: float = STEP_TEMPERATURE,
+    max_tokens: int = STEP_MAX_TOKENS,
     seed: int | None = None,
     prompt: StepPrompt | None = None,
 ) -> Reasoner:

@@ -23,6 +23,7 @@ from langchain_openai import ChatOpenAI
 
 from drr_agent.prompts import StepPrompt
 from drr_agent.reasoners.base import Reasoner
+from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE
 from drr_agent.serving.replicas import (
     ReplicaPool,
     ReplicaTransport,
@@ -55,8 +56,8 @@ def openai_compatible_reasoner(
     *,
     api_key: str | None = None,
     style: Literal["prefill", "chat"] = "chat",
-    temperature: float = 0.7,
-    max_tokens: int = 64,
+    temperature: float = STEP_TEMPERATURE,
+    max_tokens: int = STEP_MAX_TOKENS,
     seed: int | None = None,
     timeout_s: float = 120.0,
     vllm: bool = False,

@@ -2,9 +2,9 @@
 
 A `StepScorer` maps a batch of `StepContext` (question, accepted steps, candidate step) to
 probabilities that each candidate lies on a path to the right answer. The in-process Hugging
-Face DM, a remote DM behind vLLM's ``/classify``, the Reasoner judging itself (the
-self-critique baseline) and plain functions (heuristic checkers, test doubles) all implement
-it, so the graph does not know which one it has.
+Face DM, a remote DM behind vLLM's pair-scoring ``/score`` (`RemoteScorer`), the Reasoner
+judging itself (the self-critique baseline) and plain functions (heuristic checkers, test
+doubles) all implement it, so the graph does not know which one it has.
 
 `dm_text_pair` is the one definition of how a context is shown to a sequence-classification
 DM; training and serving use it too, so the DM sees at run time exactly what it was trained on.

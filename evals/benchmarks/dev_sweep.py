@@ -31,7 +31,8 @@ from pathlib import Path
 from drr_agent.config import DRRConfig
 from drr_agent.evaluation.methods import MethodContext, MethodSettings
 from drr_agent.evaluation.runner import run_eval
-from drr_agent.quickstart import PLAN_FILE, QuickstartPlan
+from drr_agent.offline.run_folder import RunFolder
+from drr_agent.quickstart import QuickstartPlan
 from drr_agent.reasoners import embedded_reasoner
 from drr_agent.reasoners.embedded import EMBEDDED_PROMPT
 from drr_agent.scorers import load_dm
@@ -56,11 +57,12 @@ async def sweep(
     list_rejected: bool = False,
     overrides: dict[str, object] | None = None,
 ) -> list[dict]:
-    plan = QuickstartPlan.model_validate_json((run / PLAN_FILE).read_text())
+    folder = RunFolder(run)
+    plan = QuickstartPlan.model_validate_json(folder.plan.read_text())
     task = plan.task.load()
-    split = TaskSplit.load(run / "traces.split.json")
+    split = TaskSplit.load(folder.split)
     dev = split.subtask(task, part)
-    critic = run / "critic_thresholds.json"
+    critic = folder.critic_thresholds
     settings = MethodSettings(
         k=plan.k,
         temperature=plan.temperature,
@@ -74,7 +76,7 @@ async def sweep(
         seed=plan.seed,
         prompt=EMBEDDED_PROMPT.model_copy(update={"list_rejected": list_rejected}),
     )
-    scorer = load_dm(dm or run / "dm", num_threads=1)
+    scorer = load_dm(dm or folder.dm, num_threads=1)
     rows = []
     grid = [
         (k, beta, accept, answer)
@@ -202,7 +204,7 @@ def main() -> None:
         "listed: its prompt lists the rejected steps",
     )
     args = parser.parse_args()
-    out = args.out or args.run / "dev-sweep"
+    out = args.out or RunFolder(args.run).dev_sweep
     ks = [int(k) for k in _floats(args.candidates)]
     methods = tuple(m for m in args.methods.split(",") if m)
     if not methods or not set(methods) <= set(METHODS):

@@ -155,7 +155,7 @@ class _TrainerClock:
 
 def _parameters(model: Any, config: TrainConfig) -> dict[str, int]:
     """Total parameters of the exported classifier and how many ``config.tune`` trains."""
-    from drr_agent.offline.train import _prepare_tuning
+    from drr_agent.offline.training.backbone import prepare_tuning as _prepare_tuning
 
     total = sum(p.numel() for p in model.parameters())
     if config.tune == "full":
@@ -459,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     export_s = None
     if any(VARIANTS[n].base_model == EMBEDDED_REASONER_BASE for n in names):
-        from drr_agent.offline.train import _resolve_base
+        from drr_agent.offline.training.backbone import resolve_base as _resolve_base
 
         started = time.perf_counter()
         _resolve_base(TrainConfig(base_model=EMBEDDED_REASONER_BASE))  # export once (cached)

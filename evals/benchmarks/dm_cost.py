@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 from drr_agent import DRRResult, build_graph
-from drr_agent.quickstart import PLAN_FILE, QuickstartPlan
+from drr_agent.offline.run_folder import RunFolder
+from drr_agent.quickstart import QuickstartPlan
 from drr_agent.reasoners import embedded_reasoner
 from drr_agent.scorers import HFScorer, StepScorer, load_dm
 from drr_agent.tasks.checking import is_correct
@@ -39,9 +40,10 @@ def _load(spec: str) -> tuple[str, StepScorer]:
 
 
 async def measure(run: Path, dms: list[tuple[str, StepScorer]], questions: int) -> dict:
-    plan = QuickstartPlan.model_validate_json((run / PLAN_FILE).read_text())
+    folder = RunFolder(run)
+    plan = QuickstartPlan.model_validate_json(folder.plan.read_text())
     task = plan.task.load()
-    dev = TaskSplit.load(run / "traces.split.json").subtask(task, "dev")
+    dev = TaskSplit.load(folder.split).subtask(task, "dev")
     reasoner = embedded_reasoner(
         temperature=plan.step_temperature, max_tokens=plan.step_max_tokens, seed=plan.seed
     )

@@ -36,6 +36,31 @@ def take(rows: Iterable[T], limit: int | None) -> Iterator[T]:
     return iter(rows) if limit is None else itertools.islice(rows, limit)
 
 
+def jsonl_objects(file: Path, limit: int | None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for the first ``limit`` non-blank lines of a JSON Lines file.
+
+    The one reader of user task files: a line that is not JSON, or not an object, is a
+    `TaskDataError` naming the file and line.
+    """
+    count = 0
+    with file.open(encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, 1):
+            if limit is not None and count >= limit:
+                return
+            if not line.strip():
+                continue
+            where = f"{file}:{line_no}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TaskDataError(f"{where}: not valid JSON: {exc.msg}") from exc
+            if not isinstance(row, dict):
+                kind = type(row).__name__
+                raise TaskDataError(f"{where}: a line must be a JSON object, not {kind}")
+            count += 1
+            yield line_no, row
+
+
 def package_version(distribution: str) -> str:
     try:
         return importlib.metadata.version(distribution)

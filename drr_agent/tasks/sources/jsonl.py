@@ -13,7 +13,6 @@ item's metadata. A malformed line raises `TaskDataError` naming the file, line a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from drr_agent.tasks.sources._common import (
     check_limit,
     format_choices,
     is_plain_number,
+    jsonl_objects,
 )
 
 __all__ = ["JsonlRow", "load_jsonl"]
@@ -87,24 +87,11 @@ def load_jsonl(
         raise TaskSourceMissingError(f"{file}: no such file")
     task_name = name or file.stem
     rows: list[tuple[int, JsonlRow]] = []
-    with file.open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if limit is not None and len(rows) >= limit:
-                break
-            if not line.strip():
-                continue
-            where = f"{file}:{line_no}"
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TaskDataError(f"{where}: not valid JSON: {exc.msg}") from exc
-            if not isinstance(raw, dict):
-                kind = type(raw).__name__
-                raise TaskDataError(f"{where}: a line must be a JSON object, not {kind}")
-            try:
-                rows.append((line_no, JsonlRow.model_validate(raw)))
-            except ValidationError as exc:
-                raise TaskDataError(f"{where}: {describe_validation_error(exc)}") from exc
+    for line_no, raw in jsonl_objects(file, limit):
+        try:
+            rows.append((line_no, JsonlRow.model_validate(raw)))
+        except ValidationError as exc:
+            raise TaskDataError(f"{file}:{line_no}: {describe_validation_error(exc)}") from exc
     if not rows:
         raise TaskDataError(f"{file}: no items")
 

@@ -1,7 +1,8 @@
 """reasoning-gym generators: unlimited items with gold answers, made on the spot.
 
 ``basic_arithmetic``, ``chain_sum`` and ``products`` default to the easy settings under which
-the embedded Reasoner has measurable headroom (DESIGN.md; the README for ``products``);
+the embedded Reasoner has measurable headroom (``docs/environment.md``; the README for
+``products``);
 ``rg:<name>`` loads any other reasoning-gym dataset with reasoning-gym's own defaults,
 overridden by the keyword arguments given.
 reasoning-gym is imported only when one of these tasks is loaded (it takes ~2 s).
@@ -223,7 +224,7 @@ def load_products(
     """The product of two one-digit numbers ("Solve the following multiplication: 7 * 8."),
     unless overridden.
 
-    Defaults: `PRODUCTS_DEFAULTS`. Like ``basic_arithmetic``'s, a "one-digit" term runs from
-    0 to 10, so there are only 121 distinct questions. Ids: ``products/<seed>/<index>``.
+    Defaults: `PRODUCTS_DEFAULTS`. Unlike ``basic_arithmetic``'s, a "one-digit" term runs from
+    0 to 9, so there are only 100 distinct questions. Ids: ``products/<seed>/<index>``.
     """
     return _load_preset("products", PRODUCTS_DEFAULTS, limit, seed, path, config)

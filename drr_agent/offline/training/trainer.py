@@ -1,10 +1,11 @@
 """`DMTrainer`: Hugging Face `~transformers.Trainer` plus a pairwise ranking loss on siblings.
 
 The graph asks its DM to *rank* candidates proposed at the same point, yet a pointwise loss
-(`train._WeightedSoftBCE`) mostly rewards knowing which questions are hard: a DM can lower
-every step of a hard question and score well. GRACE (Khalifa et al. 2023) trains its critic on
-pairs that share a prefix instead. `DMTrainer` adds that to the pointwise loss, as TRL's
-trainers add what the base trainer lacks and nothing else:
+(`~drr_agent.offline.training.objective.WeightedSoftBCE`) mostly rewards knowing which
+questions are hard: a DM can lower every step of a hard question and score well. GRACE
+(Khalifa et al. 2023) trains its critic on pairs that share a prefix instead. `DMTrainer`
+adds that to the pointwise loss, as TRL's trainers add what the base trainer lacks and
+nothing else:
 
     loss = pointwise + pair_weight · mean(−log σ(m_better − m_worse))
 
@@ -37,8 +38,9 @@ class DMTrainer(Trainer):
     """`Trainer` whose training loss adds a pairwise term on encoded sibling pairs.
 
     Args:
-        pairs: ``(better, worse)`` pairs, each side a tokenised row (``input_ids``, ...,
-            as `train._encode` makes them, without labels). Empty: plain `Trainer`.
+        pairs: ``(better, worse)`` pairs, each side a tokenised row without labels
+            (``input_ids``, ..., as `~drr_agent.offline.training.encoding.encode_pairs`
+            makes them). Empty: plain `Trainer`.
         pair_weight: Weight of the pairwise term (0 turns it off).
         pair_batch_size: Pairs per training step.
         pair_seed: Seed of the order pairs are drawn in.
