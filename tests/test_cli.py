@@ -59,13 +59,13 @@ def test_solve_on_the_embedded_default_as_json():
     # thresholds 0 accept everything: one thought per call along one path, ending in an answer
     # (the last step is forced to be the final answer at the step budget at the latest)
     thoughts = payload["thoughts"]
-    assert payload["reasoner_calls"] == len(thoughts) <= 3
+    assert payload["counters"]["reasoner_calls"] == len(thoughts) <= 3
     assert payload["path"] == [t["id"] for t in thoughts]
     assert [t["status"] for t in thoughts[:-1]] == ["accepted"] * (len(thoughts) - 1)
     assert thoughts[-1]["status"] == "answer" and payload["stop_reason"] == "answered"
     assert payload["answer"] and not payload["abstained"]
-    assert payload["rejections"] == payload["backtracks"] == 0
-    assert payload["dm_items"] == len(thoughts)
+    assert payload["counters"]["rejections"] == payload["counters"]["backtracks"] == 0
+    assert payload["counters"]["dm_items"] == len(thoughts)
 
 
 @pytest.mark.embedded

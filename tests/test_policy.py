@@ -739,6 +739,35 @@ def test_graph_streams_one_decision_event_per_decide() -> None:
     assert events[-1]["answer"] == "11"
 
 
+@pytest.mark.parametrize("wrapper", ["langgraph", "public fallback"])
+async def test_nodes_run_the_same_on_either_node_wrapper(wrapper, monkeypatch) -> None:
+    """`graph._node` uses LangGraph's RunnableCallable, and RunnableLambda when a LangGraph
+    release moves it: both run sync and async, and the run's context reaches the nodes."""
+    import builtins
+
+    if wrapper == "public fallback":
+        real_import = builtins.__import__
+
+        def no_internal(name, *args, **kwargs):
+            if name == "langgraph._internal._runnable":
+                raise ImportError(name)
+            return real_import(name, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "__import__", no_internal)
+    model = ScriptedChatModel(replies=["s1", "bad", "Answer: 11"])
+    graph = build_graph(model, bad_dm(), DRRConfig(accept_threshold=0.99))
+    kinds = {type(node.runnable).__name__ for node in graph.builder.nodes.values()}
+    assert kinds == {"RunnableLambda" if wrapper == "public fallback" else "RunnableCallable"}
+    context = DRRConfig(accept_threshold=0.4, answer_threshold=0.6)
+    sync = graph.invoke(QUESTION, context=context)
+    async_ = await build_graph(
+        ScriptedChatModel(replies=["s1", "bad", "Answer: 11"]), bad_dm(), DRRConfig()
+    ).ainvoke(QUESTION, context=context)
+    for out in (sync, async_):  # the context's thresholds, not the graph's 0.99, were applied
+        assert out["answer"] == "11" and out["accept_threshold"] == 0.4
+        assert [d["route"] for d in out["decisions"]] == ["continue", "backtrack", "answer"]
+
+
 async def test_graph_batch_is_not_cut_by_the_recursion_limit() -> None:
     def respond(call: Call) -> str:
         return "bad step"

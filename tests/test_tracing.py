@@ -28,6 +28,7 @@ from drr_agent import (
     build_graph,
     decision_log,
     draw_thought_tree,
+    format_counters,
     format_decision,
     format_thought_tree,
     layout_thought_tree,
@@ -140,6 +141,7 @@ def test_result_rejects_a_malformed_thought() -> None:
 def test_text_tree(run) -> None:
     _, _, _, final = run
     assert format_thought_tree(final, **THRESHOLDS) == EXPECTED_TREE
+    assert format_counters(final) == EXPECTED_TREE.splitlines()[-1]
 
 
 def test_text_tree_takes_thresholds_from_the_state_and_any_run_form(run) -> None:

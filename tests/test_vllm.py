@@ -116,10 +116,10 @@ async def test_graph_end_to_end_over_http(dm_server, reasoner_server, trained_dm
     )
     for state in states:
         result = DRRResult.from_state(state)
-        assert result.reasoner_calls >= 1 and result.completion_tokens > 0
+        assert result.counters["reasoner_calls"] >= 1 and result.counters["completion_tokens"] > 0
         assert result.stop_reason not in ("reasoner_error", "scorer_error"), result.stop_detail
-        scored = [t for t in result.thoughts if t.text]
-        assert scored and all(t.score is not None and 0 <= t.score <= 1 for t in scored)
+        scored = [t for t in result.thoughts if t["text"]]
+        assert scored and all(t["score"] is not None and 0 <= t["score"] <= 1 for t in scored)
         assert result.accept_threshold == scorer.thresholds["accept_threshold"]
     await scorer.aclose()
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from drr_agent.config import DRRConfig
 from drr_agent.reasoners.base import Reasoner
 from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE
 
@@ -143,6 +144,48 @@ def parse_params(pairs: list[str]) -> dict[str, object]:
         except json.JSONDecodeError:
             params[key] = value
     return params
+
+
+class OnBudget(StrEnum):
+    answer_best = "answer_best"
+    abstain = "abstain"
+
+
+GRAPH_DEFAULTS = DRRConfig()
+"""`DRRConfig`'s defaults: the graph options below default to them (``--help`` shows them)."""
+
+AcceptOpt = Annotated[float | None, typer.Option(min=0.0, max=1.0)]
+AnswerOpt = Annotated[float | None, typer.Option(min=0.0, max=1.0)]
+CandidatesOpt = Annotated[int, typer.Option(min=1, help="Graph candidates per step.")]
+MaxStepsOpt = Annotated[int, typer.Option(min=1)]
+MaxCallsOpt = Annotated[int, typer.Option(min=1)]
+MaxBacktracksOpt = Annotated[int, typer.Option(min=0)]
+OnBudgetOpt = Annotated[OnBudget, typer.Option()]
+
+
+def graph_config(
+    *,
+    accept_threshold: float | None,
+    answer_threshold: float | None,
+    candidates: int,
+    dm_weight: float,
+    max_steps: int,
+    max_reasoner_calls: int,
+    on_budget: OnBudget,
+    max_backtracks: int = GRAPH_DEFAULTS.max_backtracks,
+) -> DRRConfig:
+    """The `DRRConfig` the graph options name (``drr solve`` and ``drr eval`` share them);
+    a contradiction between them (e.g. fewer calls than steps) is pydantic's ``ValueError``."""
+    return DRRConfig(
+        accept_threshold=accept_threshold,
+        answer_threshold=answer_threshold,
+        candidates_per_step=candidates,
+        dm_weight=dm_weight,
+        max_steps=max_steps,
+        max_reasoner_calls=max_reasoner_calls,
+        max_backtracks=max_backtracks,
+        on_budget_exhausted=on_budget.value,
+    )
 
 
 DmWeightOpt = Annotated[

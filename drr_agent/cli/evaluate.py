@@ -21,11 +21,20 @@ import typer
 
 from drr_agent.cli._common import (
     EMBEDDED,
+    GRAPH_DEFAULTS,
+    AcceptOpt,
+    AnswerOpt,
+    CandidatesOpt,
     DmUrlOpt,
     DmWeightOpt,
     ExecutorChoice,
     ExecutorOpt,
+    MaxBacktracksOpt,
+    MaxCallsOpt,
+    MaxStepsOpt,
     ModelOpt,
+    OnBudget,
+    OnBudgetOpt,
     RayAddressOpt,
     ReasonerOpt,
     StyleOpt,
@@ -35,14 +44,13 @@ from drr_agent.cli._common import (
     console,
     executor_option,
     fail,
+    graph_config,
     load_scorer,
     make_reasoner,
     split_amount,
     task_spec,
 )
 from drr_agent.cli.offline import SplitChoice
-from drr_agent.cli.solve import OnBudget
-from drr_agent.config import DRRConfig
 from drr_agent.errors import DRRError
 from drr_agent.offline.run_folder import split_path, task_spec_path
 from drr_agent.reasoners.sampling import (
@@ -51,8 +59,6 @@ from drr_agent.reasoners.sampling import (
     TRACE_MAX_TOKENS,
     TRACE_TEMPERATURE,
 )
-
-_GRAPH = DRRConfig.model_fields
 
 DEFAULT_METHODS = "cot,self_consistency,stepwise,self_critique,drr,oracle"
 
@@ -147,16 +153,14 @@ def eval_command(
     step_max_tokens: Annotated[int, typer.Option(min=1, help="Longest graph step.")] = (
         STEP_MAX_TOKENS
     ),
-    accept_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
-    answer_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
-    candidates: Annotated[int, typer.Option(min=1, help="Graph candidates per step.")] = (
-        _GRAPH["candidates_per_step"].default
-    ),
-    dm_weight: DmWeightOpt = _GRAPH["dm_weight"].default,
-    max_steps: Annotated[int, typer.Option(min=1)] = _GRAPH["max_steps"].default,
-    max_reasoner_calls: Annotated[int, typer.Option(min=1)] = _GRAPH["max_reasoner_calls"].default,
-    max_backtracks: Annotated[int, typer.Option(min=0)] = _GRAPH["max_backtracks"].default,
-    on_budget: Annotated[OnBudget, typer.Option()] = OnBudget.answer_best,
+    accept_threshold: AcceptOpt = None,
+    answer_threshold: AnswerOpt = None,
+    candidates: CandidatesOpt = GRAPH_DEFAULTS.candidates_per_step,
+    dm_weight: DmWeightOpt = GRAPH_DEFAULTS.dm_weight,
+    max_steps: MaxStepsOpt = GRAPH_DEFAULTS.max_steps,
+    max_reasoner_calls: MaxCallsOpt = GRAPH_DEFAULTS.max_reasoner_calls,
+    max_backtracks: MaxBacktracksOpt = GRAPH_DEFAULTS.max_backtracks,
+    on_budget: OnBudgetOpt = OnBudget.answer_best,
     concurrency: Annotated[
         int, typer.Option(min=1, help="(method, item) jobs at once (per actor on Ray).")
     ] = 4,
@@ -197,15 +201,15 @@ def eval_command(
     wanted = [m.strip() for m in methods.split(",") if m.strip()]
     try:
         check_methods(wanted)  # names first: a typo fails before any model loads
-        config = DRRConfig(
+        config = graph_config(
             accept_threshold=accept_threshold,
             answer_threshold=answer_threshold,
-            candidates_per_step=candidates,
+            candidates=candidates,
             dm_weight=dm_weight,
             max_steps=max_steps,
             max_reasoner_calls=max_reasoner_calls,
             max_backtracks=max_backtracks,
-            on_budget_exhausted=on_budget.value,
+            on_budget=on_budget,
         )
         settings = MethodSettings(
             k=k, temperature=temperature, max_tokens=max_tokens, seed=seed, aggregate=aggregate

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,29 +10,31 @@ import typer
 
 from drr_agent.cli._common import (
     EMBEDDED,
+    GRAPH_DEFAULTS,
+    AcceptOpt,
+    AnswerOpt,
+    CandidatesOpt,
     DmUrlOpt,
     DmWeightOpt,
+    MaxCallsOpt,
+    MaxStepsOpt,
     ModelOpt,
+    OnBudget,
+    OnBudgetOpt,
     ReasonerOpt,
     StyleOpt,
     VllmOpt,
     app,
     console,
     fail,
+    graph_config,
     load_scorer,
     make_reasoner,
 )
-from drr_agent.config import DRRConfig
 from drr_agent.errors import DRRError
 from drr_agent.reasoners.sampling import STEP_TEMPERATURE
 from drr_agent.state import DRRResult
-from drr_agent.tracing import format_decision, thought_table
-
-
-class OnBudget(StrEnum):
-    answer_best = "answer_best"
-    abstain = "abstain"
-
+from drr_agent.tracing import format_counters, format_decision, thought_table
 
 _ROUTE_COLOURS = {"continue": "green", "backtrack": "yellow", "answer": "bold green", "stop": "red"}
 
@@ -64,17 +65,13 @@ def solve(
     trust_remote_code: Annotated[
         bool, typer.Option(help="Allow custom model code in the DM folder.")
     ] = False,
-    accept_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
-    answer_threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0)] = None,
-    candidates: Annotated[int, typer.Option(min=1, help="Candidates per step.")] = (
-        DRRConfig.model_fields["candidates_per_step"].default
-    ),
-    dm_weight: DmWeightOpt = DRRConfig.model_fields["dm_weight"].default,
-    max_steps: Annotated[int, typer.Option(min=1)] = DRRConfig.model_fields["max_steps"].default,
-    max_reasoner_calls: Annotated[int, typer.Option(min=1)] = (
-        DRRConfig.model_fields["max_reasoner_calls"].default
-    ),
-    on_budget: Annotated[OnBudget, typer.Option()] = OnBudget.answer_best,
+    accept_threshold: AcceptOpt = None,
+    answer_threshold: AnswerOpt = None,
+    candidates: CandidatesOpt = GRAPH_DEFAULTS.candidates_per_step,
+    dm_weight: DmWeightOpt = GRAPH_DEFAULTS.dm_weight,
+    max_steps: MaxStepsOpt = GRAPH_DEFAULTS.max_steps,
+    max_reasoner_calls: MaxCallsOpt = GRAPH_DEFAULTS.max_reasoner_calls,
+    on_budget: OnBudgetOpt = OnBudget.answer_best,
     temperature: Annotated[float, typer.Option(min=0.0)] = STEP_TEMPERATURE,
     seed: Annotated[int | None, typer.Option()] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -83,14 +80,14 @@ def solve(
     from drr_agent.graph import build_graph
 
     try:
-        config = DRRConfig(
+        config = graph_config(
             accept_threshold=accept_threshold,
             answer_threshold=answer_threshold,
-            candidates_per_step=candidates,
+            candidates=candidates,
             dm_weight=dm_weight,
             max_steps=max_steps,
             max_reasoner_calls=max_reasoner_calls,
-            on_budget_exhausted=on_budget.value,
+            on_budget=on_budget,
         )
         scorer = load_scorer(dm, untrained_dm, trust_remote_code, reasoner == EMBEDDED, dm_url)
         graph = build_graph(
@@ -118,3 +115,4 @@ def solve(
         console.print(f"[bold red]Abstained[/] ({result.stop_reason}): {result.stop_detail}")
     else:
         console.print(f"[bold green]Answer:[/] {result.answer}  ({result.stop_detail})")
+    console.print(format_counters(result))

@@ -20,6 +20,7 @@ the served model.
 Everything that can be checked before training is (too few examples, a missing class, an
 unusable split, an occupied output folder, an unloadable base model), so a bad run fails in
 seconds with a message saying what was found. The DM card (``drr_dm.json``) records a hash of
+every training question, so ``drr eval`` can refuse to report a DM on questions it trained on.
 
 The recipe is here; its parts — settings, data checks, backbone, encoding, loss, the Trainer
 run, the card, the folder on disk — are the modules of `drr_agent.offline.training`.

@@ -8,6 +8,8 @@ turns it into what a person reads:
   its threshold (and, where the run had them, the Reasoner's log-prob and the blended score
   candidates were ranked by), its status and text, the accepted path, and the answer or
   abstention.
+- `format_counters`: the run's cost (Reasoner calls and tokens, DM calls, rejections,
+  backtracks) on one line.
 - `thought_table`: the same as a ``rich`` table (prints in terminals and notebooks).
   (Both in `drr_agent.tracing.text`.)
 - `draw_thought_tree`: a matplotlib picture — nodes by depth and sibling order, coloured by
@@ -43,7 +45,7 @@ from drr_agent.tracing.picture import (
     layout_thought_tree,
 )
 from drr_agent.tracing.replay import ReplayStep, areplay, replay
-from drr_agent.tracing.text import format_thought_tree, thought_table
+from drr_agent.tracing.text import format_counters, format_thought_tree, thought_table
 
 __all__ = [
     "DrawnEdge",
@@ -54,6 +56,7 @@ __all__ = [
     "astream_decisions",
     "decision_log",
     "draw_thought_tree",
+    "format_counters",
     "format_decision",
     "format_thought_tree",
     "layout_thought_tree",

@@ -75,6 +75,12 @@ def format_thought_tree(
     return "\n".join(lines)
 
 
+def format_counters(result_or_state: Any) -> str:
+    """A run's cost and control counters on one line: ``Reasoner calls 3 (tokens 120+45), DM
+    calls 3, rejections 1, backtracks 0`` (the footer of `format_thought_tree`)."""
+    return counters_text(as_result(result_or_state))
+
+
 _ROW_STYLES = {
     "accepted": "green",
     "answer": "bold green",
@@ -96,9 +102,9 @@ def thought_table(
     Columns: id, parent (``-`` = the question), depth, score vs its threshold, then ``lp``
     (mean token log-prob) and ``rank`` (the blended score candidates were ranked by) when
     any thought has them, status, whether it is on the accepted path, text and the decision's
-    note. The caption holds the accepted path, the answer or abstention with the stop reason,
-    the thresholds and the counters. Print it with ``rich.print(table)`` (terminals and
-    notebooks).
+    note. The caption holds the accepted path, the answer or abstention with the stop reason
+    and the thresholds (`format_counters` gives the cost). Print it with
+    ``rich.print(table)`` (terminals and notebooks).
     """
     from rich.table import Table
 
@@ -106,10 +112,7 @@ def thought_table(
     accept, answer = run.accept_threshold, run.answer_threshold
     table = Table(
         title=f"Thought tree — {one_line(run.question, 100)}",
-        caption=(
-            f"Accepted path: {path_text(run)}. {outcome(run)}. {thresholds_text(run)}. "
-            f"{counters_text(run)}."
-        ),
+        caption=f"Accepted path: {path_text(run)}. {outcome(run)}. {thresholds_text(run)}.",
         caption_justify="left",
     )
     ranked = any(ranking(t) for t in run.thoughts)

@@ -28,7 +28,7 @@ from drr_agent.reasoners import embedded_reasoner
 from drr_agent.scorers import HFScorer, StepScorer, load_dm
 from drr_agent.tasks.checking import is_correct
 from drr_agent.tasks.splits import TaskSplit
-from evals.benchmarks.graph_overhead import TimedScorer
+from evals.benchmarks.timing import TimedScorer
 
 
 def _load(spec: str) -> tuple[str, StepScorer]:
