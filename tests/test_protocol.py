@@ -131,6 +131,50 @@ def test_oracle_critic_scores_by_gold_and_equations():
     assert 0.0 < accept < 0.5 <= answer <= 1.0  # neutral steps pass, wrong ones never do
 
 
+def test_noisy_oracle_flips_right_and_wrong_verdicts_at_its_rate_and_repeats_itself():
+    from drr_agent.evaluation.methods import noisy_oracle_critic
+
+    item = number_item("Calculate 7 + 4.", "11", id="q")
+    task = _task(["Calculate 7 + 4."])
+    texts = [f"Answer: {n}" for n in range(400)] + ["First add the numbers."]
+    contexts = [StepContext(item.question, (), t) for t in texts]
+    truth = oracle_critic(item, task).score(contexts)
+    assert noisy_oracle_critic(item, task, 0.0, seed=0).score(contexts) == truth
+    for flip in (0.1, 0.3):
+        noisy = noisy_oracle_critic(item, task, flip, seed=1)
+        scores = noisy.score(contexts)
+        assert scores == noisy.score(contexts)  # the same verdict for the same text
+        assert scores[-1] == 0.5  # a neutral step stays neutral
+        flipped = sum(s != t for s, t in zip(scores[:-1], truth[:-1], strict=True)) / 400
+        assert abs(flipped - flip) < 0.06, flipped  # 400 draws: sd about 0.02
+        assert noisy.thresholds == oracle_critic(item, task).thresholds
+    other_seed = noisy_oracle_critic(item, task, 0.3, seed=2).score(contexts)
+    assert other_seed != noisy_oracle_critic(item, task, 0.3, seed=1).score(contexts)
+
+
+async def test_noisy_oracle_runs_the_oracle_graph_with_its_settings():
+    task = _task(["Calculate 7 + 4."])
+    item = task.items[0]
+
+    def _ctx(task, flip: float = 0.0) -> MethodContext:
+        return MethodContext(
+            task,
+            Reasoner(seven_plus_four()),
+            None,
+            DRRConfig(max_steps=3, max_reasoner_calls=8, max_retries_per_point=3),
+            MethodSettings(oracle_flip=flip),
+        )
+
+    async def run(flip: float):
+        return await METHODS["noisy_oracle"](item, _ctx(task, flip))
+
+    exact = await run(0.0)
+    assert exact.answer == "11" and exact.dm_calls == 0  # the oracle's run, as above
+    assert (
+        exact.details["thoughts"] == (await METHODS["oracle"](item, _ctx(task))).details["thoughts"]
+    )
+
+
 async def test_oracle_finds_the_right_answer_stepwise_misses():
     task = _task(["Calculate 7 + 4."])
     ctx = MethodContext(

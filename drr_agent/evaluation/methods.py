@@ -23,6 +23,12 @@ same Reasoner (``ctx.reasoner``), under the same task instruction and answer che
   these budgets (critic
   efficiency = (drr − stepwise) / (oracle − stepwise), `evaluation.paired`). Never a method to
   deploy: it needs the answer.
+- ``noisy_oracle``: the ``oracle`` with each right/wrong verdict flipped with probability
+  ``MethodSettings.oracle_flip`` (the same verdict every time one item meets the same text,
+  as a deterministic DM gives; neutral steps stay neutral). Between ``stepwise`` (a critic
+  that knows nothing) and ``oracle`` (one that errs never), it says what a critic whose veto
+  is wrong that often is worth in this graph — the accuracy a DM has to reach, read off the
+  same graph and budgets (`evals/benchmarks/critic_quality.py` draws the curve).
 - ``lp_rank``: ``stepwise`` with ``dm_weight=0``: with ``candidates_per_step > 1`` the
   candidates are ranked by the Reasoner's own per-token probability, no DM. What ``drr``
   adds over it is what the DM knows that the Reasoner's likelihood does not.
@@ -44,6 +50,7 @@ records the error.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -81,6 +88,8 @@ class MethodSettings(BaseModel):
         critic_thresholds: Accept / answer thresholds of the ``self_critique`` critic, picked
             on labelled training steps as the DM's are (`calibrate_thresholds`); ``None``
             leaves the graph's default (0.5), which an uncalibrated P("yes") rarely suits.
+        oracle_flip: How often ``noisy_oracle`` flips the oracle's verdict (0: the oracle,
+            0.5: a coin).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -93,6 +102,7 @@ class MethodSettings(BaseModel):
     retries: int = Field(default=2, ge=0)
     timeout_s: float = Field(default=120.0, gt=0)
     critic_thresholds: dict[str, float] | None = None
+    oracle_flip: float = Field(default=0.2, ge=0.0, le=0.5)
 
 
 @dataclass(frozen=True)
@@ -379,19 +389,50 @@ ORACLE_THRESHOLDS = {"accept_threshold": 0.25, "answer_threshold": 0.5}
 """The oracle passes right and neutral steps and right answers; it rejects wrong ones."""
 
 
+def _oracle_verdict(item: TaskItem, task: Task, candidate: str) -> float:
+    """1 right, 0 wrong, 0.5 neutral: the gold-aware verdict (see ``oracle`` in the module)."""
+    answer = task.step_format.extract_answer(candidate)
+    if answer is not None:
+        return float(is_correct(answer, item.gold, item.answer_type, item.choices))
+    verdicts = check_equations(candidate)
+    if not verdicts:
+        return 0.5
+    return 1.0 if all(verdicts) else 0.0
+
+
 def oracle_critic(item: TaskItem, task: Task) -> FunctionScorer:
     """A critic that knows ``item``'s gold answer (see ``oracle`` in the module docstring)."""
+    return FunctionScorer(
+        lambda context: _oracle_verdict(item, task, context.candidate),
+        name="oracle",
+        thresholds=ORACLE_THRESHOLDS,
+    )
+
+
+def noisy_oracle_critic(item: TaskItem, task: Task, flip: float, seed: int) -> FunctionScorer:
+    """`oracle_critic` whose right/wrong verdicts are flipped with probability ``flip``.
+
+    Whether a verdict flips is a hash of (seed, item, candidate text), not a draw per call:
+    the critic is as consistent as a deterministic DM, and a rerun repeats it.
+    """
 
     def judge(context: StepContext) -> float:
-        answer = task.step_format.extract_answer(context.candidate)
-        if answer is not None:
-            return float(is_correct(answer, item.gold, item.answer_type, item.choices))
-        verdicts = check_equations(context.candidate)
-        if not verdicts:
-            return 0.5
-        return 1.0 if all(verdicts) else 0.0
+        verdict = _oracle_verdict(item, task, context.candidate)
+        if verdict == 0.5:
+            return verdict
+        digest = hashlib.sha256(f"{seed}|{item.id}|{context.candidate}".encode()).digest()
+        flipped = int.from_bytes(digest[:8], "big") / 2**64 < flip
+        return 1.0 - verdict if flipped else verdict
 
-    return FunctionScorer(judge, name="oracle", thresholds=ORACLE_THRESHOLDS)
+    return FunctionScorer(judge, name=f"noisy-oracle:{flip:g}", thresholds=ORACLE_THRESHOLDS)
+
+
+async def noisy_oracle(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
+    """The ``oracle`` graph with a critic wrong ``ctx.settings.oracle_flip`` of the time."""
+    critic = noisy_oracle_critic(item, ctx.task, ctx.settings.oracle_flip, ctx.settings.seed)
+    return await _graph_with_rule_critic(
+        item, ctx, critic, accept_threshold=None, answer_threshold=None
+    )
 
 
 async def oracle(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
@@ -412,6 +453,7 @@ METHODS: dict[str, Method] = {
     "drr": drr,
     "best_of_n_dm": best_of_n_dm,
     "oracle": oracle,
+    "noisy_oracle": noisy_oracle,
 }
 """Method name -> method. The runner and ``drr eval --methods`` dispatch on these names."""
 
