@@ -29,7 +29,7 @@ import asyncio
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,6 +39,10 @@ from drr_agent.execution import Executor
 from drr_agent.offline.run_folder import RunFolder
 from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE, TRACE_TEMPERATURE
 from drr_agent.tasks.spec import TaskSpec
+
+if TYPE_CHECKING:
+    from drr_agent.offline.train import TrainConfig
+    from drr_agent.reasoners.base import Reasoner
 
 __all__ = ["PLANS", "QuickstartPlan", "QuickstartResult", "run_quickstart"]
 
@@ -122,6 +126,39 @@ class QuickstartPlan(BaseModel):
     concurrency: int = Field(default=8, ge=1)
     seed: int = 0
 
+    @classmethod
+    def load(cls, path: str | Path) -> QuickstartPlan:
+        """The plan a run folder recorded (its ``quickstart.json``)."""
+        return cls.model_validate_json(Path(path).read_text())
+
+    def step_reasoner(self, **options: Any) -> Reasoner:
+        """The embedded Reasoner at this plan's graph-step sampling (``options`` as for
+        `embedded_reasoner`, e.g. another ``prompt``): what the plan's graphs run on."""
+        from drr_agent.reasoners import embedded_reasoner
+
+        return embedded_reasoner(
+            temperature=self.step_temperature,
+            max_tokens=self.step_max_tokens,
+            seed=self.seed,
+            **options,
+        )
+
+    def train_config(self, output_dir: str | Path, *, seed: int | None = None) -> TrainConfig:
+        """This plan's DM training into ``output_dir`` (``seed``: another training seed)."""
+        from drr_agent.offline.train import TrainConfig
+
+        return TrainConfig(
+            output_dir=output_dir,
+            overwrite_output_dir=True,
+            epochs=self.epochs,
+            learning_rate=self.learning_rate,
+            batch_size=self.batch_size,
+            max_length=self.max_length,
+            seed=self.seed if seed is None else seed,
+            pair_weight=self.pair_weight,
+            likelihood=self.likelihood,
+        )
+
 
 _ALL_BASIC_ARITHMETIC = 3000
 """Items generated to see every one of basic_arithmetic's 242 distinct questions (seed 42)."""
@@ -165,7 +202,7 @@ class QuickstartMismatchError(DRRError, ValueError):
 def _check_plan(run: RunFolder, plan: QuickstartPlan, force: bool) -> None:
     path = run.plan
     if path.exists() and not force:
-        recorded = QuickstartPlan.model_validate(json.loads(path.read_text()))
+        recorded = QuickstartPlan.load(path)
         if recorded != plan:
             raise QuickstartMismatchError(
                 f"{path} records another plan; use another folder, or force=True (--force) "
@@ -225,8 +262,7 @@ def run_quickstart(
     from drr_agent.offline.records import StepExample, TraceRecord
     from drr_agent.offline.siblings import sibling_examples
     from drr_agent.offline.traces import sample_traces
-    from drr_agent.offline.train import TrainConfig, train_dm
-    from drr_agent.reasoners import embedded_reasoner
+    from drr_agent.offline.train import train_dm
     from drr_agent.scorers import DM_METADATA_FILE, SelfCritiqueScorer, load_dm
     from drr_agent.tasks import split_task
 
@@ -237,9 +273,7 @@ def run_quickstart(
     _check_plan(run, plan, force)
     embedded = reasoner is None
     if reasoner is None:
-        reasoner = embedded_reasoner(
-            temperature=plan.step_temperature, max_tokens=plan.step_max_tokens, seed=plan.seed
-        )
+        reasoner = plan.step_reasoner()
 
     # 1. split (saved beside the traces, where `drr eval --traces` looks for it)
     traces_file = run.traces
@@ -341,17 +375,7 @@ def run_quickstart(
         _say(progress, "3/4 training the DM (early stopping and thresholds on dev)")
         train_dm(
             train_examples,
-            TrainConfig(
-                output_dir=dm_dir,
-                overwrite_output_dir=True,
-                epochs=plan.epochs,
-                learning_rate=plan.learning_rate,
-                batch_size=plan.batch_size,
-                max_length=plan.max_length,
-                seed=plan.seed,
-                pair_weight=plan.pair_weight,
-                likelihood=plan.likelihood,
-            ),
+            plan.train_config(dm_dir),
             progress=progress,
             dev=dev_examples,
         )

@@ -32,7 +32,6 @@ from drr_agent.evaluation.runner import run_eval
 from drr_agent.offline.jsonl import RecordFile
 from drr_agent.offline.run_folder import RunFolder
 from drr_agent.quickstart import QuickstartPlan
-from drr_agent.reasoners import embedded_reasoner
 from drr_agent.tasks.base import Task
 from drr_agent.tasks.splits import TaskSplit
 
@@ -46,7 +45,7 @@ def _questions(run: Path, parts: list[str]) -> tuple[QuickstartPlan, Task]:
     if "test" in parts:
         raise SystemExit("--parts: the test questions are for reporting methods, not this")
     folder = RunFolder(run)
-    plan = QuickstartPlan.model_validate_json(folder.plan.read_text())
+    plan = QuickstartPlan.load(folder.plan)
     task = plan.task.load()
     split = TaskSplit.load(folder.split)
     subtasks = [split.subtask(task, part) for part in parts]
@@ -56,9 +55,7 @@ def _questions(run: Path, parts: list[str]) -> tuple[QuickstartPlan, Task]:
 
 async def measure(run: Path, out: Path, flips: list[float], parts: list[str], seed: int) -> dict:
     plan, task = _questions(run, parts)
-    reasoner = embedded_reasoner(
-        temperature=plan.step_temperature, max_tokens=plan.step_max_tokens, seed=plan.seed
-    )
+    reasoner = plan.step_reasoner()
 
     async def evaluate(methods: list[str], folder: Path, flip: float) -> list[EvalRecord]:
         settings = MethodSettings(seed=seed, oracle_flip=flip)

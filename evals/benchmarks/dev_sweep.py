@@ -33,7 +33,6 @@ from drr_agent.evaluation.methods import MethodContext, MethodSettings
 from drr_agent.evaluation.runner import run_eval
 from drr_agent.offline.run_folder import RunFolder
 from drr_agent.quickstart import QuickstartPlan
-from drr_agent.reasoners import embedded_reasoner
 from drr_agent.reasoners.embedded import EMBEDDED_PROMPT
 from drr_agent.scorers import load_dm
 from drr_agent.tasks.splits import TaskSplit
@@ -58,7 +57,7 @@ async def sweep(
     overrides: dict[str, object] | None = None,
 ) -> list[dict]:
     folder = RunFolder(run)
-    plan = QuickstartPlan.model_validate_json(folder.plan.read_text())
+    plan = QuickstartPlan.load(folder.plan)
     task = plan.task.load()
     split = TaskSplit.load(folder.split)
     dev = split.subtask(task, part)
@@ -70,11 +69,8 @@ async def sweep(
         seed=plan.seed,
         critic_thresholds=json.loads(critic.read_text()) if critic.is_file() else None,
     )
-    reasoner = embedded_reasoner(
-        temperature=plan.step_temperature,
-        max_tokens=plan.step_max_tokens,
-        seed=plan.seed,
-        prompt=EMBEDDED_PROMPT.model_copy(update={"list_rejected": list_rejected}),
+    reasoner = plan.step_reasoner(
+        prompt=EMBEDDED_PROMPT.model_copy(update={"list_rejected": list_rejected})
     )
     scorer = load_dm(dm or folder.dm, num_threads=1)
     rows = []

@@ -24,7 +24,6 @@ from pathlib import Path
 from drr_agent import DRRResult, build_graph
 from drr_agent.offline.run_folder import RunFolder
 from drr_agent.quickstart import QuickstartPlan
-from drr_agent.reasoners import embedded_reasoner
 from drr_agent.scorers import HFScorer, StepScorer, load_dm
 from drr_agent.tasks.checking import is_correct
 from drr_agent.tasks.splits import TaskSplit
@@ -41,12 +40,10 @@ def _load(spec: str) -> tuple[str, StepScorer]:
 
 async def measure(run: Path, dms: list[tuple[str, StepScorer]], questions: int) -> dict:
     folder = RunFolder(run)
-    plan = QuickstartPlan.model_validate_json(folder.plan.read_text())
+    plan = QuickstartPlan.load(folder.plan)
     task = plan.task.load()
     dev = TaskSplit.load(folder.split).subtask(task, "dev")
-    reasoner = embedded_reasoner(
-        temperature=plan.step_temperature, max_tokens=plan.step_max_tokens, seed=plan.seed
-    )
+    reasoner = plan.step_reasoner()
     timed = {name: TimedScorer(dm) for name, dm in dms}
     graphs = {name: build_graph(reasoner, dm, plan.graph) for name, dm in timed.items()}
     wall = dict.fromkeys(timed, 0.0)

@@ -30,9 +30,8 @@ from drr_agent.evaluation.runner import run_eval
 from drr_agent.offline.jsonl import RecordFile
 from drr_agent.offline.records import StepExample
 from drr_agent.offline.run_folder import RunFolder
-from drr_agent.offline.train import TrainConfig, train_dm
+from drr_agent.offline.train import train_dm
 from drr_agent.quickstart import QuickstartPlan
-from drr_agent.reasoners import embedded_reasoner
 from drr_agent.scorers import load_dm
 from drr_agent.scorers.card import DMCard
 from drr_agent.tasks.splits import TaskSplit
@@ -48,17 +47,7 @@ def _train(plan: QuickstartPlan, labels: list[StepExample], seed: int, out: Path
         return out
     train_dm(
         [e for e in labels if e.split == "train"],
-        TrainConfig(
-            output_dir=out,
-            overwrite_output_dir=True,
-            epochs=plan.epochs,
-            learning_rate=plan.learning_rate,
-            batch_size=plan.batch_size,
-            max_length=plan.max_length,
-            seed=seed,
-            pair_weight=plan.pair_weight,
-            likelihood=plan.likelihood,
-        ),
+        plan.train_config(out, seed=seed),
         progress=False,
         dev=[e for e in labels if e.split == "dev"],
     )
@@ -83,13 +72,11 @@ def _dev_metrics(dm: Path) -> dict:
 
 async def measure(run: Path, out: Path, seeds: list[int]) -> dict:
     folder = RunFolder(run)
-    plan = QuickstartPlan.model_validate_json(folder.plan.read_text())
+    plan = QuickstartPlan.load(folder.plan)
     task = plan.task.load()
     test = TaskSplit.load(folder.split).subtask(task, "test")
     labels = RecordFile(folder.labels, StepExample).read()
-    reasoner = embedded_reasoner(
-        temperature=plan.step_temperature, max_tokens=plan.step_max_tokens, seed=plan.seed
-    )
+    reasoner = plan.step_reasoner()
     settings = MethodSettings(seed=plan.seed)
 
     async def evaluate(methods: list[str], where: Path, dm: Path | None) -> list[EvalRecord]:
