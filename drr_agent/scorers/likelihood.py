@@ -42,6 +42,7 @@ from drr_agent.scorers.base import StepContext, StepScorer, set_thresholds
 
 __all__ = [
     "EMBEDDED_LIKELIHOOD_MODEL",
+    "EMBEDDED_VERIFIER_MODEL",
     "LIKELIHOOD_FEATURES",
     "LIKELIHOOD_KEY",
     "LikelihoodHead",
@@ -54,6 +55,23 @@ LIKELIHOOD_KEY = "likelihood_head"
 
 EMBEDDED_LIKELIHOOD_MODEL = "embedded-smollm2"
 """`ReasonerLikelihood` model name for the embedded Reasoner's backbone (the default)."""
+
+EMBEDDED_VERIFIER_MODEL = "embedded-qwen2.5-0.5b"
+"""`ReasonerLikelihood` model name for the embedded verifier LM, Qwen2.5-Coder-0.5B-Instruct
+(`drr_agent.scorers.verifier_model`): a larger LM than the Reasoner, which knows the arithmetic
+the Reasoner gets wrong."""
+
+
+def _embedded_folder(name: str) -> Path | None:
+    """The cached Hugging Face folder of an embedded likelihood model, by name (else None)."""
+    from drr_agent.serving import export
+
+    folders = {
+        EMBEDDED_LIKELIHOOD_MODEL: export.embedded_reasoner_folder,
+        EMBEDDED_VERIFIER_MODEL: export.embedded_verifier_folder,
+    }
+    return folders[name]() if name in folders else None
+
 
 LIKELIHOOD_FEATURES = (
     "mean_logprob",
@@ -88,8 +106,10 @@ class ReasonerLikelihood:
     """Teacher-forced token statistics of candidate steps under a causal LM.
 
     Args:
-        model: A local Hugging Face causal-LM folder, or `EMBEDDED_LIKELIHOOD_MODEL` for the
-            embedded SmolLM2 (exported once into drr-agent's cache; nothing is downloaded).
+        model: A local Hugging Face causal-LM folder, `EMBEDDED_LIKELIHOOD_MODEL` for the
+            embedded SmolLM2, or `EMBEDDED_VERIFIER_MODEL` for the embedded Qwen2.5-Coder-0.5B
+            (both exported once into drr-agent's cache; nothing is downloaded). The model need
+            not be the Reasoner's: it reads the Reasoner's prompt with its own chat template.
         prompt: How the Reasoner is prompted (default: the embedded Reasoner's ``prefill``
             prompt). The statistics are of the step *in that context*, so a DM trained with
             one prompt should be used with it.
@@ -115,16 +135,14 @@ class ReasonerLikelihood:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_name = str(model)
-        if self.model_name == EMBEDDED_LIKELIHOOD_MODEL:
-            from drr_agent.serving.export import embedded_reasoner_folder
-
-            folder = embedded_reasoner_folder()
-        else:
+        folder = _embedded_folder(self.model_name)
+        if folder is None:
             folder = Path(model).expanduser()
             if not (folder / "config.json").is_file():
                 raise DMLoadError(
                     f"likelihood model {folder} is not a Hugging Face model folder (no "
-                    f"config.json); pass a local causal-LM folder or {EMBEDDED_LIKELIHOOD_MODEL!r}"
+                    f"config.json); pass a local causal-LM folder, {EMBEDDED_LIKELIHOOD_MODEL!r} "
+                    f"or {EMBEDDED_VERIFIER_MODEL!r}"
                 )
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(

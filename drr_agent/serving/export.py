@@ -7,8 +7,9 @@ For two logits, ``softmax(l)[good] = sigmoid(l_good - l_bad)``, so a head whose 
 to float rounding. Which row is "good" comes from the DM's config and ``drr_dm.json`` (the same
 rule as `HFScorer`), never from position.
 
-**The embedded Reasoner.** vLLM does not run the Q4 GGUF that llama.cpp runs; the conversion
-de-quantises it once with transformers (``gguf_file=``, ~15 s) into float safetensors.
+**The embedded Reasoner** (and the embedded verifier LM). vLLM does not run the Q4 GGUF that
+llama.cpp runs; the conversion de-quantises it once with transformers (``gguf_file=``, ~15 s for
+SmolLM2, ~100 s for the verifier) into float safetensors (`export_gguf`).
 """
 
 from __future__ import annotations
@@ -114,15 +115,35 @@ def embedded_reasoner_folder() -> Path:
     return export_embedded_reasoner(folder)
 
 
+EMBEDDED_VERIFIER_FOLDER = "qwen2.5-coder-0.5b-instruct"
+"""Name of the de-quantised embedded verifier LM inside the cache."""
+
+
+def embedded_verifier_folder() -> Path:
+    """The embedded verifier LM (Qwen2.5-Coder-0.5B-Instruct, `drr_agent.scorers.verifier_model`)
+    as a float32 Hugging Face folder in `cache_dir`, exported once and reused while its GGUF is
+    unchanged: the likelihood model of ``drr train --likelihood-model embedded-qwen2.5-0.5b``."""
+    from drr_agent.scorers.verifier_model import embedded_verifier_gguf
+
+    folder = cache_dir() / EMBEDDED_VERIFIER_FOLDER
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return export_gguf(embedded_verifier_gguf(), folder)
+
+
 def export_embedded_reasoner(out: str | Path) -> Path:
     """The embedded SmolLM2-135M-Instruct as a float32 Hugging Face folder for vLLM."""
+    from drr_agent.reasoners.embedded import embedded_gguf_path
+
+    return export_gguf(embedded_gguf_path(), out)
+
+
+def export_gguf(gguf: str | Path, out: str | Path) -> Path:
+    """De-quantise a causal LM's GGUF into a float32 Hugging Face folder ``out`` (safetensors,
+    tokenizer), reused while the GGUF is unchanged."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from drr_agent.reasoners.embedded import embedded_gguf_path
-
-    gguf = embedded_gguf_path()
-    out = Path(out)
+    gguf, out = Path(gguf), Path(out)
     if _up_to_date(out, gguf):
         return out
     staging = out.with_name(out.name + ".partial")

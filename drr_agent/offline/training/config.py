@@ -125,8 +125,10 @@ class TrainConfig(BaseModel):
             gives the DM what a small classifier cannot learn from a thousand labels: the
             Reasoner's own sense of which result is right.
         likelihood_model (`str`, *optional*, defaults to `"embedded-smollm2"`):
-            The causal LM of those statistics: the embedded Reasoner's backbone, or a local
-            Hugging Face folder (use your Reasoner's own weights).
+            The causal LM of those statistics: the embedded Reasoner's backbone,
+            ``"embedded-qwen2.5-0.5b"`` (the embedded verifier LM, a larger model that knows
+            what the Reasoner gets wrong: `drr_agent.scorers.verifier_model`), or a local
+            Hugging Face folder.
         likelihood_l2 (`float`, *optional*, defaults to `0.01`):
             L2 penalty of the head (on standardised inputs).
     """
