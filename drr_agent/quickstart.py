@@ -38,7 +38,7 @@ from drr_agent.errors import DRRError
 from drr_agent.execution import Executor
 from drr_agent.offline.run_folder import RunFolder
 from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE, TRACE_TEMPERATURE
-from drr_agent.scorers.likelihood import EMBEDDED_LIKELIHOOD_MODEL
+from drr_agent.scorers.likelihood import EMBEDDED_LIKELIHOOD_MODEL, LikelihoodContext
 from drr_agent.tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -76,7 +76,8 @@ class QuickstartPlan(BaseModel):
         pair_weight: Weight of the pairwise loss on sibling pairs (`TrainConfig.pair_weight`).
         likelihood: Fit the DM's likelihood head over the Reasoner's token log-probs
             (`TrainConfig.likelihood`). On by default: chosen on dev (README, "Status").
-        likelihood_model: The causal LM of those log-probs (`TrainConfig.likelihood_model`).
+        likelihood_model / likelihood_context: The causal LM of those log-probs and what it
+            reads a step after (`TrainConfig.likelihood_model`, ``likelihood_context``).
         epochs / learning_rate / batch_size / max_length: DM training (`TrainConfig`).
         methods: Methods compared on the test items (`evaluation.methods.METHODS`); ``oracle`` is
             the ceiling (a gold-aware critic in the same graph), ``stepwise`` the ablation.
@@ -106,6 +107,7 @@ class QuickstartPlan(BaseModel):
     pair_weight: float = Field(default=0.0, ge=0)
     likelihood: bool = True
     likelihood_model: str = EMBEDDED_LIKELIHOOD_MODEL
+    likelihood_context: LikelihoodContext = "reasoner"
     epochs: float = Field(default=2.0, gt=0)
     learning_rate: float = Field(default=1e-4, gt=0)
     batch_size: int = Field(default=32, ge=1)
@@ -161,6 +163,7 @@ class QuickstartPlan(BaseModel):
             pair_weight=self.pair_weight,
             likelihood=self.likelihood,
             likelihood_model=self.likelihood_model,
+            likelihood_context=self.likelihood_context,
         )
 
 

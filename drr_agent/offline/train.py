@@ -28,6 +28,7 @@ run, the card, the folder on disk — are the modules of `drr_agent.offline.trai
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -270,13 +271,20 @@ def _reports(
 def _fit_likelihood(
     classifier: StepScorer, train: Sequence[StepExample], config: TrainConfig, progress: bool
 ) -> tuple[LikelihoodScorer, LikelihoodHead]:
-    """Fit a `LikelihoodHead` on the training rows (thresholds are set later, on dev)."""
+    """Fit a `LikelihoodHead` on the training rows (thresholds are set later, on dev); on a
+    seeded sample of ``config.likelihood_rows`` of them when that is set."""
+    if config.likelihood_rows is not None and len(train) > config.likelihood_rows:
+        train = random.Random(config.seed).sample(list(train), config.likelihood_rows)
     contexts = [StepContext(e.question, tuple(e.previous), e.step) for e in train]
     with quiet_transformers(not progress):
-        likelihood = ReasonerLikelihood(config.likelihood_model)
+        likelihood = ReasonerLikelihood(config.likelihood_model, context=config.likelihood_context)
     inputs = head_inputs(likelihood.features(contexts), classifier.score(contexts))
     head = LikelihoodHead.fit(
-        inputs, [e.label for e in train], l2=config.likelihood_l2, model=config.likelihood_model
+        inputs,
+        [e.label for e in train],
+        l2=config.likelihood_l2,
+        model=config.likelihood_model,
+        context=config.likelihood_context,
     )
     return LikelihoodScorer(classifier, head, likelihood), head
 

@@ -31,7 +31,7 @@ import math
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,9 +45,11 @@ __all__ = [
     "EMBEDDED_VERIFIER_MODEL",
     "LIKELIHOOD_FEATURES",
     "LIKELIHOOD_KEY",
+    "LikelihoodContext",
     "LikelihoodHead",
     "LikelihoodScorer",
     "ReasonerLikelihood",
+    "embedded_likelihood_folder",
 ]
 
 LIKELIHOOD_KEY = "likelihood_head"
@@ -62,7 +64,7 @@ EMBEDDED_VERIFIER_MODEL = "embedded-qwen2.5-0.5b"
 the Reasoner gets wrong."""
 
 
-def _embedded_folder(name: str) -> Path | None:
+def embedded_likelihood_folder(name: str) -> Path | None:
     """The cached Hugging Face folder of an embedded likelihood model, by name (else None)."""
     from drr_agent.serving import export
 
@@ -91,6 +93,13 @@ digits takes the all-token values for ``digit_*`` and 0 for ``has_digits``: a mi
 must not read as the most confident one (0 is the highest log-prob), or "Answer: incorrect"
 outscores "Answer: 3"."""
 
+LikelihoodContext = Literal["reasoner", "plain"]
+"""What a step is read after: ``"reasoner"``, the Reasoner's own prompt (the LM's chat template,
+the instruction, the accepted steps as `StepPrompt` prefills them) — the step as the Reasoner
+wrote it; ``"plain"``, just the question and the accepted steps, one per line — a few dozen
+tokens instead of ~90, for a larger verifier LM that did not write the step (its cost is its
+context length, and it needs no instruction to judge a sum)."""
+
 CLASSIFIER_FEATURE = "classifier_logit"
 """The last input of the head: ``logit(classifier score)``."""
 
@@ -110,9 +119,11 @@ class ReasonerLikelihood:
             embedded SmolLM2, or `EMBEDDED_VERIFIER_MODEL` for the embedded Qwen2.5-Coder-0.5B
             (both exported once into drr-agent's cache; nothing is downloaded). The model need
             not be the Reasoner's: it reads the Reasoner's prompt with its own chat template.
+        context: What the step is read after (`LikelihoodContext`): the Reasoner's prompt
+            (default) or the plain question and steps.
         prompt: How the Reasoner is prompted (default: the embedded Reasoner's ``prefill``
-            prompt). The statistics are of the step *in that context*, so a DM trained with
-            one prompt should be used with it.
+            prompt), for ``context="reasoner"``. The statistics are of the step *in that
+            context*, so a DM trained with one prompt should be used with it.
         batch_size: Steps per forward pass.
         max_prompt_tokens / max_step_tokens: The prompt keeps its *last* tokens (the latest
             steps) and the step its first ones, so a long context costs a bounded forward.
@@ -124,6 +135,7 @@ class ReasonerLikelihood:
         self,
         model: str | Path = EMBEDDED_LIKELIHOOD_MODEL,
         *,
+        context: LikelihoodContext = "reasoner",
         prompt: StepPrompt | None = None,
         batch_size: int = 8,
         max_prompt_tokens: int = 384,
@@ -135,7 +147,7 @@ class ReasonerLikelihood:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_name = str(model)
-        folder = _embedded_folder(self.model_name)
+        folder = embedded_likelihood_folder(self.model_name)
         if folder is None:
             folder = Path(model).expanduser()
             if not (folder / "config.json").is_file():
@@ -155,6 +167,7 @@ class ReasonerLikelihood:
             raise DMLoadError(f"cannot load the likelihood model from {folder}: {exc}") from exc
         if num_threads is not None:
             torch.set_num_threads(num_threads)
+        self.context = context
         self.prompt = prompt or StepPrompt(style="prefill")
         self.batch_size = batch_size
         self.max_prompt_tokens = max_prompt_tokens
@@ -166,13 +179,18 @@ class ReasonerLikelihood:
             self._pad = self.tokenizer.eos_token_id or 0
         self._lock = threading.Lock()  # one forward at a time: torch uses every core already
 
-    def _encode(self, item: StepContext) -> tuple[list[int], list[int]]:
+    def _prefix(self, item: StepContext) -> str:
+        if self.context == "plain":
+            return "".join(f"{line.strip()}\n" for line in (item.question, *item.steps))
         messages = [
             {"role": "user", "content": f"{item.question.strip()}\n\n{self.prompt.instruction}"}
         ]
-        prefix = self.tokenizer.apply_chat_template(
+        return self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True
         ) + self.prompt.prefill_text(list(item.steps))
+
+    def _encode(self, item: StepContext) -> tuple[list[int], list[int]]:
+        prefix = self._prefix(item)
         head = self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
         step = self.tokenizer(item.candidate, add_special_tokens=False)["input_ids"]
         return head[-self.max_prompt_tokens :], step[: self.max_step_tokens]
@@ -241,6 +259,7 @@ class LikelihoodHead(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = EMBEDDED_LIKELIHOOD_MODEL
+    context: LikelihoodContext = "reasoner"
     features: list[str] = Field(default_factory=lambda: [*LIKELIHOOD_FEATURES, CLASSIFIER_FEATURE])
     mean: list[float]
     scale: list[float]
@@ -258,6 +277,7 @@ class LikelihoodHead(BaseModel):
         *,
         l2: float = 1e-2,
         model: str = EMBEDDED_LIKELIHOOD_MODEL,
+        context: LikelihoodContext = "reasoner",
     ) -> LikelihoodHead:
         """Fit on rows ``x`` (features + classifier logit) against soft ``labels`` (L-BFGS on
         binary cross-entropy plus ``l2`` times the squared weights)."""
@@ -287,6 +307,7 @@ class LikelihoodHead(BaseModel):
         optimizer.step(closure)
         return cls(
             model=model,
+            context=context,
             mean=mean.tolist(),
             scale=scale.tolist(),
             weights=w.detach().tolist(),
@@ -326,7 +347,7 @@ class LikelihoodScorer(StepScorer):
     ) -> None:
         self.classifier = classifier
         self.head = head
-        self.likelihood = likelihood or ReasonerLikelihood(head.model)
+        self.likelihood = likelihood or ReasonerLikelihood(head.model, context=head.context)
         self.name = classifier.name
 
     @property

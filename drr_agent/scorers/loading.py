@@ -90,5 +90,7 @@ def _with_likelihood(
     if head is None:
         return classifier
     return LikelihoodScorer(
-        classifier, head, ReasonerLikelihood(head.model, num_threads=num_threads)
+        classifier,
+        head,
+        ReasonerLikelihood(head.model, context=head.context, num_threads=num_threads),
     )

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from drr_agent.scorers.likelihood import EMBEDDED_LIKELIHOOD_MODEL
+from drr_agent.scorers.likelihood import EMBEDDED_LIKELIHOOD_MODEL, LikelihoodContext
 
 __all__ = ["LABELS", "TrainConfig"]
 
@@ -129,6 +129,14 @@ class TrainConfig(BaseModel):
             ``"embedded-qwen2.5-0.5b"`` (the embedded verifier LM, a larger model that knows
             what the Reasoner gets wrong: `drr_agent.scorers.verifier_model`), or a local
             Hugging Face folder.
+        likelihood_context (`str`, *optional*, defaults to `"reasoner"`):
+            What each step is read after (`~drr_agent.scorers.likelihood.LikelihoodContext`):
+            the Reasoner's own prompt, or ``"plain"`` question and steps (a shorter, cheaper
+            context for a verifier LM that did not write the step).
+        likelihood_rows (`int` or `None`, *optional*, defaults to `None`):
+            Fit the head on a seeded sample of at most this many training rows (all when
+            `None`). The head has nine weights, so a few hundred rows fit it, and a verifier
+            LM's features cost ~0.7 s a row on 2 cores (Qwen2.5-0.5B, plain context).
         likelihood_l2 (`float`, *optional*, defaults to `0.01`):
             L2 penalty of the head (on standardised inputs).
     """
@@ -161,6 +169,8 @@ class TrainConfig(BaseModel):
     pair_batch_size: int = Field(default=16, ge=1)
     likelihood: bool = False
     likelihood_model: str = EMBEDDED_LIKELIHOOD_MODEL
+    likelihood_context: LikelihoodContext = "reasoner"
+    likelihood_rows: int | None = Field(default=None, ge=20)
     likelihood_l2: float = Field(default=1e-2, ge=0)
 
     @model_validator(mode="after")
