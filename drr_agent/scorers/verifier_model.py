@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 from drr_agent.errors import EmbeddedModelMissingError
@@ -54,14 +55,6 @@ def _part_path(package: str) -> Path:
     return parts[0]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def embedded_verifier_gguf(cache: Path | None = None) -> Path:
     """The joined GGUF in drr-agent's cache (joined and checked on first use)."""
     from drr_agent.serving.export import cache_dir
@@ -76,9 +69,9 @@ def embedded_verifier_gguf(cache: Path | None = None) -> Path:
     with staging.open("wb") as sink:
         for part in parts:
             with part.open("rb") as source:
-                while block := source.read(1 << 24):
-                    sink.write(block)
-    digest = _sha256(staging)
+                shutil.copyfileobj(source, sink)
+    with staging.open("rb") as joined:
+        digest = hashlib.file_digest(joined, "sha256").hexdigest()
     if digest != VERIFIER_SHA256:
         staging.unlink()
         raise EmbeddedModelMissingError(
