@@ -38,7 +38,11 @@ from drr_agent.errors import DRRError
 from drr_agent.execution import Executor
 from drr_agent.offline.run_folder import RunFolder
 from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE, TRACE_TEMPERATURE
-from drr_agent.scorers.likelihood import EMBEDDED_LIKELIHOOD_MODEL, LikelihoodContext
+from drr_agent.scorers.likelihood import (
+    DEFAULT_HEAD_FEATURES,
+    EMBEDDED_LIKELIHOOD_MODEL,
+    LikelihoodContext,
+)
 from drr_agent.tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -78,6 +82,8 @@ class QuickstartPlan(BaseModel):
             (`TrainConfig.likelihood`). On by default: chosen on dev (README, "Status").
         likelihood_model / likelihood_context: The causal LM of those log-probs and what it
             reads a step after (`TrainConfig.likelihood_model`, ``likelihood_context``).
+        likelihood_rows / likelihood_features: The head's training rows and the statistics
+            it reads (`TrainConfig.likelihood_rows`, ``likelihood_features``).
         epochs / learning_rate / batch_size / max_length: DM training (`TrainConfig`).
         methods: Methods compared on the test items (`evaluation.methods.METHODS`); ``oracle`` is
             the ceiling (a gold-aware critic in the same graph), ``stepwise`` the ablation.
@@ -108,6 +114,8 @@ class QuickstartPlan(BaseModel):
     likelihood: bool = True
     likelihood_model: str = EMBEDDED_LIKELIHOOD_MODEL
     likelihood_context: LikelihoodContext = "reasoner"
+    likelihood_rows: int | None = Field(default=None, ge=20)
+    likelihood_features: tuple[str, ...] = DEFAULT_HEAD_FEATURES
     epochs: float = Field(default=2.0, gt=0)
     learning_rate: float = Field(default=1e-4, gt=0)
     batch_size: int = Field(default=32, ge=1)
@@ -164,6 +172,8 @@ class QuickstartPlan(BaseModel):
             likelihood=self.likelihood,
             likelihood_model=self.likelihood_model,
             likelihood_context=self.likelihood_context,
+            likelihood_rows=self.likelihood_rows,
+            likelihood_features=self.likelihood_features,
         )
 
 

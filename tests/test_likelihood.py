@@ -14,6 +14,7 @@ from drr_agent.errors import EmbeddedModelMissingError
 from drr_agent.scorers import DM_METADATA_FILE, FunctionScorer, load_dm
 from drr_agent.scorers.likelihood import (
     EMBEDDED_VERIFIER_MODEL,
+    HEAD_INPUTS,
     LIKELIHOOD_FEATURES,
     LIKELIHOOD_KEY,
     LikelihoodHead,
@@ -30,14 +31,14 @@ class FixedFeatures(ReasonerLikelihood):
         self.table = table
         self.model_name = "fixed"
 
-    def features(self, items):
+    def features(self, items, *, claims=True):
         return np.array([self.table[i.candidate] for i in items], dtype=np.float64)
 
 
 def _rows(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Inputs where the label follows the 3rd statistic (digit mean log-prob) and nothing else."""
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, len(LIKELIHOOD_FEATURES) + 1))
+    x = rng.normal(size=(n, len(HEAD_INPUTS)))
     y = (x[:, 2] + 0.3 * rng.normal(size=n) > 0).astype(float)
     return x, y
 
@@ -51,8 +52,37 @@ def test_head_learns_which_input_carries_the_label():
     assert accuracy > 0.85
     assert head.thresholds == {}
     assert head.model_copy(update={"accept_threshold": 0.4}).thresholds == {"accept_threshold": 0.4}
-    with pytest.raises(ValueError, match="expected 3 rows of 9 inputs"):
+    with pytest.raises(ValueError, match=f"expected 3 rows of {len(HEAD_INPUTS)} inputs"):
         LikelihoodHead.fit(x[:3, :5], y[:3])
+
+
+def test_a_head_reads_its_inputs_by_name():
+    """A head names its inputs: one fitted on the claim statistics reads those columns, and a
+    head from a card written before they existed (8 statistics and the logit) still applies."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, len(HEAD_INPUTS)))
+    claim = HEAD_INPUTS.index("claim_logprob")
+    y = (x[:, claim] > 0).astype(float)
+    head = LikelihoodHead.fit(x, y, features=["claim_logprob"], l2=1e-3)
+    assert head.features == ["claim_logprob", "classifier_logit"] and len(head.weights) == 2
+    assert ((head.probabilities(x) > 0.5) == (y > 0.5)).mean() > 0.95
+    old = LikelihoodHead.model_validate(
+        {
+            "features": [*LIKELIHOOD_FEATURES[:8], "classifier_logit"],
+            "mean": [0.0] * 9,
+            "scale": [1.0] * 9,
+            "weights": [0.0] * 8 + [1.0],
+            "bias": 0.0,
+            "l2": 0.01,
+        }
+    )
+    assert old.probabilities(x) == pytest.approx(1 / (1 + np.exp(-x[:, -1])))
+    with pytest.raises(ValueError, match=r"unknown head inputs \['entropy'\]"):
+        LikelihoodHead.model_validate(
+            dict(old.model_dump(), features=["entropy"], mean=[0.0], scale=[1.0], weights=[0.0])
+        )
+    with pytest.raises(ValueError, match="one entry per input, got 9, 9, 9, 2"):
+        LikelihoodHead.model_validate(dict(old.model_dump(), weights=[0.0, 1.0]))
 
 
 def test_head_inputs_put_the_classifier_logit_last():
@@ -65,7 +95,7 @@ def test_head_inputs_put_the_classifier_logit_last():
 async def test_scorer_combines_classifier_and_statistics_sync_and_async():
     x, y = _rows(300)
     head = LikelihoodHead.fit(x, y).model_copy(update={"accept_threshold": 0.3})
-    table = {"good": [0, 0, 3.0, 0, 0, 0, 1, 1], "bad": [0, 0, -3.0, 0, 0, 0, 1, 1]}
+    table = {"good": [0, 0, 3.0, 0, 0, 0, 1, 1, 0, 0], "bad": [0, 0, -3.0, 0, 0, 0, 1, 1, 0, 0]}
     classifier = FunctionScorer(lambda c: 0.5, name="clf", thresholds={"accept_threshold": 0.9})
     scorer = LikelihoodScorer(classifier, head, FixedFeatures(table))
     items = [StepContext("q", (), "good"), StepContext("q", (), "bad")]
@@ -95,9 +125,47 @@ def test_real_smollm2_statistics_prefer_the_right_result():
     words = dict(zip(LIKELIHOOD_FEATURES, features[5], strict=True))
     assert words["has_digits"] == 0 and features[0, LIKELIHOOD_FEATURES.index("has_digits")] == 1
     assert words["digit_mean_logprob"] == words["mean_logprob"] < 0
+    # the claim is the last number: its log-prob, not the echo of the question's
+    claim = LIKELIHOOD_FEATURES.index("claim_logprob")
+    assert features[0, claim] > features[1, claim]
+    assert words["claim_logprob"] == words["mean_logprob"]  # no number: the all-token value
     # batching and order do not change a row
     alone = likelihood.features(items[1:2])
     assert alone[0] == pytest.approx(features[1], abs=1e-4)
+
+
+@pytest.mark.embedded
+def test_plain_context_reads_a_trace_in_one_pass_with_the_same_result():
+    """In the plain context a step is a line after the question and the accepted steps, and
+    the rows of one trace are read off one forward pass: each row's features equal the row
+    read alone."""
+    likelihood = ReasonerLikelihood(context="plain", num_threads=1)
+    question = "Calculate 7 - 9."
+    trace = ["First, subtract 9 from 7.", "7 - 9 = -2", "Answer: -2"]
+    items = [StepContext(question, tuple(trace[:k]), trace[k]) for k in range(3)]
+    items.append(StepContext(question, (), "7 - 9 = 2."))  # a sibling: its own pass
+    encoded = [likelihood._encode(item) for item in items]
+    for k in range(2):  # each row's ids begin the next row's
+        assert encoded[k + 1].ids[: len(encoded[k].ids)] == encoded[k].ids
+    tokens = likelihood.tokenizer.convert_ids_to_tokens(encoded[1].ids[encoded[1].start :])
+    assert "".join(tokens).replace("Ġ", " ").replace("Ċ", "\n") == "7 - 9 = -2\n"
+    assert len(encoded[1].scored) == len(tokens) - 1  # the newline is read, not scored
+    # the claim is read after the question alone, up to the step's last number
+    claim = likelihood._encode_claim(items[2])
+    assert claim.ids[: claim.start] == encoded[0].ids[: encoded[0].start]
+    words = likelihood.tokenizer.convert_ids_to_tokens(claim.ids[claim.start :])
+    claimed = [t for t, c in zip(words, claim.scored, strict=True) if c]
+    assert "".join(words).replace("Ġ", " ") == "Answer: -2"
+    assert "".join(claimed).replace("Ġ", " ") == " -2"  # the result, with its sign
+    seen = []
+    forward = likelihood._hidden
+    likelihood._hidden = lambda seqs: seen.append(len(seqs)) or forward(seqs)
+    together = likelihood.features(items)
+    # four passes: the trace, the sibling (each with the claim of its first step, which
+    # begins it), and the claims of the trace's later steps, read after the question alone
+    assert seen == [4]
+    alone = np.stack([likelihood.features([item])[0] for item in items])
+    assert together == pytest.approx(alone, abs=1e-4)
 
 
 @pytest.mark.embedded
@@ -143,6 +211,24 @@ def test_real_verifier_lm_knows_what_the_reasoner_gets_wrong():
     digit_mean = LIKELIHOOD_FEATURES.index("digit_mean_logprob")
     for k in range(len(cases)):
         assert features[2 * k, digit_mean] > features[2 * k + 1, digit_mean] + 0.4, features
+    # an answer that repeats a wrong accepted step *follows* from it: in the plain context
+    # the verifier finds it likely; in the question context it reads it against the problem
+    # and rejects it, and the claim (always read after the question alone) rejects it in both
+    answers = [
+        ("Calculate 10 - 4.", "10 - 4 = 4.", "The answer is: 4", "10 - 4 = 6.", "The answer is: 6"),
+        ("Calculate 6 + 7.", "6 + 7 = 11", "The answer is 11", "6 + 7 = 13", "The answer is 13"),
+    ]
+    items = [StepContext(q, (ws,), w) for q, ws, w, _, _ in answers]
+    items += [StepContext(q, (rs,), r) for q, _, _, rs, r in answers]
+    plain = verifier.features(items)
+    verifier.context = "question"
+    question = verifier.features(items)
+    claim = LIKELIHOOD_FEATURES.index("claim_logprob")
+    for k in range(len(answers)):
+        wrong, right = question[k], question[len(answers) + k]
+        assert right[digit_mean] > wrong[digit_mean] + 2 and right[claim] > wrong[claim] + 2
+        assert plain[k, digit_mean] > wrong[digit_mean] + 2  # fooled by the accepted step
+        assert plain[k, claim] == pytest.approx(wrong[claim], abs=1e-4)
 
 
 def _fake_parts(tmp_path, monkeypatch, payloads):
@@ -187,11 +273,29 @@ def test_a_missing_verifier_package_names_what_to_install(monkeypatch):
         verifier_model.embedded_verifier_gguf()
 
 
-def test_plain_context_is_the_question_and_steps_one_per_line():
-    likelihood = object.__new__(ReasonerLikelihood)  # no model: the prefix is plain text
-    likelihood.context = "plain"
-    item = StepContext(" Calculate 7 + 8. ", ("7 + 8 = 15",), "So the result is 15")
-    assert likelihood._prefix(item) == "Calculate 7 + 8.\n7 + 8 = 15\n"
+@pytest.mark.embedded
+def test_question_context_reads_each_step_after_the_question_alone():
+    """In the question context the accepted steps are not read, and the claim shares the
+    step's pass (what it gains is tested on the verifier, which knows the arithmetic)."""
+    likelihood = ReasonerLikelihood(context="question", num_threads=1)
+    question = "Calculate 1 - 3."
+    items = [
+        StepContext(question, ("1 - 3 = 2",), "The answer is 2"),
+        StepContext(question, ("1 - 3 = -2",), "The answer is -2"),
+    ]
+    assert (
+        likelihood._encode(items[0]).ids
+        == likelihood._encode(StepContext(question, (), "The answer is 2")).ids
+    )
+    seen = []
+    forward = likelihood._hidden
+    likelihood._hidden = lambda seqs: seen.append(len(seqs)) or forward(seqs)
+    features = likelihood.features(items)
+    assert seen == [2]
+    claim = LIKELIHOOD_FEATURES.index("claim_logprob")
+    without = likelihood.features(items, claims=False)
+    assert np.isnan(without[:, claim:]).all()
+    assert without[:, :claim] == pytest.approx(features[:, :claim], abs=1e-4)
 
 
 def test_the_head_keeps_the_context_it_was_fitted_in():

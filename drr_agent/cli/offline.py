@@ -43,6 +43,7 @@ from drr_agent.reasoners.sampling import (
     TRACE_MAX_TOKENS,
     TRACE_TEMPERATURE,
 )
+from drr_agent.scorers.likelihood import DEFAULT_HEAD_FEATURES, LIKELIHOOD_FEATURES
 
 
 class SplitChoice(StrEnum):
@@ -318,6 +319,7 @@ def _read_examples(path: Path):
 class ContextChoice(StrEnum):
     reasoner = "reasoner"
     plain = "plain"
+    question = "question"
 
 
 class TuneChoice(StrEnum):
@@ -384,8 +386,9 @@ def train(
     likelihood_context: Annotated[
         ContextChoice,
         typer.Option(
-            help="What each step is read after: the Reasoner's prompt, or the plain question "
-            "and steps (shorter: for a verifier LM).",
+            help="What each step is read after: the Reasoner's prompt, the plain question "
+            "and steps (shorter: for a verifier LM), or the question alone (the verifier "
+            "judges each step against the problem).",
         ),
     ] = ContextChoice.reasoner,
     likelihood_rows: Annotated[
@@ -394,6 +397,16 @@ def train(
             min=20,
             help="Fit the head on a seeded sample of this many training rows (default: all); "
             "a verifier LM's features cost ~0.7 s a row on 2 cores.",
+        ),
+    ] = None,
+    likelihood_features: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated statistics the head reads (default: "
+            + ",".join(DEFAULT_HEAD_FEATURES)
+            + "); one of "
+            + ",".join(LIKELIHOOD_FEATURES)
+            + ".",
         ),
     ] = None,
 ) -> None:
@@ -425,6 +438,11 @@ def train(
             likelihood_model=likelihood_model,
             likelihood_context=likelihood_context.value,
             likelihood_rows=likelihood_rows,
+            **(
+                {}
+                if likelihood_features is None
+                else {"likelihood_features": tuple(likelihood_features.replace(" ", "").split(","))}
+            ),
         )
         result = train_dm(
             [e for e in examples if e.split == "train"],

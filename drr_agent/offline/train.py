@@ -278,10 +278,12 @@ def _fit_likelihood(
     contexts = [StepContext(e.question, tuple(e.previous), e.step) for e in train]
     with quiet_transformers(not progress):
         likelihood = ReasonerLikelihood(config.likelihood_model, context=config.likelihood_context)
-    inputs = head_inputs(likelihood.features(contexts), classifier.score(contexts))
+    claims = any(name.startswith("claim_") for name in config.likelihood_features)
+    inputs = head_inputs(likelihood.features(contexts, claims=claims), classifier.score(contexts))
     head = LikelihoodHead.fit(
         inputs,
         [e.label for e in train],
+        features=config.likelihood_features,
         l2=config.likelihood_l2,
         model=config.likelihood_model,
         context=config.likelihood_context,

@@ -9,9 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from drr_agent.scorers.likelihood import EMBEDDED_LIKELIHOOD_MODEL, LikelihoodContext
+from drr_agent.scorers.likelihood import (
+    DEFAULT_HEAD_FEATURES,
+    EMBEDDED_LIKELIHOOD_MODEL,
+    LIKELIHOOD_FEATURES,
+    LikelihoodContext,
+)
 
 __all__ = ["LABELS", "TrainConfig"]
 
@@ -131,12 +136,17 @@ class TrainConfig(BaseModel):
             Hugging Face folder.
         likelihood_context (`str`, *optional*, defaults to `"reasoner"`):
             What each step is read after (`~drr_agent.scorers.likelihood.LikelihoodContext`):
-            the Reasoner's own prompt, or ``"plain"`` question and steps (a shorter, cheaper
-            context for a verifier LM that did not write the step).
+            the Reasoner's own prompt, ``"plain"`` question and steps (a shorter, cheaper
+            context for a verifier LM that did not write the step), or ``"question"`` alone
+            (the verifier judges each step against the problem; the best on dev with the
+            embedded verifier).
         likelihood_rows (`int` or `None`, *optional*, defaults to `None`):
             Fit the head on a seeded sample of at most this many training rows (all when
             `None`). The head has nine weights, so a few hundred rows fit it, and a verifier
             LM's features cost ~0.7 s a row on 2 cores (Qwen2.5-0.5B, plain context).
+        likelihood_features (`tuple[str, ...]`, *optional*, defaults to `DEFAULT_HEAD_FEATURES`):
+            Which of `~drr_agent.scorers.likelihood.LIKELIHOOD_FEATURES` the head reads
+            (beside the classifier's logit); the head records them in the card.
         likelihood_l2 (`float`, *optional*, defaults to `0.01`):
             L2 penalty of the head (on standardised inputs).
     """
@@ -171,7 +181,19 @@ class TrainConfig(BaseModel):
     likelihood_model: str = EMBEDDED_LIKELIHOOD_MODEL
     likelihood_context: LikelihoodContext = "reasoner"
     likelihood_rows: int | None = Field(default=None, ge=20)
+    likelihood_features: tuple[str, ...] = DEFAULT_HEAD_FEATURES
     likelihood_l2: float = Field(default=1e-2, ge=0)
+
+    @field_validator("likelihood_features")
+    @classmethod
+    def _known_statistics(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in names if name not in LIKELIHOOD_FEATURES]
+        if unknown or not names or len(set(names)) != len(names):
+            raise ValueError(
+                f"likelihood_features must name distinct statistics of {list(LIKELIHOOD_FEATURES)}"
+                + (f"; unknown: {unknown}" if unknown else f", got {list(names)}")
+            )
+        return names
 
     @model_validator(mode="after")
     def _early_stopping_needs_eval(self) -> TrainConfig:
