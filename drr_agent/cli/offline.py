@@ -396,7 +396,7 @@ def train(
         typer.Option(
             min=20,
             help="Fit the head on a seeded sample of this many training rows (default: all); "
-            "a verifier LM's features cost ~0.7 s a row on 2 cores.",
+            "a verifier LM's features cost ~0.5-0.6 s a row on 2 cores.",
         ),
     ] = None,
     likelihood_features: Annotated[

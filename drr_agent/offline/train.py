@@ -72,6 +72,7 @@ from drr_agent.scorers.likelihood import (
     LikelihoodScorer,
     ReasonerLikelihood,
     head_inputs,
+    reads_claims,
 )
 
 __all__ = [
@@ -278,7 +279,7 @@ def _fit_likelihood(
     contexts = [StepContext(e.question, tuple(e.previous), e.step) for e in train]
     with quiet_transformers(not progress):
         likelihood = ReasonerLikelihood(config.likelihood_model, context=config.likelihood_context)
-    claims = any(name.startswith("claim_") for name in config.likelihood_features)
+    claims = reads_claims(config.likelihood_features)
     inputs = head_inputs(likelihood.features(contexts, claims=claims), classifier.score(contexts))
     head = LikelihoodHead.fit(
         inputs,

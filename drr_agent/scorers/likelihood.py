@@ -497,7 +497,7 @@ class LikelihoodHead(BaseModel):
     @property
     def reads_claims(self) -> bool:
         """Whether the head reads ``claim_*`` (`ReasonerLikelihood.features` ``claims``)."""
-        return any(name.startswith("claim_") for name in self.features)
+        return reads_claims(self.features)
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """The head's probability for each `head_inputs` row."""
@@ -513,6 +513,12 @@ def head_inputs(features: np.ndarray, classifier_scores: Sequence[float]) -> np.
     """The head's input rows (`HEAD_INPUTS`): the likelihood features beside
     ``logit(classifier score)``."""
     return np.column_stack([features, _logit(np.asarray(classifier_scores, dtype=np.float64))])
+
+
+def reads_claims(names: Sequence[str]) -> bool:
+    """Whether statistics ``names`` include ``claim_*``: the second reading of each step
+    (`ReasonerLikelihood.features` ``claims``) is needed."""
+    return any(name.startswith("claim_") for name in names)
 
 
 def _columns(x: np.ndarray, names: Sequence[str]) -> np.ndarray:

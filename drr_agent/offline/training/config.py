@@ -143,7 +143,7 @@ class TrainConfig(BaseModel):
         likelihood_rows (`int` or `None`, *optional*, defaults to `None`):
             Fit the head on a seeded sample of at most this many training rows (all when
             `None`). The head has nine weights, so a few hundred rows fit it, and a verifier
-            LM's features cost ~0.7 s a row on 2 cores (Qwen2.5-0.5B, plain context).
+            LM's features cost ~0.5-0.6 s a row on 2 cores (Qwen2.5-0.5B).
         likelihood_features (`tuple[str, ...]`, *optional*, defaults to `DEFAULT_HEAD_FEATURES`):
             Which of `~drr_agent.scorers.likelihood.LIKELIHOOD_FEATURES` the head reads
             (beside the classifier's logit); the head records them in the card.
