@@ -438,10 +438,10 @@ def train(
             likelihood_model=likelihood_model,
             likelihood_context=likelihood_context.value,
             likelihood_rows=likelihood_rows,
-            **(
-                {}
+            likelihood_features=(
+                DEFAULT_HEAD_FEATURES
                 if likelihood_features is None
-                else {"likelihood_features": tuple(likelihood_features.replace(" ", "").split(","))}
+                else tuple(likelihood_features.replace(" ", "").split(","))
             ),
         )
         result = train_dm(

@@ -309,18 +309,17 @@ class ReasonerLikelihood:
         if claims:
             encoded += [self._encode_claim(item) for item in items]
         out = np.zeros((n, len(LIKELIHOOD_FEATURES)), dtype=np.float64)
-        statistics: dict[int, list[float]] = {}
+        claimed = np.full((n, len(LIKELIHOOD_FEATURES) - _CLAIM_AT), np.nan)
         with self._lock:
             for j, hidden, reading in self._read(encoded):
-                statistics[j] = (self._statistics if j < n else self._claim)(hidden, reading)
-        for j, row in statistics.items():
-            if j < n:
-                out[j, :_CLAIM_AT] = row
-        # no number: the all-token values stand in (see LIKELIHOOD_FEATURES)
-        out[:, _CLAIM_AT:] = out[:, [_MEAN, _MIN_GAP]] if claims else np.nan
-        for j, row in statistics.items():
-            if j >= n:
-                out[j - n, _CLAIM_AT:] = row
+                if j < n:
+                    out[j, :_CLAIM_AT] = self._statistics(hidden, reading)
+                else:
+                    claimed[j - n] = self._claim(hidden, reading)
+        if claims:  # no number: the all-token values stand in (see LIKELIHOOD_FEATURES)
+            missing = np.isnan(claimed[:, 0])
+            claimed[missing] = out[missing][:, [_MEAN, _MIN_GAP]]
+        out[:, _CLAIM_AT:] = claimed
         return out
 
     def _read(self, encoded: list[_Encoded | None]) -> Iterator[tuple[int, Any, _Encoded]]:

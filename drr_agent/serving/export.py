@@ -110,9 +110,14 @@ def embedded_reasoner_folder() -> Path:
     reused while the GGUF is unchanged. One copy serves every use: vLLM (`drr serve`), a DM on
     the Reasoner's backbone (`drr train --base embedded-smollm2`), and the Reasoner-likelihood
     features of a DM (`drr_agent.scorers.likelihood`)."""
-    folder = cache_dir() / EMBEDDED_REASONER_FOLDER
+    return export_embedded_reasoner(_in_cache(EMBEDDED_REASONER_FOLDER))
+
+
+def _in_cache(name: str) -> Path:
+    """Folder ``name`` inside `cache_dir` (the cache itself is created)."""
+    folder = cache_dir() / name
     folder.parent.mkdir(parents=True, exist_ok=True)
-    return export_embedded_reasoner(folder)
+    return folder
 
 
 EMBEDDED_VERIFIER_FOLDER = "qwen2.5-coder-0.5b-instruct"
@@ -125,9 +130,7 @@ def embedded_verifier_folder() -> Path:
     unchanged: the likelihood model of ``drr train --likelihood-model embedded-qwen2.5-0.5b``."""
     from drr_agent.scorers.verifier_model import embedded_verifier_gguf
 
-    folder = cache_dir() / EMBEDDED_VERIFIER_FOLDER
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    return export_gguf(embedded_verifier_gguf(), folder)
+    return export_gguf(embedded_verifier_gguf(), _in_cache(EMBEDDED_VERIFIER_FOLDER))
 
 
 def export_embedded_reasoner(out: str | Path) -> Path:
