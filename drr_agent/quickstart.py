@@ -40,7 +40,7 @@ from drr_agent.offline.run_folder import RunFolder
 from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE, TRACE_TEMPERATURE
 from drr_agent.scorers.likelihood import (
     DEFAULT_HEAD_FEATURES,
-    EMBEDDED_LIKELIHOOD_MODEL,
+    EMBEDDED_VERIFIER_MODEL,
     LikelihoodContext,
 )
 from drr_agent.tasks.spec import TaskSpec
@@ -81,9 +81,14 @@ class QuickstartPlan(BaseModel):
         likelihood: Fit the DM's likelihood head over the Reasoner's token log-probs
             (`TrainConfig.likelihood`). On by default: chosen on dev (README, "Status").
         likelihood_model / likelihood_context: The causal LM of those log-probs and what it
-            reads a step after (`TrainConfig.likelihood_model`, ``likelihood_context``).
+            reads a step after (`TrainConfig.likelihood_model`, ``likelihood_context``). By
+            default the embedded verifier LM (Qwen2.5-Coder-0.5B) reading each step after the
+            question alone: the Reasoner's own LM believes its own mistakes, and in context a
+            wrong answer that repeats a wrong accepted step looks likely (README, "What the
+            verifier reads"; chosen on dev).
         likelihood_rows / likelihood_features: The head's training rows and the statistics
-            it reads (`TrainConfig.likelihood_rows`, ``likelihood_features``).
+            it reads (`TrainConfig.likelihood_rows`, ``likelihood_features``); 320 rows fit a
+            head of nine weights and bound the verifier's cost.
         epochs / learning_rate / batch_size / max_length: DM training (`TrainConfig`).
         methods: Methods compared on the test items (`evaluation.methods.METHODS`); ``oracle`` is
             the ceiling (a gold-aware critic in the same graph), ``stepwise`` the ablation.
@@ -112,9 +117,9 @@ class QuickstartPlan(BaseModel):
     sibling_answers: int = Field(default=2, ge=1)
     pair_weight: float = Field(default=0.0, ge=0)
     likelihood: bool = True
-    likelihood_model: str = EMBEDDED_LIKELIHOOD_MODEL
-    likelihood_context: LikelihoodContext = "reasoner"
-    likelihood_rows: int | None = Field(default=None, ge=20)
+    likelihood_model: str = EMBEDDED_VERIFIER_MODEL
+    likelihood_context: LikelihoodContext = "question"
+    likelihood_rows: int | None = Field(default=320, ge=20)
     likelihood_features: tuple[str, ...] = DEFAULT_HEAD_FEATURES
     epochs: float = Field(default=2.0, gt=0)
     learning_rate: float = Field(default=1e-4, gt=0)

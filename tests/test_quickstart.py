@@ -14,6 +14,7 @@ from drr_agent.quickstart import (
     QuickstartPlan,
     run_quickstart,
 )
+from drr_agent.scorers.likelihood import EMBEDDED_LIKELIHOOD_MODEL
 from drr_agent.tasks.spec import TaskSpec
 
 pytestmark = pytest.mark.embedded  # trains the real embedded MiniLM
@@ -33,6 +34,10 @@ TINY = QuickstartPlan(
     samples=3,
     siblings=2,
     pair_weight=1.0,
+    # the Reasoner's own small LM keeps this test quick; the verifier LM is tested on its own
+    likelihood_model=EMBEDDED_LIKELIHOOD_MODEL,
+    likelihood_context="reasoner",
+    likelihood_rows=None,
     epochs=1,
     batch_size=8,
     methods=("cot", "stepwise", "self_critique", "drr", "oracle"),
