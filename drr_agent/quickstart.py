@@ -89,6 +89,8 @@ class QuickstartPlan(BaseModel):
         likelihood_rows / likelihood_features: The head's training rows and the statistics
             it reads (`TrainConfig.likelihood_rows`, ``likelihood_features``); 320 rows fit a
             head of nine weights and bound the verifier's cost.
+        likelihood_examples: Worked examples the verifier reads first
+            (`TrainConfig.likelihood_examples`).
         epochs / learning_rate / batch_size / max_length: DM training (`TrainConfig`).
         methods: Methods compared on the test items (`evaluation.methods.METHODS`); ``oracle`` is
             the ceiling (a gold-aware critic in the same graph), ``stepwise`` the ablation.
@@ -121,6 +123,7 @@ class QuickstartPlan(BaseModel):
     likelihood_context: LikelihoodContext = "question"
     likelihood_rows: int | None = Field(default=320, ge=20)
     likelihood_features: tuple[str, ...] = DEFAULT_HEAD_FEATURES
+    likelihood_examples: int = Field(default=0, ge=0)
     epochs: float = Field(default=2.0, gt=0)
     learning_rate: float = Field(default=1e-4, gt=0)
     batch_size: int = Field(default=32, ge=1)
@@ -179,6 +182,7 @@ class QuickstartPlan(BaseModel):
             likelihood_context=self.likelihood_context,
             likelihood_rows=self.likelihood_rows,
             likelihood_features=self.likelihood_features,
+            likelihood_examples=self.likelihood_examples,
         )
 
 

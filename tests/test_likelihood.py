@@ -8,9 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from drr_agent import DMLoadError, StepContext
 from drr_agent.errors import EmbeddedModelMissingError
+from drr_agent.offline.records import StepExample
+from drr_agent.offline.train import TrainConfig, TrainingDataError, preamble_of
 from drr_agent.scorers import DM_METADATA_FILE, FunctionScorer, load_dm
 from drr_agent.scorers.likelihood import (
     EMBEDDED_VERIFIER_MODEL,
@@ -21,6 +24,7 @@ from drr_agent.scorers.likelihood import (
     LikelihoodScorer,
     ReasonerLikelihood,
     head_inputs,
+    worked_examples,
 )
 
 
@@ -304,3 +308,80 @@ def test_the_head_keeps_the_context_it_was_fitted_in():
     again = LikelihoodHead.model_validate_json(head.model_dump_json())
     assert (again.model, again.context) == ("embedded-qwen2.5-0.5b", "plain")
     assert LikelihoodHead.fit(x, y).context == "reasoner"  # cards written before keep theirs
+
+
+@pytest.mark.embedded
+def test_a_preamble_is_read_once_and_changes_nothing_but_what_comes_before():
+    """Rows read after a preamble (its keys and values computed once, shared by a batch of
+    rows of several lengths) give the statistics of the preamble and row read as one text."""
+    examples = [
+        StepContext("Calculate 5 - 8.", ("5 - 8 = -3.",), "The answer is -3."),
+        StepContext("Calculate 2 + 4.", (), "2 + 4 = 6."),
+    ]
+    preamble = worked_examples(examples, "question")
+    assert preamble == "Calculate 5 - 8.\nThe answer is -3.\n\nCalculate 2 + 4.\n2 + 4 = 6.\n\n"
+    assert worked_examples(examples, "plain").startswith(
+        "Calculate 5 - 8.\n5 - 8 = -3.\nThe answer is -3.\n\n"
+    )
+    with pytest.raises(ValueError, match="'plain' and 'question'"):
+        worked_examples(examples, "reasoner")
+    with pytest.raises(ValueError, match="preamble"):
+        ReasonerLikelihood(context="reasoner", preamble=preamble)
+
+    after = ReasonerLikelihood(context="question", preamble=preamble, num_threads=1)
+    alone = ReasonerLikelihood(context="question", num_threads=1)
+    items = [
+        StepContext("Calculate 1 - 3.", (), "The answer is -2."),
+        StepContext("Calculate 7 + 9.", (), "To find the sum, we add 7 and 9: 7 + 9 = 16."),
+        StepContext("Calculate 4 - 1.", (), "3"),
+    ]
+    seqs = [after._encode(item).ids for item in items]
+    with torch.inference_mode():
+        batched = after._hidden(seqs)  # the cached preamble, repeated over a padded batch
+        for row, seq in enumerate(seqs):  # against the preamble and row read as one sequence
+            whole = alone._hidden([after._preamble_ids + seq])[0, len(after._preamble_ids) :]
+            assert torch.allclose(batched[row, : len(seq)], whole, atol=1e-3)
+    features = after.features(items)
+    assert after.features(items[1:2]) == pytest.approx(features[1:2], abs=2e-4)
+    assert not np.allclose(features, alone.features(items), atol=1e-2)  # it is read
+
+    head = LikelihoodHead.fit(*_rows(60), context="question", preamble=preamble)
+    again = LikelihoodHead.model_validate_json(head.model_dump_json())
+    assert ReasonerLikelihood.of(again, num_threads=1).preamble == preamble
+
+
+def _labelled(question: str, step: str, label: float) -> StepExample:
+    return StepExample(
+        task="t",
+        split="train",
+        item_id=question,
+        sample_index=0,
+        step_index=0,
+        question=question,
+        previous=[],
+        step=step,
+        label=label,
+        label_kind="mc_answer",
+    )
+
+
+def test_worked_examples_are_right_steps_of_distinct_training_questions():
+    rows = [
+        _labelled(f"Calculate {a} + 1.", f"{a} + 1 = {a + 1 + wrong}.", 1.0 - wrong)
+        for a in range(6)
+        for wrong in (0, 1)
+    ] + [_labelled("Calculate 9 - 9.", "9 - 9 = 1.", 0.0)]  # no right step: never shown
+    preamble, shown = preamble_of(rows, 3, "question", seed=1)
+    assert len(shown) == 3 and "Calculate 9 - 9." not in shown
+    assert preamble_of(rows, 3, "question", seed=1) == (preamble, shown)  # seeded
+    blocks = preamble.split("\n\n")[:-1]
+    assert len(blocks) == 3
+    for block in blocks:  # each a question and its right step
+        question, step = block.split("\n")
+        a = int(question.split()[1])
+        assert question in shown and step == f"{a} + 1 = {a + 1}."
+    assert preamble_of(rows, 0, "question", seed=1) == ("", frozenset())
+    with pytest.raises(TrainingDataError, match="needs as many training questions"):
+        preamble_of(rows, 7, "question", seed=1)
+    with pytest.raises(ValueError, match="likelihood_examples needs likelihood_context"):
+        TrainConfig(likelihood=True, likelihood_examples=2, likelihood_context="reasoner")

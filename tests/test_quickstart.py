@@ -36,8 +36,8 @@ TINY = QuickstartPlan(
     pair_weight=1.0,
     # the Reasoner's own small LM keeps this test quick; the verifier LM is tested on its own
     likelihood_model=EMBEDDED_LIKELIHOOD_MODEL,
-    likelihood_context="reasoner",
     likelihood_rows=None,
+    likelihood_examples=2,
     epochs=1,
     batch_size=8,
     methods=("cot", "stepwise", "self_critique", "drr", "oracle"),
@@ -95,6 +95,11 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
     # the default DM carries the likelihood head, with its own dev thresholds
     head = meta["likelihood_head"]
     assert head["model"] == "embedded-smollm2" and len(head["weights"]) == 9
+    # read after two worked examples: right steps of two training questions
+    shown = [q for q in {row["question"] for row in labels} if f"{q}\n" in head["preamble"]]
+    assert head["context"] == "question" and len(shown) == 2
+    train_questions = {questions[i] for i in split["train_ids"]}
+    assert set(shown) <= train_questions
     assert head["accept_threshold"] is not None
     assert len(meta["training_questions"]) == len(split["train_ids"])
     # the scripted Reasoner's graph steps and forced answers are always right: the graph

@@ -409,6 +409,14 @@ def train(
             + ".",
         ),
     ] = None,
+    likelihood_examples: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Worked examples (right steps of distinct training questions) the "
+            "likelihood LM reads before every row, in the plain or question context.",
+        ),
+    ] = 0,
 ) -> None:
     """Fine-tune the DM on train-split steps; stop early and pick thresholds on dev-split steps
     (else on held-out training questions); report test-split steps, if any; save it."""
@@ -443,6 +451,7 @@ def train(
                 if likelihood_features is None
                 else tuple(likelihood_features.replace(" ", "").split(","))
             ),
+            likelihood_examples=likelihood_examples,
         )
         result = train_dm(
             [e for e in examples if e.split == "train"],

@@ -68,11 +68,13 @@ from drr_agent.offline.training.result import TrainResult
 from drr_agent.scorers.base import StepContext, StepScorer
 from drr_agent.scorers.hf import HFScorer
 from drr_agent.scorers.likelihood import (
+    LikelihoodContext,
     LikelihoodHead,
     LikelihoodScorer,
     ReasonerLikelihood,
     head_inputs,
     reads_claims,
+    worked_examples,
 )
 
 __all__ = [
@@ -83,6 +85,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainingDataError",
+    "preamble_of",
     "split_by_question",
     "train_dm",
 ]
@@ -117,7 +120,8 @@ def train_dm(
 
     Raises:
         TrainingDataError: Too few examples, one class only, questions shared with
-            ``held_out`` or ``dev``, or no usable question split — all before training starts.
+            ``held_out`` or ``dev``, no usable question split, or too few right steps for
+            ``likelihood_examples`` — all before training starts.
         FileExistsError: ``output_dir`` is not empty and ``overwrite_output_dir`` is off.
         ValueError: ``batch_size`` does not divide over a launcher's processes.
         DMLoadError: The base model cannot be loaded, or the exported DM does not reload.
@@ -128,6 +132,8 @@ def train_dm(
     held = list(held_out or [])
     dev_rows = list(dev or [])
     check_training_data(train, held, config, dev_rows)
+    if config.likelihood:  # labels that cannot give the preamble fail now
+        preamble_of(train, config.likelihood_examples, config.likelihood_context, config.seed)
     out = check_output_dir(config)
     if dev_rows:
         train_part, eval_part = list(train), dev_rows
@@ -274,11 +280,17 @@ def _fit_likelihood(
 ) -> tuple[LikelihoodScorer, LikelihoodHead]:
     """Fit a `LikelihoodHead` on the training rows (thresholds are set later, on dev); on a
     seeded sample of ``config.likelihood_rows`` of them when that is set."""
+    preamble, shown = preamble_of(
+        train, config.likelihood_examples, config.likelihood_context, config.seed
+    )
+    train = [e for e in train if e.question not in shown]
     if config.likelihood_rows is not None and len(train) > config.likelihood_rows:
         train = random.Random(config.seed).sample(list(train), config.likelihood_rows)
     contexts = [StepContext(e.question, tuple(e.previous), e.step) for e in train]
     with quiet_transformers(not progress):
-        likelihood = ReasonerLikelihood(config.likelihood_model, context=config.likelihood_context)
+        likelihood = ReasonerLikelihood(
+            config.likelihood_model, context=config.likelihood_context, preamble=preamble
+        )
     claims = reads_claims(config.likelihood_features)
     inputs = head_inputs(likelihood.features(contexts, claims=claims), classifier.score(contexts))
     head = LikelihoodHead.fit(
@@ -288,8 +300,33 @@ def _fit_likelihood(
         l2=config.likelihood_l2,
         model=config.likelihood_model,
         context=config.likelihood_context,
+        preamble=preamble,
     )
     return LikelihoodScorer(classifier, head, likelihood), head
+
+
+def preamble_of(
+    train: Sequence[StepExample], count: int, context: LikelihoodContext, seed: int
+) -> tuple[str, frozenset[str]]:
+    """A likelihood preamble of ``count`` worked examples — a right step (label 1) of each of
+    ``count`` distinct training questions, drawn with ``seed`` — and the questions it shows
+    (`TrainConfig.likelihood_examples`; ``("", {})`` for 0)."""
+    if not count:
+        return "", frozenset()
+    right: dict[str, list[StepExample]] = {}
+    for example in train:
+        if example.label >= 1.0:
+            right.setdefault(example.question, []).append(example)
+    if len(right) < count:
+        raise TrainingDataError(
+            f"likelihood_examples={count} needs as many training questions with a right "
+            f"step (label 1); these labels have {len(right)}"
+        )
+    rng = random.Random(seed)
+    chosen = rng.sample(sorted(right), count)
+    shown = [rng.choice(right[q]) for q in chosen]
+    contexts = [StepContext(e.question, tuple(e.previous), e.step) for e in shown]
+    return worked_examples(contexts, context), frozenset(chosen)
 
 
 def _printer(progress: bool) -> Callable[[str], None]:

@@ -31,6 +31,7 @@ from safetensors import SafetensorError
 from drr_agent.errors import DMLoadError
 from drr_agent.scorers.base import STEP_JOINER, StepContext, StepScorer, dm_text_pair
 from drr_agent.scorers.card import DM_METADATA_FILE, DMCard
+from drr_agent.scorers.coalesce import Coalescer
 
 _POSITIVE_LABEL_NAMES = ("good", "correct", "positive", "accept", "yes", "label_1")
 
@@ -230,8 +231,10 @@ class HFScorer(StepScorer):
         self.max_length = max_length or self.card.max_length or min(256, limit)
         self.batch_size = batch_size
         self.name = self.card.name or self.path.name
-        # one forward at a time: torch already uses every core for a single pass
+        # one forward at a time: torch already uses every core for a single pass; concurrent
+        # graphs' calls share the next one instead of queueing one by one (`Coalescer`)
         self._lock = threading.Lock()
+        self._coalesced = Coalescer(self._ascore_now)
 
     def _positive_index(self, requested: str | None) -> int:
         id2label = {int(k): str(v) for k, v in self.model.config.id2label.items()}
@@ -294,4 +297,7 @@ class HFScorer(StepScorer):
         return scores
 
     async def ascore(self, items: Sequence[StepContext]) -> list[float]:
+        return await self._coalesced(items)
+
+    async def _ascore_now(self, items: Sequence[StepContext]) -> list[float]:
         return await asyncio.to_thread(self.score, items)

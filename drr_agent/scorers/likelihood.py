@@ -33,6 +33,8 @@ The head and its thresholds live in the DM card (`DMCard.likelihood_head`);
 from __future__ import annotations
 
 import asyncio
+import copy
+import inspect
 import math
 import re
 import threading
@@ -47,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from drr_agent.errors import DMLoadError
 from drr_agent.prompts import StepPrompt
 from drr_agent.scorers.base import StepContext, StepScorer, set_thresholds
+from drr_agent.scorers.coalesce import Coalescer
 
 __all__ = [
     "DEFAULT_HEAD_FEATURES",
@@ -60,6 +63,7 @@ __all__ = [
     "LikelihoodScorer",
     "ReasonerLikelihood",
     "embedded_likelihood_folder",
+    "worked_examples",
 ]
 
 LIKELIHOOD_KEY = "likelihood_head"
@@ -177,6 +181,10 @@ class ReasonerLikelihood:
             steps) and the step its first ones, so a long context costs a bounded forward.
         num_threads: ``torch.set_num_threads`` (process-wide), as for `HFScorer`.
         trust_remote_code: Passed to transformers; off unless you ask for it.
+        preamble: Text the LM reads before every reading (``"plain"`` and ``"question"``
+            contexts): worked examples, so that a verifier which was never told the format
+            knows what a right step looks like (`worked_examples`). Its keys and values are
+            computed once and shared by every row, so it costs attention, not a forward.
     """
 
     def __init__(
@@ -190,9 +198,16 @@ class ReasonerLikelihood:
         max_step_tokens: int = 96,
         num_threads: int | None = None,
         trust_remote_code: bool = False,
+        preamble: str = "",
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if preamble and context == "reasoner":
+            raise ValueError(
+                "a likelihood preamble is read before a plain or question context; the "
+                "'reasoner' context is the Reasoner's own chat prompt, which has none"
+            )
 
         self.model_name = str(model)
         folder = embedded_likelihood_folder(self.model_name)
@@ -226,6 +241,18 @@ class ReasonerLikelihood:
         if self._pad is None:
             self._pad = self.tokenizer.eos_token_id or 0
         self._lock = threading.Lock()  # one forward at a time: torch uses every core already
+        self.preamble = preamble
+        self._preamble_ids = self._ids(preamble) if preamble else []
+        self._preamble_cache: Any = None  # its keys and values, computed on first use
+        # transformers 5 renamed ``past_key_values`` to ``cache`` (the old name is deprecated)
+        forward = inspect.signature(self.lm.base_model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in forward else "past_key_values"
+
+    @classmethod
+    def of(cls, head: LikelihoodHead, **options: Any) -> ReasonerLikelihood:
+        """The extractor a fitted head reads: its model, context and preamble (``options``
+        as for the constructor, e.g. ``num_threads``)."""
+        return cls(head.model, context=head.context, preamble=head.preamble, **options)
 
     def _encode(self, item: StepContext) -> _Encoded | None:
         """The token ids to read ``item`` in, and where its step's tokens lie (None: an
@@ -348,16 +375,34 @@ class ReasonerLikelihood:
                         yield i, hidden[row], present[i]
 
     def _hidden(self, seqs: list[list[int]]) -> Any:
-        """The LM's last hidden states of right-padded ``seqs`` (batch, width, dim)."""
+        """The LM's last hidden states of right-padded ``seqs`` (batch, width, dim), each
+        read after the preamble when there is one."""
         import torch
 
         width = max(map(len, seqs))
+        before = len(self._preamble_ids)
         ids = torch.full((len(seqs), width), self._pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        mask = torch.zeros((len(seqs), before + width), dtype=torch.long)
+        mask[:, :before] = 1
         for row, seq in enumerate(seqs):
             ids[row, : len(seq)] = torch.tensor(seq)
-            mask[row, : len(seq)] = 1
-        return self.lm.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+            mask[row, before : before + len(seq)] = 1
+        if not before:
+            return self.lm.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        cache = copy.deepcopy(self._preamble_kv())  # a forward appends to the cache it reads
+        cache.batch_repeat_interleave(len(seqs))
+        return self.lm.base_model(
+            input_ids=ids, attention_mask=mask, **{self._cache_kwarg: cache}, use_cache=True
+        ).last_hidden_state
+
+    def _preamble_kv(self) -> Any:
+        """The preamble's keys and values (one forward, once)."""
+        import torch
+
+        if self._preamble_cache is None:
+            out = self.lm.base_model(input_ids=torch.tensor([self._preamble_ids]), use_cache=True)
+            self._preamble_cache = getattr(out, "cache", None) or out.past_key_values
+        return self._preamble_cache
 
     def _logprobs(self, hidden: Any, item: _Encoded) -> tuple[Any, Any, Any]:
         """(log-prob, gap to the best token, token id) of each scored step token."""
@@ -405,13 +450,15 @@ class LikelihoodHead(BaseModel):
     Stored in the DM card under `LIKELIHOOD_KEY`; ``accept_threshold`` / ``answer_threshold``
     are the thresholds of *its* probability (chosen on dev), not the classifier's. It reads
     its inputs by name from `head_inputs` rows, so a head keeps working when later versions
-    compute more statistics.
+    compute more statistics. ``model``, ``context`` and ``preamble`` say how its statistics
+    were read (`ReasonerLikelihood.of` reads them so again).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = EMBEDDED_LIKELIHOOD_MODEL
     context: LikelihoodContext = "reasoner"
+    preamble: str = ""
     features: list[str] = Field(
         default_factory=lambda: [*DEFAULT_HEAD_FEATURES, CLASSIFIER_FEATURE]
     )
@@ -453,6 +500,7 @@ class LikelihoodHead(BaseModel):
         l2: float = 1e-2,
         model: str = EMBEDDED_LIKELIHOOD_MODEL,
         context: LikelihoodContext = "reasoner",
+        preamble: str = "",
     ) -> LikelihoodHead:
         """Fit on `head_inputs` rows ``x`` against soft ``labels`` (L-BFGS on binary
         cross-entropy plus ``l2`` times the squared weights), reading the statistics named in
@@ -485,6 +533,7 @@ class LikelihoodHead(BaseModel):
         return cls(
             model=model,
             context=context,
+            preamble=preamble,
             features=names,
             mean=mean.tolist(),
             scale=scale.tolist(),
@@ -506,6 +555,25 @@ class LikelihoodHead(BaseModel):
     @property
     def thresholds(self) -> dict[str, float]:
         return set_thresholds(self.accept_threshold, self.answer_threshold)
+
+
+def worked_examples(examples: Sequence[StepContext], context: LikelihoodContext) -> str:
+    """A `ReasonerLikelihood` preamble of worked examples, each written as a row of
+    ``context`` is read — the question line, the accepted steps (``"plain"`` only), the step —
+    with a blank line after each, so the row that follows starts a problem of its own.
+
+    Why: read zero-shot, the verifier does not know that this Reasoner's problems have negative
+    results ("Calculate 1 - 3." then "The answer is" → greedy "2"). A few right steps of
+    *training* questions show it, at no per-row cost (the preamble's cache is shared).
+    """
+    if context == "reasoner":
+        raise ValueError("worked examples are for the 'plain' and 'question' contexts")
+    blocks = []
+    for example in examples:
+        steps = example.steps if context == "plain" else ()
+        lines = (example.question, *steps, example.candidate)
+        blocks.append("".join(f"{line.strip()}\n" for line in lines))
+    return "".join(f"{block}\n" for block in blocks)
 
 
 def head_inputs(features: np.ndarray, classifier_scores: Sequence[float]) -> np.ndarray:
@@ -543,8 +611,10 @@ class LikelihoodScorer(StepScorer):
     ) -> None:
         self.classifier = classifier
         self.head = head
-        self.likelihood = likelihood or ReasonerLikelihood(head.model, context=head.context)
+        self.likelihood = likelihood or ReasonerLikelihood.of(head)
         self.name = classifier.name
+        # concurrent graphs share the LM's forward passes (`Coalescer`): its cost is per pass
+        self._coalesced = Coalescer(self._ascore_now)
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -565,6 +635,9 @@ class LikelihoodScorer(StepScorer):
         return self.head.probabilities(x).tolist()
 
     async def ascore(self, items: Sequence[StepContext]) -> list[float]:
+        return await self._coalesced(items)
+
+    async def _ascore_now(self, items: Sequence[StepContext]) -> list[float]:
         base, features = await asyncio.gather(
             self.classifier.ascore(items),
             asyncio.to_thread(self.likelihood.features, items, claims=self.head.reads_claims),

@@ -92,5 +92,5 @@ def _with_likelihood(
     return LikelihoodScorer(
         classifier,
         head,
-        ReasonerLikelihood(head.model, context=head.context, num_threads=num_threads),
+        ReasonerLikelihood.of(head, num_threads=num_threads),
     )

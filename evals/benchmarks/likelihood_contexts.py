@@ -13,6 +13,11 @@ and the head's statistics) is made on dev.
     .venv/bin/python -m evals.benchmarks.likelihood_contexts --run runs/quickstart \\
         --dm runs/qwen-dm --contexts plain,question --out runs/quickstart/likelihood-contexts.json
 
+``--contexts question,question+8`` compares the question context read alone and after 8 worked
+examples (right steps of training questions, `drr_agent.offline.train.preamble_of`; their
+questions leave the head's rows, as in ``drr train --likelihood-examples``); ``--train-rows
+320`` fits each head on a seeded sample of train rows, as the recipe does.
+
 Cost: each context reads every train and dev row once (~0.5-0.6 s a row for the embedded
 verifier on 2 cores: ~25 min for the quickstart's 1019 + 492 rows and 268 pairs).
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from pathlib import Path
 
@@ -31,6 +37,7 @@ from drr_agent.offline.jsonl import RecordFile
 from drr_agent.offline.pairs import _tagged_minimal_pairs, pair_accuracy
 from drr_agent.offline.records import StepExample
 from drr_agent.offline.run_folder import RunFolder
+from drr_agent.offline.train import preamble_of
 from drr_agent.scorers.base import StepContext
 from drr_agent.scorers.hf import HFScorer
 from drr_agent.scorers.likelihood import (
@@ -52,24 +59,46 @@ def _contexts(examples: list[StepExample]) -> list[StepContext]:
     return [StepContext(e.question, tuple(e.previous), e.step) for e in examples]
 
 
-def measure(run: Path, dm: Path, model: str, contexts: list[str], max_length: int) -> dict:
+def _reading(name: str) -> tuple[str, int]:
+    """``"question+8"`` → the question context after 8 worked examples."""
+    context, _, examples = name.partition("+")
+    return context, int(examples or 0)
+
+
+def measure(
+    run: Path,
+    dm: Path,
+    model: str,
+    readings: list[str],
+    max_length: int,
+    train_rows: int | None = None,
+    seed: int = 0,
+) -> dict:
     labels = RecordFile(RunFolder(run).labels, StepExample).read()
-    train = [e for e in labels if e.split == "train"]
+    all_train = [e for e in labels if e.split == "train"]
     dev = [e for e in labels if e.split == "dev"]
     tagged = _tagged_minimal_pairs(dev, DEFAULT_PAIR_LIMIT, 0)
-    parts = {
-        "train": _contexts(train),
-        "dev": _contexts(dev),
-        "pairs": [c for right, wrong, _ in tagged for c in (right, wrong)],
-    }
     answer = np.array([is_answer for _, _, is_answer in tagged], dtype=bool)
     classifier = HFScorer(dm, max_length=max_length)  # the classifier alone, not the card's head
-    scores = {name: classifier.score(items) for name, items in parts.items()}
     rows = []
-    for context in contexts:
-        likelihood = ReasonerLikelihood(model, context=context)
+    for reading in readings:
+        context, examples = _reading(reading)
+        # as the recipe does: the examples' questions leave the head's rows, then the sample
+        preamble, shown = preamble_of(all_train, examples, context, seed)
+        train = [e for e in all_train if e.question not in shown]
+        if train_rows is not None and len(train) > train_rows:
+            train = random.Random(seed).sample(train, train_rows)
+        parts = {
+            "train": _contexts(train),
+            "dev": _contexts(dev),
+            "pairs": [c for right, wrong, _ in tagged for c in (right, wrong)],
+        }
+        likelihood = ReasonerLikelihood(model, context=context, preamble=preamble)
         started = time.perf_counter()
-        x = {n: head_inputs(likelihood.features(items), scores[n]) for n, items in parts.items()}
+        x = {
+            n: head_inputs(likelihood.features(items), classifier.score(items))
+            for n, items in parts.items()
+        }
         seconds = time.perf_counter() - started
         for head_name, features in HEADS.items():
             head = LikelihoodHead.fit(
@@ -80,8 +109,9 @@ def measure(run: Path, dm: Path, model: str, contexts: list[str], max_length: in
             right, wrong = pairs[0::2], pairs[1::2]
             rows.append(
                 {
-                    "context": context,
+                    "context": reading,
                     "head": head_name,
+                    "train_rows": len(train),
                     "dev_auroc": report.auroc,
                     "dev_auroc_final": report.auroc_final,
                     "dev_ece": report.ece,
@@ -95,7 +125,7 @@ def measure(run: Path, dm: Path, model: str, contexts: list[str], max_length: in
         "run": str(run),
         "dm": str(dm),
         "model": model,
-        "train_rows": len(train),
+        "train_rows": train_rows or len(all_train),
         "dev_rows": len(dev),
         "sibling_pairs_n": evaluate_scores([0.5] * len(dev), dev).sibling_pairs,
         "minimal_pairs_n": len(tagged),
@@ -127,12 +157,22 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="A quickstart run folder.")
     parser.add_argument("--dm", type=Path, required=True, help="A DM folder (its classifier).")
     parser.add_argument("--model", default=EMBEDDED_VERIFIER_MODEL)
-    parser.add_argument("--contexts", default="plain,question")
+    parser.add_argument(
+        "--contexts",
+        default="plain,question",
+        help="Readings, comma-separated: a context, or context+K for K worked examples first.",
+    )
+    parser.add_argument(
+        "--train-rows", type=int, default=None, help="Fit heads on a seeded sample (as the recipe)."
+    )
+    parser.add_argument("--seed", type=int, default=0, help="The examples' and rows' draw.")
     parser.add_argument("--max-length", type=int, default=96, help="The DM's training value.")
     parser.add_argument("--out", type=Path, required=True, help="Where to write the JSON.")
     args = parser.parse_args()
     contexts = [c.strip() for c in args.contexts.split(",") if c.strip()]
-    result = measure(args.run, args.dm, args.model, contexts, args.max_length)
+    result = measure(
+        args.run, args.dm, args.model, contexts, args.max_length, args.train_rows, args.seed
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(_markdown(result))

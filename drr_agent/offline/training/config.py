@@ -147,6 +147,12 @@ class TrainConfig(BaseModel):
         likelihood_features (`tuple[str, ...]`, *optional*, defaults to `DEFAULT_HEAD_FEATURES`):
             Which of `~drr_agent.scorers.likelihood.LIKELIHOOD_FEATURES` the head reads
             (beside the classifier's logit); the head records them in the card.
+        likelihood_examples (`int`, *optional*, defaults to `0`):
+            Worked examples the likelihood LM reads before every row
+            (`~drr_agent.scorers.likelihood.worked_examples`): this many right steps
+            (label 1) of distinct *training* questions, drawn with ``seed``. Their questions'
+            rows are left out of the head's rows (the LM would copy them). Only for the
+            ``"plain"`` and ``"question"`` contexts; the preamble is stored in the card.
         likelihood_l2 (`float`, *optional*, defaults to `0.01`):
             L2 penalty of the head (on standardised inputs).
     """
@@ -182,6 +188,7 @@ class TrainConfig(BaseModel):
     likelihood_context: LikelihoodContext = "reasoner"
     likelihood_rows: int | None = Field(default=None, ge=20)
     likelihood_features: tuple[str, ...] = DEFAULT_HEAD_FEATURES
+    likelihood_examples: int = Field(default=0, ge=0)
     likelihood_l2: float = Field(default=1e-2, ge=0)
 
     @field_validator("likelihood_features")
@@ -194,6 +201,15 @@ class TrainConfig(BaseModel):
                 + (f"; unknown: {unknown}" if unknown else f", got {list(names)}")
             )
         return names
+
+    @model_validator(mode="after")
+    def _examples_need_a_plain_reading(self) -> TrainConfig:
+        if self.likelihood_examples and self.likelihood_context == "reasoner":
+            raise ValueError(
+                "likelihood_examples needs likelihood_context 'plain' or 'question' (the "
+                "'reasoner' context is the Reasoner's own chat prompt)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _early_stopping_needs_eval(self) -> TrainConfig:
