@@ -39,8 +39,8 @@ from drr_agent.execution import Executor
 from drr_agent.offline.run_folder import RunFolder
 from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE, TRACE_TEMPERATURE
 from drr_agent.scorers.likelihood import (
-    DEFAULT_HEAD_FEATURES,
     EMBEDDED_VERIFIER_MODEL,
+    VERIFIER_HEAD_INPUTS,
     LikelihoodContext,
 )
 from drr_agent.tasks.spec import TaskSpec
@@ -86,9 +86,12 @@ class QuickstartPlan(BaseModel):
             question alone: the Reasoner's own LM believes its own mistakes, and in context a
             wrong answer that repeats a wrong accepted step looks likely (README, "What the
             verifier reads"; chosen on dev).
-        likelihood_rows / likelihood_features: The head's training rows and the statistics
-            it reads (`TrainConfig.likelihood_rows`, ``likelihood_features``); 320 rows fit a
-            head of nine weights and bound the verifier's cost.
+        likelihood_rows / likelihood_features: The head's training rows and the inputs it
+            reads (`TrainConfig.likelihood_rows`, ``likelihood_features``); 320 rows fit the
+            head and bound the verifier's cost. By default the head reads only the verifier's
+            claim statistics (`VERIFIER_HEAD_INPUTS`): the classifier and the in-context
+            statistics fit the rollout labels better but judge the graph's own candidates
+            worse (chosen on dev; README, "Status").
         likelihood_examples: Worked examples the verifier reads first
             (`TrainConfig.likelihood_examples`).
         epochs / learning_rate / batch_size / max_length: DM training (`TrainConfig`).
@@ -122,7 +125,7 @@ class QuickstartPlan(BaseModel):
     likelihood_model: str = EMBEDDED_VERIFIER_MODEL
     likelihood_context: LikelihoodContext = "question"
     likelihood_rows: int | None = Field(default=320, ge=20)
-    likelihood_features: tuple[str, ...] = DEFAULT_HEAD_FEATURES
+    likelihood_features: tuple[str, ...] = VERIFIER_HEAD_INPUTS
     likelihood_examples: int = Field(default=0, ge=0)
     epochs: float = Field(default=2.0, gt=0)
     learning_rate: float = Field(default=1e-4, gt=0)

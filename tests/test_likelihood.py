@@ -16,10 +16,12 @@ from drr_agent.offline.records import StepExample
 from drr_agent.offline.train import TrainConfig, TrainingDataError, preamble_of
 from drr_agent.scorers import DM_METADATA_FILE, FunctionScorer, load_dm
 from drr_agent.scorers.likelihood import (
+    DEFAULT_HEAD_INPUTS,
     EMBEDDED_VERIFIER_MODEL,
     HEAD_INPUTS,
     LIKELIHOOD_FEATURES,
     LIKELIHOOD_KEY,
+    VERIFIER_HEAD_INPUTS,
     LikelihoodHead,
     LikelihoodScorer,
     ReasonerLikelihood,
@@ -67,9 +69,10 @@ def test_a_head_reads_its_inputs_by_name():
     x = rng.normal(size=(300, len(HEAD_INPUTS)))
     claim = HEAD_INPUTS.index("claim_logprob")
     y = (x[:, claim] > 0).astype(float)
-    head = LikelihoodHead.fit(x, y, features=["claim_logprob"], l2=1e-3)
+    head = LikelihoodHead.fit(x, y, features=["claim_logprob", "classifier_logit"], l2=1e-3)
     assert head.features == ["claim_logprob", "classifier_logit"] and len(head.weights) == 2
     assert ((head.probabilities(x) > 0.5) == (y > 0.5)).mean() > 0.95
+    assert LikelihoodHead.fit(x, y).features == list(DEFAULT_HEAD_INPUTS)
     old = LikelihoodHead.model_validate(
         {
             "features": [*LIKELIHOOD_FEATURES[:8], "classifier_logit"],
@@ -87,6 +90,29 @@ def test_a_head_reads_its_inputs_by_name():
         )
     with pytest.raises(ValueError, match="one entry per input, got 9, 9, 9, 2"):
         LikelihoodHead.model_validate(dict(old.model_dump(), weights=[0.0, 1.0]))
+
+
+async def test_a_head_without_the_classifier_never_runs_it():
+    """`VERIFIER_HEAD_INPUTS` leave the classifier out: the scorer must not pay for it, and a
+    head cannot be fitted on the missing logit it would then see."""
+    rng = np.random.default_rng(4)
+    features = rng.normal(size=(200, len(LIKELIHOOD_FEATURES)))
+    claim = LIKELIHOOD_FEATURES.index("claim_logprob")
+    y = (features[:, claim] > 0).astype(float)
+    head = LikelihoodHead.fit(head_inputs(features, None), y, features=VERIFIER_HEAD_INPUTS)
+    assert head.features == list(VERIFIER_HEAD_INPUTS) and not head.reads_classifier
+    with pytest.raises(ValueError, match=r"head inputs \['classifier_logit'\] have missing"):
+        LikelihoodHead.fit(head_inputs(features, None), y)
+
+    def never(context: StepContext) -> float:
+        raise AssertionError("the classifier was run")
+
+    table = {"right": [0.0] * 8 + [-0.1, 0.0], "wrong": [0.0] * 8 + [-6.0, -5.0]}
+    scorer = LikelihoodScorer(FunctionScorer(never, name="clf"), head, FixedFeatures(table))
+    items = [StepContext("q", (), "right"), StepContext("q", (), "wrong")]
+    right, wrong = scorer.score(items)
+    assert right > wrong
+    assert await scorer.ascore(items) == pytest.approx([right, wrong])
 
 
 def test_head_inputs_put_the_classifier_logit_last():

@@ -14,7 +14,7 @@ from drr_agent.quickstart import (
     QuickstartPlan,
     run_quickstart,
 )
-from drr_agent.scorers.likelihood import EMBEDDED_LIKELIHOOD_MODEL
+from drr_agent.scorers.likelihood import EMBEDDED_LIKELIHOOD_MODEL, VERIFIER_HEAD_INPUTS
 from drr_agent.tasks.spec import TaskSpec
 
 pytestmark = pytest.mark.embedded  # trains the real embedded MiniLM
@@ -92,9 +92,11 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
     meta = json.loads((out / "dm/drr_dm.json").read_text())
     assert meta["threshold_source"] == "dev"
     assert meta["data"]["eval"]["items"] == 8
-    # the default DM carries the likelihood head, with its own dev thresholds
+    # the default DM carries the likelihood head, with its own dev thresholds; by default it
+    # reads the claim statistics alone, not the classifier
     head = meta["likelihood_head"]
-    assert head["model"] == "embedded-smollm2" and len(head["weights"]) == 9
+    assert head["model"] == "embedded-smollm2"
+    assert head["features"] == list(VERIFIER_HEAD_INPUTS) and len(head["weights"]) == 2
     # read after two worked examples: right steps of two training questions
     shown = [q for q in {row["question"] for row in labels} if f"{q}\n" in head["preamble"]]
     assert head["context"] == "question" and len(shown) == 2

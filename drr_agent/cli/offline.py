@@ -43,7 +43,7 @@ from drr_agent.reasoners.sampling import (
     TRACE_MAX_TOKENS,
     TRACE_TEMPERATURE,
 )
-from drr_agent.scorers.likelihood import DEFAULT_HEAD_FEATURES, LIKELIHOOD_FEATURES
+from drr_agent.scorers.likelihood import DEFAULT_HEAD_INPUTS, HEAD_INPUTS
 
 
 class SplitChoice(StrEnum):
@@ -402,10 +402,10 @@ def train(
     likelihood_features: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated statistics the head reads (default: "
-            + ",".join(DEFAULT_HEAD_FEATURES)
-            + "); one of "
-            + ",".join(LIKELIHOOD_FEATURES)
+            help="Comma-separated inputs the head reads (default: "
+            + ",".join(DEFAULT_HEAD_INPUTS)
+            + "); any of "
+            + ",".join(HEAD_INPUTS)
             + ".",
         ),
     ] = None,
@@ -447,7 +447,7 @@ def train(
             likelihood_context=likelihood_context.value,
             likelihood_rows=likelihood_rows,
             likelihood_features=(
-                DEFAULT_HEAD_FEATURES
+                DEFAULT_HEAD_INPUTS
                 if likelihood_features is None
                 else tuple(likelihood_features.replace(" ", "").split(","))
             ),

@@ -389,7 +389,7 @@ ORACLE_THRESHOLDS = {"accept_threshold": 0.25, "answer_threshold": 0.5}
 """The oracle passes right and neutral steps and right answers; it rejects wrong ones."""
 
 
-def _oracle_verdict(item: TaskItem, task: Task, candidate: str) -> float:
+def oracle_verdict(item: TaskItem, task: Task, candidate: str) -> float:
     """1 right, 0 wrong, 0.5 neutral: the gold-aware verdict (see ``oracle`` in the module)."""
     answer = task.step_format.extract_answer(candidate)
     if answer is not None:
@@ -403,7 +403,7 @@ def _oracle_verdict(item: TaskItem, task: Task, candidate: str) -> float:
 def oracle_critic(item: TaskItem, task: Task) -> FunctionScorer:
     """A critic that knows ``item``'s gold answer (see ``oracle`` in the module docstring)."""
     return FunctionScorer(
-        lambda context: _oracle_verdict(item, task, context.candidate),
+        lambda context: oracle_verdict(item, task, context.candidate),
         name="oracle",
         thresholds=ORACLE_THRESHOLDS,
     )
@@ -417,7 +417,7 @@ def noisy_oracle_critic(item: TaskItem, task: Task, flip: float, seed: int) -> F
     """
 
     def judge(context: StepContext) -> float:
-        verdict = _oracle_verdict(item, task, context.candidate)
+        verdict = oracle_verdict(item, task, context.candidate)
         if verdict == 0.5:
             return verdict
         digest = hashlib.sha256(f"{seed}|{item.id}|{context.candidate}".encode()).digest()

@@ -68,6 +68,7 @@ from drr_agent.offline.training.result import TrainResult
 from drr_agent.scorers.base import StepContext, StepScorer
 from drr_agent.scorers.hf import HFScorer
 from drr_agent.scorers.likelihood import (
+    CLASSIFIER_FEATURE,
     LikelihoodContext,
     LikelihoodHead,
     LikelihoodScorer,
@@ -292,7 +293,8 @@ def _fit_likelihood(
             config.likelihood_model, context=config.likelihood_context, preamble=preamble
         )
     claims = reads_claims(config.likelihood_features)
-    inputs = head_inputs(likelihood.features(contexts, claims=claims), classifier.score(contexts))
+    base = classifier.score(contexts) if CLASSIFIER_FEATURE in config.likelihood_features else None
+    inputs = head_inputs(likelihood.features(contexts, claims=claims), base)
     head = LikelihoodHead.fit(
         inputs,
         [e.label for e in train],

@@ -18,6 +18,15 @@ examples (right steps of training questions, `drr_agent.offline.train.preamble_o
 questions leave the head's rows, as in ``drr train --likelihood-examples``); ``--train-rows
 320`` fits each head on a seeded sample of train rows, as the recipe does.
 
+``--graph-records`` adds what the graph needs from a head: the candidates a graph wrote on the
+*dev* questions (a ``records.jsonl`` of ``drr eval`` or ``dev_sweep``; every thought of every
+method, each once), judged by the gold-aware oracle's verdict (`oracle_verdict`: a wrong
+equation or answer is wrong, a step without either neutral) — each head's AUROC against it on
+first steps and on final answers, and how often its veto, at the thresholds it chose on the
+dev rows, disagrees with the oracle's (the "veto error" of ``critic_quality``). The rollout
+labels say whether the Reasoner *went on* to succeed; the graph needs to know whether a step is
+*right*; this is where a head that fits the first can fail the second.
+
 Cost: each context reads every train and dev row once (~0.5-0.6 s a row for the embedded
 verifier on 2 cores: ~25 min for the quickstart's 1019 + 492 rows and 268 pairs).
 """
@@ -32,31 +41,76 @@ from pathlib import Path
 
 import numpy as np
 
-from drr_agent.offline.dm_eval import DEFAULT_PAIR_LIMIT, evaluate_scores
+from drr_agent.evaluation.methods import oracle_verdict
+from drr_agent.evaluation.records import EvalRecord
+from drr_agent.offline.dm_eval import DEFAULT_PAIR_LIMIT, auroc, evaluate_scores
 from drr_agent.offline.jsonl import RecordFile
 from drr_agent.offline.pairs import _tagged_minimal_pairs, pair_accuracy
 from drr_agent.offline.records import StepExample
 from drr_agent.offline.run_folder import RunFolder
 from drr_agent.offline.train import preamble_of
+from drr_agent.quickstart import QuickstartPlan
 from drr_agent.scorers.base import StepContext
 from drr_agent.scorers.hf import HFScorer
 from drr_agent.scorers.likelihood import (
-    DEFAULT_HEAD_FEATURES,
+    CLASSIFIER_FEATURE,
+    DEFAULT_HEAD_INPUTS,
     EMBEDDED_VERIFIER_MODEL,
     LIKELIHOOD_FEATURES,
+    VERIFIER_HEAD_INPUTS,
     LikelihoodHead,
     ReasonerLikelihood,
     head_inputs,
 )
+from drr_agent.tasks.splits import TaskSplit
 
 HEADS = {
-    "default": DEFAULT_HEAD_FEATURES,
-    "default + claim": LIKELIHOOD_FEATURES,
+    "default": DEFAULT_HEAD_INPUTS,
+    "default + claim": (*LIKELIHOOD_FEATURES, CLASSIFIER_FEATURE),
+    "claim only": VERIFIER_HEAD_INPUTS,
 }
 
 
 def _contexts(examples: list[StepExample]) -> list[StepContext]:
     return [StepContext(e.question, tuple(e.previous), e.step) for e in examples]
+
+
+def _graph_candidates(run: Path, records: Path) -> tuple[list[StepContext], np.ndarray, np.ndarray]:
+    """(each distinct candidate the graphs of ``records`` wrote, in its context; the oracle's
+    verdict, 1 / 0 / 0.5 neutral; whether it is a final answer). Refuses non-dev items."""
+    folder = RunFolder(run)
+    task = QuickstartPlan.load(folder.plan).task.load()
+    dev = {item.id: item for item in TaskSplit.load(folder.split).items(task, "dev")}
+    seen: dict[tuple, tuple[float, bool]] = {}
+    for record in RecordFile(records, EvalRecord).read():
+        if record.item_id not in dev:
+            raise SystemExit(f"{records}: item {record.item_id} is not a dev question of {run}")
+        thoughts = {t["id"]: t for t in (record.details or {}).get("thoughts", [])}
+        for t in thoughts.values():
+            steps, parent = [], t["parent"]
+            while parent is not None:
+                steps.append(thoughts[parent]["text"])
+                parent = thoughts[parent]["parent"]
+            key = (record.question, tuple(reversed(steps)), t["text"])
+            verdict = oracle_verdict(dev[record.item_id], task, t["text"])
+            seen[key] = (verdict, t["answer"] is not None)
+    contexts = [StepContext(*key) for key in seen]
+    verdicts, final = (np.array(column) for column in zip(*seen.values(), strict=True))
+    return contexts, verdicts, final.astype(bool)
+
+
+def _graph_metrics(
+    p: np.ndarray, verdict: np.ndarray, final: np.ndarray, accept: float, answer: float
+) -> dict:
+    judged = verdict != 0.5
+    passed = p >= np.where(final, answer, accept)
+    wanted = verdict != 0.0  # the oracle passes right and neutral steps
+    return {
+        "graph_auroc_steps": auroc(p[~final & judged], verdict[~final & judged] == 1.0),
+        "graph_auroc_answers": auroc(p[final], verdict[final] == 1.0),
+        "veto_error_steps": float(np.mean(passed[~final] != wanted[~final])),
+        "veto_error_answers": float(np.mean(passed[final] != wanted[final])),
+    }
 
 
 def _reading(name: str) -> tuple[str, int]:
@@ -73,6 +127,7 @@ def measure(
     max_length: int,
     train_rows: int | None = None,
     seed: int = 0,
+    graph_records: Path | None = None,
 ) -> dict:
     labels = RecordFile(RunFolder(run).labels, StepExample).read()
     all_train = [e for e in labels if e.split == "train"]
@@ -80,6 +135,7 @@ def measure(
     tagged = _tagged_minimal_pairs(dev, DEFAULT_PAIR_LIMIT, 0)
     answer = np.array([is_answer for _, _, is_answer in tagged], dtype=bool)
     classifier = HFScorer(dm, max_length=max_length)  # the classifier alone, not the card's head
+    graph = _graph_candidates(run, graph_records) if graph_records else None
     rows = []
     for reading in readings:
         context, examples = _reading(reading)
@@ -93,6 +149,8 @@ def measure(
             "dev": _contexts(dev),
             "pairs": [c for right, wrong, _ in tagged for c in (right, wrong)],
         }
+        if graph is not None:
+            parts["graph"] = graph[0]
         likelihood = ReasonerLikelihood(model, context=context, preamble=preamble)
         started = time.perf_counter()
         x = {
@@ -121,6 +179,11 @@ def measure(
                     "seconds_per_row": seconds / sum(map(len, parts.values())),
                 }
             )
+            if graph is not None:
+                p = head.probabilities(x["graph"])
+                rows[-1] |= _graph_metrics(
+                    p, graph[1], graph[2], report.accept_threshold, report.answer_threshold
+                )
     return {
         "run": str(run),
         "dm": str(dm),
@@ -129,6 +192,7 @@ def measure(
         "dev_rows": len(dev),
         "sibling_pairs_n": evaluate_scores([0.5] * len(dev), dev).sibling_pairs,
         "minimal_pairs_n": len(tagged),
+        "graph_candidates": None if graph is None else len(graph[0]),
         "rows": rows,
     }
 
@@ -149,6 +213,22 @@ def _markdown(result: dict) -> str:
             f"| {r['dev_ece']:.3f} | {r['sibling_pairs']:.3f} | {r['minimal_pairs']:.3f} "
             f"({r['minimal_pairs_final']:.3f}) | {r['seconds_per_row']:.2f} |"
         )
+    if result["graph_candidates"]:
+        lines += [
+            "",
+            f"The graph's own {result['graph_candidates']} dev candidates against the oracle's "
+            "verdict (veto error at the head's dev thresholds):",
+            "",
+            "| context | head | AUROC first steps | AUROC answers | veto error steps "
+            "| veto error answers |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for r in result["rows"]:
+            lines.append(
+                f"| {r['context']} | {r['head']} | {r['graph_auroc_steps']:.3f} "
+                f"| {r['graph_auroc_answers']:.3f} | {r['veto_error_steps']:.3f} "
+                f"| {r['veto_error_answers']:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -167,11 +247,24 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="The examples' and rows' draw.")
     parser.add_argument("--max-length", type=int, default=96, help="The DM's training value.")
+    parser.add_argument(
+        "--graph-records",
+        type=Path,
+        default=None,
+        help="A records.jsonl of graphs run on the dev questions: judge the heads on them too.",
+    )
     parser.add_argument("--out", type=Path, required=True, help="Where to write the JSON.")
     args = parser.parse_args()
     contexts = [c.strip() for c in args.contexts.split(",") if c.strip()]
     result = measure(
-        args.run, args.dm, args.model, contexts, args.max_length, args.train_rows, args.seed
+        args.run,
+        args.dm,
+        args.model,
+        contexts,
+        args.max_length,
+        args.train_rows,
+        args.seed,
+        args.graph_records,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

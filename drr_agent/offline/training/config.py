@@ -12,9 +12,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from drr_agent.scorers.likelihood import (
-    DEFAULT_HEAD_FEATURES,
+    DEFAULT_HEAD_INPUTS,
     EMBEDDED_LIKELIHOOD_MODEL,
-    LIKELIHOOD_FEATURES,
+    HEAD_INPUTS,
     LikelihoodContext,
 )
 
@@ -144,9 +144,10 @@ class TrainConfig(BaseModel):
             Fit the head on a seeded sample of at most this many training rows (all when
             `None`). The head has nine weights, so a few hundred rows fit it, and a verifier
             LM's features cost ~0.5-0.6 s a row on 2 cores (Qwen2.5-0.5B).
-        likelihood_features (`tuple[str, ...]`, *optional*, defaults to `DEFAULT_HEAD_FEATURES`):
-            Which of `~drr_agent.scorers.likelihood.LIKELIHOOD_FEATURES` the head reads
-            (beside the classifier's logit); the head records them in the card.
+        likelihood_features (`tuple[str, ...]`, *optional*, defaults to `DEFAULT_HEAD_INPUTS`):
+            Which of `~drr_agent.scorers.likelihood.HEAD_INPUTS` the head reads — likelihood
+            statistics and, if named, ``classifier_logit`` (without it the classifier is
+            trained but not run); the head records them in the card.
         likelihood_examples (`int`, *optional*, defaults to `0`):
             Worked examples the likelihood LM reads before every row
             (`~drr_agent.scorers.likelihood.worked_examples`): this many right steps
@@ -187,17 +188,17 @@ class TrainConfig(BaseModel):
     likelihood_model: str = EMBEDDED_LIKELIHOOD_MODEL
     likelihood_context: LikelihoodContext = "reasoner"
     likelihood_rows: int | None = Field(default=None, ge=20)
-    likelihood_features: tuple[str, ...] = DEFAULT_HEAD_FEATURES
+    likelihood_features: tuple[str, ...] = DEFAULT_HEAD_INPUTS
     likelihood_examples: int = Field(default=0, ge=0)
     likelihood_l2: float = Field(default=1e-2, ge=0)
 
     @field_validator("likelihood_features")
     @classmethod
     def _known_statistics(cls, names: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [name for name in names if name not in LIKELIHOOD_FEATURES]
+        unknown = [name for name in names if name not in HEAD_INPUTS]
         if unknown or not names or len(set(names)) != len(names):
             raise ValueError(
-                f"likelihood_features must name distinct statistics of {list(LIKELIHOOD_FEATURES)}"
+                f"likelihood_features must name distinct inputs of {list(HEAD_INPUTS)}"
                 + (f"; unknown: {unknown}" if unknown else f", got {list(names)}")
             )
         return names
