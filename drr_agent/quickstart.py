@@ -94,6 +94,9 @@ class QuickstartPlan(BaseModel):
             worse (chosen on dev; README, "Status").
         likelihood_examples: Worked examples the verifier reads first
             (`TrainConfig.likelihood_examples`).
+        minimal_pairs: Dev minimal pairs in the DM's report (`TrainConfig.minimal_pairs`):
+            120 of the ~270 measure its ≥ 0.9 accuracy to ±0.05 and save ~2 minutes of
+            verifier reading (each pair is two more rows).
         epochs / learning_rate / batch_size / max_length: DM training (`TrainConfig`).
         methods: Methods compared on the test items (`evaluation.methods.METHODS`); ``oracle`` is
             the ceiling (a gold-aware critic in the same graph), ``stepwise`` the ablation.
@@ -127,6 +130,7 @@ class QuickstartPlan(BaseModel):
     likelihood_rows: int | None = Field(default=320, ge=20)
     likelihood_features: tuple[str, ...] = VERIFIER_HEAD_INPUTS
     likelihood_examples: int = Field(default=0, ge=0)
+    minimal_pairs: int | None = Field(default=120, ge=0)
     epochs: float = Field(default=2.0, gt=0)
     learning_rate: float = Field(default=1e-4, gt=0)
     batch_size: int = Field(default=32, ge=1)
@@ -186,6 +190,7 @@ class QuickstartPlan(BaseModel):
             likelihood_rows=self.likelihood_rows,
             likelihood_features=self.likelihood_features,
             likelihood_examples=self.likelihood_examples,
+            minimal_pairs=self.minimal_pairs,
         )
 
 

@@ -38,6 +38,7 @@ TINY = QuickstartPlan(
     likelihood_model=EMBEDDED_LIKELIHOOD_MODEL,
     likelihood_rows=None,
     likelihood_examples=2,
+    minimal_pairs=4,
     epochs=1,
     batch_size=8,
     methods=("cot", "stepwise", "self_critique", "drr", "oracle"),
@@ -92,6 +93,7 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
     meta = json.loads((out / "dm/drr_dm.json").read_text())
     assert meta["threshold_source"] == "dev"
     assert meta["data"]["eval"]["items"] == 8
+    assert meta["metrics"]["eval"]["minimal_pairs"] == 4  # the plan's sample of them
     # the default DM carries the likelihood head, with its own dev thresholds; by default it
     # reads the claim statistics alone, not the classifier
     head = meta["likelihood_head"]

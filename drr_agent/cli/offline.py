@@ -35,6 +35,7 @@ from drr_agent.cli._common import (
     task_spec,
 )
 from drr_agent.errors import DRRError
+from drr_agent.offline.pairs import DEFAULT_PAIR_LIMIT
 from drr_agent.offline.run_folder import split_path, task_spec_path
 from drr_agent.reasoners.sampling import (
     ROLLOUT_MAX_TOKENS,
@@ -417,6 +418,14 @@ def train(
             "likelihood LM reads before every row, in the plain or question context.",
         ),
     ] = 0,
+    minimal_pairs: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="At most this many minimal pairs in the dev and test reports (0: none); "
+            "each is two more scored rows.",
+        ),
+    ] = DEFAULT_PAIR_LIMIT,
 ) -> None:
     """Fine-tune the DM on train-split steps; stop early and pick thresholds on dev-split steps
     (else on held-out training questions); report test-split steps, if any; save it."""
@@ -452,6 +461,7 @@ def train(
                 else tuple(likelihood_features.replace(" ", "").split(","))
             ),
             likelihood_examples=likelihood_examples,
+            minimal_pairs=minimal_pairs,
         )
         result = train_dm(
             [e for e in examples if e.split == "train"],

@@ -253,26 +253,28 @@ def _served_reports(
     ``config.likelihood`` the DM is the head over the classifier, fitted on ``train`` here."""
     with quiet_transformers(not progress):
         classifier: StepScorer = HFScorer(staging, max_length=config.max_length)
-    classifier_reports = _reports(classifier, eval_part, held, progress)
+    classifier_reports = _reports(classifier, eval_part, held, config, progress)
     if not config.likelihood:
         return classifier_reports, classifier_reports, None
     say(f"fitting the likelihood head ({config.likelihood_model}) on the training rows")
     scorer, head = _fit_likelihood(classifier, train, config, progress)
-    return _reports(scorer, eval_part, held, progress), classifier_reports, head
+    return _reports(scorer, eval_part, held, config, progress), classifier_reports, head
 
 
 def _reports(
     scorer: StepScorer,
     eval_part: Sequence[StepExample],
     held: Sequence[StepExample],
+    config: TrainConfig,
     progress: bool,
 ) -> dict[str, DMReport]:
     """``eval`` (dev) and ``held_out`` (test) reports of ``scorer``, for the parts given."""
     reports: dict[str, DMReport] = {}
-    if eval_part:
-        reports["eval"] = evaluate_dm(scorer, eval_part, progress=progress)
-    if held:
-        reports["held_out"] = evaluate_dm(scorer, held, progress=progress)
+    for key, part in (("eval", eval_part), ("held_out", held)):
+        if part:
+            reports[key] = evaluate_dm(
+                scorer, part, progress=progress, minimal_pair_limit=config.minimal_pairs
+            )
     return reports
 
 

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from drr_agent.offline.pairs import DEFAULT_PAIR_LIMIT
 from drr_agent.scorers.likelihood import (
     DEFAULT_HEAD_INPUTS,
     EMBEDDED_LIKELIHOOD_MODEL,
@@ -156,6 +157,10 @@ class TrainConfig(BaseModel):
             ``"plain"`` and ``"question"`` contexts; the preamble is stored in the card.
         likelihood_l2 (`float`, *optional*, defaults to `0.01`):
             L2 penalty of the head (on standardised inputs).
+        minimal_pairs (`int` or `None`, *optional*, defaults to `500`):
+            At most this many minimal pairs (a seeded sample) in the dev and test reports; 0
+            leaves them out, `None` takes all. Each pair is two more scored rows, which for a
+            verifier-LM head is the report's largest cost.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -191,6 +196,7 @@ class TrainConfig(BaseModel):
     likelihood_features: tuple[str, ...] = DEFAULT_HEAD_INPUTS
     likelihood_examples: int = Field(default=0, ge=0)
     likelihood_l2: float = Field(default=1e-2, ge=0)
+    minimal_pairs: int | None = Field(default=DEFAULT_PAIR_LIMIT, ge=0)
 
     @field_validator("likelihood_features")
     @classmethod
