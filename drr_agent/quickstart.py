@@ -91,7 +91,7 @@ class QuickstartPlan(BaseModel):
             head and bound the verifier's cost. By default the head reads only the verifier's
             claim statistics (`VERIFIER_HEAD_INPUTS`): the classifier and the in-context
             statistics fit the rollout labels better but judge the graph's own candidates
-            worse (chosen on dev; README, "Status").
+            worse (chosen on dev; README, "What the head reads").
         likelihood_examples: Worked examples the verifier reads first
             (`TrainConfig.likelihood_examples`).
         minimal_pairs: Dev minimal pairs in the DM's report (`TrainConfig.minimal_pairs`):
