@@ -97,7 +97,7 @@ async def test_a_head_without_the_classifier_never_runs_it():
     head cannot be fitted on the missing logit it would then see."""
     rng = np.random.default_rng(4)
     features = rng.normal(size=(200, len(LIKELIHOOD_FEATURES)))
-    claim = LIKELIHOOD_FEATURES.index("claim_logprob")
+    claim = LIKELIHOOD_FEATURES.index(VERIFIER_HEAD_INPUTS[0])
     y = (features[:, claim] > 0).astype(float)
     head = LikelihoodHead.fit(head_inputs(features, None), y, features=VERIFIER_HEAD_INPUTS)
     assert head.features == list(VERIFIER_HEAD_INPUTS) and not head.reads_classifier
@@ -107,7 +107,7 @@ async def test_a_head_without_the_classifier_never_runs_it():
     def never(context: StepContext) -> float:
         raise AssertionError("the classifier was run")
 
-    table = {"right": [0.0] * 8 + [-0.1, 0.0], "wrong": [0.0] * 8 + [-6.0, -5.0]}
+    table = {"right": [0.0] * 8 + [-0.1, 0.0, 0.9], "wrong": [0.0] * 8 + [-6.0, -5.0, 0.0025]}
     scorer = LikelihoodScorer(FunctionScorer(never, name="clf"), head, FixedFeatures(table))
     items = [StepContext("q", (), "right"), StepContext("q", (), "wrong")]
     right, wrong = scorer.score(items)
@@ -125,7 +125,10 @@ def test_head_inputs_put_the_classifier_logit_last():
 async def test_scorer_combines_classifier_and_statistics_sync_and_async():
     x, y = _rows(300)
     head = LikelihoodHead.fit(x, y).model_copy(update={"accept_threshold": 0.3})
-    table = {"good": [0, 0, 3.0, 0, 0, 0, 1, 1, 0, 0], "bad": [0, 0, -3.0, 0, 0, 0, 1, 1, 0, 0]}
+    table = {
+        "good": [0, 0, 3.0, 0, 0, 0, 1, 1, 0, 0, 0],
+        "bad": [0, 0, -3.0, 0, 0, 0, 1, 1, 0, 0, 0],
+    }
     classifier = FunctionScorer(lambda c: 0.5, name="clf", thresholds={"accept_threshold": 0.9})
     scorer = LikelihoodScorer(classifier, head, FixedFeatures(table))
     items = [StepContext("q", (), "good"), StepContext("q", (), "bad")]
@@ -158,6 +161,9 @@ def test_real_smollm2_statistics_prefer_the_right_result():
     # the claim is the last number: its log-prob, not the echo of the question's
     claim = LIKELIHOOD_FEATURES.index("claim_logprob")
     assert features[0, claim] > features[1, claim]
+    prob = LIKELIHOOD_FEATURES.index("claim_prob")
+    assert features[:4, prob] == pytest.approx(np.exp(features[:4, claim]))
+    assert features[0, prob] > features[1, prob]
     assert words["claim_logprob"] == words["mean_logprob"]  # no number: the all-token value
     # batching and order do not change a row
     alone = likelihood.features(items[1:2])

@@ -98,7 +98,7 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
     # reads the claim statistics alone, not the classifier
     head = meta["likelihood_head"]
     assert head["model"] == "embedded-smollm2"
-    assert head["features"] == list(VERIFIER_HEAD_INPUTS) and len(head["weights"]) == 2
+    assert head["features"] == list(VERIFIER_HEAD_INPUTS) and len(head["weights"]) == 1
     # read after two worked examples: right steps of two training questions
     shown = [q for q in {row["question"] for row in labels} if f"{q}\n" in head["preamble"]]
     assert head["context"] == "question" and len(shown) == 2

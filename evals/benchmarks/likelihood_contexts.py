@@ -67,7 +67,9 @@ from drr_agent.tasks.splits import TaskSplit
 HEADS = {
     "default": DEFAULT_HEAD_INPUTS,
     "default + claim": (*LIKELIHOOD_FEATURES, CLASSIFIER_FEATURE),
-    "claim only": VERIFIER_HEAD_INPUTS,
+    "claim log-prob + gap": ("claim_logprob", "claim_min_gap"),
+    "claim prob (quickstart)": VERIFIER_HEAD_INPUTS,
+    "claim prob + gap": ("claim_prob", "claim_min_gap"),
 }
 
 
