@@ -13,6 +13,13 @@ cheaper setting.
 
 Each setting is its own resumable ``drr eval`` folder under ``--out``.
 
+``--part test`` runs the setting chosen on dev once on the *test* questions (one ``--candidates``,
+one ``--dm-weights`` and at most one ``--thresholds`` pair: a grid there would be a choice made
+on test), for the methods whose numbers the README reports beside the quickstart's:
+
+    .venv/bin/python -m evals.benchmarks.dev_sweep --run runs/quickstart --part test \
+        --candidates 3 --dm-weights 0.5 --out runs/quickstart/test-k3
+
 ``--retries listed`` asks for a retry with a prompt that lists the rejected steps
 (`StepPrompt.list_rejected`) instead of the embedded Reasoner's default, a fresh sample of the
 greedy step's own prompt (``plain``). ``--part train`` measures the DM-free methods
@@ -146,7 +153,8 @@ def _thresholds(text: str) -> list[tuple[float | None, float | None]]:
     return pairs  # type: ignore[return-value]
 
 
-def _markdown(rows: list[dict], chosen: dict) -> str:
+def _markdown(rows: list[dict], chosen: dict | None) -> str:
+    """The table of ``rows``, then the setting ``chosen`` on dev (``None``: a test run)."""
     lines = [
         "| K | β | thresholds (acc / ans) | n | stepwise | lp_rank | drr | oracle "
         "| drr − stepwise [95% CI] | drr tokens |",
@@ -160,11 +168,12 @@ def _markdown(rows: list[dict], chosen: dict) -> str:
             f"| {r['candidates']} | {r['dm_weight']:g} | {_pair(r)} | {r['n']} | {' | '.join(acc)} "
             f"| {diff} | {'-' if r['drr_tokens'] is None else format(r['drr_tokens'], '.1f')} |"
         )
-    lines += [
-        "",
-        f"Chosen on dev: K = {chosen['candidates']}, β = {chosen['dm_weight']:g}, "
-        f"thresholds {_pair(chosen)}.",
-    ]
+    if chosen is not None:
+        lines += [
+            "",
+            f"Chosen on dev: K = {chosen['candidates']}, β = {chosen['dm_weight']:g}, "
+            f"thresholds {_pair(chosen)}.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -184,7 +193,7 @@ def main() -> None:
     parser.add_argument(
         "--methods", default=",".join(METHODS), help="a subset of " + ",".join(METHODS)
     )
-    parser.add_argument("--part", default="dev", choices=("dev", "train"))
+    parser.add_argument("--part", default="dev", choices=("dev", "train", "test"))
     parser.add_argument(
         "--set",
         action="append",
@@ -205,17 +214,23 @@ def main() -> None:
     methods = tuple(m for m in args.methods.split(",") if m)
     if not methods or not set(methods) <= set(METHODS):
         parser.error(f"--methods must be a subset of {','.join(METHODS)}")
-    if args.part != "dev" and "drr" in methods:
-        parser.error("drr is evaluated on dev only: its DM was trained on the train questions")
+    if args.part == "train" and "drr" in methods:
+        parser.error("drr is not evaluated on train: its DM was trained on those questions")
+    betas, pairs = _floats(args.dm_weights), _thresholds(args.thresholds)
+    if args.part == "test" and (len(ks) != 1 or len(betas) != 1 or len(pairs) > 1):
+        parser.error(
+            "--part test runs one setting, the one chosen on dev: one --candidates, one "
+            "--dm-weights, at most one --thresholds pair"
+        )
     rows = asyncio.run(
         sweep(
             args.run,
             out,
             ks,
-            _floats(args.dm_weights),
+            betas,
             methods,
             args.dm,
-            _thresholds(args.thresholds) or None,
+            pairs or None,
             args.part,
             args.retries == "listed",
             dict(_field(text) for text in args.set),
@@ -224,7 +239,7 @@ def main() -> None:
     key = "drr" if "drr" in methods else methods[0]
     chosen = max(rows, key=lambda r: (r[key], -r[f"{key}_tokens"]))
     (out / "sweep.json").write_text(json.dumps({"rows": rows, "chosen": chosen}, indent=2))
-    table = _markdown(rows, chosen)
+    table = _markdown(rows, None if args.part == "test" else chosen)
     (out / "sweep.md").write_text(table)
     print(table)
 
