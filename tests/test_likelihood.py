@@ -265,6 +265,21 @@ def test_real_verifier_lm_knows_what_the_reasoner_gets_wrong():
         assert right[digit_mean] > wrong[digit_mean] + 2 and right[claim] > wrong[claim] + 2
         assert plain[k, digit_mean] > wrong[digit_mean] + 2  # fooled by the accepted step
         assert plain[k, claim] == pytest.approx(wrong[claim], abs=1e-4)
+    # a final answer's claim is the number the checker takes from it, restated: its own words
+    # neither vouch for it ("11. The answer is 11") nor hide it behind an echo of the question
+    # (the checker reads "Answer: 16. To calculate 6 + 7" as 7)
+    steps = [
+        "Answer: 11",
+        "Answer: 11. The answer is 11",
+        "Answer: 16. To calculate 6 + 7",
+        "Answer: 7",
+    ]
+    steps.append("Answer: 13")
+    said = verifier.features([StepContext("Calculate 6 + 7.", (), s) for s in steps])
+    prob = LIKELIHOOD_FEATURES.index("claim_prob")
+    assert said[1, prob] == pytest.approx(said[0, prob], abs=1e-4)
+    assert said[2, prob] == pytest.approx(said[3, prob], abs=1e-4)
+    assert said[4, prob] > max(said[0, prob], said[2, prob]) + 0.3, said[:, prob]
 
 
 def _fake_parts(tmp_path, monkeypatch, payloads):

@@ -50,6 +50,7 @@ from drr_agent.errors import DMLoadError
 from drr_agent.prompts import StepPrompt
 from drr_agent.scorers.base import StepContext, StepScorer, set_thresholds
 from drr_agent.scorers.coalesce import Coalescer
+from drr_agent.steps import StepFormat
 
 __all__ = [
     "DEFAULT_HEAD_FEATURES",
@@ -128,6 +129,10 @@ DEFAULT_HEAD_FEATURES = LIKELIHOOD_FEATURES[:8]
 """The statistics a head is fitted on unless told otherwise (`LikelihoodHead.fit`)."""
 
 _LAST_NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
+
+ANSWER_FORMAT = StepFormat()
+"""How the claim pass recognises a final answer: the library's default answer markers (the
+embedded Reasoner's and every built-in task's)."""
 
 LikelihoodContext = Literal["reasoner", "plain", "question"]
 """What a step is read after: ``"reasoner"``, the Reasoner's own prompt (the LM's chat template,
@@ -317,13 +322,23 @@ class ReasonerLikelihood:
 
     def _encode_claim(self, item: StepContext) -> _Encoded | None:
         """The step's last number as the claim pass reads it: after the question line and
-        the step's own words up to it, not after the accepted steps (None: no number).
+        the step's own words up to it, not after the accepted steps (None: no number). A
+        final answer's claim is the number the checker takes from it (the last number of
+        its answer text, `drr_agent.tasks.checking`), read as ``"Answer: <number>"``.
 
         Why not in context: after "1 - 3 = 2" the answer "The answer is 2" *follows* — the
         accepted steps make a wrong result likely when it repeats one of them, so the claim
-        is read against the question, as a verifier who sees only the problem would.
+        is read against the question, as a verifier who sees only the problem would. Why a
+        final answer is restated: after its own words a wrong answer is likely too — "Answer:
+        11. The answer is 11" repeats itself, "Answer: 16. To calculate 6 + 7" ends on (and is
+        read as) an echo of the question. 28 of the 39 wrong answers the graph took on a
+        quickstart run's dev questions (three search settings) had words before their claim.
         """
         text = item.candidate.strip()
+        answer = ANSWER_FORMAT.extract_answer(text)
+        stated = list(_LAST_NUMBER.finditer(answer)) if answer is not None else []
+        if stated:
+            text = f"Answer: {stated[-1].group()}"
         numbers = list(_LAST_NUMBER.finditer(text))
         if not numbers:
             return None
