@@ -327,22 +327,29 @@ def test_a_missing_verifier_package_names_what_to_install(monkeypatch):
 @pytest.mark.embedded
 def test_question_context_reads_each_step_after_the_question_alone():
     """In the question context the accepted steps are not read, and the claim shares the
-    step's pass (what it gains is tested on the verifier, which knows the arithmetic)."""
+    step's pass when the step states it as the claim pass reads it ("Answer: N"); an answer
+    worded otherwise is restated, a pass of its own (what both gain is tested on the
+    verifier, which knows the arithmetic)."""
     likelihood = ReasonerLikelihood(context="question", num_threads=1)
     question = "Calculate 1 - 3."
     items = [
-        StepContext(question, ("1 - 3 = 2",), "The answer is 2"),
-        StepContext(question, ("1 - 3 = -2",), "The answer is -2"),
+        StepContext(question, ("1 - 3 = 2",), "Answer: 2"),
+        StepContext(question, ("1 - 3 = -2",), "Answer: -2"),
     ]
     assert (
         likelihood._encode(items[0]).ids
-        == likelihood._encode(StepContext(question, (), "The answer is 2")).ids
+        == likelihood._encode(StepContext(question, (), "Answer: 2")).ids
     )
     seen = []
     forward = likelihood._hidden
     likelihood._hidden = lambda seqs: seen.append(len(seqs)) or forward(seqs)
     features = likelihood.features(items)
     assert seen == [2]
+    worded = likelihood.features([StepContext(question, (), "The answer is 2")])
+    assert seen == [2, 2]  # the step, and "Answer: 2" after the question
+    assert worded[0, LIKELIHOOD_FEATURES.index("claim_logprob")] == pytest.approx(
+        features[0, LIKELIHOOD_FEATURES.index("claim_logprob")], abs=1e-4
+    )
     claim = LIKELIHOOD_FEATURES.index("claim_logprob")
     without = likelihood.features(items, claims=False)
     assert np.isnan(without[:, claim:]).all()
