@@ -45,6 +45,7 @@ from drr_agent.tasks.splits import TaskSplit
 
 METRICS = ("auroc", "auroc_non_final", "auroc_final", "ece", "brier")
 PAIRS = ("sibling_pair_accuracy", "minimal_pair_accuracy")
+COLUMNS = ("n", *METRICS, *PAIRS)
 
 
 def _verdicts(run: Path) -> tuple[Callable[[StepContext], float], Callable[[StepContext], float]]:
@@ -82,7 +83,7 @@ def _calibrated(
 
 
 def _row(report: DMReport) -> dict:
-    return {key: getattr(report, key) for key in ("n", *METRICS, *PAIRS)}
+    return {key: getattr(report, key) for key in COLUMNS}
 
 
 def measure(run: Path, part: str, dm: Path | None, minimal_pairs: int | None) -> dict:
@@ -104,7 +105,7 @@ def measure(run: Path, part: str, dm: Path | None, minimal_pairs: int | None) ->
         result["critics"][name] = _row(report)
     if dm is not None:
         card = DMCard.load(dm)
-        result["dm"] = {key: card.metrics["eval"].get(key) for key in ("n", *METRICS, *PAIRS)}
+        result["dm"] = {key: card.metrics["eval"].get(key) for key in COLUMNS}
     return result
 
 
@@ -112,18 +113,17 @@ def _table(result: dict) -> str:
     def fmt(value: float | int | None) -> str:
         return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
-    columns = ("n", *METRICS, *PAIRS)
     lines = [
         f"critics against the rollout labels of the {result['part']} steps of {result['run']}",
         "",
-        "| critic | " + " | ".join(columns) + " |",
-        "|---|" + "---:|" * len(columns),
+        "| critic | " + " | ".join(COLUMNS) + " |",
+        "|---|" + "---:|" * len(COLUMNS),
     ]
     rows = dict(result["critics"])
     if "dm" in result:
         rows["the run's DM (card)"] = result["dm"]
     for name, row in rows.items():
-        lines.append(f"| {name} | " + " | ".join(fmt(row.get(c)) for c in columns) + " |")
+        lines.append(f"| {name} | " + " | ".join(fmt(row.get(c)) for c in COLUMNS) + " |")
     return "\n".join(lines)
 
 
