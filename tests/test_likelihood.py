@@ -107,7 +107,10 @@ async def test_a_head_without_the_classifier_never_runs_it():
     def never(context: StepContext) -> float:
         raise AssertionError("the classifier was run")
 
-    table = {"right": [0.0] * 8 + [-0.1, 0.0, 0.9], "wrong": [0.0] * 8 + [-6.0, -5.0, 0.0025]}
+    table = {
+        "right": [0.0] * 8 + [-0.1, 0.0, 0.9, 0, 0],
+        "wrong": [0.0] * 8 + [-6.0, -5.0, 0.0025, 0, 0],
+    }
     scorer = LikelihoodScorer(FunctionScorer(never, name="clf"), head, FixedFeatures(table))
     items = [StepContext("q", (), "right"), StepContext("q", (), "wrong")]
     right, wrong = scorer.score(items)
@@ -126,8 +129,8 @@ async def test_scorer_combines_classifier_and_statistics_sync_and_async():
     x, y = _rows(300)
     head = LikelihoodHead.fit(x, y).model_copy(update={"accept_threshold": 0.3})
     table = {
-        "good": [0, 0, 3.0, 0, 0, 0, 1, 1, 0, 0, 0],
-        "bad": [0, 0, -3.0, 0, 0, 0, 1, 1, 0, 0, 0],
+        "good": [0, 0, 3.0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0],
+        "bad": [0, 0, -3.0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0],
     }
     classifier = FunctionScorer(lambda c: 0.5, name="clf", thresholds={"accept_threshold": 0.9})
     scorer = LikelihoodScorer(classifier, head, FixedFeatures(table))
@@ -165,6 +168,10 @@ def test_real_smollm2_statistics_prefer_the_right_result():
     assert features[:4, prob] == pytest.approx(np.exp(features[:4, claim]))
     assert features[0, prob] > features[1, prob]
     assert words["claim_logprob"] == words["mean_logprob"]  # no number: the all-token value
+    # a final answer is flagged, and its claim's probability has a column of its own
+    assert words["is_answer"] == 1 and words["answer_claim_prob"] == words["claim_prob"] > 0
+    kind = [LIKELIHOOD_FEATURES.index(n) for n in ("is_answer", "answer_claim_prob")]
+    assert not features[:5, kind].any()
     # batching and order do not change a row
     alone = likelihood.features(items[1:2])
     assert alone[0] == pytest.approx(features[1], abs=1e-4)

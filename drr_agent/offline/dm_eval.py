@@ -356,7 +356,7 @@ def evaluate_dm(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if minimal_pair_limit is not None and minimal_pair_limit < 0:
         raise ValueError(f"minimal_pair_limit must be >= 0 or None, got {minimal_pair_limit}")
-    contexts = [StepContext(e.question, tuple(e.previous), e.step) for e in examples]
+    contexts = [e.context for e in examples]
     tagged = (
         _tagged_minimal_pairs(examples, minimal_pair_limit, seed) if minimal_pair_limit != 0 else []
     )

@@ -107,7 +107,7 @@ def _tagged_minimal_pairs(
         previous = tuple(e.previous)
         # one generator per context: the same step gets the same wrong twin wherever it occurs
         key = f"{seed}|{e.question}|{'|'.join(previous)}|{e.step}"
-        right = StepContext(e.question, previous, e.step)
+        right = e.context
         if (right, False) not in seen:
             add(right, _wrong_equation(e.step, random.Random(key)), False)
         gold = (e.gold or "").strip()

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from drr_agent.scorers.base import StepContext
+
 SplitName = Literal["train", "dev", "test", "held_out"]
 """The split part a row comes from (``held_out``: the old name of ``test``)."""
 
@@ -73,7 +75,7 @@ class TraceRecord(_OfSample):
 class StepExample(_OfSample):
     """One labelled step: the DM's training / evaluation unit.
 
-    The DM input is ``dm_text_pair(StepContext(question, tuple(previous), step))``.
+    The DM input is ``dm_text_pair(example.context)``.
 
     Attributes:
         previous: Steps before this one in the trace.
@@ -102,6 +104,11 @@ class StepExample(_OfSample):
     @property
     def hard_label(self) -> int:
         return int(self.label >= 0.5)
+
+    @property
+    def context(self) -> StepContext:
+        """The step as a scorer sees it: training, evaluation and the graph share one shape."""
+        return StepContext(self.question, tuple(self.previous), self.step)
 
     @property
     def key(self) -> tuple[str, int, int]:

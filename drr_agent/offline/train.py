@@ -65,7 +65,7 @@ from drr_agent.offline.training.fit import check_batch_split, fit
 from drr_agent.offline.training.objective import class_weights
 from drr_agent.offline.training.quiet import quiet_transformers
 from drr_agent.offline.training.result import TrainResult
-from drr_agent.scorers.base import StepContext, StepScorer
+from drr_agent.scorers.base import StepScorer
 from drr_agent.scorers.hf import HFScorer
 from drr_agent.scorers.likelihood import (
     CLASSIFIER_FEATURE,
@@ -289,7 +289,7 @@ def _fit_likelihood(
     train = [e for e in train if e.question not in shown]
     if config.likelihood_rows is not None and len(train) > config.likelihood_rows:
         train = random.Random(config.seed).sample(list(train), config.likelihood_rows)
-    contexts = [StepContext(e.question, tuple(e.previous), e.step) for e in train]
+    contexts = [e.context for e in train]
     with quiet_transformers(not progress):
         likelihood = ReasonerLikelihood(
             config.likelihood_model, context=config.likelihood_context, preamble=preamble
@@ -329,7 +329,7 @@ def preamble_of(
     rng = random.Random(seed)
     chosen = rng.sample(sorted(right), count)
     shown = [rng.choice(right[q]) for q in chosen]
-    contexts = [StepContext(e.question, tuple(e.previous), e.step) for e in shown]
+    contexts = [e.context for e in shown]
     return worked_examples(contexts, context), frozenset(chosen)
 
 

@@ -104,6 +104,8 @@ LIKELIHOOD_FEATURES = (
     "claim_logprob",
     "claim_min_gap",
     "claim_prob",
+    "is_answer",
+    "answer_claim_prob",
 )
 """What `ReasonerLikelihood.features` returns per step, in order. ``*_gap`` is a token's
 log-prob minus the best token's at that position (0 when the step is the model's greedy
@@ -123,7 +125,11 @@ one near 1, a wrong one near 0), not in the log-prob, where one very unlikely wr
 digits takes the all-token values for ``digit_*`` (and ``mean_logprob`` / ``min_gap`` for
 ``claim_*``) and 0 for ``has_digits``; an empty step has ``claim_prob`` 0: a missing value
 must not read as the most confident one (0 is the highest log-prob), or "Answer: incorrect"
-outscores "Answer: 3"."""
+outscores "Answer: 3". ``is_answer`` is 1 when the step states a final answer
+(`ANSWER_FORMAT`) and ``answer_claim_prob`` is ``claim_prob`` on those steps, 0 on the rest:
+beside ``claim_prob`` they let a linear head map a claim's probability to a label apart for
+final answers and for steps, which need it — a right answer ends the question, a right step
+only leads to a right answer about half the time this Reasoner continues from it."""
 
 DEFAULT_HEAD_FEATURES = LIKELIHOOD_FEATURES[:8]
 """The statistics a head is fitted on unless told otherwise (`LikelihoodHead.fit`)."""
@@ -133,6 +139,12 @@ _LAST_NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
 ANSWER_FORMAT = StepFormat()
 """How the claim pass recognises a final answer: the library's default answer markers (the
 embedded Reasoner's and every built-in task's)."""
+
+
+def _is_answer(step: str) -> bool:
+    """Whether ``step`` states a final answer, as the graph and the labels would read it."""
+    return ANSWER_FORMAT.extract_answer(step.strip()) is not None
+
 
 LikelihoodContext = Literal["reasoner", "plain", "question"]
 """What a step is read after: ``"reasoner"``, the Reasoner's own prompt (the LM's chat template,
@@ -190,7 +202,11 @@ class _Encoded:
     scored: list[bool]
 
 
-_CLAIM_AT = LIKELIHOOD_FEATURES.index("claim_logprob")
+_STATISTICS = LIKELIHOOD_FEATURES.index("claim_logprob")  # `_statistics` fills those before
+_CLAIM = [_STATISTICS, LIKELIHOOD_FEATURES.index("claim_min_gap")]  # what `_claim` returns
+_CLAIM_PROB = LIKELIHOOD_FEATURES.index("claim_prob")
+_IS_ANSWER = LIKELIHOOD_FEATURES.index("is_answer")
+_ANSWER_CLAIM_PROB = LIKELIHOOD_FEATURES.index("answer_claim_prob")
 _MEAN = LIKELIHOOD_FEATURES.index("mean_logprob")
 _MIN_GAP = LIKELIHOOD_FEATURES.index("min_gap")
 _LOG_TOKENS = LIKELIHOOD_FEATURES.index("log_tokens")
@@ -383,20 +399,22 @@ class ReasonerLikelihood:
         encoded = [self._encode(item) for item in items]
         if claims:
             encoded += [self._encode_claim(item) for item in items]
-        out = np.zeros((n, len(LIKELIHOOD_FEATURES)), dtype=np.float64)
-        claimed = np.full((n, len(LIKELIHOOD_FEATURES) - _CLAIM_AT), np.nan)
+        out = np.full((n, len(LIKELIHOOD_FEATURES)), np.nan)  # claims: NaN until read
+        out[:, _IS_ANSWER] = [_is_answer(item.candidate) for item in items]
         with self._lock:
             for j, hidden, reading in self._read(encoded):
                 if j < n:
-                    out[j, :_CLAIM_AT] = self._statistics(hidden, reading)
+                    out[j, :_STATISTICS] = self._statistics(hidden, reading)
                 else:
-                    claimed[j - n, :2] = self._claim(hidden, reading)
+                    out[j - n, _CLAIM] = self._claim(hidden, reading)
+        empty = np.array([e is None for e in encoded[:n]], dtype=bool)
+        out[empty, :_STATISTICS] = 0.0  # no tokens: zeros (see `_statistics`)
         if claims:  # no number: the all-token values stand in (see LIKELIHOOD_FEATURES)
-            missing = np.isnan(claimed[:, 0])
-            claimed[missing, :2] = out[missing][:, [_MEAN, _MIN_GAP]]
-            empty = out[:, _LOG_TOKENS] == 0  # no tokens, no claim: not a certain one
-            claimed[:, 2] = np.where(empty, 0.0, np.exp(claimed[:, 0]))
-        out[:, _CLAIM_AT:] = claimed
+            missing = np.flatnonzero(np.isnan(out[:, _STATISTICS]))
+            out[np.ix_(missing, _CLAIM)] = out[np.ix_(missing, [_MEAN, _MIN_GAP])]
+            # no tokens, no claim: not a certain one
+            out[:, _CLAIM_PROB] = np.where(empty, 0.0, np.exp(out[:, _STATISTICS]))
+            out[:, _ANSWER_CLAIM_PROB] = out[:, _CLAIM_PROB] * out[:, _IS_ANSWER]
         return out
 
     def _read(self, encoded: list[_Encoded | None]) -> Iterator[tuple[int, Any, _Encoded]]:

@@ -55,7 +55,7 @@ from typing import Any
 from drr_agent.offline.jsonl import RecordFile
 from drr_agent.offline.records import StepExample
 from drr_agent.offline.train import EMBEDDED_REASONER_BASE, TrainConfig, train_dm
-from drr_agent.scorers import HFScorer, StepContext
+from drr_agent.scorers import HFScorer
 from drr_agent.tasks.splits import question_key
 from evals.benchmarks.dm_timing import TrainerClock, scoring_latency, train_rates
 
@@ -179,10 +179,7 @@ def run_variant(
         clock.close()
     scorer = HFScorer(result.output_dir, batch_size=8)
     rng = random.Random(args.seed)
-    contexts = [
-        StepContext(e.question, tuple(e.previous), e.step)
-        for e in rng.sample(list(dev), min(args.latency_steps, len(dev)))
-    ]
+    contexts = [e.context for e in rng.sample(list(dev), min(args.latency_steps, len(dev)))]
     latency = scoring_latency(scorer, contexts, args.threads, args.latency_repeats)
     params = _parameters(scorer.model, config)
     del scorer

@@ -75,7 +75,7 @@ def _calibrated(
     """``verdict`` with each level replaced by the positive-label rate it has on ``train``."""
     totals: dict[float, list[float]] = {}
     for e in train:
-        level = verdict(StepContext(e.question, tuple(e.previous), e.step))
+        level = verdict(e.context)
         totals.setdefault(level, []).append(e.label)
     rate = {level: sum(labels) / len(labels) for level, labels in totals.items()}
     overall = sum(e.label for e in train) / len(train)

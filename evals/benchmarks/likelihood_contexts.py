@@ -70,11 +70,8 @@ HEADS = {
     "claim log-prob + gap": ("claim_logprob", "claim_min_gap"),
     "claim prob (quickstart)": VERIFIER_HEAD_INPUTS,
     "claim prob + gap": ("claim_prob", "claim_min_gap"),
+    "claim prob by kind": ("claim_prob", "is_answer", "answer_claim_prob"),
 }
-
-
-def _contexts(examples: list[StepExample]) -> list[StepContext]:
-    return [StepContext(e.question, tuple(e.previous), e.step) for e in examples]
 
 
 def _graph_candidates(run: Path, records: Path) -> tuple[list[StepContext], np.ndarray, np.ndarray]:
@@ -147,8 +144,8 @@ def measure(
         if train_rows is not None and len(train) > train_rows:
             train = random.Random(seed).sample(train, train_rows)
         parts = {
-            "train": _contexts(train),
-            "dev": _contexts(dev),
+            "train": [e.context for e in train],
+            "dev": [e.context for e in dev],
             "pairs": [c for right, wrong, _ in tagged for c in (right, wrong)],
         }
         if graph is not None:

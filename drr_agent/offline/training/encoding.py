@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from drr_agent.offline.records import StepExample
-from drr_agent.scorers.base import StepContext
 from drr_agent.scorers.hf import fit_to_window
 
 __all__ = ["encode", "encode_pairs", "step_dataset"]
@@ -22,10 +21,7 @@ def encode(
     examples: Sequence[StepExample], tokenizer: Any, max_length: int
 ) -> list[dict[str, Any]]:
     """One tokenised row per example (``input_ids``, ..., and the soft label as ``labels``)."""
-    pairs = [
-        fit_to_window(tokenizer, StepContext(e.question, tuple(e.previous), e.step), max_length)
-        for e in examples
-    ]
+    pairs = [fit_to_window(tokenizer, e.context, max_length) for e in examples]
     encoded = tokenizer(
         [a for a, _ in pairs],
         [b for _, b in pairs],
