@@ -88,10 +88,9 @@ class QuickstartPlan(BaseModel):
             verifier reads"; chosen on dev).
         likelihood_rows / likelihood_features: The head's training rows and the inputs it
             reads (`TrainConfig.likelihood_rows`, ``likelihood_features``); 320 rows fit the
-            head and bound the verifier's cost. By default the head reads only the verifier's
-            claim statistics (`VERIFIER_HEAD_INPUTS`): the classifier and the in-context
-            statistics fit the rollout labels better but judge the graph's own candidates
-            worse (chosen on dev; README, "What the head reads").
+            head and bound the verifier's cost. By default the head reads the classifier, the
+            in-context statistics and the verifier's claim statistics
+            (`VERIFIER_HEAD_INPUTS`; chosen on dev; README, "What the head reads").
         likelihood_examples: Worked examples the verifier reads first
             (`TrainConfig.likelihood_examples`).
         minimal_pairs: Dev minimal pairs in the DM's report (`TrainConfig.minimal_pairs`):

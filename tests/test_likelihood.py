@@ -16,12 +16,12 @@ from drr_agent.offline.records import StepExample
 from drr_agent.offline.train import TrainConfig, TrainingDataError, preamble_of
 from drr_agent.scorers import DM_METADATA_FILE, FunctionScorer, load_dm
 from drr_agent.scorers.likelihood import (
+    CLAIM_HEAD_INPUTS,
     DEFAULT_HEAD_INPUTS,
     EMBEDDED_VERIFIER_MODEL,
     HEAD_INPUTS,
     LIKELIHOOD_FEATURES,
     LIKELIHOOD_KEY,
-    VERIFIER_HEAD_INPUTS,
     LikelihoodHead,
     LikelihoodScorer,
     ReasonerLikelihood,
@@ -93,14 +93,14 @@ def test_a_head_reads_its_inputs_by_name():
 
 
 async def test_a_head_without_the_classifier_never_runs_it():
-    """`VERIFIER_HEAD_INPUTS` leave the classifier out: the scorer must not pay for it, and a
+    """`CLAIM_HEAD_INPUTS` leave the classifier out: the scorer must not pay for it, and a
     head cannot be fitted on the missing logit it would then see."""
     rng = np.random.default_rng(4)
     features = rng.normal(size=(200, len(LIKELIHOOD_FEATURES)))
-    claim = LIKELIHOOD_FEATURES.index(VERIFIER_HEAD_INPUTS[0])
+    claim = LIKELIHOOD_FEATURES.index(CLAIM_HEAD_INPUTS[0])
     y = (features[:, claim] > 0).astype(float)
-    head = LikelihoodHead.fit(head_inputs(features, None), y, features=VERIFIER_HEAD_INPUTS)
-    assert head.features == list(VERIFIER_HEAD_INPUTS) and not head.reads_classifier
+    head = LikelihoodHead.fit(head_inputs(features, None), y, features=CLAIM_HEAD_INPUTS)
+    assert head.features == list(CLAIM_HEAD_INPUTS) and not head.reads_classifier
     with pytest.raises(ValueError, match=r"head inputs \['classifier_logit'\] have missing"):
         LikelihoodHead.fit(head_inputs(features, None), y)
 

@@ -95,10 +95,11 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
     assert meta["data"]["eval"]["items"] == 8
     assert meta["metrics"]["eval"]["minimal_pairs"] == 4  # the plan's sample of them
     # the default DM carries the likelihood head, with its own dev thresholds; by default it
-    # reads the claim statistics alone, not the classifier
+    # reads the classifier, the in-context statistics and the claim
     head = meta["likelihood_head"]
     assert head["model"] == "embedded-smollm2"
-    assert head["features"] == list(VERIFIER_HEAD_INPUTS) and len(head["weights"]) == 1
+    assert head["features"] == list(VERIFIER_HEAD_INPUTS)
+    assert len(head["weights"]) == len(VERIFIER_HEAD_INPUTS)
     # read after two worked examples: right steps of two training questions
     shown = [q for q in {row["question"] for row in labels} if f"{q}\n" in head["preamble"]]
     assert head["context"] == "question" and len(shown) == 2

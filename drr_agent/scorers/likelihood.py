@@ -53,6 +53,7 @@ from drr_agent.scorers.coalesce import Coalescer
 from drr_agent.steps import StepFormat
 
 __all__ = [
+    "CLAIM_HEAD_INPUTS",
     "DEFAULT_HEAD_FEATURES",
     "DEFAULT_HEAD_INPUTS",
     "EMBEDDED_LIKELIHOOD_MODEL",
@@ -169,25 +170,36 @@ DEFAULT_HEAD_INPUTS = (*DEFAULT_HEAD_FEATURES, CLASSIFIER_FEATURE)
 """What a head reads unless told otherwise (`LikelihoodHead.fit`, ``drr train``): the
 in-context statistics and the classifier's logit."""
 
-VERIFIER_HEAD_INPUTS = ("claim_prob",)
-"""What the quickstart's verifier head reads: the claim against the question, nothing else.
+CLAIM_HEAD_INPUTS = ("claim_prob",)
+"""A head that reads the claim against the question and nothing else: the best judge of the
+graph's first steps (see `VERIFIER_HEAD_INPUTS`), and blind to everything else the rollout
+labels reward. The quickstart's default from 74d6b33 to 9fc697e."""
 
-Why not the classifier and the in-context statistics: they fit the rollout labels better
-(the labels reward what makes the Reasoner's *continuation* succeed — question difficulty,
-the shape of a step) but judge the graph's own candidates worse. Measured on the 40 dev
-questions of a quickstart run (embedded Qwen2.5-Coder-0.5B in the ``"question"`` context,
-heads fitted on the same 320 train rows, thresholds on the dev rows), against the gold-aware
-oracle's verdict on the 150 candidates the graph wrote: AUROC 0.99 on first steps and 0.95 on
-final answers for the claim, 0.80 / 0.85 for the default inputs; dev rollout-label AUROC 0.74
-against 0.82; in the graph, ``drr`` 0.625 against 0.575 (``stepwise`` 0.550, ``oracle``
-0.650). With the classifier's logit beside the claim (0.84 / 0.78) the classifier takes most
-of the weight again.
+VERIFIER_HEAD_INPUTS = (
+    *DEFAULT_HEAD_FEATURES,
+    "claim_logprob",
+    "claim_min_gap",
+    "claim_prob",
+    "is_answer",
+    "answer_claim_prob",
+    CLASSIFIER_FEATURE,
+)
+"""What the quickstart's verifier head reads: the classifier, the in-context statistics, the
+claim against the question, and the claim's probability apart for final answers.
 
-Why ``claim_prob`` alone: it ranks every step as ``claim_logprob`` does (the same AUROC, pair
-accuracies and, at thresholds chosen on dev, the same vetoes: ``claim_min_gap`` beside it got a
-weight of ~0.001), but the head's probabilities are calibrated better — dev ECE 0.077 / 0.102 /
-0.044 for three seeded samples of the 320 training rows, against 0.132 / 0.081 / 0.118 for
-``claim_logprob`` + ``claim_min_gap`` (see `LIKELIHOOD_FEATURES`)."""
+Why all of them: the rollout labels say whether the Reasoner *went on* to succeed, which
+depends on the question (the classifier and the in-context statistics learn that) and on
+whether the step is right (the claim). Without the claim a head judges the graph's own
+candidates poorly; with the claim alone it fits the labels poorly (dev AUROC 0.77, sibling
+pairs 0.75). Since a final answer's claim is restated (`ReasonerLikelihood._encode_claim`) and
+answers have their own claim column, the claim keeps its weight beside the classifier.
+Measured on the 40 dev questions of 9fc697e's quickstart run (heads fitted on the same 320
+train rows, thresholds on the dev rows; README, "What the head reads"): dev rows AUROC 0.855
+against 0.767 for `CLAIM_HEAD_INPUTS`, sibling pairs 0.840 against 0.753, ECE 0.063 against
+0.077, minimal pairs 0.983 / 0.987; on the graph's 346 dev candidates against the oracle's
+verdict AUROC 0.894 / 0.992 on first steps / answers (claim alone 0.960 / 0.993), veto
+error 0.255 / 0.059 (0.292 / 0.011); ``drr`` on the dev questions 0.625 for both (2 wins, 2
+losses), 291 Reasoner tokens against 271."""
 
 _EPS = 1e-4
 

@@ -53,10 +53,9 @@ from drr_agent.quickstart import QuickstartPlan
 from drr_agent.scorers.base import StepContext
 from drr_agent.scorers.hf import HFScorer
 from drr_agent.scorers.likelihood import (
-    CLASSIFIER_FEATURE,
+    CLAIM_HEAD_INPUTS,
     DEFAULT_HEAD_INPUTS,
     EMBEDDED_VERIFIER_MODEL,
-    LIKELIHOOD_FEATURES,
     VERIFIER_HEAD_INPUTS,
     LikelihoodHead,
     ReasonerLikelihood,
@@ -66,9 +65,9 @@ from drr_agent.tasks.splits import TaskSplit
 
 HEADS = {
     "default": DEFAULT_HEAD_INPUTS,
-    "default + claim": (*LIKELIHOOD_FEATURES, CLASSIFIER_FEATURE),
+    "everything (quickstart)": VERIFIER_HEAD_INPUTS,
     "claim log-prob + gap": ("claim_logprob", "claim_min_gap"),
-    "claim prob (quickstart)": VERIFIER_HEAD_INPUTS,
+    "claim prob": CLAIM_HEAD_INPUTS,
     "claim prob + gap": ("claim_prob", "claim_min_gap"),
     "claim prob by kind": ("claim_prob", "is_answer", "answer_claim_prob"),
 }
