@@ -359,7 +359,10 @@ def test_question_context_reads_each_step_after_the_question_alone():
     )
     claim = LIKELIHOOD_FEATURES.index("claim_logprob")
     without = likelihood.features(items, claims=False)
-    assert np.isnan(without[:, claim:]).all()
+    claims = [i for i, name in enumerate(LIKELIHOOD_FEATURES) if "claim" in name]
+    assert np.isnan(without[:, claims]).all()
+    # whether a step is an answer needs no reading: known without the claims
+    assert without[:, LIKELIHOOD_FEATURES.index("is_answer")].tolist() == [1.0, 1.0]
     assert without[:, :claim] == pytest.approx(features[:, :claim], abs=1e-4)
 
 

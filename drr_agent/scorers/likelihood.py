@@ -398,7 +398,7 @@ class ReasonerLikelihood:
 
     def features(self, items: Sequence[StepContext], *, claims: bool = True) -> np.ndarray:
         """One row of `LIKELIHOOD_FEATURES` per item, in order (``claims=False``: the
-        ``claim_*`` columns are NaN — not read — and not computed).
+        ``claim_*`` and ``answer_claim_prob`` columns are NaN — not read — and not computed).
 
         Each step is read twice: in its context (`LikelihoodContext`), and its last number
         after the question alone (`_encode_claim`). Whenever one reading's ids begin another's
