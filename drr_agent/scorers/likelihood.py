@@ -193,10 +193,10 @@ whether the step is right (the claim). Without the claim a head judges the graph
 candidates poorly; with the claim alone it fits the labels poorly (dev AUROC 0.77, sibling
 pairs 0.75). Since a final answer's claim is restated (`ReasonerLikelihood._encode_claim`) and
 answers have their own claim column, the claim keeps its weight beside the classifier.
-Measured on the 40 dev questions of 9fc697e's quickstart run (heads fitted on the same 320
+Measured on the 40 dev questions of e2153c6's quickstart run (heads fitted on the same 320
 train rows, thresholds on the dev rows; README, "What the head reads"): dev rows AUROC 0.855
 against 0.767 for `CLAIM_HEAD_INPUTS`, sibling pairs 0.840 against 0.753, ECE 0.063 against
-0.077, minimal pairs 0.983 / 0.987; on the graph's 346 dev candidates against the oracle's
+0.077, minimal pairs 0.985 / 0.987; on the graph's 346 dev candidates against the oracle's
 verdict AUROC 0.894 / 0.992 on first steps / answers (claim alone 0.960 / 0.993), veto
 error 0.255 / 0.059 (0.292 / 0.011); ``drr`` on the dev questions 0.625 for both (2 wins, 2
 losses), 291 Reasoner tokens against 271."""
@@ -214,14 +214,13 @@ class _Encoded:
     scored: list[bool]
 
 
-_STATISTICS = LIKELIHOOD_FEATURES.index("claim_logprob")  # `_statistics` fills those before
-_CLAIM = [_STATISTICS, LIKELIHOOD_FEATURES.index("claim_min_gap")]  # what `_claim` returns
+_CLAIM_LOGPROB = LIKELIHOOD_FEATURES.index("claim_logprob")  # `_statistics` fills those before
+_CLAIM = [_CLAIM_LOGPROB, LIKELIHOOD_FEATURES.index("claim_min_gap")]  # what `_claim` returns
 _CLAIM_PROB = LIKELIHOOD_FEATURES.index("claim_prob")
 _IS_ANSWER = LIKELIHOOD_FEATURES.index("is_answer")
 _ANSWER_CLAIM_PROB = LIKELIHOOD_FEATURES.index("answer_claim_prob")
 _MEAN = LIKELIHOOD_FEATURES.index("mean_logprob")
 _MIN_GAP = LIKELIHOOD_FEATURES.index("min_gap")
-_LOG_TOKENS = LIKELIHOOD_FEATURES.index("log_tokens")
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -416,16 +415,16 @@ class ReasonerLikelihood:
         with self._lock:
             for j, hidden, reading in self._read(encoded):
                 if j < n:
-                    out[j, :_STATISTICS] = self._statistics(hidden, reading)
+                    out[j, :_CLAIM_LOGPROB] = self._statistics(hidden, reading)
                 else:
                     out[j - n, _CLAIM] = self._claim(hidden, reading)
         empty = np.array([e is None for e in encoded[:n]], dtype=bool)
-        out[empty, :_STATISTICS] = 0.0  # no tokens: zeros (see `_statistics`)
+        out[empty, :_CLAIM_LOGPROB] = 0.0  # no tokens: zeros (see `_statistics`)
         if claims:  # no number: the all-token values stand in (see LIKELIHOOD_FEATURES)
-            missing = np.flatnonzero(np.isnan(out[:, _STATISTICS]))
+            missing = np.flatnonzero(np.isnan(out[:, _CLAIM_LOGPROB]))
             out[np.ix_(missing, _CLAIM)] = out[np.ix_(missing, [_MEAN, _MIN_GAP])]
             # no tokens, no claim: not a certain one
-            out[:, _CLAIM_PROB] = np.where(empty, 0.0, np.exp(out[:, _STATISTICS]))
+            out[:, _CLAIM_PROB] = np.where(empty, 0.0, np.exp(out[:, _CLAIM_LOGPROB]))
             out[:, _ANSWER_CLAIM_PROB] = out[:, _CLAIM_PROB] * out[:, _IS_ANSWER]
         return out
 
