@@ -175,6 +175,8 @@ CLAIM_HEAD_INPUTS = ("claim_prob",)
 graph's first steps (see `VERIFIER_HEAD_INPUTS`), and blind to everything else the rollout
 labels reward. The quickstart's default from 74d6b33 to 9fc697e."""
 
+# spelled out rather than `HEAD_INPUTS`: a statistic added later must not join the
+# quickstart's head without being chosen on dev
 VERIFIER_HEAD_INPUTS = (
     *DEFAULT_HEAD_FEATURES,
     "claim_logprob",
