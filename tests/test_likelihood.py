@@ -26,6 +26,7 @@ from drr_agent.scorers.likelihood import (
     LikelihoodScorer,
     ReasonerLikelihood,
     head_inputs,
+    native_bfloat16,
     worked_examples,
 )
 
@@ -244,6 +245,9 @@ def test_real_verifier_lm_knows_what_the_reasoner_gets_wrong():
     an answer off by one), where SmolLM2's own likelihood believes them."""
     verifier = ReasonerLikelihood(EMBEDDED_VERIFIER_MODEL, num_threads=1)
     assert verifier.model_name == EMBEDDED_VERIFIER_MODEL
+    # the same reading off another forward pass: equal in float32, near in bfloat16 (its
+    # padding and batch shapes round differently), and both far below the gaps asserted
+    same = 1e-4 if verifier.dtype == "float32" else 1e-2
     cases = [
         ("Calculate 5 - 9.", (), "5 - 9 = -4", "5 - 9 = 4"),
         ("Calculate 7 + 8.", ("7 + 8 = 15",), "So the result is 15", "So the result is 16"),
@@ -271,7 +275,7 @@ def test_real_verifier_lm_knows_what_the_reasoner_gets_wrong():
         wrong, right = question[k], question[len(answers) + k]
         assert right[digit_mean] > wrong[digit_mean] + 2 and right[claim] > wrong[claim] + 2
         assert plain[k, digit_mean] > wrong[digit_mean] + 2  # fooled by the accepted step
-        assert plain[k, claim] == pytest.approx(wrong[claim], abs=1e-4)
+        assert plain[k, claim] == pytest.approx(wrong[claim], abs=same)
     # a final answer's claim is the number the checker takes from it, restated: its own words
     # neither vouch for it ("11. The answer is 11") nor hide it behind an echo of the question
     # (the checker reads "Answer: 16. To calculate 6 + 7" as 7)
@@ -284,9 +288,48 @@ def test_real_verifier_lm_knows_what_the_reasoner_gets_wrong():
     steps.append("Answer: 13")
     said = verifier.features([StepContext("Calculate 6 + 7.", (), s) for s in steps])
     prob = LIKELIHOOD_FEATURES.index("claim_prob")
-    assert said[1, prob] == pytest.approx(said[0, prob], abs=1e-4)
-    assert said[2, prob] == pytest.approx(said[3, prob], abs=1e-4)
+    assert said[1, prob] == pytest.approx(said[0, prob], abs=same)
+    assert said[2, prob] == pytest.approx(said[3, prob], abs=same)
     assert said[4, prob] > max(said[0, prob], said[2, prob]) + 0.3, said[:, prob]
+
+
+def test_bfloat16_only_where_the_cpu_has_it(tmp_path, monkeypatch):
+    from drr_agent.scorers import likelihood
+
+    cpuinfo = tmp_path / "cpuinfo"
+    monkeypatch.setattr(likelihood, "_CPU_FLAGS", cpuinfo)
+    assert not native_bfloat16()  # unreadable: float32
+    cpuinfo.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_vnni\n")
+    assert not native_bfloat16()  # emulated bfloat16 would be slower
+    cpuinfo.write_text("flags\t\t: fpu avx512f avx512_bf16 avx512_vnni\n")
+    assert native_bfloat16()
+    cpuinfo.write_text("flags\t\t: fpu amx_bf16 amx_tile\n")
+    assert native_bfloat16()
+
+
+@pytest.mark.embedded
+def test_real_verifier_reads_the_same_in_bfloat16_and_float32():
+    """bfloat16 is a speed choice (`native_bfloat16`), not a different judge: the embedded
+    verifier's features agree with float32's to rounding on steps that differ by one digit,
+    and the right step stays ahead in both."""
+    items = [
+        StepContext("Calculate 8 - 1.", (), step)
+        for step in ("8 - 1 = 7", "8 - 1 = 9", "The answer is 7", "The answer is 6")
+    ]
+    readings = {
+        dtype: ReasonerLikelihood(
+            EMBEDDED_VERIFIER_MODEL, context="question", num_threads=1, dtype=dtype
+        )
+        for dtype in ("float32", "bfloat16")
+    }
+    assert {r.dtype for r in readings.values()} == {"float32", "bfloat16"}
+    assert {str(r.lm.dtype) for r in readings.values()} == {"torch.float32", "torch.bfloat16"}
+    full, half = (r.features(items) for r in readings.values())
+    assert half == pytest.approx(full, abs=0.1)
+    prob = LIKELIHOOD_FEATURES.index("claim_prob")
+    for features in (full, half):
+        assert features[0, prob] > features[1, prob] + 0.3
+        assert features[2, prob] > features[3, prob] + 0.3
 
 
 def _fake_parts(tmp_path, monkeypatch, payloads):
@@ -392,8 +435,10 @@ def test_a_preamble_is_read_once_and_changes_nothing_but_what_comes_before():
     with pytest.raises(ValueError, match="preamble"):
         ReasonerLikelihood(context="reasoner", preamble=preamble)
 
-    after = ReasonerLikelihood(context="question", preamble=preamble, num_threads=1)
-    alone = ReasonerLikelihood(context="question", num_threads=1)
+    # float32: the cache's arithmetic is what is tested, not bfloat16's rounding
+    options = {"context": "question", "num_threads": 1, "dtype": "float32"}
+    after = ReasonerLikelihood(preamble=preamble, **options)
+    alone = ReasonerLikelihood(**options)
     items = [
         StepContext("Calculate 1 - 3.", (), "The answer is -2."),
         StepContext("Calculate 7 + 9.", (), "To find the sum, we add 7 and 9: 7 + 9 = 16."),

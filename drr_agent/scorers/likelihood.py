@@ -63,10 +63,12 @@ __all__ = [
     "LIKELIHOOD_KEY",
     "VERIFIER_HEAD_INPUTS",
     "LikelihoodContext",
+    "LikelihoodDType",
     "LikelihoodHead",
     "LikelihoodScorer",
     "ReasonerLikelihood",
     "embedded_likelihood_folder",
+    "native_bfloat16",
     "worked_examples",
 ]
 
@@ -203,6 +205,24 @@ verdict AUROC 0.894 / 0.992 on first steps / answers (claim alone 0.960 / 0.993)
 error 0.255 / 0.059 (0.292 / 0.011); ``drr`` on the dev questions 0.625 for both (2 wins, 2
 losses), 291 Reasoner tokens against 271."""
 
+LikelihoodDType = Literal["auto", "float32", "bfloat16"]
+"""The number format `ReasonerLikelihood` reads in (``"auto"``: `native_bfloat16` decides)."""
+
+_CPU_FLAGS = Path("/proc/cpuinfo")
+
+
+def native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (the ``avx512_bf16`` or ``amx_bf16``
+    flag of Linux's ``/proc/cpuinfo``). Elsewhere — another OS, an older CPU — False: an
+    emulated bfloat16 matmul is slower than float32, so guessing wrong costs time, not
+    correctness."""
+    try:
+        flags = _CPU_FLAGS.read_text(errors="replace")
+    except OSError:
+        return False
+    return bool(re.search(r"\b(?:avx512_bf16|amx_bf16)\b", flags))
+
+
 _EPS = 1e-4
 
 
@@ -248,6 +268,16 @@ class ReasonerLikelihood:
             steps) and the step its first ones, so a long context costs a bounded forward.
         num_threads: ``torch.set_num_threads`` (process-wide), as for `HFScorer`.
         trust_remote_code: Passed to transformers; off unless you ask for it.
+        dtype: The LM's weights and activations (`LikelihoodDType`): ``"auto"`` (default)
+            reads in bfloat16 where the CPU computes it natively (`native_bfloat16`) and in
+            float32 elsewhere. Why: on a CPU with AVX512-BF16 the embedded verifier reads a
+            step 2.2× faster in bfloat16 — the quickstart's largest CPU cost after the
+            Reasoner — and its features are the same to the head (measured on 300 dev steps
+            of a quickstart run: every feature correlates ≥ 0.9994 with float32's; the
+            head's AUROC 0.8737 against 0.8734, ECE 0.066 / 0.065, sibling pairs equal).
+            Without native support bfloat16 is emulated and slower, hence float32 there.
+            int8 dynamic quantisation was 3.9× faster but moved the features (correlations
+            0.67–0.98; AUROC 0.851, sibling pairs 0.85 against 0.93), so it is not offered.
         preamble: Text the LM reads before every reading (``"plain"`` and ``"question"``
             contexts): worked examples, so that a verifier which was never told the format
             knows what a right step looks like (`worked_examples`). Its keys and values are
@@ -266,6 +296,7 @@ class ReasonerLikelihood:
         num_threads: int | None = None,
         trust_remote_code: bool = False,
         preamble: str = "",
+        dtype: LikelihoodDType = "auto",
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -277,6 +308,9 @@ class ReasonerLikelihood:
             )
 
         self.model_name = str(model)
+        self.dtype: Literal["float32", "bfloat16"] = (
+            ("bfloat16" if native_bfloat16() else "float32") if dtype == "auto" else dtype
+        )
         folder = embedded_likelihood_folder(self.model_name)
         if folder is None:
             folder = Path(model).expanduser()
@@ -291,7 +325,10 @@ class ReasonerLikelihood:
                 folder, trust_remote_code=trust_remote_code
             )
             self.lm = AutoModelForCausalLM.from_pretrained(
-                folder, use_safetensors=True, trust_remote_code=trust_remote_code
+                folder,
+                use_safetensors=True,
+                trust_remote_code=trust_remote_code,
+                dtype=getattr(torch, self.dtype),
             ).eval()
         except (OSError, ValueError) as exc:
             raise DMLoadError(f"cannot load the likelihood model from {folder}: {exc}") from exc
