@@ -183,7 +183,7 @@ def test_plain_context_reads_a_trace_in_one_pass_with_the_same_result():
     """In the plain context a step is a line after the question and the accepted steps, and
     the rows of one trace are read off one forward pass: each row's features equal the row
     read alone."""
-    likelihood = ReasonerLikelihood(context="plain", num_threads=1)
+    likelihood = ReasonerLikelihood(context="plain", num_threads=1, dtype="float32")
     question = "Calculate 7 - 9."
     trace = ["First, subtract 9 from 7.", "7 - 9 = -2", "Answer: -2"]
     items = [StepContext(question, tuple(trace[:k]), trace[k]) for k in range(3)]
@@ -221,8 +221,9 @@ def test_load_dm_wraps_a_classifier_whose_card_has_a_head(classifier_dir, tmp_pa
     (folder / DM_METADATA_FILE).write_text(
         json.dumps({"accept_threshold": 0.6, LIKELIHOOD_KEY: head.model_dump(mode="json")})
     )
-    dm = load_dm(folder, num_threads=1)
+    dm = load_dm(folder, num_threads=1, likelihood_dtype="float32")
     assert isinstance(dm, LikelihoodScorer)
+    assert dm.likelihood.dtype == "float32"
     assert dm.thresholds == {"accept_threshold": 0.35}
     assert dm.classifier.thresholds == {"accept_threshold": 0.6}
     scores = dm.score([StepContext("Calculate 2 + 3.", (), "2 + 3 = 5")])
@@ -380,7 +381,7 @@ def test_question_context_reads_each_step_after_the_question_alone():
     step's pass when the step states it as the claim pass reads it ("Answer: N"); an answer
     worded otherwise is restated, a pass of its own (what both gain is tested on the
     verifier, which knows the arithmetic)."""
-    likelihood = ReasonerLikelihood(context="question", num_threads=1)
+    likelihood = ReasonerLikelihood(context="question", num_threads=1, dtype="float32")
     question = "Calculate 1 - 3."
     items = [
         StepContext(question, ("1 - 3 = 2",), "Answer: 2"),

@@ -15,7 +15,7 @@ from drr_agent.scorers.base import StepScorer
 from drr_agent.scorers.card import DMCard
 from drr_agent.scorers.embedded import embedded_dm_base_path
 from drr_agent.scorers.hf import HFScorer
-from drr_agent.scorers.likelihood import LikelihoodScorer, ReasonerLikelihood
+from drr_agent.scorers.likelihood import LikelihoodDType, LikelihoodScorer, ReasonerLikelihood
 from drr_agent.scorers.remote import RemoteScorer
 
 __all__ = ["load_dm"]
@@ -28,6 +28,7 @@ def load_dm(
     allow_untrained: bool = False,
     trust_remote_code: bool = False,
     num_threads: int | None = None,
+    likelihood_dtype: LikelihoodDType = "auto",
 ) -> StepScorer:
     """The DM a run uses.
 
@@ -42,6 +43,9 @@ def load_dm(
         trust_remote_code: Passed to ``transformers`` for ``path`` (off unless asked for).
         num_threads: torch threads of an in-process DM; 1 beside the embedded llama.cpp
             Reasoner, which wants the cores (see `HFScorer`).
+        likelihood_dtype: The number format of a likelihood DM's verifier LM
+            (`ReasonerLikelihood`'s ``dtype``): ``"auto"`` reads in bfloat16 where the CPU has
+            it natively; ``"float32"`` gives the same features on every machine.
 
     Raises:
         DMLoadError: Nothing names a DM and ``allow_untrained`` is off, or the DM fails to load.
@@ -53,8 +57,10 @@ def load_dm(
         allow_untrained=allow_untrained,
         trust_remote_code=trust_remote_code,
         num_threads=num_threads,
+        likelihood_dtype=likelihood_dtype,
     )
-    return _load(path, url, allow_untrained, trust_remote_code, num_threads).with_recipe(recipe)
+    scorer = _load(path, url, allow_untrained, trust_remote_code, num_threads, likelihood_dtype)
+    return scorer.with_recipe(recipe)
 
 
 def _load(
@@ -63,12 +69,14 @@ def _load(
     allow_untrained: bool,
     trust_remote_code: bool,
     num_threads: int | None,
+    likelihood_dtype: LikelihoodDType,
 ) -> StepScorer:
     if url is not None:
-        return _with_likelihood(RemoteScorer(url, dm_path=path), path, num_threads)
+        served = RemoteScorer(url, dm_path=path)
+        return _with_likelihood(served, path, num_threads, likelihood_dtype)
     if path is not None:
         classifier = HFScorer(path, trust_remote_code=trust_remote_code, num_threads=num_threads)
-        return _with_likelihood(classifier, path, num_threads)
+        return _with_likelihood(classifier, path, num_threads, likelihood_dtype)
     if not allow_untrained:
         raise DMLoadError(
             "no DM given: pass a trained DM folder (path) or a served DM (url), or "
@@ -78,7 +86,10 @@ def _load(
 
 
 def _with_likelihood(
-    classifier: StepScorer, path: str | Path | None, num_threads: int | None
+    classifier: StepScorer,
+    path: str | Path | None,
+    num_threads: int | None,
+    dtype: LikelihoodDType,
 ) -> StepScorer:
     """``classifier`` wrapped in a `LikelihoodScorer` when the DM card carries a likelihood
     head (a DM trained with ``drr train --likelihood``): the head *is* that DM."""
@@ -92,5 +103,5 @@ def _with_likelihood(
     return LikelihoodScorer(
         classifier,
         head,
-        ReasonerLikelihood.of(head, num_threads=num_threads),
+        ReasonerLikelihood.of(head, num_threads=num_threads, dtype=dtype),
     )
