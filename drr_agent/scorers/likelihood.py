@@ -271,13 +271,14 @@ class ReasonerLikelihood:
         dtype: The LM's weights and activations (`LikelihoodDType`): ``"auto"`` (default)
             reads in bfloat16 where the CPU computes it natively (`native_bfloat16`) and in
             float32 elsewhere. Why: on a CPU with AVX512-BF16 the embedded verifier reads a
-            step 2.2× faster in bfloat16 — the quickstart's largest CPU cost after the
-            Reasoner — and its features are the same to the head (measured on 300 dev steps
-            of a quickstart run: every feature correlates ≥ 0.9994 with float32's; the
-            head's AUROC 0.8737 against 0.8734, ECE 0.066 / 0.065, sibling pairs equal).
+            step 3.1× faster in bfloat16 — the quickstart's largest CPU cost after the
+            Reasoner — and its features are the same to the head (300 dev steps of a
+            quickstart run, `evals.benchmarks.verifier_dtype`: every feature correlates
+            ≥ 0.9994 with float32's; the head's AUROC 0.851 both, sibling pairs equal).
             Without native support bfloat16 is emulated and slower, hence float32 there.
-            int8 dynamic quantisation was 3.9× faster but moved the features (correlations
-            0.67–0.98; AUROC 0.851, sibling pairs 0.85 against 0.93), so it is not offered.
+            int8 dynamic quantisation was 5.3× faster but moved the features (lowest
+            correlation 0.69; AUROC 0.830, sibling pairs 0.87 against 0.89), so it is not
+            offered.
         preamble: Text the LM reads before every reading (``"plain"`` and ``"question"``
             contexts): worked examples, so that a verifier which was never told the format
             knows what a right step looks like (`worked_examples`). Its keys and values are
