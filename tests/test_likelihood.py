@@ -34,9 +34,10 @@ from drr_agent.scorers.likelihood import (
 class FixedFeatures(ReasonerLikelihood):
     """A likelihood whose statistics are given per candidate (no model): for the logic tests."""
 
-    def __init__(self, table: dict[str, list[float]]) -> None:
+    def __init__(self, table: dict[str, list[float]], dtype: str = "float32") -> None:
         self.table = table
         self.model_name = "fixed"
+        self.dtype = dtype
 
     def features(self, items, *, claims=True):
         return np.array([self.table[i.candidate] for i in items], dtype=np.float64)
@@ -117,6 +118,25 @@ async def test_a_head_without_the_classifier_never_runs_it():
     right, wrong = scorer.score(items)
     assert right > wrong
     assert await scorer.ascore(items) == pytest.approx([right, wrong])
+
+
+def test_the_verifier_format_is_part_of_the_fingerprint():
+    """A run resumed with the verifier in another format would mix two DMs' scores; float32
+    keeps the fingerprint it had before bfloat16 existed."""
+
+    class Fingerprinted(FunctionScorer):
+        @property
+        def fingerprint(self) -> str | None:
+            return "aaaa"
+
+    head = LikelihoodHead.fit(*_rows(60))
+    classifier = Fingerprinted(lambda c: 0.5, name="clf")
+    full = LikelihoodScorer(classifier, head, FixedFeatures({}))
+    half = LikelihoodScorer(classifier, head, FixedFeatures({}, dtype="bfloat16"))
+    assert full.fingerprint == "aaaa"
+    assert half.fingerprint == "aaaa-bfloat16"
+    anonymous = LikelihoodScorer(FunctionScorer(lambda c: 0.5), head, FixedFeatures({}, "bfloat16"))
+    assert anonymous.fingerprint is None
 
 
 def test_head_inputs_put_the_classifier_logit_last():

@@ -757,8 +757,14 @@ class LikelihoodScorer(StepScorer):
 
     @property
     def fingerprint(self) -> str | None:
-        # the card (with the head) is hashed into the classifier's fingerprint already
-        return self.classifier.fingerprint
+        # the card (with the head) is hashed into the classifier's fingerprint already; the
+        # verifier's number format is chosen per machine, not in the card, and moves its
+        # features by rounding, so a run resumed in another format is refused. float32 adds
+        # nothing: fingerprints from before bfloat16 (all float32) still match.
+        base = self.classifier.fingerprint
+        if base is None or self.likelihood.dtype == "float32":
+            return base
+        return f"{base}-{self.likelihood.dtype}"
 
     def score(self, items: Sequence[StepContext]) -> list[float]:
         base = self.classifier.score(items) if self.head.reads_classifier else None
