@@ -215,7 +215,7 @@ def test_plain_context_reads_a_trace_in_one_pass_with_the_same_result():
     assert "".join(tokens).replace("Ġ", " ").replace("Ċ", "\n") == "7 - 9 = -2\n"
     assert len(encoded[1].scored) == len(tokens) - 1  # the newline is read, not scored
     # the claim is read after the question alone, up to the step's last number
-    claim = likelihood._encode_claim(items[2])
+    claim = likelihood._encode_claim(items[2], "-2")
     assert claim.ids[: claim.start] == encoded[0].ids[: encoded[0].start]
     words = likelihood.tokenizer.convert_ids_to_tokens(claim.ids[claim.start :])
     claimed = [t for t, c in zip(words, claim.scored, strict=True) if c]

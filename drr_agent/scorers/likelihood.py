@@ -144,11 +144,6 @@ ANSWER_FORMAT = StepFormat()
 embedded Reasoner's and every built-in task's)."""
 
 
-def _is_answer(step: str) -> bool:
-    """Whether ``step`` states a final answer, as the graph and the labels would read it."""
-    return ANSWER_FORMAT.extract_answer(step.strip()) is not None
-
-
 LikelihoodContext = Literal["reasoner", "plain", "question"]
 """What a step is read after: ``"reasoner"``, the Reasoner's own prompt (the LM's chat template,
 the instruction, the accepted steps as `StepPrompt` prefills them) — the step as the Reasoner
@@ -387,11 +382,12 @@ class ReasonerLikelihood:
             step = step[:scored]
         return _Encoded(ids=head + step, start=len(head), scored=[True] * scored)
 
-    def _encode_claim(self, item: StepContext) -> _Encoded | None:
+    def _encode_claim(self, item: StepContext, answer: str | None) -> _Encoded | None:
         """The step's last number as the claim pass reads it: after the question line and
         the step's own words up to it, not after the accepted steps (None: no number). A
         final answer's claim is the number the checker takes from it (the last number of
-        its answer text, `drr_agent.tasks.checking`), read as ``"Answer: <number>"``.
+        its answer text, `drr_agent.tasks.checking`), read as ``"Answer: <number>"``;
+        ``answer`` is that answer text as `ANSWER_FORMAT` reads it (None: not an answer).
 
         Why not in context: after "1 - 3 = 2" the answer "The answer is 2" *follows* — the
         accepted steps make a wrong result likely when it repeats one of them, so the claim
@@ -402,7 +398,6 @@ class ReasonerLikelihood:
         quickstart run's dev questions (three search settings) had words before their claim.
         """
         text = item.candidate.strip()
-        answer = ANSWER_FORMAT.extract_answer(text)
         stated = list(_LAST_NUMBER.finditer(answer)) if answer is not None else []
         if stated:
             text = f"Answer: {stated[-1].group()}"
@@ -447,11 +442,13 @@ class ReasonerLikelihood:
         result is the same and the pass is saved.
         """
         n = len(items)
+        # the final answer each step states, as the graph and the labels would read it
+        answers = [ANSWER_FORMAT.extract_answer(item.candidate.strip()) for item in items]
         encoded = [self._encode(item) for item in items]
         if claims:
-            encoded += [self._encode_claim(item) for item in items]
+            encoded += [self._encode_claim(*pair) for pair in zip(items, answers, strict=True)]
         out = np.full((n, len(LIKELIHOOD_FEATURES)), np.nan)  # claims: NaN until read
-        out[:, _IS_ANSWER] = [_is_answer(item.candidate) for item in items]
+        out[:, _IS_ANSWER] = [answer is not None for answer in answers]
         with self._lock:
             for j, hidden, reading in self._read(encoded):
                 if j < n:
