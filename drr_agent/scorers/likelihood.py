@@ -266,13 +266,13 @@ class ReasonerLikelihood:
         dtype: The LM's weights and activations (`LikelihoodDType`): ``"auto"`` (default)
             reads in bfloat16 where the CPU computes it natively (`native_bfloat16`) and in
             float32 elsewhere. Why: on a CPU with AVX512-BF16 the embedded verifier reads a
-            step 3.1× faster in bfloat16 — the quickstart's largest CPU cost after the
+            step 2.8× faster in bfloat16 — the quickstart's largest CPU cost after the
             Reasoner — and its features are the same to the head (300 dev steps of a
             quickstart run, `evals.benchmarks.verifier_dtype`: every feature correlates
             ≥ 0.9994 with float32's; the head's AUROC 0.851 both, sibling pairs equal).
             Without native support bfloat16 is emulated and slower, hence float32 there.
-            int8 dynamic quantisation was 5.3× faster but moved the features (lowest
-            correlation 0.69; AUROC 0.830, sibling pairs 0.87 against 0.89), so it is not
+            int8 dynamic quantisation was 5.7× faster but moved the features (lowest
+            correlation 0.67; AUROC 0.824, sibling pairs 0.87 against 0.89), so it is not
             offered.
         preamble: Text the LM reads before every reading (``"plain"`` and ``"question"``
             contexts): worked examples, so that a verifier which was never told the format
@@ -446,7 +446,8 @@ class ReasonerLikelihood:
         answers = [ANSWER_FORMAT.extract_answer(item.candidate.strip()) for item in items]
         encoded = [self._encode(item) for item in items]
         if claims:
-            encoded += [self._encode_claim(*pair) for pair in zip(items, answers, strict=True)]
+            pairs = zip(items, answers, strict=True)
+            encoded += [self._encode_claim(item, answer) for item, answer in pairs]
         out = np.full((n, len(LIKELIHOOD_FEATURES)), np.nan)  # claims: NaN until read
         out[:, _IS_ANSWER] = [answer is not None for answer in answers]
         with self._lock:

@@ -38,10 +38,10 @@ from drr_agent.scorers.loading import load_dm
 FORMATS = ("float32", "bfloat16", "int8")
 
 
-def _variants(lm: Any) -> dict[str, Any]:
+def _variants(full: Any) -> dict[str, Any]:
+    """The verifier in each format, all from the float32 weights (``full``, as loaded)."""
     import torch
 
-    full = copy.deepcopy(lm).to(torch.float32)
     return {
         "float32": full,
         "bfloat16": copy.deepcopy(full).to(torch.bfloat16),
@@ -56,7 +56,9 @@ def measure(run: Path, dm: Path, rows: int, repeats: int) -> dict:
     dev = [e for e in labels if e.split == "dev"][:rows]
     if not dev:
         raise SystemExit(f"{run}: no dev rows in its labels")
-    scorer = load_dm(dm)
+    # float32 as loaded: "auto" would load bfloat16 here, and casting that back up is not
+    # the float32 baseline (its weights would carry bfloat16's rounding)
+    scorer = load_dm(dm, likelihood_dtype="float32")
     if not isinstance(scorer, LikelihoodScorer):
         raise SystemExit(f"{dm}: not a likelihood DM (its card has no likelihood head)")
     likelihood = scorer.likelihood
