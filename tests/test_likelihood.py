@@ -94,6 +94,42 @@ def test_a_head_reads_its_inputs_by_name():
         LikelihoodHead.model_validate(dict(old.model_dump(), weights=[0.0, 1.0]))
 
 
+def test_a_hidden_layer_learns_the_interaction_a_linear_head_only_adds_up():
+    """The rollout labels are an interaction (a right claim *and* a remainder the Reasoner can
+    finish): here a row is positive when both of two inputs are on the same side of 0 (XOR),
+    which no linear head can rank; 8 tanh units can. The fitted head survives the card."""
+    rng = np.random.default_rng(5)
+
+    def rows(n: int) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.normal(size=(n, len(HEAD_INPUTS)))
+        claim, logit = HEAD_INPUTS.index("claim_prob"), HEAD_INPUTS.index("classifier_logit")
+        return x, ((x[:, claim] > 0) == (x[:, logit] > 0)).astype(float)
+
+    x, y = rows(600)
+    test_x, test_y = rows(600)
+    names = ["claim_prob", "classifier_logit"]
+    linear = LikelihoodHead.fit(x, y, features=names)
+    hidden = LikelihoodHead.fit(x, y, features=names, hidden=8, seed=1)
+    assert linear.hidden == 0 and hidden.hidden == 8 and len(hidden.weights) == 8
+
+    def accuracy(head: LikelihoodHead) -> float:
+        return float(((head.probabilities(test_x) > 0.5) == (test_y > 0.5)).mean())
+
+    assert accuracy(linear) < 0.65 and accuracy(hidden) > 0.9
+    # seeded: the same start, the same head
+    assert LikelihoodHead.fit(x, y, features=names, hidden=8, seed=1) == hidden
+    assert LikelihoodHead.fit(x, y, features=names, hidden=8, seed=2) != hidden
+    again = LikelihoodHead.model_validate_json(hidden.model_dump_json())
+    assert again.probabilities(test_x) == pytest.approx(hidden.probabilities(test_x))
+    with pytest.raises(ValueError, match=r"one entry per hidden unit \(8\), got 8 and 3"):
+        LikelihoodHead.model_validate(dict(hidden.model_dump(), weights=[0.0] * 3))
+    with pytest.raises(ValueError, match=r"each row of hidden_weights .* per input \(2\)"):
+        bad = [[0.0] * 3] * 8
+        LikelihoodHead.model_validate(dict(hidden.model_dump(), hidden_weights=bad))
+    with pytest.raises(ValueError, match="one entry per input"):  # a bias without units
+        LikelihoodHead.model_validate(dict(linear.model_dump(), hidden_bias=[0.0]))
+
+
 async def test_a_head_without_the_classifier_never_runs_it():
     """`CLAIM_HEAD_INPUTS` leave the classifier out: the scorer must not pay for it, and a
     head cannot be fitted on the missing logit it would then see."""

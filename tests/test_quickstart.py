@@ -99,7 +99,9 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
     head = meta["likelihood_head"]
     assert head["model"] == "embedded-smollm2"
     assert head["features"] == list(VERIFIER_HEAD_INPUTS)
-    assert len(head["weights"]) == len(VERIFIER_HEAD_INPUTS)
+    # with a hidden layer of the plan's 8 tanh units
+    assert len(head["hidden_weights"]) == len(head["weights"]) == TINY.likelihood_hidden == 8
+    assert {len(row) for row in head["hidden_weights"]} == {len(VERIFIER_HEAD_INPUTS)}
     # read after two worked examples: right steps of two training questions
     shown = [q for q in {row["question"] for row in labels} if f"{q}\n" in head["preamble"]]
     assert head["context"] == "question" and len(shown) == 2

@@ -418,6 +418,14 @@ def train(
             "likelihood LM reads before every row, in the plain or question context.",
         ),
     ] = 0,
+    likelihood_hidden: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Tanh units of a hidden layer in the head (0: logistic regression); the "
+            "quickstart uses 8.",
+        ),
+    ] = 0,
     minimal_pairs: Annotated[
         int,
         typer.Option(
@@ -461,6 +469,7 @@ def train(
                 else tuple(likelihood_features.replace(" ", "").split(","))
             ),
             likelihood_examples=likelihood_examples,
+            likelihood_hidden=likelihood_hidden,
             minimal_pairs=minimal_pairs,
         )
         result = train_dm(

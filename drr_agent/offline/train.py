@@ -305,6 +305,8 @@ def _fit_likelihood(
         model=config.likelihood_model,
         context=config.likelihood_context,
         preamble=preamble,
+        hidden=config.likelihood_hidden,
+        seed=config.seed,
     )
     return LikelihoodScorer(classifier, head, likelihood), head
 

@@ -14,9 +14,9 @@ the way a trained critic should, with weights learned from the same behavioural 
   statistics of the step: mean and minimum log-prob, the same over digit tokens, and the
   largest gap between a token's log-prob and the best token's (how far the step strays from
   what the model itself would have written).
-- `LikelihoodHead` is a logistic regression over those statistics and the classifier's logit,
-  fitted on the training steps' soft labels (`drr train --likelihood`); its thresholds are
-  chosen on dev like the classifier's.
+- `LikelihoodHead` is a logistic regression — or one layer of tanh units before it — over
+  those statistics and the classifier's logit, fitted on the training steps' soft labels
+  (`drr train --likelihood`); its thresholds are chosen on dev like the classifier's.
 - `LikelihoodScorer` is the DM the graph sees: classifier score + likelihood statistics →
   head. It wraps any `StepScorer`, so the classifier may run in process or behind vLLM.
 
@@ -560,10 +560,25 @@ class ReasonerLikelihood:
         return [lp.sum().item(), gap.min().item()]
 
 
+HEAD_WEIGHT_DECAY = 0.1
+HEAD_LEARNING_RATE = 1e-2
+HEAD_EPOCHS = 200
+"""How a head with a hidden layer is fitted (`LikelihoodHead.fit`): full-batch AdamW at this
+learning rate and decoupled weight decay, for this many epochs — chosen on the dev steps of
+6d5529f's quickstart run with 4 and 8 hidden units, 0.01 and 0.1 decay, 200 and 500 epochs
+(README, *Make a DM*, "A hidden layer")."""
+
+
 class LikelihoodHead(BaseModel):
-    """Logistic regression over some of `HEAD_INPUTS` — the statistics of
-    `LIKELIHOOD_FEATURES` and, when named, the classifier's logit — standardised, named in
-    ``features``.
+    """A small network over some of `HEAD_INPUTS` — the statistics of `LIKELIHOOD_FEATURES`
+    and, when named, the classifier's logit — standardised, named in ``features``: logistic
+    regression, or with ``hidden_weights`` one layer of tanh units before it.
+
+    Why a hidden layer: the rollout labels are an interaction — a step leads to a right answer
+    when its claim is right *and* what is left is within the Reasoner's reach (the classifier
+    and the in-context statistics read that) — which a linear head can only add up. On the
+    same features, labels and dev steps, 8 tanh units raised dev AUROC from 0.844 to 0.88
+    and sibling-pair accuracy from 0.87 to 0.92.
 
     Stored in the DM card under `LIKELIHOOD_KEY`; ``accept_threshold`` / ``answer_threshold``
     are the thresholds of *its* probability (chosen on dev), not the classifier's. It reads
@@ -583,6 +598,8 @@ class LikelihoodHead(BaseModel):
     weights: list[float]
     bias: float
     l2: float
+    hidden_weights: list[list[float]] = Field(default_factory=list)
+    hidden_bias: list[float] = Field(default_factory=list)
     accept_threshold: float | None = None
     answer_threshold: float | None = None
 
@@ -598,13 +615,34 @@ class LikelihoodHead(BaseModel):
 
     @model_validator(mode="after")
     def _one_weight_each(self) -> LikelihoodHead:
-        sizes = {len(self.features), len(self.mean), len(self.scale), len(self.weights)}
-        if len(sizes) != 1:
+        inputs = len(self.features)
+        if not self.hidden_weights:
+            sizes = {inputs, len(self.mean), len(self.scale), len(self.weights)}
+            if len(sizes) != 1 or self.hidden_bias:
+                raise ValueError(
+                    f"features, mean, scale and weights must have one entry per input, got "
+                    f"{inputs}, {len(self.mean)}, {len(self.scale)}, {len(self.weights)}"
+                )
+            return self
+        units = len(self.hidden_weights)
+        if {inputs, len(self.mean), len(self.scale)} != {inputs} or any(
+            len(row) != inputs for row in self.hidden_weights
+        ):
             raise ValueError(
-                f"features, mean, scale and weights must have one entry per input, got "
-                f"{len(self.features)}, {len(self.mean)}, {len(self.scale)}, {len(self.weights)}"
+                f"features, mean, scale and each row of hidden_weights must have one entry per "
+                f"input ({inputs})"
+            )
+        if len(self.hidden_bias) != units or len(self.weights) != units:
+            raise ValueError(
+                f"hidden_bias and weights must have one entry per hidden unit ({units}), got "
+                f"{len(self.hidden_bias)} and {len(self.weights)}"
             )
         return self
+
+    @property
+    def hidden(self) -> int:
+        """Hidden tanh units (0: logistic regression)."""
+        return len(self.hidden_weights)
 
     @classmethod
     def fit(
@@ -617,10 +655,14 @@ class LikelihoodHead(BaseModel):
         model: str = EMBEDDED_LIKELIHOOD_MODEL,
         context: LikelihoodContext = "reasoner",
         preamble: str = "",
+        hidden: int = 0,
+        seed: int = 0,
     ) -> LikelihoodHead:
-        """Fit on `head_inputs` rows ``x`` against soft ``labels`` (L-BFGS on binary
-        cross-entropy plus ``l2`` times the squared weights), reading the statistics named in
-        ``features`` and the classifier's logit."""
+        """Fit on `head_inputs` rows ``x`` against soft ``labels``, reading the statistics
+        named in ``features`` and the classifier's logit. ``hidden=0``: logistic regression
+        (L-BFGS on binary cross-entropy plus ``l2`` times the squared weights); else that
+        many tanh units, fitted as `HEAD_EPOCHS` says (``l2`` unused), from a ``seed``-drawn
+        start."""
         import torch
 
         x = np.asarray(x, dtype=np.float64)
@@ -637,6 +679,12 @@ class LikelihoodHead(BaseModel):
         scale[scale < 1e-9] = 1.0
         z = torch.tensor((x - mean) / scale)
         y = torch.tensor(np.asarray(labels, dtype=np.float64))
+        common = dict(
+            model=model, context=context, preamble=preamble, features=names, l2=l2,
+            mean=mean.tolist(), scale=scale.tolist(),
+        )  # fmt: skip
+        if hidden:
+            return cls(**common, **_fit_hidden(z, y, hidden, seed))
         w = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
         b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
         optimizer = torch.optim.LBFGS([w, b], max_iter=500, line_search_fn="strong_wolfe")
@@ -649,17 +697,7 @@ class LikelihoodHead(BaseModel):
             return loss
 
         optimizer.step(closure)
-        return cls(
-            model=model,
-            context=context,
-            preamble=preamble,
-            features=names,
-            mean=mean.tolist(),
-            scale=scale.tolist(),
-            weights=w.detach().tolist(),
-            bias=float(b.item()),
-            l2=l2,
-        )
+        return cls(**common, weights=w.detach().tolist(), bias=float(b.item()))
 
     @property
     def reads_claims(self) -> bool:
@@ -675,11 +713,44 @@ class LikelihoodHead(BaseModel):
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """The head's probability for each `head_inputs` row."""
         z = (_columns(x, self.features) - np.asarray(self.mean)) / np.asarray(self.scale)
+        if self.hidden_weights:
+            z = np.tanh(z @ np.asarray(self.hidden_weights).T + np.asarray(self.hidden_bias))
         return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.weights) + self.bias)))
 
     @property
     def thresholds(self) -> dict[str, float]:
         return set_thresholds(self.accept_threshold, self.answer_threshold)
+
+
+def _fit_hidden(z: Any, y: Any, hidden: int, seed: int) -> dict[str, Any]:
+    """The weights of ``hidden`` tanh units and the logistic output over them, fitted on
+    standardised rows ``z`` against soft labels ``y`` (`HEAD_EPOCHS`)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    bound = 1.0 / math.sqrt(z.shape[1])  # the default initialisation of `torch.nn.Linear`
+
+    def uniform(*shape: int, bound: float) -> Any:
+        start = (torch.rand(*shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound
+        return start.requires_grad_()
+
+    w1, b1 = uniform(hidden, z.shape[1], bound=bound), uniform(hidden, bound=bound)
+    out = 1.0 / math.sqrt(hidden)
+    w2, b2 = uniform(hidden, bound=out), uniform(1, bound=out)
+    optimizer = torch.optim.AdamW(
+        [w1, b1, w2, b2], lr=HEAD_LEARNING_RATE, weight_decay=HEAD_WEIGHT_DECAY
+    )
+    for _ in range(HEAD_EPOCHS):
+        optimizer.zero_grad()
+        logits = torch.tanh(z @ w1.T + b1) @ w2 + b2
+        torch.nn.functional.binary_cross_entropy_with_logits(logits, y).backward()
+        optimizer.step()
+    return {
+        "hidden_weights": w1.detach().tolist(),
+        "hidden_bias": b1.detach().tolist(),
+        "weights": w2.detach().tolist(),
+        "bias": float(b2.item()),
+    }
 
 
 def worked_examples(examples: Sequence[StepContext], context: LikelihoodContext) -> str:

@@ -124,7 +124,7 @@ class TrainConfig(BaseModel):
             Sibling pairs per optimisation step (``pair_weight > 0``).
         likelihood (`bool`, *optional*, defaults to `False`):
             After the classifier, fit a `drr_agent.scorers.likelihood.LikelihoodHead` on the
-            training rows: a logistic regression over the classifier's logit and the
+            training rows: a small network over the classifier's logit and the
             Reasoner's teacher-forced token statistics of each step
             (`~drr_agent.scorers.likelihood.ReasonerLikelihood`). Its thresholds are chosen
             on dev, and `drr_agent.scorers.load_dm` serves the combination as the DM. It
@@ -156,7 +156,12 @@ class TrainConfig(BaseModel):
             rows are left out of the head's rows (the LM would copy them). Only for the
             ``"plain"`` and ``"question"`` contexts; the preamble is stored in the card.
         likelihood_l2 (`float`, *optional*, defaults to `0.01`):
-            L2 penalty of the head (on standardised inputs).
+            L2 penalty of the head (on standardised inputs), when it has no hidden layer.
+        likelihood_hidden (`int`, *optional*, defaults to `0`):
+            Tanh units of the head's hidden layer; `0` is logistic regression
+            (`~drr_agent.scorers.likelihood.LikelihoodHead`). The labels are an interaction
+            (a right claim *and* a remainder the Reasoner can finish) that a linear head can
+            only add up; 8 units fit a thousand rows without a held-out stop.
         minimal_pairs (`int` or `None`, *optional*, defaults to `500`):
             At most this many minimal pairs (a seeded sample) in the dev and test reports; 0
             leaves them out, `None` takes all. Each pair is two more scored rows, which for a
@@ -196,6 +201,7 @@ class TrainConfig(BaseModel):
     likelihood_features: tuple[str, ...] = DEFAULT_HEAD_INPUTS
     likelihood_examples: int = Field(default=0, ge=0)
     likelihood_l2: float = Field(default=1e-2, ge=0)
+    likelihood_hidden: int = Field(default=0, ge=0)
     minimal_pairs: int | None = Field(default=DEFAULT_PAIR_LIMIT, ge=0)
 
     @field_validator("likelihood_features")
