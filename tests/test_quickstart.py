@@ -93,6 +93,9 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
     meta = json.loads((out / "dm/drr_dm.json").read_text())
     assert meta["threshold_source"] == "dev"
     assert meta["data"]["eval"]["items"] == 8
+    # its card says how its labels were made: the plan's 4 answers a step, a final step's own
+    assert {"0", str(TINY.label_rollouts)} <= set(meta["data"]["train"]["rollouts"])
+    assert "rollouts per step: 0 (" in (out / "dm/README.md").read_text()
     assert meta["metrics"]["eval"]["minimal_pairs"] == 4  # the plan's sample of them
     # the default DM carries the likelihood head, with its own dev thresholds; by default it
     # reads the classifier, the in-context statistics and the claim

@@ -30,7 +30,8 @@ __all__ = ["build_card", "data_summary", "model_card", "save_card"]
 
 def data_summary(examples: Sequence[StepExample]) -> dict[str, Any]:
     """The card's record of one part (train / eval / held_out): sizes, classes, tasks, label
-    kinds, and a fingerprint of its questions to tell two runs' data apart."""
+    kinds and rollouts per step (0: a final step's own result, 1: one answer, 4: the fraction
+    of four), and a fingerprint of its questions to tell two runs' data apart."""
     return {
         "examples": len(examples),
         "items": count_items(examples),
@@ -40,7 +41,17 @@ def data_summary(examples: Sequence[StepExample]) -> dict[str, Any]:
         "classes": class_counts(examples),
         "tasks": dict(sorted(Counter(e.task for e in examples).items())),
         "label_kinds": dict(sorted(Counter(e.label_kind for e in examples).items())),
+        "rollouts": {str(k): v for k, v in sorted(Counter(e.rollouts for e in examples).items())},
     }
+
+
+def _rollouts(part: dict[str, Any]) -> str:
+    """The card's rollouts clause (", rollouts per step: 0 (294), 4 (725)"); empty for cards
+    written before they were counted."""
+    counts = part.get("rollouts") or {}
+    if not counts:
+        return ""
+    return ", rollouts per step: " + ", ".join(f"{k} ({v})" for k, v in counts.items())
 
 
 def build_card(
@@ -149,7 +160,9 @@ def model_card(card: DMCard, reports: dict[str, DMReport]) -> str:
         "## Training data",
         "",
         f"Tasks: {', '.join(train['tasks']) or 'n/a'}; labels: "
-        f"{', '.join(f'{k} ({v})' for k, v in train['label_kinds'].items())}. {sizes}."
+        f"{', '.join(f'{k} ({v})' for k, v in train['label_kinds'].items())}"
+        + _rollouts(train)
+        + f". {sizes}."
         + (" The eval part shares no question with training." if data.get("eval") else "")
         + f" `{DM_METADATA_FILE}` lists a hash of each training question "
         "(`training_questions`), so evaluations can refuse to report on them.",
