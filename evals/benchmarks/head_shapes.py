@@ -14,7 +14,10 @@ run's train and dev steps once through the run's own DM (its classifier and veri
 and reports the dev metrics of each head against every label kind (``evaluate_scores``:
 AUROC, ECE, sibling pairs; minimal pairs need the verifier again and are left to ``drr
 dm-eval``). Heads with a hidden layer are fitted from ``--seeds`` starts each, reported apart,
-since one start is what a DM gets. Nothing here reads the test split.
+since one start is what a DM gets, and then as the mean of the starts' logits (an ensemble,
+which is itself one head: its hidden layers side by side, the output weights divided by the
+number of starts — does averaging starts help more than picking one?). Nothing here reads
+the test split.
 
     .venv/bin/python -m evals.benchmarks.head_shapes --run runs/quickstart \\
         --labels r4=runs/r4/labels.jsonl --hidden 0,8 --rows 320,all \\
@@ -82,25 +85,36 @@ def measure(
                 take = sorted(random.Random(0).sample(take, count))
             labels = [train[fit_on][i].label for i in take]
             for units in hidden:
+                starts = []
                 for seed in range(seeds if units else 1):
                     head = LikelihoodHead.fit(
                         x_train[take], labels, features=features, hidden=units, seed=seed
                     )
-                    p = head.probabilities(x_dev).tolist()
-                    against = {
-                        kind: {m: getattr(evaluate_scores(p, dev[kind]), m) for m in METRICS}
-                        for kind in kinds
-                    }
-                    result["heads"].append(
-                        {
-                            "labels": fit_on,
-                            "rows": len(take),
-                            "hidden": units,
-                            "seed": seed,
-                            "dev": against,
-                        }
-                    )
+                    starts.append(head.probabilities(x_dev))
+                    result["heads"].append(_row(fit_on, len(take), units, seed, starts[-1], dev))
+                if len(starts) > 1:  # an ensemble: the starts' mean logit
+                    p = np.clip(np.asarray(starts), 1e-12, 1 - 1e-12)
+                    logits = np.log(p) - np.log1p(-p)
+                    mean = 1.0 / (1.0 + np.exp(-logits.mean(axis=0)))
+                    ensemble = f"mean of {len(starts)}"
+                    result["heads"].append(_row(fit_on, len(take), units, ensemble, mean, dev))
     return result
+
+
+def _row(
+    fit_on: str,
+    rows: int,
+    hidden: int,
+    seed: int | str,
+    p: np.ndarray,
+    dev: dict[str, list[StepExample]],
+) -> dict:
+    """One head's report: its dev probabilities ``p`` read against every label kind."""
+    against = {
+        kind: {m: getattr(evaluate_scores(p.tolist(), dev[kind]), m) for m in METRICS}
+        for kind in dev
+    }
+    return {"labels": fit_on, "rows": rows, "hidden": hidden, "seed": seed, "dev": against}
 
 
 def _markdown(result: dict) -> str:
