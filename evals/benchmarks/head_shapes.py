@@ -112,8 +112,7 @@ def _row(
     """One head's report: its dev probabilities ``p`` read against every label kind."""
     scores = p.tolist()
     against = {
-        kind: {m: getattr(evaluate_scores(scores, dev[kind]), m) for m in METRICS}
-        for kind in dev
+        kind: {m: getattr(evaluate_scores(scores, dev[kind]), m) for m in METRICS} for kind in dev
     }
     return {"labels": fit_on, "rows": rows, "hidden": hidden, "seed": seed, "dev": against}
 
