@@ -37,12 +37,15 @@ from drr_agent.config import DRRConfig
 from drr_agent.errors import DRRError
 from drr_agent.execution import Executor
 from drr_agent.offline.run_folder import RunFolder
+from drr_agent.prompts import DEFAULT_INSTRUCTION
 from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE, TRACE_TEMPERATURE
 from drr_agent.scorers.likelihood import (
     EMBEDDED_VERIFIER_MODEL,
-    VERIFIER_HEAD_INPUTS,
+    LOOKAHEAD_HEAD_INPUTS,
     LikelihoodContext,
+    reads_lookahead,
 )
+from drr_agent.scorers.lookahead import LookaheadSpec
 from drr_agent.tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -94,8 +97,10 @@ class QuickstartPlan(BaseModel):
             reads (`TrainConfig.likelihood_rows`, ``likelihood_features``); all training rows
             by default (with the verifier in bfloat16 they cost ~1.5 min more than 320 and
             give dev AUROC 0.88 against 0.87 with the hidden layer). By default the head reads
-            the classifier, the in-context statistics and the verifier's claim statistics
-            (`VERIFIER_HEAD_INPUTS`; chosen on dev; README, "What the head reads").
+            the classifier, the in-context statistics, the verifier's claim statistics and its
+            reading of the Reasoner's forced answer after the step (`LOOKAHEAD_HEAD_INPUTS`;
+            chosen on train + dev; README, "What the head reads"); the labels then record
+            that answer as they label (`mc_examples` ``lookahead``).
         likelihood_hidden: Tanh units of the head (`TrainConfig.likelihood_hidden`): 8,
             chosen on dev (README, *Make a DM*, "A hidden layer").
         likelihood_examples: Worked examples the verifier reads first
@@ -134,7 +139,7 @@ class QuickstartPlan(BaseModel):
     likelihood_model: str = EMBEDDED_VERIFIER_MODEL
     likelihood_context: LikelihoodContext = "question"
     likelihood_rows: int | None = Field(default=None, ge=20)
-    likelihood_features: tuple[str, ...] = VERIFIER_HEAD_INPUTS
+    likelihood_features: tuple[str, ...] = LOOKAHEAD_HEAD_INPUTS
     likelihood_examples: int = Field(default=0, ge=0)
     likelihood_hidden: int = Field(default=8, ge=0)
     minimal_pairs: int | None = Field(default=120, ge=0)
@@ -178,8 +183,15 @@ class QuickstartPlan(BaseModel):
             **options,
         )
 
-    def train_config(self, output_dir: str | Path, *, seed: int | None = None) -> TrainConfig:
-        """This plan's DM training into ``output_dir`` (``seed``: another training seed)."""
+    def train_config(
+        self,
+        output_dir: str | Path,
+        *,
+        seed: int | None = None,
+        instruction: str = DEFAULT_INSTRUCTION,
+    ) -> TrainConfig:
+        """This plan's DM training into ``output_dir`` (``seed``: another training seed;
+        ``instruction``: the task's, under which the lookahead asks the embedded Reasoner)."""
         from drr_agent.offline.train import TrainConfig
 
         return TrainConfig(
@@ -198,6 +210,7 @@ class QuickstartPlan(BaseModel):
             likelihood_features=self.likelihood_features,
             likelihood_examples=self.likelihood_examples,
             likelihood_hidden=self.likelihood_hidden,
+            likelihood_lookahead=LookaheadSpec(instruction=instruction),
             minimal_pairs=self.minimal_pairs,
         )
 
@@ -378,6 +391,7 @@ def run_quickstart(
                 concurrency=plan.concurrency,
                 executor=executor,
                 progress=progress,
+                lookahead=plan.likelihood and reads_lookahead(plan.likelihood_features),
             )
         )
     else:
@@ -417,7 +431,7 @@ def run_quickstart(
         _say(progress, "3/4 training the DM (early stopping and thresholds on dev)")
         train_dm(
             train_examples,
-            plan.train_config(dm_dir),
+            plan.train_config(dm_dir, instruction=task.instruction),
             progress=progress,
             dev=dev_examples,
         )

@@ -37,6 +37,7 @@ from drr_agent.cli._common import (
 from drr_agent.errors import DRRError
 from drr_agent.offline.pairs import DEFAULT_PAIR_LIMIT
 from drr_agent.offline.run_folder import split_path, task_spec_path
+from drr_agent.prompts import DEFAULT_INSTRUCTION
 from drr_agent.reasoners.sampling import (
     ROLLOUT_MAX_TOKENS,
     STEP_MAX_TOKENS,
@@ -208,6 +209,13 @@ def labels(
     executor: ExecutorOpt = ExecutorChoice.local,
     ray_address: RayAddressOpt = "auto",
     workers: WorkersOpt = None,
+    lookahead: Annotated[
+        bool,
+        typer.Option(
+            help="Also record the Reasoner's greedy final answer after each step (what a DM "
+            "whose head reads the lookahead asks at inference; a few tokens a step)."
+        ),
+    ] = False,
 ) -> None:
     """Label every step of every trace from the Reasoner's own behaviour (no humans)."""
     from drr_agent.offline.jsonl import RecordFile
@@ -244,6 +252,7 @@ def labels(
                     seed=seed,
                     concurrency=concurrency,
                     executor=executor_option(executor, concurrency, ray_address, workers),
+                    lookahead=lookahead,
                 )
             )
     except DRRError as exc:
@@ -426,6 +435,13 @@ def train(
             "quickstart uses 8.",
         ),
     ] = 0,
+    lookahead_instruction: Annotated[
+        str,
+        typer.Option(
+            help="The task instruction under which a head that reads lookahead_* features "
+            "asks the embedded Reasoner for its forced answer (the labels' task's).",
+        ),
+    ] = DEFAULT_INSTRUCTION,
     minimal_pairs: Annotated[
         int,
         typer.Option(
@@ -441,6 +457,7 @@ def train(
 
     from drr_agent.offline.distributed import Processes
     from drr_agent.offline.train import TrainConfig, train_dm
+    from drr_agent.scorers.lookahead import LookaheadSpec
 
     try:
         examples = [e for path in labels_files for e in _read_examples(path)]
@@ -470,6 +487,7 @@ def train(
             ),
             likelihood_examples=likelihood_examples,
             likelihood_hidden=likelihood_hidden,
+            likelihood_lookahead=LookaheadSpec(instruction=lookahead_instruction),
             minimal_pairs=minimal_pairs,
         )
         result = train_dm(

@@ -37,6 +37,7 @@ from drr_agent.offline.records import StepExample, TraceRecord
 from drr_agent.offline.traces import finish_trace, sample_seed
 from drr_agent.reasoners.base import Reasoner
 from drr_agent.reasoners.sampling import ROLLOUT_MAX_TOKENS, TRACE_TEMPERATURE
+from drr_agent.scorers.lookahead import lookahead_answer
 from drr_agent.tasks.base import Task, TaskItem
 from drr_agent.tasks.checking import is_correct
 
@@ -122,7 +123,9 @@ def outcome_examples(traces: Iterable[TraceRecord]) -> list[StepExample]:
 class _LabelJob:
     """Label one ``(trace, step index)`` unit by answer rollouts: a picklable job, so an
     `Executor` can run it here or on a Ray worker. Steps of different traces that share a
-    prefix share one value: ``cache`` holds one task per (item, prefix) in this process."""
+    prefix share one value: ``cache`` holds one task per (kind, item, prefix) in this
+    process. With ``lookahead`` each step also records the Reasoner's greedy answer after it
+    (`StepExample.lookahead`)."""
 
     task: Task
     items: dict[str, TaskItem]
@@ -134,7 +137,8 @@ class _LabelJob:
     seed: int
     retries: int
     timeout_s: float
-    cache: dict[tuple[str, tuple[str, ...]], asyncio.Task[float]] = field(
+    lookahead: bool = False
+    cache: dict[tuple[str, str, tuple[str, ...]], asyncio.Task[Any]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -172,13 +176,33 @@ class _LabelJob:
     async def __call__(self, rollout: Reasoner, unit: tuple[TraceRecord, int]) -> StepExample:
         trace, index = unit
         example = _example(trace, index, 0.0, self.kind, self.rollouts)
-        if example.final:  # the answer is there: its correctness is the label
-            return example.model_copy(update={"label": float(trace.correct), "rollouts": 0})
         item = self.items[trace.item_id]
-        key = (item.id, tuple(trace.steps[: index + 1]))
+        prefix = tuple(trace.steps[: index + 1])
+        # the greedy answer first: the sampled ones then reuse its prompt in the server's cache
+        look = None
+        if self.lookahead:
+            look = await self._cached("lookahead", rollout, item, prefix, self._lookahead)
+        if example.final:  # the answer is there: its correctness is the label
+            label, rollouts = float(trace.correct), 0
+        else:
+            label = await self._cached("value", rollout, item, prefix, self._value)
+            rollouts = self.rollouts
+        return example.model_copy(update={"label": label, "rollouts": rollouts, "lookahead": look})
+
+    async def _cached(
+        self, kind: str, rollout: Reasoner, item: TaskItem, prefix: tuple[str, ...], fn: Any
+    ) -> Any:
+        """``fn``'s result for this prefix, computed once per process (shared prefixes)."""
+        key = (kind, item.id, prefix)
         if key not in self.cache:
-            self.cache[key] = asyncio.ensure_future(self._value(rollout, item, key[1]))
-        return example.model_copy(update={"label": await self.cache[key]})
+            self.cache[key] = asyncio.ensure_future(fn(rollout, item, prefix))
+        return await self.cache[key]
+
+    async def _lookahead(self, rollout: Reasoner, item: TaskItem, prefix: tuple[str, ...]) -> str:
+        answer = await lookahead_answer(
+            rollout, item.question, prefix, retries=self.retries, timeout_s=self.timeout_s
+        )
+        return answer or ""
 
 
 async def mc_examples(
@@ -198,6 +222,7 @@ async def mc_examples(
     timeout_s: float = 120.0,
     progress: bool = True,
     executor: Executor | None = None,
+    lookahead: bool = False,
 ) -> list[StepExample]:
     """Monte-Carlo labels, appended to ``out`` per step; resumes from what ``out`` holds.
 
@@ -205,7 +230,11 @@ async def mc_examples(
     for the final answer after the prefix (one line, at most ``max_tokens``) — see the module.
     ``executor`` runs the steps (default: this process, ``concurrency`` at once; a Ray
     cluster with `drr_agent.execution.RayExecutor`, where each worker keeps its own cache
-    of prefix values); this process alone appends them to ``out``.
+    of prefix values); this process alone appends them to ``out``. ``lookahead`` records,
+    for every step, the Reasoner's greedy final answer right after it
+    (`drr_agent.scorers.lookahead`): what a DM whose head reads
+    the lookahead will ask at inference, asked here where the prompt is already in the
+    server's cache.
     """
     if reasoner.prompt.style != "prefill":
         raise DRRError(
@@ -235,6 +264,7 @@ async def mc_examples(
             seed=seed,
             retries=retries,
             timeout_s=timeout_s,
+            lookahead=lookahead,
         )
         todo = [
             (t, i)

@@ -89,6 +89,10 @@ class StepExample(_OfSample):
         gold: The item's gold answer (from the trace), so metrics that need it — the
             final-answer minimal pairs of `drr_agent.offline.pairs` — can be computed from a
             labels file alone; ``None`` in files written before it was recorded.
+        lookahead: The Reasoner's greedy final answer right after this step, recorded by
+            answer-rollout labelling (`drr_agent.scorers.lookahead`), so training a DM that
+            reads it asks the Reasoner nothing again; ``""`` when it gave none, ``None`` when
+            it was not asked.
     """
 
     step_index: int = Field(ge=0)
@@ -100,6 +104,7 @@ class StepExample(_OfSample):
     rollouts: int = Field(default=0, ge=0)
     final: bool = False
     gold: str | None = None
+    lookahead: str | None = None
 
     @property
     def hard_label(self) -> int:

@@ -74,7 +74,9 @@ from drr_agent.scorers.likelihood import (
     LikelihoodScorer,
     ReasonerLikelihood,
     head_inputs,
+    lookahead_features,
     reads_claims,
+    reads_lookahead,
     worked_examples,
 )
 
@@ -257,7 +259,7 @@ def _served_reports(
     if not config.likelihood:
         return classifier_reports, classifier_reports, None
     say(f"fitting the likelihood head ({config.likelihood_model}) on the training rows")
-    scorer, head = _fit_likelihood(classifier, train, config, progress)
+    scorer, head = _fit_likelihood(classifier, train, [*eval_part, *held], config, progress)
     return _reports(scorer, eval_part, held, config, progress), classifier_reports, head
 
 
@@ -279,10 +281,16 @@ def _reports(
 
 
 def _fit_likelihood(
-    classifier: StepScorer, train: Sequence[StepExample], config: TrainConfig, progress: bool
+    classifier: StepScorer,
+    train: Sequence[StepExample],
+    reported: Sequence[StepExample],
+    config: TrainConfig,
+    progress: bool,
 ) -> tuple[LikelihoodScorer, LikelihoodHead]:
     """Fit a `LikelihoodHead` on the training rows (thresholds are set later, on dev); on a
-    seeded sample of ``config.likelihood_rows`` of them when that is set."""
+    seeded sample of ``config.likelihood_rows`` of them when that is set. A head that reads
+    the lookahead takes the forced answers the labels recorded, for the training rows and
+    the ``reported`` (dev, test) rows alike, and asks the Reasoner for the rest."""
     preamble, shown = preamble_of(
         train, config.likelihood_examples, config.likelihood_context, config.seed
     )
@@ -296,7 +304,14 @@ def _fit_likelihood(
         )
     claims = reads_claims(config.likelihood_features)
     base = classifier.score(contexts) if CLASSIFIER_FEATURE in config.likelihood_features else None
-    inputs = head_inputs(likelihood.features(contexts, claims=claims), base)
+    lookahead, look, spec = None, None, None
+    if reads_lookahead(config.likelihood_features):
+        spec = config.likelihood_lookahead
+        lookahead = spec.build()
+        recorded = [e for e in (*train, *reported) if e.lookahead is not None]
+        lookahead.remember([e.context for e in recorded], [e.lookahead or None for e in recorded])
+        look = lookahead_features(likelihood, contexts, lookahead.answers(contexts))
+    inputs = head_inputs(likelihood.features(contexts, claims=claims), base, look)
     head = LikelihoodHead.fit(
         inputs,
         [e.label for e in train],
@@ -307,8 +322,9 @@ def _fit_likelihood(
         preamble=preamble,
         hidden=config.likelihood_hidden,
         seed=config.seed,
+        lookahead=spec,
     )
-    return LikelihoodScorer(classifier, head, likelihood), head
+    return LikelihoodScorer(classifier, head, likelihood, lookahead), head
 
 
 def preamble_of(

@@ -16,6 +16,7 @@ from drr_agent.scorers.card import DMCard
 from drr_agent.scorers.embedded import embedded_dm_base_path
 from drr_agent.scorers.hf import HFScorer
 from drr_agent.scorers.likelihood import LikelihoodDType, LikelihoodScorer, ReasonerLikelihood
+from drr_agent.scorers.lookahead import AnswerLookahead
 from drr_agent.scorers.remote import RemoteScorer
 
 __all__ = ["load_dm"]
@@ -29,6 +30,7 @@ def load_dm(
     trust_remote_code: bool = False,
     num_threads: int | None = None,
     likelihood_dtype: LikelihoodDType = "auto",
+    lookahead: AnswerLookahead | None = None,
 ) -> StepScorer:
     """The DM a run uses.
 
@@ -46,6 +48,8 @@ def load_dm(
         likelihood_dtype: The number format of a likelihood DM's verifier LM
             (`ReasonerLikelihood`'s ``dtype``): ``"auto"`` reads in bfloat16 where the CPU has
             it natively; ``"float32"`` gives the same features on every machine.
+        lookahead: The Reasoner's forced answers for a likelihood DM whose head reads them
+            (`drr_agent.scorers.lookahead`); default: the Reasoner its card names.
 
     Raises:
         DMLoadError: Nothing names a DM and ``allow_untrained`` is off, or the DM fails to load.
@@ -58,8 +62,11 @@ def load_dm(
         trust_remote_code=trust_remote_code,
         num_threads=num_threads,
         likelihood_dtype=likelihood_dtype,
+        lookahead=lookahead,
     )
-    scorer = _load(path, url, allow_untrained, trust_remote_code, num_threads, likelihood_dtype)
+    scorer = _load(
+        path, url, allow_untrained, trust_remote_code, num_threads, likelihood_dtype, lookahead
+    )
     return scorer.with_recipe(recipe)
 
 
@@ -70,13 +77,14 @@ def _load(
     trust_remote_code: bool,
     num_threads: int | None,
     likelihood_dtype: LikelihoodDType,
+    lookahead: AnswerLookahead | None,
 ) -> StepScorer:
     if url is not None:
         served = RemoteScorer(url, dm_path=path)
-        return _with_likelihood(served, path, num_threads, likelihood_dtype)
+        return _with_likelihood(served, path, num_threads, likelihood_dtype, lookahead)
     if path is not None:
         classifier = HFScorer(path, trust_remote_code=trust_remote_code, num_threads=num_threads)
-        return _with_likelihood(classifier, path, num_threads, likelihood_dtype)
+        return _with_likelihood(classifier, path, num_threads, likelihood_dtype, lookahead)
     if not allow_untrained:
         raise DMLoadError(
             "no DM given: pass a trained DM folder (path) or a served DM (url), or "
@@ -90,6 +98,7 @@ def _with_likelihood(
     path: str | Path | None,
     num_threads: int | None,
     dtype: LikelihoodDType,
+    lookahead: AnswerLookahead | None,
 ) -> StepScorer:
     """``classifier`` wrapped in a `LikelihoodScorer` when the DM card carries a likelihood
     head (a DM trained with ``drr train --likelihood``): the head *is* that DM."""
@@ -104,4 +113,5 @@ def _with_likelihood(
         classifier,
         head,
         ReasonerLikelihood.of(head, num_threads=num_threads, dtype=dtype),
+        lookahead,
     )

@@ -18,6 +18,7 @@ from drr_agent.scorers.likelihood import (
     HEAD_INPUTS,
     LikelihoodContext,
 )
+from drr_agent.scorers.lookahead import LookaheadSpec
 
 __all__ = ["LABELS", "TrainConfig"]
 
@@ -162,6 +163,13 @@ class TrainConfig(BaseModel):
             (`~drr_agent.scorers.likelihood.LikelihoodHead`). The labels are an interaction
             (a right claim *and* a remainder the Reasoner can finish) that a linear head can
             only add up; 8 units fit a thousand rows without a held-out stop.
+        likelihood_lookahead (`LookaheadSpec`, *optional*, defaults to the embedded Reasoner
+            under the default instruction):
+            The Reasoner whose greedy forced answer after each step the head reads, when
+            ``likelihood_features`` names `~drr_agent.scorers.likelihood.LOOKAHEAD_FEATURES`
+            (`drr_agent.scorers.lookahead`); recorded in the card so the loaded DM asks the
+            same Reasoner, under the same instruction. Training reads the answers the labels
+            recorded (``drr labels --lookahead``) and asks the Reasoner for the rest.
         minimal_pairs (`int` or `None`, *optional*, defaults to `500`):
             At most this many minimal pairs (a seeded sample) in the dev and test reports; 0
             leaves them out, `None` takes all. Each pair is two more scored rows, which for a
@@ -202,6 +210,7 @@ class TrainConfig(BaseModel):
     likelihood_examples: int = Field(default=0, ge=0)
     likelihood_l2: float = Field(default=1e-2, ge=0)
     likelihood_hidden: int = Field(default=0, ge=0)
+    likelihood_lookahead: LookaheadSpec = Field(default_factory=LookaheadSpec)
     minimal_pairs: int | None = Field(default=DEFAULT_PAIR_LIMIT, ge=0)
 
     @field_validator("likelihood_features")
