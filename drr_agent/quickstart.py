@@ -45,7 +45,7 @@ from drr_agent.scorers.likelihood import (
     LikelihoodContext,
     reads_lookahead,
 )
-from drr_agent.scorers.lookahead import LookaheadSpec
+from drr_agent.scorers.lookahead import AnswerLookahead, LookaheadSpec
 from drr_agent.tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -427,6 +427,10 @@ def run_quickstart(
 
     # 4. the DM (reused when a finished one is there)
     dm_dir = run.dm
+    # the DM asks the plan's Reasoner, under the task's instruction, as the labels did
+    lookahead = None
+    if plan.likelihood and reads_lookahead(plan.likelihood_features):
+        lookahead = AnswerLookahead(reasoner.derive(instruction=task.instruction))
     if not (dm_dir / DM_METADATA_FILE).is_file():
         _say(progress, "3/4 training the DM (early stopping and thresholds on dev)")
         train_dm(
@@ -434,6 +438,7 @@ def run_quickstart(
             plan.train_config(dm_dir, instruction=task.instruction),
             progress=progress,
             dev=dev_examples,
+            lookahead=lookahead,
         )
     else:
         _say(progress, f"3/4 reusing the trained DM in {dm_dir}")
@@ -455,7 +460,7 @@ def run_quickstart(
     test_items = test_task.items
     _say(progress, f"4/4 evaluating {', '.join(plan.methods)} on {len(test_items)} test items")
     # one torch thread beside the in-process llama.cpp Reasoner (see HFScorer.num_threads)
-    scorer = load_dm(dm_dir, num_threads=1 if embedded else None)
+    scorer = load_dm(dm_dir, num_threads=1 if embedded else None, lookahead=lookahead)
     ctx = MethodContext(
         test_task,
         reasoner,

@@ -10,7 +10,12 @@ import pytest
 from drr_agent import StepContext
 from drr_agent.scorers import FunctionScorer
 from drr_agent.scorers.coalesce import Coalescer
-from drr_agent.scorers.likelihood import HEAD_INPUTS, LikelihoodHead, LikelihoodScorer
+from drr_agent.scorers.likelihood import (
+    HEAD_INPUTS,
+    LIKELIHOOD_FEATURES,
+    LikelihoodHead,
+    LikelihoodScorer,
+)
 
 
 class SlowBatch:
@@ -104,13 +109,13 @@ class CountingFeatures:
 
     def features(self, items, *, claims=True):
         self.calls.append(len(items))
-        return np.zeros((len(items), len(HEAD_INPUTS) - 1))
+        return np.zeros((len(items), len(LIKELIHOOD_FEATURES)))
 
 
 async def test_likelihood_dm_scores_concurrent_graphs_in_shared_passes():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(50, len(HEAD_INPUTS)))
-    head = LikelihoodHead.fit(x, (x[:, -1] > 0).astype(float))
+    head = LikelihoodHead.fit(x, (x[:, HEAD_INPUTS.index("classifier_logit")] > 0).astype(float))
 
     async def classifier(context: StepContext) -> float:
         await asyncio.sleep(0.02)

@@ -85,7 +85,8 @@ def test_a_head_reads_its_inputs_by_name():
             "l2": 0.01,
         }
     )
-    assert old.probabilities(x) == pytest.approx(1 / (1 + np.exp(-x[:, -1])))
+    logit = x[:, HEAD_INPUTS.index("classifier_logit")]
+    assert old.probabilities(x) == pytest.approx(1 / (1 + np.exp(-logit)))
     with pytest.raises(ValueError, match=r"unknown head inputs \['entropy'\]"):
         LikelihoodHead.model_validate(
             dict(old.model_dump(), features=["entropy"], mean=[0.0], scale=[1.0], weights=[0.0])
@@ -175,11 +176,15 @@ def test_the_verifier_format_is_part_of_the_fingerprint():
     assert anonymous.fingerprint is None
 
 
-def test_head_inputs_put_the_classifier_logit_last():
+def test_head_inputs_put_the_classifier_logit_after_the_statistics():
+    """New inputs go after the old ones, so a stored head's columns never move."""
     rows = head_inputs(np.zeros((2, len(LIKELIHOOD_FEATURES))), [0.5, 0.9])
-    assert rows.shape == (2, len(LIKELIHOOD_FEATURES) + 1)
-    assert rows[0, -1] == pytest.approx(0.0)
-    assert rows[1, -1] == pytest.approx(np.log(9.0))
+    assert rows.shape == (2, len(HEAD_INPUTS))
+    logit = HEAD_INPUTS.index("classifier_logit")
+    assert logit == len(LIKELIHOOD_FEATURES)
+    assert rows[0, logit] == pytest.approx(0.0)
+    assert rows[1, logit] == pytest.approx(np.log(9.0))
+    assert np.isnan(rows[:, logit + 1 :]).all()  # no lookahead given
 
 
 async def test_scorer_combines_classifier_and_statistics_sync_and_async():

@@ -14,7 +14,7 @@ from drr_agent.quickstart import (
     QuickstartPlan,
     run_quickstart,
 )
-from drr_agent.scorers.likelihood import EMBEDDED_LIKELIHOOD_MODEL, VERIFIER_HEAD_INPUTS
+from drr_agent.scorers.likelihood import EMBEDDED_LIKELIHOOD_MODEL, LOOKAHEAD_HEAD_INPUTS
 from drr_agent.tasks.spec import TaskSpec
 
 pytestmark = pytest.mark.embedded  # trains the real embedded MiniLM
@@ -84,6 +84,8 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
     assert {row["label_kind"] for row in labels} == {"mc_answer"}
     assert all(row["label"] == 1.0 for row in labels if not row["final"])
     assert {row["label"] for row in labels if row["final"]} == {0.0, 1.0}
+    # and they record that answer, the greedy one, for the DM's lookahead: always right here
+    assert all(row["lookahead"] == row["gold"] for row in labels)
     labels_text = (out / "labels.jsonl").read_text()
     records = [json.loads(line) for line in (out / "eval/records.jsonl").read_text().splitlines()]
     assert {(r["method"], r["item_id"]) for r in records} == {
@@ -98,13 +100,15 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
     assert "rollouts per step: 0 (" in (out / "dm/README.md").read_text()
     assert meta["metrics"]["eval"]["minimal_pairs"] == 4  # the plan's sample of them
     # the default DM carries the likelihood head, with its own dev thresholds; by default it
-    # reads the classifier, the in-context statistics and the claim
+    # reads the classifier, the in-context statistics, the claim and the lookahead, which
+    # the card says how to ask again (the task's instruction)
     head = meta["likelihood_head"]
     assert head["model"] == "embedded-smollm2"
-    assert head["features"] == list(VERIFIER_HEAD_INPUTS)
+    assert head["features"] == list(LOOKAHEAD_HEAD_INPUTS)
+    assert head["lookahead"]["instruction"] == TINY.task.load().instruction
     # with a hidden layer of the plan's 8 tanh units
     assert len(head["hidden_weights"]) == len(head["weights"]) == TINY.likelihood_hidden == 8
-    assert {len(row) for row in head["hidden_weights"]} == {len(VERIFIER_HEAD_INPUTS)}
+    assert {len(row) for row in head["hidden_weights"]} == {len(LOOKAHEAD_HEAD_INPUTS)}
     # read after two worked examples: right steps of two training questions
     shown = [q for q in {row["question"] for row in labels} if f"{q}\n" in head["preamble"]]
     assert head["context"] == "question" and len(shown) == 2

@@ -292,6 +292,28 @@ async def test_outcome_and_monte_carlo_labels(tmp_path, task):
     by_key = {e.key: e for e in answer}
     assert all(by_key[e.key].label == 0.0 for e in wrong)
     assert {e.label for e in answer if not e.final} <= {0.0, 0.5, 1.0}
+    assert all(e.lookahead is None for e in answer)  # not asked for
+
+    # with the lookahead: one greedy answer more per distinct prefix, final steps included
+    model = seeded_arithmetic()
+    looked = await mc_examples(
+        traces,
+        task,
+        Reasoner(model),
+        tmp_path / "lookahead.jsonl",
+        rollouts=2,
+        continuation="answer",
+        progress=False,
+        lookahead=True,
+    )
+    every = {(e.item_id, (*e.previous, e.step)) for e in looked}
+    greedy = [c for c in model.calls if c.kwargs.get("temperature") == 0.0]
+    assert len(greedy) == len(every) and len(model.calls) == len(greedy) + 2 * len(prefixes)
+    assert all(c.stop == ["\n"] and (c.prefill or "").endswith(ANSWER_PREFIX) for c in greedy)
+    assert all(e.lookahead and e.lookahead.lstrip("-").isdigit() for e in looked)
+    gold = {t.item_id: t.gold for t in traces}
+    assert any(e.lookahead == gold[e.item_id] for e in looked)
+    assert [e.label for e in looked] == [by_key[e.key].label for e in looked]
 
 
 async def test_a_second_writer_of_the_same_file_fails_clearly(tmp_path, task, until):

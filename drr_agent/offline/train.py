@@ -79,6 +79,7 @@ from drr_agent.scorers.likelihood import (
     reads_lookahead,
     worked_examples,
 )
+from drr_agent.scorers.lookahead import AnswerLookahead
 
 __all__ = [
     "EMBEDDED_DM_BASE_ID",
@@ -101,6 +102,7 @@ def train_dm(
     progress: bool = True,
     *,
     dev: Sequence[StepExample] | None = None,
+    lookahead: AnswerLookahead | None = None,
 ) -> TrainResult:
     """Fine-tune a DM on ``train`` and export it to ``config.output_dir``.
 
@@ -113,6 +115,9 @@ def train_dm(
             chosen on them. Without them ``config.eval_fraction`` of the training questions
             is held out for that.
         progress: Show Trainer's progress bar and per-epoch logs; `False` keeps it silent.
+        lookahead: The forced answers a head that reads the lookahead asks for beyond those
+            the labels recorded; default: the Reasoner ``config.likelihood_lookahead`` names
+            (pass the labelling Reasoner when it is not the embedded one).
 
     Under a launcher (``torchrun --nproc-per-node N -m drr_agent train ...``) every process
     calls this: they train as one DDP job, rank 0 alone exports, and all return its result.
@@ -174,7 +179,7 @@ def train_dm(
         with staged(out) as staging:
             save_model(fitted.model, tokenizer, staging, config.max_length, quiet=not progress)
             reports, classifier_reports, head = _served_reports(
-                staging, train_part, eval_part, held, config, progress, say
+                staging, train_part, eval_part, held, config, progress, say, lookahead
             )
             thresholds, threshold_source, notes = _chosen_thresholds(reports, bool(dev_rows))
             card = build_card(
@@ -249,6 +254,7 @@ def _served_reports(
     config: TrainConfig,
     progress: bool,
     say: Callable[[str], None],
+    lookahead: AnswerLookahead | None,
 ) -> tuple[dict[str, DMReport], dict[str, DMReport], LikelihoodHead | None]:
     """(the DM's reports, the classifier's, the likelihood head or `None`), scored through
     `HFScorer` from the staged folder, so they are the numbers of the DM as served. With
@@ -259,7 +265,9 @@ def _served_reports(
     if not config.likelihood:
         return classifier_reports, classifier_reports, None
     say(f"fitting the likelihood head ({config.likelihood_model}) on the training rows")
-    scorer, head = _fit_likelihood(classifier, train, [*eval_part, *held], config, progress)
+    scorer, head = _fit_likelihood(
+        classifier, train, [*eval_part, *held], config, progress, lookahead
+    )
     return _reports(scorer, eval_part, held, config, progress), classifier_reports, head
 
 
@@ -286,11 +294,13 @@ def _fit_likelihood(
     reported: Sequence[StepExample],
     config: TrainConfig,
     progress: bool,
+    lookahead: AnswerLookahead | None = None,
 ) -> tuple[LikelihoodScorer, LikelihoodHead]:
     """Fit a `LikelihoodHead` on the training rows (thresholds are set later, on dev); on a
     seeded sample of ``config.likelihood_rows`` of them when that is set. A head that reads
     the lookahead takes the forced answers the labels recorded, for the training rows and
-    the ``reported`` (dev, test) rows alike, and asks the Reasoner for the rest."""
+    the ``reported`` (dev, test) rows alike, and asks ``lookahead`` (default: the one
+    ``config`` names) for the rest."""
     preamble, shown = preamble_of(
         train, config.likelihood_examples, config.likelihood_context, config.seed
     )
@@ -304,12 +314,11 @@ def _fit_likelihood(
         )
     claims = reads_claims(config.likelihood_features)
     base = classifier.score(contexts) if CLASSIFIER_FEATURE in config.likelihood_features else None
-    lookahead, look, spec = None, None, None
+    look, spec = None, None
     if reads_lookahead(config.likelihood_features):
         spec = config.likelihood_lookahead
-        lookahead = spec.build()
-        recorded = [e for e in (*train, *reported) if e.lookahead is not None]
-        lookahead.remember([e.context for e in recorded], [e.lookahead or None for e in recorded])
+        lookahead = lookahead or spec.build()
+        lookahead.remember_recorded([*train, *reported])
         look = lookahead_features(likelihood, contexts, lookahead.answers(contexts))
     inputs = head_inputs(likelihood.features(contexts, claims=claims), base, look)
     head = LikelihoodHead.fit(
@@ -324,7 +333,7 @@ def _fit_likelihood(
         seed=config.seed,
         lookahead=spec,
     )
-    return LikelihoodScorer(classifier, head, likelihood, lookahead), head
+    return LikelihoodScorer(classifier, head, likelihood, lookahead if spec else None), head
 
 
 def preamble_of(

@@ -910,13 +910,18 @@ class LikelihoodScorer(StepScorer):
             return base
         return f"{base}-{self.likelihood.dtype}"
 
-    def score(self, items: Sequence[StepContext]) -> list[float]:
+    def inputs(self, items: Sequence[StepContext]) -> np.ndarray:
+        """The head's input rows (`head_inputs`) for ``items``: what it reads, NaN elsewhere."""
         base = self.classifier.score(items) if self.head.reads_classifier else None
         look = None
         if self.lookahead is not None:
             look = lookahead_features(self.likelihood, items, self.lookahead.answers(items))
-        x = head_inputs(self.likelihood.features(items, claims=self.head.reads_claims), base, look)
-        return self.head.probabilities(x).tolist()
+        return head_inputs(
+            self.likelihood.features(items, claims=self.head.reads_claims), base, look
+        )
+
+    def score(self, items: Sequence[StepContext]) -> list[float]:
+        return self.head.probabilities(self.inputs(items)).tolist()
 
     async def ascore(self, items: Sequence[StepContext]) -> list[float]:
         return await self._coalesced(items)

@@ -21,8 +21,9 @@ now needs the Reasoner: `AnswerLookahead` holds it. The DM card records how to r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,6 +38,16 @@ LOOKAHEAD_MAX_TOKENS = 16
 (99% of 1484 dev and train answers were under 24 characters)."""
 
 LookaheadKey = tuple[str, tuple[str, ...]]
+
+
+class Recorded(Protocol):
+    """A labelled step as `AnswerLookahead.remember_recorded` reads it (`StepExample`)."""
+
+    @property
+    def context(self) -> StepContext: ...
+
+    @property
+    def lookahead(self) -> str | None: ...
 
 
 class LookaheadSpec(BaseModel):
@@ -98,6 +109,8 @@ class AnswerLookahead:
         reasoner: A ``prefill``-style Reasoner under the task instruction the labels used.
         max_tokens: Tokens of each answer.
         concurrency: Calls in flight at once.
+        remember_at_most: Answers kept (the oldest go first): a long-running app scores
+            ever new prefixes.
     """
 
     def __init__(
@@ -106,6 +119,7 @@ class AnswerLookahead:
         *,
         max_tokens: int = LOOKAHEAD_MAX_TOKENS,
         concurrency: int = 8,
+        remember_at_most: int = 100_000,
     ) -> None:
         if reasoner.prompt.style != "prefill":
             raise ValueError(
@@ -115,6 +129,7 @@ class AnswerLookahead:
         self.reasoner = reasoner
         self.max_tokens = max_tokens
         self._limit = concurrency
+        self._keep = remember_at_most
         self._answers: dict[LookaheadKey, str | None] = {}
 
     @staticmethod
@@ -124,22 +139,41 @@ class AnswerLookahead:
     def remember(self, items: Sequence[StepContext], answers: Sequence[str | None]) -> None:
         """Take ``answers`` as the forced answers after ``items`` (recorded by the labeller)."""
         for item, answer in zip(items, answers, strict=True):
-            self._answers[self.key(item)] = answer
+            self._store(self.key(item), answer)
+
+    def remember_recorded(self, examples: Iterable[Recorded]) -> None:
+        """Take the forced answers labelled steps recorded (`StepExample.lookahead`: ``""``
+        when the Reasoner gave none, ``None`` when it was not asked, which is skipped)."""
+        recorded = [e for e in examples if e.lookahead is not None]
+        self.remember([e.context for e in recorded], [e.lookahead or None for e in recorded])
+
+    def _store(self, key: LookaheadKey, answer: str | None) -> None:
+        self._answers[key] = answer
+        while len(self._answers) > self._keep:
+            del self._answers[next(iter(self._answers))]
 
     async def aanswers(self, items: Sequence[StepContext]) -> list[str | None]:
         """The forced answer after each candidate, in order."""
         todo = list(dict.fromkeys(k for k in map(self.key, items) if k not in self._answers))
         limit = asyncio.Semaphore(self._limit)
 
-        async def one(key: LookaheadKey) -> None:
+        async def one(key: LookaheadKey) -> str | None:
             async with limit:
-                self._answers[key] = await lookahead_answer(
+                return await lookahead_answer(
                     self.reasoner, key[0], key[1], max_tokens=self.max_tokens
                 )
 
-        await asyncio.gather(*(one(k) for k in todo))
-        return [self._answers[self.key(item)] for item in items]
+        asked = dict(zip(todo, await asyncio.gather(*(one(k) for k in todo)), strict=True))
+        for key, answer in asked.items():
+            self._store(key, answer)
+        return [asked.get(k, self._answers.get(k)) for k in map(self.key, items)]
 
     def answers(self, items: Sequence[StepContext]) -> list[str | None]:
-        """`aanswers` from sync code (a private event loop)."""
-        return asyncio.run(self.aanswers(items))
+        """`aanswers` from sync code: on a private event loop, in a thread of its own when
+        this thread already runs one (a notebook, an async app calling ``graph.invoke``)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.aanswers(items))
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, self.aanswers(items)).result()

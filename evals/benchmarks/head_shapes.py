@@ -41,7 +41,7 @@ from drr_agent.offline.jsonl import RecordFile
 from drr_agent.offline.records import StepExample
 from drr_agent.offline.run_folder import RunFolder
 from drr_agent.scorers import load_dm
-from drr_agent.scorers.likelihood import LikelihoodHead, LikelihoodScorer, head_inputs
+from drr_agent.scorers.likelihood import LikelihoodHead, LikelihoodScorer
 
 METRICS = ("auroc", "auroc_non_final", "auroc_final", "ece", "brier", "sibling_pair_accuracy")
 
@@ -61,8 +61,14 @@ def _aligned(kinds: dict[str, Path], split: str) -> dict[str, list[StepExample]]
 
 
 def _inputs(dm: LikelihoodScorer, rows: list[StepExample]) -> np.ndarray:
+    """The head's inputs for ``rows``; a lookahead head takes the answers the labels recorded."""
     contexts = [e.context for e in rows]
-    return head_inputs(dm.likelihood.features(contexts), dm.classifier.score(contexts))
+    if dm.lookahead is not None:
+        recorded = [e for e in rows if e.lookahead is not None]
+        dm.lookahead.remember(
+            [e.context for e in recorded], [e.lookahead or None for e in recorded]
+        )
+    return dm.inputs(contexts)
 
 
 def measure(

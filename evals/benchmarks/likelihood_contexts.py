@@ -65,7 +65,7 @@ from drr_agent.tasks.splits import TaskSplit
 
 HEADS = {
     "default": DEFAULT_HEAD_INPUTS,
-    "everything (quickstart)": VERIFIER_HEAD_INPUTS,
+    "everything (quickstart to 2685fac)": VERIFIER_HEAD_INPUTS,
     "claim log-prob + gap": ("claim_logprob", "claim_min_gap"),
     "claim prob": CLAIM_HEAD_INPUTS,
     "claim prob + gap": ("claim_prob", "claim_min_gap"),

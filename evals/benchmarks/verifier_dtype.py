@@ -32,6 +32,7 @@ from drr_agent.scorers.likelihood import (
     LIKELIHOOD_FEATURES,
     LikelihoodScorer,
     head_inputs,
+    lookahead_features,
 )
 from drr_agent.scorers.loading import load_dm
 
@@ -64,18 +65,26 @@ def measure(run: Path, dm: Path, rows: int, repeats: int) -> dict:
     likelihood = scorer.likelihood
     items = [e.context for e in dev]
     base = scorer.classifier.score(items) if scorer.head.reads_classifier else None
+    answers = None
+    if scorer.lookahead is not None:  # the Reasoner's answers do not depend on the format
+        scorer.lookahead.remember_recorded(dev)
+        answers = scorer.lookahead.answers(items)
     variants = _variants(likelihood.lm)
     seconds: dict[str, list[float]] = {name: [] for name in FORMATS}
     features: dict[str, np.ndarray] = {}
+    looks: dict[str, np.ndarray | None] = {}
     for _ in range(repeats):
         for name in FORMATS:
             likelihood.lm = variants[name]
             start = time.perf_counter()
             features[name] = likelihood.features(items, claims=scorer.head.reads_claims)
+            if answers is not None:
+                looks[name] = lookahead_features(likelihood, items, answers)
             seconds[name].append(time.perf_counter() - start)
     result: dict = {"run": str(run), "dm": str(dm), "rows": len(dev), "repeats": repeats}
     for name in FORMATS:
-        probabilities = scorer.head.probabilities(head_inputs(features[name], base))
+        x = head_inputs(features[name], base, looks.get(name))
+        probabilities = scorer.head.probabilities(x)
         report = evaluate_scores(probabilities.tolist(), dev)
         correlation = {
             feature: float(np.corrcoef(features[name][:, j], features["float32"][:, j])[0, 1])
