@@ -111,6 +111,12 @@ class QuickstartPlan(BaseModel):
         epochs / learning_rate / batch_size / max_length: DM training (`TrainConfig`).
         methods: Methods compared on the test items (`evaluation.methods.METHODS`); ``oracle`` is
             the ceiling (a gold-aware critic in the same graph), ``stepwise`` the ablation.
+            ``self_critique`` (the Reasoner judging its own steps) left the small plan's
+            default at 6ecac13: with the lookahead the DM's labels and training cost ~3 min
+            more, and the self-critique baseline cost 4.5–5.5 min of the 30 (its dev
+            thresholds and its evaluation, 15 Reasoner calls an item) while scoring below
+            ``stepwise`` in every run (0.33–0.43); ``--size full`` and ``drr eval --methods
+            self_critique`` still run it.
         graph: The graph's budgets for ``drr`` and ``self_critique``.
         step_temperature / step_max_tokens: The graph's step sampling.
         k: Samples of ``self_consistency`` / ``best_of_n_dm``.
@@ -147,14 +153,7 @@ class QuickstartPlan(BaseModel):
     learning_rate: float = Field(default=1e-4, gt=0)
     batch_size: int = Field(default=32, ge=1)
     max_length: int = Field(default=96, ge=16)
-    methods: tuple[str, ...] = (
-        "cot",
-        "self_consistency",
-        "stepwise",
-        "self_critique",
-        "drr",
-        "oracle",
-    )
+    methods: tuple[str, ...] = ("cot", "self_consistency", "stepwise", "drr", "oracle")
     graph: DRRConfig = Field(
         # short paths: SmolLM2 drifts after its first step ("2 + 6 = 8", "8 + 6 = 14", ...), so
         # the second step is asked as the answer (an earlier round's choice; see the README)
@@ -219,9 +218,9 @@ _ALL_BASIC_ARITHMETIC = 3000
 """Items generated to see every one of basic_arithmetic's 242 distinct questions (seed 42)."""
 
 PLANS: dict[str, QuickstartPlan] = {
-    # the 242 distinct questions: 82 train x 4 traces, 40 dev x 4 traces, 120 test; six methods
+    # the 242 distinct questions: 82 train x 4 traces, 40 dev x 4 traces, 120 test; five methods
     "small": QuickstartPlan(),
-    # the same split, 8 traces per question, 3 epochs, best_of_n_dm too
+    # the same split, 8 traces per question, 3 epochs, self_critique and best_of_n_dm too
     "full": QuickstartPlan(
         samples=8,
         epochs=3.0,

@@ -150,4 +150,5 @@ def test_plans_are_valid_and_sized_as_the_cli_says():
     assert small.task.distinct and small.test == 120 and small.dev == 40
     assert len(small.task.load().items) == 242  # every distinct question of the task
     assert small.samples == 4 and "oracle" in small.methods and "stepwise" in small.methods
+    assert len(small.methods) == 5 and "self_critique" in PLANS["full"].methods
     assert PLANS["full"].samples == 8 and len(PLANS["full"].methods) == 7

@@ -38,8 +38,8 @@ def quickstart(
         Size,
         typer.Option(
             help="small: the task's distinct questions split 120 test / 40 dev / the rest "
-            "train, 4 traces per train and dev question, six methods; full: 8 traces, "
-            "3 epochs, best_of_n_dm too."
+            "train, 4 traces per train and dev question, five methods; full: 8 traces, "
+            "3 epochs, self_critique and best_of_n_dm too."
         ),
     ] = Size.small,
     task: Annotated[
