@@ -170,6 +170,12 @@ class QuickstartPlan(BaseModel):
         """The plan a run folder recorded (its ``quickstart.json``)."""
         return cls.model_validate_json(Path(path).read_text())
 
+    @property
+    def reads_lookahead(self) -> bool:
+        """Whether this plan's DM reads the Reasoner's forced answer after each step: its
+        labels then record that answer, and the DM asks the plan's Reasoner for it."""
+        return self.likelihood and reads_lookahead(self.likelihood_features)
+
     def step_reasoner(self, **options: Any) -> Reasoner:
         """The embedded Reasoner at this plan's graph-step sampling (``options`` as for
         `embedded_reasoner`, e.g. another ``prompt``): what the plan's graphs run on."""
@@ -390,7 +396,7 @@ def run_quickstart(
                 concurrency=plan.concurrency,
                 executor=executor,
                 progress=progress,
-                lookahead=plan.likelihood and reads_lookahead(plan.likelihood_features),
+                lookahead=plan.reads_lookahead,
             )
         )
     else:
@@ -428,7 +434,7 @@ def run_quickstart(
     dm_dir = run.dm
     # the DM asks the plan's Reasoner, under the task's instruction, as the labels did
     lookahead = None
-    if plan.likelihood and reads_lookahead(plan.likelihood_features):
+    if plan.reads_lookahead:
         lookahead = AnswerLookahead(reasoner.derive(instruction=task.instruction))
     if not (dm_dir / DM_METADATA_FILE).is_file():
         _say(progress, "3/4 training the DM (early stopping and thresholds on dev)")

@@ -333,7 +333,7 @@ def _fit_likelihood(
         seed=config.seed,
         lookahead=spec,
     )
-    return LikelihoodScorer(classifier, head, likelihood, lookahead if spec else None), head
+    return LikelihoodScorer(classifier, head, likelihood, lookahead), head
 
 
 def preamble_of(

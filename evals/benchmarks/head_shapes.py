@@ -62,13 +62,9 @@ def _aligned(kinds: dict[str, Path], split: str) -> dict[str, list[StepExample]]
 
 def _inputs(dm: LikelihoodScorer, rows: list[StepExample]) -> np.ndarray:
     """The head's inputs for ``rows``; a lookahead head takes the answers the labels recorded."""
-    contexts = [e.context for e in rows]
     if dm.lookahead is not None:
-        recorded = [e for e in rows if e.lookahead is not None]
-        dm.lookahead.remember(
-            [e.context for e in recorded], [e.lookahead or None for e in recorded]
-        )
-    return dm.inputs(contexts)
+        dm.lookahead.remember_recorded(rows)
+    return dm.inputs([e.context for e in rows])
 
 
 def measure(
