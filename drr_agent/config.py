@@ -73,7 +73,10 @@ class DRRConfig(BaseModel):
         reasoner_retries: Extra attempts after a failed or timed-out Reasoner call, with
             exponential backoff and jitter.
         scorer_timeout_s / scorer_retries: The same for the DM.
-        step_format: How steps are separated and a final answer is recognised.
+        step_format: How steps are separated and a final answer is recognised. ``None``
+            (default): the Reasoner's own (`Reasoner.step_format` — lines for the embedded
+            SmolLM2, paragraph blocks for instruct models); evaluations set the task's answer
+            rules cut the Reasoner's way (`Reasoner.format_for`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -97,7 +100,7 @@ class DRRConfig(BaseModel):
     reasoner_retries: int = Field(default=2, ge=0)
     scorer_timeout_s: float = Field(default=60.0, gt=0)
     scorer_retries: int = Field(default=2, ge=0)
-    step_format: StepFormat = Field(default_factory=StepFormat)
+    step_format: StepFormat | None = None
 
     @model_validator(mode="after")
     def _budgets_are_consistent(self) -> DRRConfig:

@@ -21,7 +21,10 @@ context field — which models to load — comes from the environment (``langgra
 ``DRR_REASONER_URL``           An OpenAI-compatible API root (e.g. ``http://127.0.0.1:8000/v1``
                                for vLLM), or several replicas' comma-separated. Unset: the
                                embedded SmolLM2-135M Reasoner on CPU.
-``DRR_REASONER_MODEL``         The model served at ``DRR_REASONER_URL`` (required with it).
+``DRR_REASONER_MODEL``         The model served at ``DRR_REASONER_URL`` (required with it);
+                               without a URL, an embedded Reasoner's name
+                               (``embedded-smollm2``, the default, or
+                               ``embedded-qwen2.5-0.5b``).
 ``DRR_REASONER_STYLE``         ``prefill`` or ``chat`` prompting (default: ``prefill`` for the
                                embedded Reasoner, ``chat`` for a URL).
 ``DRR_REASONER_VLLM=1``        The URL is a vLLM server (enables prefill continuation).
@@ -108,6 +111,15 @@ class GraphSettings:
                 f"DRR_REASONER_URL is set ({self.reasoner_url}) but DRR_REASONER_MODEL is not: "
                 "name the model served there."
             )
+        if self.reasoner_url is None and self.reasoner_model is not None:
+            from drr_agent.reasoners.embedded import embedded_spec
+
+            try:
+                embedded_spec(self.reasoner_model)
+            except ValueError as exc:
+                raise GraphSetupError(
+                    f"DRR_REASONER_MODEL without DRR_REASONER_URL names an embedded Reasoner: {exc}"
+                ) from exc
         if self.reasoner_style not in (None, "prefill", "chat"):
             raise GraphSetupError(
                 f"DRR_REASONER_STYLE must be 'prefill' or 'chat', got {self.reasoner_style!r}"
@@ -119,7 +131,7 @@ class GraphSettings:
 
 
 def build_reasoner(settings: GraphSettings) -> Any:
-    """The Reasoner the settings name: an OpenAI-compatible server, else the embedded SmolLM2."""
+    """The Reasoner the settings name: an OpenAI-compatible server, else an embedded one."""
     from drr_agent.reasoners import choose_reasoner
 
     return choose_reasoner(

@@ -43,6 +43,7 @@ from drr_agent.state import (
     Thought,
     new_counters,
 )
+from drr_agent.steps import StepFormat
 
 _RECURSION_LIMIT = 10_000
 
@@ -90,6 +91,9 @@ class _DRRNodes:
         context = get_runtime(DRRConfig).context
         return context if isinstance(context, DRRConfig) else self.config
 
+    def _step_format(self, config: DRRConfig) -> StepFormat:
+        return config.step_format or self.reasoner.step_format
+
     # -- reason ---------------------------------------------------------------------------
     def _reason_request(
         self, state: DRRState, config: DRRConfig
@@ -103,7 +107,7 @@ class _DRRNodes:
         rejected = rejected_texts(tree, tip)
         kwargs = {
             "n": config.candidates_per_step,
-            "step_format": config.step_format,
+            "step_format": self._step_format(config),
             "call_index": counters["reasoner_calls"],
             "final": final,
             "greedy_first": config.greedy_first and not rejected,
@@ -118,10 +122,12 @@ class _DRRNodes:
         path = state.get("path", [])
         counters = Counters(**(state.get("counters") or new_counters()))
         counters["reasoner_calls"] += 1
+        fmt = self._step_format(config)
         new: list[Thought] = []
         for offset, proposal in enumerate(proposals):
             counters["prompt_tokens"] += proposal.prompt_tokens
             counters["completion_tokens"] += proposal.completion_tokens
+            counters["model_calls"] = counters.get("model_calls", 0) + proposal.calls
             new.append(
                 Thought(
                     id=len(tree) + offset,
@@ -129,12 +135,10 @@ class _DRRNodes:
                     depth=len(path) + 1,
                     text=proposal.text,
                     answer=proposal.answer
-                    or (
-                        config.step_format.extract_answer(proposal.text) if proposal.text else None
-                    ),
+                    or (fmt.extract_answer(proposal.text) if proposal.text else None),
                     score=None,
                     status="proposed",
-                    reason="",
+                    reason=proposal.note or "",
                     call=counters["reasoner_calls"],
                     completion_tokens=proposal.completion_tokens,
                     logprob=proposal.logprob,

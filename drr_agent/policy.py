@@ -134,7 +134,7 @@ def _verdict(
     """Whether a candidate passes, and why (the reason is recorded on the thought)."""
     score = thought["score"]
     if not thought["text"]:
-        return False, "empty step"
+        return False, f"empty step: {thought['reason']}" if thought["reason"] else "empty step"
     if thought["text"] in path_texts:
         return False, "repeats a step already on the path"
     if score is None:

@@ -113,3 +113,11 @@ class StepPrompt(BaseModel):
         if prefill:
             messages.append(AIMessage(prefill))
         return messages
+
+
+INSTRUCT_PROMPT = StepPrompt(answer_prefix="Therefore, the final answer is $\\boxed{")
+"""The prompt of instruct models (the embedded Qwen, a Reasoner served over an
+OpenAI-compatible API): rejected steps listed (such a model can use the hint), and a forced
+final answer that opens the ``\\boxed{`` instruct models write their answers in, so the model
+can only complete the answer. The line-style "So the result is" let the embedded Qwen open a
+display on the next line, and a call stopped at the separator came back empty."""

@@ -74,6 +74,9 @@ class Counters(TypedDict):
     """Cost and control counters of one run."""
 
     reasoner_calls: int
+    model_calls: NotRequired[int]
+    """Requests to the Reasoner's model behind ``reasoner_calls``: a block step cut short (a
+    heading, an open display) is continued in further requests (`Proposal.calls`)."""
     prompt_tokens: int
     completion_tokens: int
     dm_calls: int
@@ -99,6 +102,7 @@ def merge_thoughts(current: list[Thought] | None, update: list[Thought] | None) 
 def new_counters() -> Counters:
     return Counters(
         reasoner_calls=0,
+        model_calls=0,
         prompt_tokens=0,
         completion_tokens=0,
         dm_calls=0,

@@ -3,8 +3,21 @@
 The Reasoner writes free text; DRR needs it as a sequence of *steps* (one thought node each)
 and needs to know when a step carries a final answer. Both rules live here, in one
 configurable `StepFormat`, so the graph, trace sampling and evaluations cut text the same way.
-Tasks with another answer convention (``#### 42``, ``\\boxed{42}``, "The answer is B") pass
-their own patterns.
+
+Two ways of writing steps are common, and each Reasoner keeps its own (`Reasoner.step_format`):
+
+- **lines** (`StepFormat()`): one step per line, what a small model asked to "write one
+  reasoning step per line" does (the embedded SmolLM2-135M).
+- **blocks** (`BLOCK_STEPS`): a step is a paragraph, as instruct models write — a numbered item
+  with its explanation and its display maths, a "Step 2:" section. Pieces that cannot stand
+  alone are joined to what follows: a heading or a lead-in ending with a colon, a display
+  (``\\[ … \\]``, ``$$ … $$``, ``\\begin … \\end``) or code fence left open, a piece shorter
+  than ``min_step_chars``. Cut by lines instead, a LaTeX display is two "steps" (``\\[``,
+  then the formula) and a heading is one, and the step budget runs out mid-solution.
+
+The task decides what an answer is: its patterns (``#### 42``, ``\\boxed{42}``, "The answer
+is B") and, for numeric tasks, that an answer holds a number (``numeric_answer``), so "the same
+as the first train" is refused rather than taken for an answer.
 """
 
 from __future__ import annotations
@@ -28,6 +41,9 @@ DEFAULT_ANSWER_PATTERNS = (
 )
 
 _TRAILING_PUNCT = " .,;:!*\"'`$"
+_DIGIT = re.compile(r"\d")
+_HEADING = re.compile(r"^(?:#{1,6}\s.*|\*\*[^*]+\*\*:?|__[^_]+__:?|.*:)$")
+_OPENERS_CLOSERS = ((r"\[", r"\]"), (r"\begin{", r"\end{"))
 _LEADING_NUMBERING = re.compile(r"^\s*(?:step\s*\d+\s*[:.)-]|\d+\s*[.)]|[-*•])\s+", re.IGNORECASE)
 
 
@@ -41,7 +57,18 @@ class StepFormat(BaseModel):
             ``answer`` group (or group 1) is the final answer. Multi-line patterns are matched
             per line.
         strip_numbering: Remove list markers such as "1.", "Step 2:" or "-" from the start of
-            a step, so the DM and the rejected-alternatives list see the content only.
+            a step, so the DM and the rejected-alternatives list see the content only. Off
+            for block steps: a numbered item keeps its number, so the Reasoner, reading its
+            accepted steps back, numbers the next one.
+        join_fragments: Join a piece that cannot stand alone to what follows (a heading, a
+            lead-in ending with a colon, an open display or code fence, a piece shorter than
+            ``min_step_chars``; see the module). The Reasoner, stopped at the separator inside
+            such a piece, is asked to continue it (`Reasoner.apropose`), so one step is one
+            whole thought.
+        min_step_chars: With ``join_fragments``, a piece shorter than this (that carries no
+            final answer) is joined to the next.
+        numeric_answer: A final answer must hold a number: a marker followed by words only
+            ("The answer is the same as before") is no answer. Tasks with numeric gold set it.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,6 +76,9 @@ class StepFormat(BaseModel):
     separator: str = "\n"
     answer_patterns: tuple[str, ...] = Field(default=DEFAULT_ANSWER_PATTERNS, min_length=1)
     strip_numbering: bool = True
+    join_fragments: bool = False
+    min_step_chars: int = Field(default=0, ge=0)
+    numeric_answer: bool = False
 
     @field_validator("separator")
     @classmethod
@@ -80,9 +110,33 @@ class StepFormat(BaseModel):
             step = _LEADING_NUMBERING.sub("", step, count=1).strip()
         return step
 
+    def is_fragment(self, piece: str) -> bool:
+        """Whether ``piece`` (text up to a separator) cannot stand as a step on its own and
+        joins what follows: only with ``join_fragments`` (see the module)."""
+        if not self.join_fragments:
+            return False
+        text = piece.strip()
+        if not text:
+            return False
+        if _open_block(text):
+            return True
+        if self.extract_answer(text) is not None:
+            return False
+        last = text.rsplit("\n", 1)[-1].strip()
+        return len(text) < self.min_step_chars or bool(_HEADING.match(last))
+
     def split(self, text: str) -> list[str]:
         """Split a whole reasoning trace into cleaned, non-empty steps."""
-        return [s for s in (self.clean(part) for part in text.split(self.separator)) if s]
+        pieces: list[str] = []
+        current = ""
+        for part in text.split(self.separator):
+            current = current + self.separator + part if current else part
+            if not self.is_fragment(current):
+                pieces.append(current)
+                current = ""
+        if current:
+            pieces.append(current)
+        return [s for s in (self.clean(piece) for piece in pieces) if s]
 
     def first_step(self, text: str) -> str:
         """The first non-empty step of a completion (a Reasoner may run past the separator)."""
@@ -98,6 +152,28 @@ class StepFormat(BaseModel):
             groups = match.groupdict()
             raw = groups.get("answer") if "answer" in groups else match.group(1)
             answer = (raw or "").strip().strip(_TRAILING_PUNCT).strip()
-            if answer:
+            if answer and (not self.numeric_answer or _DIGIT.search(answer)):
                 return answer
         return None
+
+    def segmented_as(self, other: StepFormat) -> StepFormat:
+        """These answer rules with ``other``'s segmentation (separator, numbering, joins):
+        a task's answer format, cut the way a Reasoner writes."""
+        fields = ("separator", "strip_numbering", "join_fragments", "min_step_chars")
+        return self.model_copy(update={f: getattr(other, f) for f in fields})
+
+
+def _open_block(text: str) -> bool:
+    """A display, environment or code fence opened in ``text`` and not closed."""
+    if text.count("```") % 2 or text.count("$$") % 2:
+        return True
+    return any(text.count(opener) > text.count(closer) for opener, closer in _OPENERS_CLOSERS)
+
+
+BLOCK_STEPS = StepFormat(
+    separator="\n\n", strip_numbering=False, join_fragments=True, min_step_chars=24
+)
+"""Paragraph steps, the way instruct models write (the embedded Qwen2.5-Coder-0.5B-Instruct,
+and the default for a Reasoner served over an OpenAI-compatible API). ``min_step_chars``
+joins a stray lead-in ("Let's start:") to its step; measured on dev (see
+``docs/benchmarks.md``)."""

@@ -415,6 +415,7 @@ async def test_graph_rejected_step_retries_at_same_point(run: Runner) -> None:
     assert out["path"] == [0, 3]
     assert out["counters"] == {
         "reasoner_calls": 4,
+        "model_calls": 4,
         "prompt_tokens": 40,
         "completion_tokens": 8,
         "dm_calls": 4,

@@ -188,3 +188,86 @@ def test_defaults() -> None:
 )
 def test_a_line_naming_its_answer_first(step, answer):
     assert StepFormat().extract_answer(step) == answer
+
+
+# -- block steps (instruct models) ---------------------------------------------------------
+
+QWEN_GSM8K = r"""To determine Josh's profit, we need to follow these steps:
+
+1. Calculate the total value of the house after repairs.
+2. Subtract what he paid.
+
+### Step 1
+
+The house is worth:
+\[
+80,000 + 50,000 = 130,000
+\]
+
+2. **Profit:**
+   The profit is the value minus the cost:
+   \[ 130,000 - 80,000 = 50,000 \]
+
+```python
+x = 1
+
+y = 2
+```
+
+Therefore, the answer is:
+
+Answer: 50000"""
+
+
+def test_block_steps_keep_displays_code_and_headings_whole() -> None:
+    from drr_agent.steps import BLOCK_STEPS
+
+    steps = BLOCK_STEPS.split(QWEN_GSM8K)
+    assert steps == [
+        "To determine Josh's profit, we need to follow these steps:\n\n"
+        "1. Calculate the total value of the house after repairs.\n2. Subtract what he paid.",
+        "### Step 1\n\nThe house is worth:\n\\[\n80,000 + 50,000 = 130,000\n\\]",
+        "2. **Profit:**\n   The profit is the value minus the cost:\n"
+        "   \\[ 130,000 - 80,000 = 50,000 \\]",
+        "```python\nx = 1\n\ny = 2\n```",
+        "Therefore, the answer is:\n\nAnswer: 50000",
+    ]
+    # no step is only a display opener or a heading; numbering is kept for the Reasoner
+    assert not any(s in ("\\[", "### Step 1") for s in steps)
+    assert BLOCK_STEPS.extract_answer(steps[-1]) == "50000"
+
+
+def test_block_steps_join_short_pieces_but_not_short_answers() -> None:
+    from drr_agent.steps import BLOCK_STEPS
+
+    assert BLOCK_STEPS.split("Let's go.\n\nFirst, 3 + 4 = 7 apples in all.\n\nAnswer: 7") == [
+        "Let's go.\n\nFirst, 3 + 4 = 7 apples in all.",
+        "Answer: 7",
+    ]
+    assert BLOCK_STEPS.is_fragment("**Step 2: add**")
+    assert BLOCK_STEPS.is_fragment("The total is:\n$$")
+    assert not BLOCK_STEPS.is_fragment("The total is $$7$$ apples in the basket.")
+    assert not FMT.is_fragment("### heading")  # line steps join nothing
+
+
+def test_line_steps_are_unchanged_by_block_rules() -> None:
+    text = "7 + 4 = 11\nThe total:\nAnswer: 11"
+    assert FMT.split(text) == ["7 + 4 = 11", "The total:", "Answer: 11"]
+
+
+def test_numeric_answer_refuses_words() -> None:
+    numeric = StepFormat(numeric_answer=True)
+    assert numeric.extract_answer("The answer is the same as the first train.") is None
+    assert numeric.extract_answer("The answer is 12 trains.") == "12 trains"
+    assert numeric.extract_answer(r"So Janet makes \(\boxed{18}\) dollars.") == "18"
+    assert numeric.extract_answer("#### 1,000") == "1,000"
+    assert FMT.extract_answer("The answer is the same.") == "the same"
+
+
+def test_segmented_as_takes_the_cut_and_keeps_the_answer_rules() -> None:
+    from drr_agent.steps import BLOCK_STEPS
+
+    task_rules = StepFormat(numeric_answer=True, answer_patterns=(r"^####\s*(.+)$",))
+    merged = task_rules.segmented_as(BLOCK_STEPS)
+    assert merged.separator == "\n\n" and merged.join_fragments and not merged.strip_numbering
+    assert merged.numeric_answer and merged.answer_patterns == (r"^####\s*(.+)$",)

@@ -218,9 +218,9 @@ def test_malformed_line_names_file_line_and_field(tmp_path):
 
 def test_answer_fallback_without_a_marker(task):
     item = task.items[0]
-    steps, answer, marked = finish_trace("First I add.\nThe result is 12", item, task)
+    steps, answer, marked = finish_trace("First I add.\nThe result is 12", item, task.step_format)
     assert steps == ["First I add.", "The result is 12"] and answer == "12" and not marked
-    assert finish_trace("", item, task) == ([], None, False)
+    assert finish_trace("", item, task.step_format) == ([], None, False)
 
 
 async def test_outcome_and_monte_carlo_labels(tmp_path, task):

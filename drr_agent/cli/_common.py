@@ -37,8 +37,9 @@ class Style(StrEnum):
 ReasonerOpt = Annotated[
     str,
     typer.Option(
-        help="'embedded' (SmolLM2-135M on CPU) or an OpenAI-compatible API URL; several "
-        "replicas of one model comma-separated (requests spread, a failing one is skipped)."
+        help="'embedded' (SmolLM2-135M on CPU), 'embedded-qwen2.5-0.5b' (Qwen2.5-Coder-0.5B-"
+        "Instruct on CPU) or an OpenAI-compatible API URL; several replicas of one model "
+        "comma-separated (requests spread, a failing one is skipped)."
     ),
 ]
 
@@ -85,6 +86,12 @@ VllmOpt = Annotated[
 ]
 
 
+def is_embedded(reasoner: str) -> bool:
+    """Whether ``--reasoner`` names an embedded model (``embedded``, ``embedded-…``) rather
+    than a server's URL."""
+    return reasoner == EMBEDDED or reasoner.startswith(f"{EMBEDDED}-")
+
+
 def make_reasoner(
     reasoner: str,
     model: str | None,
@@ -100,15 +107,19 @@ def make_reasoner(
 
     sampling = {"temperature": temperature, "seed": seed, "max_tokens": max_tokens}
     chosen = style.value if style else None
-    if reasoner == EMBEDDED:
-        return choose_reasoner(None, style=chosen, **sampling)  # type: ignore[arg-type]
+    if is_embedded(reasoner):
+        try:
+            return choose_reasoner(None, reasoner, style=chosen, **sampling)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--reasoner") from exc
     from drr_agent.serving.replicas import split_urls
 
     try:
         split_urls(reasoner)
     except ValueError as exc:
         raise typer.BadParameter(
-            f"expected 'embedded' or the http(s) URL(s) of an OpenAI-compatible API: {exc}",
+            "expected 'embedded', an embedded Reasoner's name (embedded-smollm2, "
+            f"embedded-qwen2.5-0.5b) or the http(s) URL(s) of an OpenAI-compatible API: {exc}",
             param_hint="--reasoner",
         ) from exc
     if not model:

@@ -45,6 +45,7 @@ from drr_agent.cli._common import (
     executor_option,
     fail,
     graph_config,
+    is_embedded,
     load_scorer,
     make_reasoner,
     split_amount,
@@ -230,7 +231,7 @@ def eval_command(
                 import torch
 
                 torch.manual_seed(seed)
-            scorer = load_scorer(dm, untrained_dm, trust_remote_code, reasoner == EMBEDDED, dm_url)
+            scorer = load_scorer(dm, untrained_dm, trust_remote_code, is_embedded(reasoner), dm_url)
         if critic_labels is not None and "self_critique" in wanted:
             from drr_agent.offline.dm_eval import calibrate_thresholds
             from drr_agent.offline.jsonl import RecordFile

@@ -32,7 +32,8 @@ def serve(
     reasoner: Annotated[
         str | None,
         typer.Option(
-            help="Reasoner to serve (OpenAI chat API): 'embedded' (SmolLM2-135M, converted "
+            help="Reasoner to serve (OpenAI chat API): 'embedded' (SmolLM2-135M) or "
+            "'embedded-qwen2.5-0.5b' (converted "
             "from its GGUF once), a Hugging Face model folder, or a Hub id with "
             "--allow-download."
         ),
@@ -84,6 +85,7 @@ def serve(
 ) -> None:
     """Serve the DM and/or the Reasoner with vLLM on this machine; Ctrl-C stops them."""
     from drr_agent.serving import VLLMServer, embedded_reasoner_folder, export_dm_for_vllm
+    from drr_agent.serving.export import embedded_verifier_folder
 
     if dm is None and reasoner is None:
         raise fail("nothing to serve: pass --dm PATH and/or --reasoner embedded|MODEL", 2)
@@ -133,9 +135,12 @@ def serve(
             folder = export_dm_for_vllm(dm, cache / f"dm-{dm.resolve().name}")
             servers += replicated(folder, DM_NAME, "pooling", dm_port, "dm")
         if reasoner is not None:
-            if reasoner == EMBEDDED:
+            if reasoner in (EMBEDDED, "embedded-smollm2"):
                 console.print("converting the embedded SmolLM2 GGUF to safetensors (once)…")
                 model: str | Path = embedded_reasoner_folder()
+            elif reasoner == "embedded-qwen2.5-0.5b":
+                console.print("converting the embedded Qwen2.5 GGUF to safetensors (once)…")
+                model = embedded_verifier_folder()
             else:
                 model = reasoner
                 if not Path(reasoner).expanduser().exists() and not allow_download:

@@ -28,6 +28,7 @@ from drr_agent.cli._common import (
     console,
     fail,
     graph_config,
+    is_embedded,
     load_scorer,
     make_reasoner,
 )
@@ -89,7 +90,7 @@ def solve(
             max_reasoner_calls=max_reasoner_calls,
             on_budget=on_budget,
         )
-        scorer = load_scorer(dm, untrained_dm, trust_remote_code, reasoner == EMBEDDED, dm_url)
+        scorer = load_scorer(dm, untrained_dm, trust_remote_code, is_embedded(reasoner), dm_url)
         graph = build_graph(
             make_reasoner(reasoner, model, style, vllm, temperature=temperature, seed=seed),
             scorer,

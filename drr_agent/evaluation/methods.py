@@ -69,6 +69,7 @@ from drr_agent.scorers.base import FunctionScorer, StepContext, StepScorer
 from drr_agent.scorers.rules import check_equations
 from drr_agent.scorers.self_critique import SelfCritiqueScorer
 from drr_agent.state import DRRResult
+from drr_agent.steps import StepFormat
 from drr_agent.tasks.base import Task, TaskItem
 from drr_agent.tasks.checking import is_correct, normalize_answer
 
@@ -114,7 +115,7 @@ class MethodContext:
         reasoner: The one Reasoner all methods share.
         scorer: The DM; required by the methods in `DM_METHODS`.
         config: The graph's configuration, the same for ``drr`` and ``self_critique``. Its
-            ``step_format`` is replaced by the task's, so all methods cut steps alike.
+            ``step_format`` is replaced by `step_format`, so all methods cut steps alike.
         settings: Budgets of the whole-trace methods.
     """
 
@@ -123,6 +124,11 @@ class MethodContext:
     scorer: StepScorer | None = None
     config: DRRConfig = field(default_factory=DRRConfig)
     settings: MethodSettings = field(default_factory=MethodSettings)
+
+    @property
+    def step_format(self) -> StepFormat:
+        """The task's answer rules cut the way the Reasoner writes (`Reasoner.format_for`)."""
+        return self.reasoner.format_for(self.task.step_format)
 
 
 class MethodOutcome(BaseModel):
@@ -162,7 +168,7 @@ async def _trace(item: TaskItem, ctx: MethodContext, *, temperature: float, seed
         retries=ctx.settings.retries,
         timeout_s=ctx.settings.timeout_s,
     )
-    steps, answer, marked = finish_trace(trace.text, item, ctx.task)
+    steps, answer, marked = finish_trace(trace.text, item, ctx.step_format)
     tokens = TokenUsage(prompt=trace.prompt_tokens, completion=trace.completion_tokens)
     return _Trace(steps, answer, marked, tokens)
 
@@ -311,7 +317,7 @@ def _tree_details(result: DRRResult) -> dict[str, Any]:
 
 
 async def _run_graph(item: TaskItem, ctx: MethodContext, scorer: StepScorer) -> DRRResult:
-    config = ctx.config.model_copy(update={"step_format": ctx.task.step_format})
+    config = ctx.config.model_copy(update={"step_format": ctx.step_format})
     graph = build_graph(_graph_reasoner(item, ctx), scorer, config)
     result = DRRResult.from_state(await graph.ainvoke({"question": item.question}))
     if result.stop_reason == "reasoner_error":  # a failed dependency is an error, not a choice

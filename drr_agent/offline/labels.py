@@ -150,6 +150,7 @@ class _LabelJob:
 
     async def _value(self, rollout: Reasoner, item: TaskItem, prefix: tuple[str, ...]) -> float:
         final = self.kind == "mc_answer"
+        fmt = rollout.format_for(self.task.step_format)
         wins = 0
         for r in range(self.rollouts):
             text = await rollout.acontinue(
@@ -160,14 +161,14 @@ class _LabelJob:
                 max_tokens=self.max_tokens,
                 seed=sample_seed(self.seed, f"{item.id}|{'|'.join(prefix)}", r),
                 # the answer is one line, as the graph's step is
-                stop=[self.task.step_format.separator] if final else None,
+                stop=[fmt.separator] if final else None,
                 retries=self.retries,
                 timeout_s=self.timeout_s,
             )
             if final:
                 answer = rollout.prompt.final_answer(text) or None
             else:
-                _, answer, _ = finish_trace(text, item, self.task)
+                _, answer, _ = finish_trace(text, item, fmt)
             wins += is_correct(answer, item.gold, item.answer_type, item.choices)
         if self.mode == "hard":
             return float(wins > 0)

@@ -65,7 +65,7 @@ async def sibling_examples(
     with records.exclusive():
         done = {e.item_id for e in records.read(repair=True)}
         semaphore = asyncio.Semaphore(concurrency)
-        fmt = task.step_format
+        fmt = reasoner.format_for(task.step_format)
 
         async def ask(r: Reasoner, what: str, **kwargs: object) -> list:
             return await aretry(

@@ -25,6 +25,7 @@ from drr_agent.offline.jsonl import RecordFile
 from drr_agent.offline.records import SamplingSettings, SplitName, TraceRecord
 from drr_agent.reasoners.base import Reasoner
 from drr_agent.reasoners.sampling import TRACE_MAX_TOKENS, TRACE_TEMPERATURE
+from drr_agent.steps import StepFormat
 from drr_agent.tasks.base import Task, TaskItem
 from drr_agent.tasks.checking import is_correct, normalize_answer
 
@@ -61,9 +62,13 @@ def sample_seed(seed: int, item_id: str, sample_index: int) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def finish_trace(text: str, item: TaskItem, task: Task) -> tuple[list[str], str | None, bool]:
-    """Cut a completion into steps, up to the first answer; return (steps, answer, marked)."""
-    fmt = task.step_format
+def finish_trace(
+    text: str, item: TaskItem, fmt: StepFormat
+) -> tuple[list[str], str | None, bool]:
+    """Cut a completion into steps, up to the first answer; return (steps, answer, marked).
+
+    ``fmt`` is the task's answer rules cut the way the Reasoner writes
+    (`Reasoner.format_for`), so traces are cut into the steps the graph would take."""
     steps = fmt.split(text)
     for index, step in enumerate(steps):
         answer = fmt.extract_answer(step)
@@ -125,7 +130,8 @@ class _TraceJob:
             )
         except ReasonerError as exc:
             return self.record(item, index, status="failed", error=str(exc))
-        steps, answer, marked = finish_trace(trace.text, item, self.task)
+        fmt = reasoner.format_for(self.task.step_format)
+        steps, answer, marked = finish_trace(trace.text, item, fmt)
         return self.record(
             item,
             index,

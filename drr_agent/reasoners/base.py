@@ -11,10 +11,12 @@ or LangChain's fake chat models in tests.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +43,38 @@ class Proposal:
     logprob: float | None = None
     """Mean token log-prob of the completion (length-normalised, so long and short steps
     compare), when log-probs were asked for and the model returned them; else ``None``."""
+    note: str | None = None
+    """Why the step is empty when the model wrote something (a final answer that holds no
+    answer the task can read); the graph records it as the rejection's reason."""
+    calls: int = 1
+    """Model calls the step took: a block step cut short at the separator (a heading, an open
+    display, the token limit) is continued in further calls (`Reasoner.apropose`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """A step's text so far and what the calls that wrote it cost."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    logprobs: tuple[float, ...] | None
+    calls: int
+    cut: bool
+    """The last call stopped at its token limit rather than at the separator."""
+
+    def then(self, other: _Reply, glue: str) -> _Reply:
+        logprobs = None
+        if self.logprobs is not None and other.logprobs is not None:
+            logprobs = self.logprobs + other.logprobs
+        return _Reply(
+            text=self.text + glue + other.text,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            logprobs=logprobs,
+            calls=self.calls + other.calls,
+            cut=other.cut,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +97,10 @@ class Reasoner:
         name: Identity recorded with traces and results; defaults to the model's name.
         continuation: Extra call arguments for prompts that end with a prefilled assistant
             message (e.g. vLLM's ``continue_final_message``; see `openai_compatible_reasoner`).
+        step_format: How this model writes steps (`StepFormat`: lines by default, paragraph
+            blocks — `BLOCK_STEPS` — for instruct models). The graph cuts the model's text with
+            it unless `DRRConfig.step_format` says otherwise; evaluations and trace sampling
+            combine it with the task's answer rules (`StepFormat.segmented_as`).
 
     With ``logprobs=True`` every call also asks for token log-probs (OpenAI's ``logprobs``,
     which ``ChatOpenAI`` returns in ``response_metadata["logprobs"]["content"]``; vLLM and the
@@ -85,6 +123,7 @@ class Reasoner:
         name: str | None = None,
         *,
         continuation: dict[str, Any] | None = None,
+        step_format: StepFormat | None = None,
     ) -> None:
         if not isinstance(model, BaseChatModel):
             raise TypeError(
@@ -94,6 +133,7 @@ class Reasoner:
         self.prompt = prompt or StepPrompt()
         self.name = name or _model_name(model)
         self.continuation = dict(continuation or {})
+        self.step_format = step_format or StepFormat()
         fields = getattr(type(model), "model_fields", {})
         self.base_seed: int | None = getattr(model, "seed", None) if "seed" in fields else None
         self.recipe: Callable[[], Reasoner] | None = None
@@ -106,11 +146,27 @@ class Reasoner:
         """sha256 (16 hex) of the model name, the prompt and the call arguments: a resumed
         evaluation refuses to mix records of a Reasoner prompted differently."""
         blob = json.dumps(
-            [self.name, self.prompt.model_dump(mode="json"), self.continuation],
+            [
+                self.name,
+                self.prompt.model_dump(mode="json"),
+                self.continuation,
+                *self._segmentation_fingerprint(),
+            ],
             sort_keys=True,
             default=str,
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def _segmentation_fingerprint(self) -> list[Any]:
+        """The step format, where it is not the line default (fingerprints of line Reasoners
+        stay what they were, so their runs still resume)."""
+        if self.step_format == StepFormat():
+            return []
+        return [self.step_format.model_dump(mode="json")]
+
+    def format_for(self, answer_rules: StepFormat) -> StepFormat:
+        """``answer_rules`` (a task's `StepFormat`) cut the way this Reasoner writes steps."""
+        return answer_rules.segmented_as(self.step_format)
 
     def derive(self, *, seed: int | None = None, instruction: str | None = None) -> Reasoner:
         """A copy re-seeded (when the model takes a ``seed``: ``ChatOpenAI``, the embedded
@@ -123,7 +179,13 @@ class Reasoner:
         prompt = self.prompt
         if instruction is not None:
             prompt = prompt.model_copy(update={"instruction": instruction})
-        derived = Reasoner(model, prompt, name=self.name, continuation=self.continuation)
+        derived = Reasoner(
+            model,
+            prompt,
+            name=self.name,
+            continuation=self.continuation,
+            step_format=self.step_format,
+        )
         if self.recipe is not None:
             derived.recipe = functools.partial(
                 _rederive, self.recipe, seed=seed, instruction=instruction
@@ -270,23 +332,103 @@ class Reasoner:
         text = message.content if isinstance(message.content, str) else message.text
         return text[len(prefill) :] if prefill and text.startswith(prefill) else text
 
-    def _parse(self, message: BaseMessage, prefill: str, fmt: StepFormat, final: bool) -> Proposal:
-        text = self.reply_text(message, prefill)
+    def _reply(self, output: object, prefill: str) -> _Reply:
+        message = _as_message(output)
         usage = getattr(message, "usage_metadata", None) or {}
-        answer = None
-        if final:
-            # written in the canonical form, as the DM saw final steps in training
-            answer = self.prompt.final_answer(text) or None
-            text = f"Answer: {answer}" if answer else ""
-        else:
-            text = fmt.first_step(text)
-        return Proposal(
-            text=text,
+        metadata = getattr(message, "response_metadata", None) or {}
+        return _Reply(
+            text=self.reply_text(message, prefill),
             prompt_tokens=int(usage.get("input_tokens", 0)),
             completion_tokens=int(usage.get("output_tokens", 0)),
-            answer=answer,
-            logprob=mean_logprob(message),
+            logprobs=token_logprobs(message),
+            calls=1,
+            cut=metadata.get("finish_reason") == "length",
         )
+
+    def _continuation(
+        self, messages: list[BaseMessage], prefill: str, fmt: StepFormat, reply: _Reply
+    ) -> tuple[list[BaseMessage], str, str] | None:
+        """``(messages, prefill, glue)`` of the call that continues a block step cut short —
+        a fragment (`StepFormat.is_fragment`: a heading, an open display) stopped at the
+        separator, or a step stopped by the token limit — else ``None``.
+
+        Only ``prefill`` prompts can be continued, and only formats that join fragments (a
+        line Reasoner's steps are what one call returns, as they always were).
+        """
+        if self.prompt.style != "prefill" or not fmt.join_fragments or reply.calls > _CONTINUATIONS:
+            return None
+        if reply.cut:
+            glue = ""
+        elif fmt.is_fragment(reply.text):
+            glue = fmt.separator
+        else:
+            return None
+        text = prefill + reply.text + glue
+        head = messages[:-1] if prefill else messages
+        return [*head, AIMessage(text)], text, glue
+
+    def _proposal(self, reply: _Reply, fmt: StepFormat, final: bool) -> Proposal:
+        answer = note = None
+        if final:
+            # written in the canonical form, as the DM saw final steps in training
+            answer = fmt.extract_answer(self.prompt.answer_prefix + reply.text)
+            if answer is None:
+                answer = self.prompt.final_answer(reply.text) or None
+                if answer is not None and fmt.numeric_answer and not _DIGIT.search(answer):
+                    note = f"the final answer {answer!r} holds no number"
+                    answer = None
+            if answer is None and note is None and reply.text.strip():
+                note = f"no final answer in {reply.text.strip()[:80]!r}"
+            text = f"Answer: {answer}" if answer else ""
+        else:
+            text = fmt.first_step(reply.text)
+        logprob = None
+        if reply.logprobs:
+            logprob = sum(reply.logprobs) / len(reply.logprobs)
+        return Proposal(
+            text=text,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+            answer=answer,
+            logprob=logprob,
+            note=note,
+            calls=reply.calls,
+        )
+
+    async def _afinish(
+        self,
+        output: object,
+        messages: list[BaseMessage],
+        prefill: str,
+        fmt: StepFormat,
+        kwargs: dict[str, Any],
+        final: bool,
+    ) -> Proposal:
+        reply = self._reply(output, prefill)
+        while not final and (nxt := self._continuation(messages, prefill, fmt, reply)):
+            more_messages, more_prefill, glue = nxt
+            call = {**kwargs, **self.continuation_for(more_prefill)}
+            more = await self.model.ainvoke(more_messages, stop=[fmt.separator], **call)
+            reply = reply.then(self._reply(more, more_prefill), glue)
+        return self._proposal(reply, fmt, final)
+
+    def _finish(
+        self,
+        output: object,
+        messages: list[BaseMessage],
+        prefill: str,
+        fmt: StepFormat,
+        kwargs: dict[str, Any],
+        final: bool,
+    ) -> Proposal:
+        """Sync twin of `_afinish`."""
+        reply = self._reply(output, prefill)
+        while not final and (nxt := self._continuation(messages, prefill, fmt, reply)):
+            more_messages, more_prefill, glue = nxt
+            call = {**kwargs, **self.continuation_for(more_prefill)}
+            more = self.model.invoke(more_messages, stop=[fmt.separator], **call)
+            reply = reply.then(self._reply(more, more_prefill), glue)
+        return self._proposal(reply, fmt, final)
 
     async def apropose(
         self,
@@ -303,7 +445,12 @@ class Reasoner:
     ) -> list[Proposal]:
         """Ask for ``n`` candidate next steps concurrently.
 
+        Each candidate is one call stopped at the step separator; a block step cut short
+        there (see `_continuation`) is continued until it stands alone, so a candidate is one
+        whole step (`Proposal.calls` says how many calls it took).
+
         Args:
+            step_format: How to cut steps and read answers; default: this Reasoner's own.
             call_index: Which call of the run this is (seeds differ per call, see the class).
             final: The step must be the final answer (the budget allows no other).
             greedy_first: Decode the first candidate greedily (temperature 0): the model's
@@ -311,7 +458,7 @@ class Reasoner:
             logprobs: Ask for token log-probs, to fill ``Proposal.logprob`` (off by default:
                 they cost response size, and only a ranking that blends them needs them).
         """
-        fmt = step_format or StepFormat()
+        fmt = step_format or self.step_format
         messages = self.prompt.messages(question, steps, rejected, final=final)
         prefill = self.prompt.prefill_text(steps, final=final)
         kwargs = self._call_kwargs(call_index, n, prefill, greedy_first, logprobs)
@@ -319,7 +466,14 @@ class Reasoner:
             outputs = [await self.model.ainvoke(messages, stop=[fmt.separator], **kwargs[0])]
         else:
             outputs = list((await self._fan_out(fmt, kwargs).ainvoke(messages)).values())
-        return [self._parse(_as_message(o), prefill, fmt, final) for o in outputs]
+        return list(
+            await asyncio.gather(
+                *(
+                    self._afinish(o, messages, prefill, fmt, kw, final)
+                    for o, kw in zip(outputs, kwargs, strict=True)
+                )
+            )
+        )
 
     def propose(
         self,
@@ -335,7 +489,7 @@ class Reasoner:
         logprobs: bool = False,
     ) -> list[Proposal]:
         """Sync twin of `apropose`."""
-        fmt = step_format or StepFormat()
+        fmt = step_format or self.step_format
         messages = self.prompt.messages(question, steps, rejected, final=final)
         prefill = self.prompt.prefill_text(steps, final=final)
         kwargs = self._call_kwargs(call_index, n, prefill, greedy_first, logprobs)
@@ -343,7 +497,17 @@ class Reasoner:
             outputs = [self.model.invoke(messages, stop=[fmt.separator], **kwargs[0])]
         else:
             outputs = list(self._fan_out(fmt, kwargs).invoke(messages).values())
-        return [self._parse(_as_message(o), prefill, fmt, final) for o in outputs]
+        return [
+            self._finish(o, messages, prefill, fmt, kw, final)
+            for o, kw in zip(outputs, kwargs, strict=True)
+        ]
+
+
+_CONTINUATIONS = 3
+"""Most extra calls that continue one block step (a heading, then an open display, then the
+token limit: three is what the embedded Qwen needs at most on GSM8K's dev questions)."""
+
+_DIGIT = re.compile(r"\d")
 
 
 LOGPROB_REQUEST: dict[str, Any] = {"logprobs": True, "top_logprobs": 1}
@@ -352,8 +516,8 @@ otherwise sends 20 alternatives per token (10× the response; measured on the em
 and ``0`` there switches log-probs off altogether; only the sampled tokens' own are used."""
 
 
-def mean_logprob(message: BaseMessage) -> float | None:
-    """Mean log-prob of the tokens of a reply (OpenAI shape, see `Reasoner`), else ``None``.
+def token_logprobs(message: BaseMessage) -> tuple[float, ...] | None:
+    """The log-probs of the tokens of a reply (OpenAI shape, see `Reasoner`), else ``None``.
 
     ``None`` when the reply carries none (the model was not asked, or cannot) or they are
     malformed: ranking then falls back to the DM's score instead of failing the run.
@@ -366,7 +530,13 @@ def mean_logprob(message: BaseMessage) -> float | None:
     numbers = [float(v) for v in values if isinstance(v, int | float)]
     if not numbers or len(numbers) != len(content) or not all(map(math.isfinite, numbers)):
         return None
-    return sum(numbers) / len(numbers)
+    return tuple(numbers)
+
+
+def mean_logprob(message: BaseMessage) -> float | None:
+    """Mean log-prob of the tokens of a reply (see `token_logprobs`), else ``None``."""
+    numbers = token_logprobs(message)
+    return sum(numbers) / len(numbers) if numbers else None
 
 
 def _build(recipe: Callable[[], Reasoner]) -> Reasoner:

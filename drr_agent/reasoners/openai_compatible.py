@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import httpx
 from langchain_openai import ChatOpenAI
 
-from drr_agent.prompts import StepPrompt
+from drr_agent.prompts import INSTRUCT_PROMPT
 from drr_agent.reasoners.base import Reasoner
 from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE
 from drr_agent.serving.replicas import (
@@ -30,6 +30,7 @@ from drr_agent.serving.replicas import (
     SyncReplicaTransport,
     split_urls,
 )
+from drr_agent.steps import BLOCK_STEPS, StepFormat
 
 REASONER_API_KEY_ENV = "DRR_REASONER_API_KEY"
 """Environment variable holding the key for the ``--reasoner`` endpoint."""
@@ -61,6 +62,7 @@ def openai_compatible_reasoner(
     seed: int | None = None,
     timeout_s: float = 120.0,
     vllm: bool = False,
+    step_format: StepFormat | None = None,
 ) -> Reasoner:
     """A `Reasoner` over ``{base_url}/chat/completions``.
 
@@ -74,6 +76,8 @@ def openai_compatible_reasoner(
         style: Prompt style (see `drr_agent.prompts`); ``prefill`` needs a server that can
             continue an assistant message (vLLM with ``vllm=True``, llama.cpp).
         vllm: Send vLLM's ``continue_final_message`` flags for the prefill style.
+        step_format: How the model writes steps; default `BLOCK_STEPS` (paragraphs, as
+            instruct models write), `StepFormat()` for one step per line.
     """
     # vLLM continues a trailing assistant message only when told to, and refuses the flag
     # when the prompt ends with the user's turn (the first step): the Reasoner adds it per call
@@ -106,7 +110,13 @@ def openai_compatible_reasoner(
         max_retries=0,  # drr_agent.retry owns retries
         **clients,
     )
-    reasoner = Reasoner(chat, StepPrompt(style=style), name=model, continuation=continuation)
+    reasoner = Reasoner(
+        chat,
+        INSTRUCT_PROMPT.model_copy(update={"style": style}),
+        name=model,
+        continuation=continuation,
+        step_format=step_format or BLOCK_STEPS,
+    )
     recipe = functools.partial(
         openai_compatible_reasoner,
         urls,
@@ -118,5 +128,6 @@ def openai_compatible_reasoner(
         seed=seed,
         timeout_s=timeout_s,
         vllm=vllm,
+        step_format=step_format,
     )
     return reasoner.with_recipe(recipe)

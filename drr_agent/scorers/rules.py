@@ -16,7 +16,13 @@ from collections.abc import Callable
 
 from drr_agent.scorers.base import FunctionScorer, StepContext
 
-__all__ = ["EQUATION", "arithmetic_check", "arithmetic_scorer", "check_equations"]
+__all__ = [
+    "EQUATION",
+    "arithmetic_check",
+    "arithmetic_scorer",
+    "check_equations",
+    "plain_math",
+]
 
 _NUMBER = r"-?\d+(?:\.\d+)?"
 # "3 + 4 * (2 - 1) = 7": an arithmetic expression (at least one operator), "=", a number
@@ -44,20 +50,44 @@ def _evaluate(node: ast.AST) -> float:
     raise ValueError(f"not arithmetic: {ast.dump(node)}")
 
 
+_LATEX = (
+    (re.compile(r"\\[dt]?frac\s*\{\s*([^{}]+?)\s*\}\s*\{\s*([^{}]+?)\s*\}"), r"((\1)/(\2))"),
+    (re.compile(r"\\text\{[^{}]*\}|\\(?:left|right|[,;!]|quad)"), " "),
+    (re.compile(r"\\(?:times|cdot)"), "*"),
+    (re.compile(r"\\div"), "/"),
+    (re.compile(r"\\[()\[\]]|\$"), " "),
+    (re.compile(r"(?<=\d),(?=\d{3}(?!\d))"), ""),  # 130,000 -> 130000
+)
+
+
+def plain_math(text: str) -> str:
+    """``text`` with the LaTeX instruct models write arithmetic in made plain: ``\\times`` and
+    ``\\cdot`` as ``*``, ``\\div`` as ``/``, ``\\frac{a}{b}`` as ``((a)/(b))``, ``\\text{…}``
+    units, delimiters and thousands separators dropped — so "\\[ 80,000 \\times 3 = 240,000
+    \\]" is checked like "80000 * 3 = 240000". Plain text passes unchanged."""
+    for pattern, repl in _LATEX:
+        text = pattern.sub(repl, text)
+    return text
+
+
 def check_equations(text: str) -> list[bool]:
     """Whether each equation ``<expression> = <number>`` written in ``text`` is right.
 
-    Equations whose left side does not parse (unbalanced brackets, a word in between) are
-    skipped rather than judged.
+    LaTeX arithmetic is read too (`plain_math`). Equations whose left side does not parse
+    (unbalanced brackets, a word in between) are skipped rather than judged.
     """
     verdicts: list[bool] = []
-    for match in EQUATION.finditer(text):
+    for match in EQUATION.finditer(plain_math(text)):
         lhs = match["lhs"].replace("×", "*").replace("x", "*").replace("÷", "/")
         try:
             value = _evaluate(ast.parse(lhs.strip(), mode="eval"))
         except (SyntaxError, ValueError, ZeroDivisionError):
             continue
-        verdicts.append(abs(value - float(match["rhs"])) < 1e-6)
+        rhs = match["rhs"]
+        # a rounded result is right to the places it writes: 80 / 3 = 26.67
+        places = len(rhs.partition(".")[2])
+        tolerance = 0.5 * 10**-places if places else 1e-6
+        verdicts.append(abs(value - float(rhs)) <= tolerance + 1e-9)
     return verdicts
 
 

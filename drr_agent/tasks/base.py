@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drr_agent.prompts import DEFAULT_INSTRUCTION
 from drr_agent.steps import StepFormat
@@ -55,6 +55,14 @@ class Task(BaseModel):
     instruction: str = DEFAULT_INSTRUCTION
     step_format: StepFormat = Field(default_factory=StepFormat)
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _numeric_answers_hold_numbers(self) -> Task:
+        """A numeric task's answers must hold a number (`StepFormat.numeric_answer`)."""
+        if self.answer_type == "number" and not self.step_format.numeric_answer:
+            fmt = self.step_format.model_copy(update={"numeric_answer": True})
+            object.__setattr__(self, "step_format", fmt)
+        return self
 
     def distinct(self) -> Task:
         """The task with each normalised question once (its first item kept).
