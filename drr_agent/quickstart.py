@@ -164,6 +164,10 @@ class QuickstartPlan(BaseModel):
     k: int = Field(default=4, ge=1)
     concurrency: int = Field(default=8, ge=1)
     seed: int = 0
+    reasoner: str = "embedded-smollm2"
+    """The embedded Reasoner the recipe distils and steers (`EMBEDDED_REASONERS`). The recipe's
+    budgets and DM were chosen with SmolLM2 on one-digit sums; ``embedded-qwen2.5-0.5b`` runs
+    the same recipe on the stronger instruct model."""
 
     @classmethod
     def load(cls, path: str | Path) -> QuickstartPlan:
@@ -185,6 +189,7 @@ class QuickstartPlan(BaseModel):
             temperature=self.step_temperature,
             max_tokens=self.step_max_tokens,
             seed=self.seed,
+            model=self.reasoner,
             **options,
         )
 

@@ -49,6 +49,13 @@ def quickstart(
             "and products (chain_sum is beyond it: any-of-8 headroom 0.42)."
         ),
     ] = "basic_arithmetic",
+    reasoner: Annotated[
+        str,
+        typer.Option(
+            help="Embedded Reasoner: embedded-smollm2 (SmolLM2-135M, the recipe's own) or "
+            "embedded-qwen2.5-0.5b (Qwen2.5-Coder-0.5B-Instruct)."
+        ),
+    ] = "embedded-smollm2",
     force: Annotated[bool, typer.Option(help="Continue a folder made with another plan.")] = False,
     executor: ExecutorOpt = ExecutorChoice.local,
     ray_address: RayAddressOpt = "auto",
@@ -58,11 +65,18 @@ def quickstart(
     chain-of-thought, self-consistency, self-critique, the graph without a critic and the
     oracle critic on test questions — on the embedded SmolLM2 Reasoner and MiniLM DM (CPU)."""
     from drr_agent.quickstart import PLANS, run_quickstart
+    from drr_agent.reasoners.embedded import embedded_spec
 
+    try:
+        embedded_spec(reasoner)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--reasoner") from exc
     started = time.perf_counter()
     try:
         plan = PLANS[size.value]
-        plan = plan.model_copy(update={"task": plan.task.model_copy(update={"name": task})})
+        plan = plan.model_copy(
+            update={"task": plan.task.model_copy(update={"name": task}), "reasoner": reasoner}
+        )
         where = executor_option(executor, plan.concurrency, ray_address, workers)
         result = run_quickstart(out, plan, force=force, executor=where)
     except DRRError as exc:
