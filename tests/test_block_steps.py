@@ -99,3 +99,12 @@ def test_the_graph_cuts_with_the_reasoners_format_and_records_refusals() -> None
     assert out["thoughts"][1]["reason"] == "empty step: the final answer 'the same' holds no number"
     assert out["answer"] == "7" and not out["abstained"]
     assert out["counters"]["model_calls"] == 3
+
+
+def test_chat_style_final_answer_is_read_from_the_reply_alone() -> None:
+    model = ScriptedChatModel(replies=["Answer: 12"])
+    fmt = BLOCK_STEPS.model_copy(update={"numeric_answer": True})
+    (proposal,) = _block_reasoner(model, style="chat").propose(
+        "Q?", ["a step"], final=True, step_format=fmt
+    )
+    assert proposal.answer == "12"

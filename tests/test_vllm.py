@@ -69,12 +69,14 @@ def reasoner_server(vllm_python, tmp_path_factory):
 
 
 def _served_reasoner(server, seed: int):
-    """The embedded SmolLM2 behind the session's vLLM server, prompted step by step."""
+    """The embedded SmolLM2 behind the session's vLLM server, prompted step by step (one step
+    per line, as SmolLM2 writes)."""
     from drr_agent.reasoners import openai_compatible_reasoner
+    from drr_agent.steps import StepFormat
 
     return openai_compatible_reasoner(
         f"{server.url}/v1", "drr-reasoner", style="prefill", vllm=True,
-        temperature=0.7, max_tokens=48, seed=seed,
+        temperature=0.7, max_tokens=48, seed=seed, step_format=StepFormat(),
     )  # fmt: skip
 
 

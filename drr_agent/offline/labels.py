@@ -166,7 +166,7 @@ class _LabelJob:
                 timeout_s=self.timeout_s,
             )
             if final:
-                answer = rollout.prompt.final_answer(text) or None
+                answer, _ = rollout.read_final_answer(text, fmt)
             else:
                 _, answer, _ = finish_trace(text, item, fmt)
             wins += is_correct(answer, item.gold, item.answer_type, item.choices)

@@ -62,9 +62,7 @@ def sample_seed(seed: int, item_id: str, sample_index: int) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def finish_trace(
-    text: str, item: TaskItem, fmt: StepFormat
-) -> tuple[list[str], str | None, bool]:
+def finish_trace(text: str, item: TaskItem, fmt: StepFormat) -> tuple[list[str], str | None, bool]:
     """Cut a completion into steps, up to the first answer; return (steps, answer, marked).
 
     ``fmt`` is the task's answer rules cut the way the Reasoner writes

@@ -367,18 +367,32 @@ class Reasoner:
         head = messages[:-1] if prefill else messages
         return [*head, AIMessage(text)], text, glue
 
+    def read_final_answer(
+        self, completion: str, fmt: StepFormat | None = None
+    ) -> tuple[str | None, str | None]:
+        """``(answer, why_none)`` of a completion of a ``final`` prompt — the one reading of a
+        forced answer, shared by the graph, the answer-rollout labels and the lookahead.
+
+        The task's answer patterns are tried on the sentence the prefill started (``… is
+        $\\boxed{`` + ``18}$``), then `StepPrompt.final_answer` (the first line); a numeric
+        task (`StepFormat.numeric_answer`) refuses an answer without a number, and says so.
+        """
+        fmt = fmt or self.step_format
+        answer = fmt.extract_answer(self.prompt.prefill_text([], final=True) + completion)
+        if answer is not None:
+            return answer, None
+        answer = self.prompt.final_answer(completion) or None
+        if answer is not None and fmt.numeric_answer and not _DIGIT.search(answer):
+            return None, f"the final answer {answer!r} holds no number"
+        if answer is None and completion.strip():
+            return None, f"no final answer in {completion.strip()[:80]!r}"
+        return answer, None
+
     def _proposal(self, reply: _Reply, fmt: StepFormat, final: bool) -> Proposal:
         answer = note = None
         if final:
+            answer, note = self.read_final_answer(reply.text, fmt)
             # written in the canonical form, as the DM saw final steps in training
-            answer = fmt.extract_answer(self.prompt.answer_prefix + reply.text)
-            if answer is None:
-                answer = self.prompt.final_answer(reply.text) or None
-                if answer is not None and fmt.numeric_answer and not _DIGIT.search(answer):
-                    note = f"the final answer {answer!r} holds no number"
-                    answer = None
-            if answer is None and note is None and reply.text.strip():
-                note = f"no final answer in {reply.text.strip()[:80]!r}"
             text = f"Answer: {answer}" if answer else ""
         else:
             text = fmt.first_step(reply.text)

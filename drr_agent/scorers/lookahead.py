@@ -97,7 +97,7 @@ async def lookahead_answer(
         retries=retries,
         timeout_s=timeout_s,
     )
-    return reasoner.prompt.final_answer(text) or None
+    return reasoner.read_final_answer(text)[0]
 
 
 class AnswerLookahead:
