@@ -32,6 +32,22 @@ def test_solve_rejects_a_bad_reasoner_url():
     assert "OpenAI-compatible" in result.output
 
 
+def test_solve_rejects_an_unknown_embedded_reasoner():
+    result = runner.invoke(app, ["solve", "q", "--untrained-dm", "--reasoner", "embedded-gpt9"])
+    assert result.exit_code == 2
+    assert "unknown embedded Reasoner 'embedded-gpt9'" in " ".join(result.output.split())
+    assert "embedded-qwen2.5-0.5b" in result.output
+
+
+def test_deployment_names_an_embedded_reasoner_without_a_url():
+    from drr_agent.deployment import GraphSettings, GraphSetupError
+
+    env = {"DRR_ALLOW_UNTRAINED_DM": "1", "DRR_REASONER_MODEL": "embedded-qwen2.5-0.5b"}
+    assert GraphSettings.from_env(env).reasoner_model == "embedded-qwen2.5-0.5b"
+    with pytest.raises(GraphSetupError, match="names an embedded Reasoner"):
+        GraphSettings.from_env({**env, "DRR_REASONER_MODEL": "qwen"})
+
+
 @pytest.mark.embedded
 def test_solve_on_the_embedded_default_as_json():
     result = runner.invoke(
