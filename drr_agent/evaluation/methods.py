@@ -309,6 +309,8 @@ def _tree_details(result: DRRResult) -> dict[str, Any]:
         "stop_reason": result.stop_reason,
         "stop_detail": result.stop_detail,
         "rejections": result.counters["rejections"],
+        # requests behind reasoner_calls: a block step cut short is continued (Proposal.calls)
+        "model_calls": result.counters.get("model_calls", result.counters["reasoner_calls"]),
         "backtrack_depths": [t["depth"] for t in result.thoughts if t["status"] == "abandoned"],
         "rejection_depths": [t["depth"] for t in result.thoughts if t["status"] == "rejected"],
         "path": result.path,
