@@ -323,8 +323,8 @@ def run_quickstart(
     from drr_agent.evaluation.runner import check_methods, run_eval
     from drr_agent.offline.dm_eval import calibrate_thresholds
     from drr_agent.offline.jsonl import RecordFile
-    from drr_agent.offline.labels import mc_examples, outcome_examples
-    from drr_agent.offline.records import StepExample, TraceRecord
+    from drr_agent.offline.labels import mc_examples, write_outcome_labels
+    from drr_agent.offline.records import TraceRecord
     from drr_agent.offline.siblings import sibling_examples
     from drr_agent.offline.traces import sample_traces
     from drr_agent.offline.train import train_dm
@@ -402,12 +402,11 @@ def run_quickstart(
                 executor=executor,
                 progress=progress,
                 lookahead=plan.reads_lookahead,
+                force=force,
             )
         )
     else:
-        examples = outcome_examples(records)
-        labels_file.unlink(missing_ok=True)
-        RecordFile(labels_file, StepExample).append(examples)
+        examples = write_outcome_labels(records, labels_file, replace=True)
     _say(
         progress,
         f"2/4 labelled {len(examples)} steps of {traces.traces_total} traces "
@@ -428,6 +427,7 @@ def run_quickstart(
                     answers=plan.sibling_answers,
                     seed=plan.seed,
                     concurrency=plan.concurrency,
+                    force=force,
                     progress=progress,
                 )
             )

@@ -76,3 +76,83 @@ async def test_siblings_label_the_graphs_candidates_and_resume(tmp_path):
     )
     assert {r.item_id for r in more} == {"q0", "q1", "q2", "q3"}
     assert len(RecordFile(out, StepExample).keys()) == len(more)  # no duplicated rows
+
+
+async def _reference(path):
+    """The rows of an uninterrupted run on the first question (sorted, as JSON)."""
+    task = _task()
+    await sibling_examples(
+        task, task.items[:1], "train", Reasoner(adder()), path, candidates=4, answers=1,
+        progress=False,
+    )  # fmt: skip
+    return sorted(path.read_text().splitlines())
+
+
+KILLED_MID_GROUP = """
+import sys, time, asyncio
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_siblings import _task, adder
+from drr_agent import Reasoner
+from drr_agent.offline.records import StepExample
+from drr_agent.offline.siblings import sibling_examples
+
+dump, dumped = StepExample.model_dump_json, []
+def held(self, **kwargs):  # the second row of the group: hold it, and say so
+    dumped.append(1)
+    if len(dumped) == 2:
+        Path({ready!r}).touch()
+        time.sleep(600)
+    return dump(self, **kwargs)
+StepExample.model_dump_json = held
+task = _task()
+asyncio.run(sibling_examples(
+    task, task.items[:1], "train", Reasoner(adder()), {out!r}, candidates=4, answers=1,
+    progress=False,
+))
+"""
+
+
+async def test_a_kill_mid_group_leaves_no_item_short_of_candidates(tmp_path, until):
+    """SIGKILL while an item's rows are being written: the resume labels it whole (issue 32,
+    item 8) — not one row of it, taken for the whole item."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    reference = await _reference(tmp_path / "reference.jsonl")
+    assert len(reference) >= 3
+    out, ready = tmp_path / "siblings.jsonl", tmp_path / "ready"
+    script = KILLED_MID_GROUP.format(
+        tests=str(Path(__file__).parent), ready=str(ready), out=str(out)
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    try:
+        await until(lambda: ready.exists() or proc.poll() is not None, "the group's write", 120)
+        assert ready.exists(), proc.stderr.read()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    task = _task()
+    await sibling_examples(
+        task, task.items[:1], "train", Reasoner(adder()), out, candidates=4, answers=1,
+        progress=False,
+    )  # fmt: skip
+    assert sorted(out.read_text().splitlines()) == reference
+
+
+async def test_a_group_write_cut_short_is_labelled_again(tmp_path):
+    """A kill that cuts the group's one write mid-line: that item's rows go and it is redone."""
+    reference = await _reference(tmp_path / "reference.jsonl")
+    out = tmp_path / "siblings.jsonl"
+    whole = "\n".join(reference) + "\n"
+    cut = whole.index("\n", whole.index("\n") + 1) + 7  # two rows and a few bytes of a third
+    out.write_text(whole[:cut])
+    task = _task()
+    rows = await sibling_examples(
+        task, task.items[:1], "train", Reasoner(adder()), out, candidates=4, answers=1,
+        progress=False,
+    )  # fmt: skip
+    assert sorted(out.read_text().splitlines()) == reference and len(rows) == len(reference)

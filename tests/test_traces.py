@@ -362,3 +362,28 @@ def test_a_killed_writer_leaves_no_lock(tmp_path):
             pass
     finally:
         holder.kill()
+
+
+async def test_failed_traces_are_sampled_again_on_resume(tmp_path, task):
+    """A Reasoner outage must not shrink the training data for good (issue 32, item 6)."""
+    out = tmp_path / "t.jsonl"
+    down = task.items[0].question
+
+    def run(model, **kwargs):
+        return sample_traces(
+            task, task.items, "train", Reasoner(model), out, samples_per_item=2, retries=1,
+            progress=False, **kwargs,
+        )  # fmt: skip
+
+    first = await run(seeded_arithmetic(fail_on=(down,)))
+    assert first.failed == 2
+    kept = await run(seeded_arithmetic(), retry_errors=False)  # the old behaviour, on request
+    assert kept.traces_new == 0 and kept.failed == 2
+    model = seeded_arithmetic()
+    again = await run(model)  # the Reasoner is back: the failed traces, and nothing else
+    assert again.traces_new == len(model.calls) == 2
+    records = RecordFile(out, TraceRecord).read()
+    assert again.failed == 0 and all(r.status == "ok" for r in records)
+    assert sorted(r.key for r in records) == sorted(
+        (item.id, i) for item in task.items for i in range(2)
+    )

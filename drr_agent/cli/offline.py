@@ -121,6 +121,14 @@ def traces(
     executor: ExecutorOpt = ExecutorChoice.local,
     ray_address: RayAddressOpt = "auto",
     workers: WorkersOpt = None,
+    retry_errors: Annotated[
+        bool,
+        typer.Option(
+            "--retry-errors/--keep-errors",
+            help="Sample again the traces that failed in an earlier run (a Reasoner outage; "
+            "on by default); --keep-errors counts them as done.",
+        ),
+    ] = True,
 ) -> None:
     """Sample K reasoning traces per item, split into steps and checked, appended as they come."""
     from drr_agent.offline.traces import sample_traces
@@ -163,6 +171,7 @@ def traces(
                     concurrency=concurrency,
                     force=force,
                     executor=executor_option(executor, concurrency, ray_address, workers),
+                    retry_errors=retry_errors,
                 )
             )
             force = True  # the second part appends to the file the first one wrote
@@ -216,23 +225,28 @@ def labels(
             "whose head reads the lookahead asks at inference; a few tokens a step)."
         ),
     ] = False,
+    force: Annotated[
+        bool, typer.Option(help="Append to a file of labels made with other settings.")
+    ] = False,
 ) -> None:
     """Label every step of every trace from the Reasoner's own behaviour (no humans)."""
     from drr_agent.offline.jsonl import RecordFile
-    from drr_agent.offline.labels import mc_examples, outcome_examples, summarize_labels
-    from drr_agent.offline.records import StepExample, TraceRecord
+    from drr_agent.offline.labels import mc_examples, summarize_labels, write_outcome_labels
+    from drr_agent.offline.records import TraceRecord
     from drr_agent.tasks.spec import TaskSpec
 
     try:
         records = [r for r in RecordFile(traces_file, TraceRecord).read() if split.holds(r.split)]
         if not records:
             raise DRRError(f"{traces_file}: no traces (split {split.value!r})")
+        failed = sum(r.status == "failed" for r in records)
+        if failed:
+            console.print(
+                f"[yellow]{failed} failed traces in {traces_file} have no steps to label[/]: "
+                "rerun drr traces (it samples them again), then drr labels"
+            )
         if kind == LabelKind.outcome:
-            examples = outcome_examples(records)
-            target = RecordFile(out, StepExample)
-            done = target.keys()
-            target.append(e for e in examples if e.key not in done)
-            examples = target.read()
+            examples = write_outcome_labels(records, out, force=force)
         else:
             task = TaskSpec.read(task_spec_path(traces_file)).load()
             the_reasoner = make_reasoner(
@@ -253,6 +267,7 @@ def labels(
                     concurrency=concurrency,
                     executor=executor_option(executor, concurrency, ray_address, workers),
                     lookahead=lookahead,
+                    force=force,
                 )
             )
     except DRRError as exc:
@@ -281,6 +296,9 @@ def siblings(
     model: ModelOpt = None,
     style: StyleOpt = None,
     vllm: VllmOpt = False,
+    force: Annotated[
+        bool, typer.Option(help="Append to a file of labels made with other settings.")
+    ] = False,
 ) -> None:
     """Label the candidates the graph itself proposes at each question (greedy + samples) and
     the answers after each, by the Reasoner's answer and the gold: sibling pairs for the DM."""
@@ -309,6 +327,7 @@ def siblings(
                     answers=answers,
                     seed=seed,
                     concurrency=concurrency,
+                    force=force,
                 )
             )
     except DRRError as exc:

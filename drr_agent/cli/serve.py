@@ -89,7 +89,7 @@ def serve(
 
     if dm is None and reasoner is None:
         raise fail("nothing to serve: pass --dm PATH and/or --reasoner embedded|MODEL", 2)
-    if host not in LOOPBACK:
+    if host.strip("[]") not in LOOPBACK:  # "[::1]" is ::1
         if not api_key:
             raise fail(
                 f"--host {host} listens beyond this machine: pass --api-key (or set "

@@ -140,14 +140,10 @@ def _manifest(task: Task, ctx: MethodContext, out: Path, run_id: str | None, for
 
 
 def _drop_errors(records: RecordFile[EvalRecord]) -> None:
-    """Rewrite the records file without its failed items (atomically: temp file + rename)."""
+    """Rewrite the records file without its failed items (atomically: `RecordFile.rewrite`)."""
     existing = records.read(repair=True)
-    if not any(r.error for r in existing):
-        return
-    tmp = RecordFile(records.path.with_name(records.path.name + ".tmp"), EvalRecord)
-    tmp.path.unlink(missing_ok=True)
-    tmp.append(r for r in existing if r.error is None)
-    tmp.path.replace(records.path)
+    if any(r.error for r in existing):
+        records.rewrite(r for r in existing if r.error is None)
 
 
 def check_methods(methods: Sequence[str], *, has_scorer: bool = True) -> None:

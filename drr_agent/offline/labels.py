@@ -16,6 +16,11 @@ from here reaches the gold answer":
   worth what the Reasoner makes of it when asked to conclude — the value the graph acts on —
   and a right step is no longer labelled by the drift that follows it in a free rollout, the
   small Reasoner's commonest failure. Each rollout costs a few tokens instead of a trace.
+
+Every writer of a label file holds its lock (`RecordFile.exclusive`) and records the settings
+that made it beside it (`LabelSettings`, ``X.settings.json``); a later run with other
+settings — another kind, Reasoner or rollout count — is refused (`LabelFileMismatchError`)
+unless forced, instead of appending nothing or mixing two kinds of label in one file.
 """
 
 from __future__ import annotations
@@ -27,19 +32,145 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from drr_agent.errors import DRRError
+from drr_agent.errors import DRRError, describe_validation_error
 from drr_agent.execution import Executor, LocalExecutor
-from drr_agent.offline.jsonl import RecordFile
+from drr_agent.offline.jsonl import RecordFile, write_json
 from drr_agent.offline.records import StepExample, TraceRecord
+from drr_agent.offline.run_folder import label_settings_path
 from drr_agent.offline.traces import finish_trace, sample_seed
 from drr_agent.reasoners.base import Reasoner
 from drr_agent.reasoners.sampling import ROLLOUT_MAX_TOKENS, TRACE_TEMPERATURE
 from drr_agent.scorers.lookahead import lookahead_answer
 from drr_agent.tasks.base import Task, TaskItem
 from drr_agent.tasks.checking import is_correct
+
+
+class LabelFileMismatchError(DRRError, ValueError):
+    """An existing label file was made by another kind of labelling or with other settings."""
+
+
+LabelKind = Literal["outcome", "mc", "mc_answer"]
+
+
+class LabelSettings(BaseModel):
+    """What made a label file, recorded beside it (``X.settings.json``, `label_settings_path`)
+    and checked by every later run that would append to it (`claim_label_file`). A field a
+    producer does not use stays ``None``.
+
+    Attributes:
+        producer: ``labels`` (`outcome_examples`, `mc_examples`) or ``siblings``
+            (`drr_agent.offline.siblings`).
+        kind: The rows' ``label_kind``.
+        task: The task the labelled traces or questions come from.
+        reasoner: The Reasoner that rolled out or proposed (``None`` for outcome labels).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    producer: Literal["labels", "siblings"]
+    kind: LabelKind
+    task: str
+    reasoner: str | None = None
+    rollouts: int | None = None
+    mode: Literal["soft", "hard"] | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    lookahead: bool | None = None
+    candidates: int | None = None
+    answers: int | None = None
+
+
+def claim_label_file(
+    records: RecordFile[StepExample],
+    existing: Sequence[StepExample],
+    settings: LabelSettings,
+    *,
+    force: bool = False,
+) -> None:
+    """Check that labels made with ``settings`` belong in ``records`` (whose rows are
+    ``existing``), then record ``settings`` beside it. Call it holding the file's lock.
+
+    The recorded settings must equal ``settings``; a file from before settings were recorded
+    is judged by its rows (their kind, task and rollout count). A file without rows takes any
+    settings (a run that failed before its first row decided nothing); ``force`` appends
+    anyway and records the new settings.
+
+    Raises:
+        LabelFileMismatchError: The file holds labels made otherwise.
+    """
+    path = label_settings_path(records.path)
+    if existing and not force:
+        recorded = _recorded_settings(path)
+        if recorded is not None:
+            _refuse_other(recorded.model_dump(), settings, records.path, f" ({path.name})")
+        else:  # written before settings were recorded: its rows tell
+            _refuse_other(_settings_of_rows(existing, settings), settings, records.path, "")
+    write_json(path, settings.model_dump(mode="json"))
+
+
+def _recorded_settings(path: Path) -> LabelSettings | None:
+    if not path.exists():
+        return None
+    try:
+        return LabelSettings.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        raise LabelFileMismatchError(
+            f"{path}: not label settings ({describe_validation_error(exc)}); remove it, or --force"
+        ) from exc
+
+
+def _settings_of_rows(rows: Sequence[StepExample], settings: LabelSettings) -> dict[str, Any]:
+    """What a label file's rows tell of the settings that made them: their kind, task and
+    (where ``settings`` has one) rollout count."""
+    told: dict[str, Any] = {
+        "kind": "+".join(sorted({r.label_kind for r in rows})),
+        "task": "+".join(sorted({r.task for r in rows})),
+    }
+    rolled = sorted({r.rollouts for r in rows if r.rollouts})
+    if settings.rollouts is not None and rolled:
+        told["rollouts"] = rolled[0] if len(rolled) == 1 else rolled
+    return told
+
+
+def _refuse_other(old: dict[str, Any], new: LabelSettings, path: Path, where: str) -> None:
+    """Raise `LabelFileMismatchError` naming the first setting in which ``old`` (what made
+    the file at ``path``) differs from ``new``."""
+    for name, before in old.items():
+        if before != getattr(new, name):
+            raise LabelFileMismatchError(
+                f"{path} holds labels made with {name}={before!r}{where}, this run has "
+                f"{getattr(new, name)!r}. Use another --out file, or --force to append."
+            )
+
+
+def write_outcome_labels(
+    traces: Sequence[TraceRecord],
+    out: str | Path,
+    *,
+    force: bool = False,
+    replace: bool = False,
+) -> list[StepExample]:
+    """Outcome labels of ``traces`` (`outcome_examples`) into ``out``, under its lock:
+    appended where missing, resuming (a file of other labels is refused unless ``force``), or
+    with ``replace`` written anew. Returns every row of ``out``."""
+    examples = outcome_examples(traces)
+    task = "+".join(sorted({t.task for t in traces}))
+    settings = LabelSettings(producer="labels", kind="outcome", task=task)
+    records = RecordFile(out, StepExample)
+    with records.exclusive():
+        if replace:
+            records.rewrite(examples)
+            claim_label_file(records, examples, settings, force=True)
+        else:
+            existing = records.read(repair=True)
+            claim_label_file(records, existing, settings, force=force)
+            done = {e.key for e in existing}
+            records.append(e for e in examples if e.key not in done)
+        return records.read()
 
 
 class LabelSummary(BaseModel):
@@ -224,6 +355,7 @@ async def mc_examples(
     progress: bool = True,
     executor: Executor | None = None,
     lookahead: bool = False,
+    force: bool = False,
 ) -> list[StepExample]:
     """Monte-Carlo labels, appended to ``out`` per step; resumes from what ``out`` holds.
 
@@ -235,7 +367,8 @@ async def mc_examples(
     for every step, the Reasoner's greedy final answer right after it
     (`drr_agent.scorers.lookahead`): what a DM whose head reads
     the lookahead will ask at inference, asked here where the prompt is already in the
-    server's cache.
+    server's cache. A file of labels made otherwise (another kind, Reasoner, rollout count,
+    ...: `LabelSettings`) is refused unless ``force``.
     """
     if reasoner.prompt.style != "prefill":
         raise DRRError(
@@ -250,14 +383,29 @@ async def mc_examples(
             f"{len(missing)} traced items are not in task {task.name!r} (e.g. {missing[0]!r}): "
             "label with the task and parameters the traces were sampled with"
         )
+    kind: Literal["mc", "mc_answer"] = "mc_answer" if continuation == "answer" else "mc"
+    settings = LabelSettings(
+        producer="labels",
+        kind=kind,
+        task=task.name,
+        reasoner=reasoner.name,
+        rollouts=rollouts,
+        mode=mode,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+        lookahead=lookahead,
+    )
     records = RecordFile(out, StepExample)
     with records.exclusive():
-        done = {e.key for e in records.read(repair=True)}
+        existing = records.read(repair=True)
+        claim_label_file(records, existing, settings, force=force)
+        done = {e.key for e in existing}
         rollout = reasoner.derive(instruction=task.instruction)
         job = _LabelJob(
             task=task,
             items=items,
-            kind="mc_answer" if continuation == "answer" else "mc",
+            kind=kind,
             rollouts=rollouts,
             mode=mode,
             temperature=temperature,

@@ -10,13 +10,16 @@ The names are the ones run folders on disk already use: changing one orphans tho
 Two rules:
 
 - *Sidecars* of a trace file ``X.jsonl``: its task spec ``X.task.json`` and its split
-  ``X.split.json`` (`task_spec_path`, `split_path`), wherever the trace file lives.
+  ``X.split.json`` (`task_spec_path`, `split_path`), wherever the trace file lives; of a label
+  file ``X.jsonl`` (``drr labels``, ``drr siblings``): the settings that made it,
+  ``X.settings.json`` (`label_settings_path`).
 - A quickstart *run folder* (`RunFolder`)::
 
       quickstart.json         the plan (sizes, seeds, budgets); a rerun must match it
       traces.jsonl            traces (+ traces.task.json, traces.split.json)
-      labels.jsonl            labelled steps
-      siblings.jsonl          labelled sibling candidates (when the plan asks for them)
+      labels.jsonl            labelled steps (+ labels.settings.json)
+      siblings.jsonl          labelled sibling candidates, when the plan asks for them
+                              (+ siblings.settings.json)
       dm/                     the trained DM (safetensors, drr_dm.json, model card)
       critic_thresholds.json  the self-critique baseline's calibrated thresholds
       eval/                   the test evaluation: records.jsonl, summary.md / .json, plots
@@ -31,10 +34,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SPLIT_SUFFIX", "TASK_SPEC_SUFFIX", "RunFolder", "split_path", "task_spec_path"]
+__all__ = [
+    "LABEL_SETTINGS_SUFFIX",
+    "SPLIT_SUFFIX",
+    "TASK_SPEC_SUFFIX",
+    "RunFolder",
+    "label_settings_path",
+    "split_path",
+    "task_spec_path",
+]
 
 TASK_SPEC_SUFFIX = ".task.json"
 SPLIT_SUFFIX = ".split.json"
+LABEL_SETTINGS_SUFFIX = ".settings.json"
 
 
 def task_spec_path(traces: Path) -> Path:
@@ -46,6 +58,12 @@ def split_path(traces: Path) -> Path:
     """Where the train / dev / test split of trace file ``X.jsonl`` lives: ``X.split.json``
     beside it."""
     return traces.with_name(traces.stem + SPLIT_SUFFIX)
+
+
+def label_settings_path(labels: Path) -> Path:
+    """Where the settings that made label file ``X.jsonl`` are recorded (`LabelSettings`):
+    ``X.settings.json`` beside it."""
+    return labels.with_name(labels.stem + LABEL_SETTINGS_SUFFIX)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,13 @@ traces share a prefix), so this module asks the Reasoner for what the graph asks
 A first step's label is whether the greedy answer after it is right (an answer rollout, as
 ``drr labels --kind answer`` makes them, `mc_examples`); a final answer's label is the task's
 checker. Everything is the Reasoner's own behaviour with gold answers — no humans, as DRR asks.
-One item's rows are appended together when it finishes, so a killed run resumes item by item,
-without losing or duplicating rows.
+One item's rows are appended in one write when it finishes (`RecordFile.append`), so a
+killed run resumes item by item, without losing or duplicating rows: the resume skips the
+items the file holds, which it may only do because an item's rows are never on disk in part
+(row by row, a kill between two rows would leave the item short of candidates for good). A
+kill that cuts that one write leaves the file ending mid-line: the resume then drops the last
+item's rows and labels it again. A file of other labels (`LabelSettings`) is refused unless
+forced.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from drr_agent.errors import DRRError, ReasonerError
 from drr_agent.offline.jsonl import RecordFile
+from drr_agent.offline.labels import LabelSettings, claim_label_file
 from drr_agent.offline.records import SplitName, StepExample
 from drr_agent.offline.traces import sample_seed
 from drr_agent.reasoners.base import Reasoner
@@ -35,6 +41,19 @@ from drr_agent.tasks.base import Task, TaskItem
 from drr_agent.tasks.checking import is_correct
 
 __all__ = ["sibling_examples"]
+
+
+def _whole_items(records: RecordFile[StepExample]) -> list[StepExample]:
+    """The rows of ``records``, every item's complete: a file ending mid-line lost part of
+    its last write — one item's rows — so that item's rows go (rewritten without them) and
+    the item is labelled again."""
+    torn = records.ends_mid_line()
+    rows = records.read(repair=True)
+    if torn and rows:
+        last = rows[-1].item_id
+        rows = [r for r in rows if r.item_id != last]
+        records.rewrite(rows)
+    return rows
 
 
 async def sibling_examples(
@@ -51,9 +70,12 @@ async def sibling_examples(
     retries: int = 2,
     timeout_s: float = 120.0,
     progress: bool = True,
+    force: bool = False,
 ) -> list[StepExample]:
     """Label the graph's own candidates at the question and the answers after each one (see
-    the module); append them to ``out`` item by item, resuming from what it holds.
+    the module); append them to ``out`` item by item, resuming from what it holds. A file of
+    labels made otherwise (`LabelSettings`: other candidates, answers, seed, Reasoner, or
+    another producer's labels) is refused unless ``force``.
 
     Returns every row of ``out`` (earlier runs included).
     """
@@ -61,9 +83,20 @@ async def sibling_examples(
         raise ValueError(f"siblings need at least 2 candidates per point, got {candidates}")
     if answers < 1:
         raise ValueError(f"answers must be at least 1, got {answers}")
+    settings = LabelSettings(
+        producer="siblings",
+        kind="mc_answer",
+        task=task.name,
+        reasoner=reasoner.name,
+        seed=seed,
+        candidates=candidates,
+        answers=answers,
+    )
     records = RecordFile(out, StepExample)
     with records.exclusive():
-        done = {e.item_id for e in records.read(repair=True)}
+        existing = _whole_items(records)
+        claim_label_file(records, existing, settings, force=force)
+        done = {e.item_id for e in existing}
         semaphore = asyncio.Semaphore(concurrency)
         fmt = reasoner.format_for(task.step_format)
 
@@ -158,6 +191,6 @@ async def sibling_examples(
                     rows = await future
                 except ReasonerError as exc:  # this item is retried on the next run
                     raise DRRError(f"sibling candidates stopped: {exc}; rerun to resume") from exc
-                records.append(rows)
+                records.append(rows)  # one write: the whole item, or none of it
                 bar.advance(job)
         return records.read()

@@ -5,7 +5,8 @@ samples K traces per question with the Reasoner under the same prompt the graph 
 into steps (`StepFormat`), extracts and checks its answer with the task's checker, and appends
 one `TraceRecord` per trace to a JSON Lines file as it goes. Sampling is concurrent but bounded;
 a re-run skips what the file already holds; a trace whose Reasoner call fails after retries is
-recorded as ``failed`` and the run goes on.
+recorded as ``failed`` and the run goes on. A re-run samples failed traces again (unless
+``retry_errors=False``): an outage of the Reasoner must not shrink the training data for good.
 """
 
 from __future__ import annotations
@@ -161,11 +162,14 @@ async def sample_traces(
     force: bool = False,
     progress: bool = True,
     executor: Executor | None = None,
+    retry_errors: bool = True,
 ) -> TraceSummary:
     """Sample ``samples_per_item`` traces for each item and append them to ``out``.
 
     Resumes: traces already in ``out`` (same item id and sample index) are not sampled again.
     Refuses a file written for another task, Reasoner or sampling setting unless ``force``.
+    ``retry_errors`` drops the ``failed`` traces of these items from ``out`` first, so they
+    are sampled again (``False``: they count as done, as the run that failed left them).
     ``executor`` runs the samples (default: this process, ``concurrency`` at once; a
     `drr_agent.execution.RayExecutor` spreads them over a Ray cluster); either way this
     process alone appends them to ``out``.
@@ -193,13 +197,15 @@ async def sample_traces(
         )
         if items and not force:
             _check_compatible(existing, job.record(items[0], 0, status="failed"), records.path)
+        wanted = [(item, index) for item in items for index in range(samples_per_item)]
+        if retry_errors:
+            retried = {(item.id, index) for item, index in wanted}
+            kept = [r for r in existing if r.status != "failed" or r.key not in retried]
+            if len(kept) < len(existing):
+                records.rewrite(kept)  # their traces are sampled again below
+                existing = kept
         done = {r.key for r in existing}
-        todo = [
-            (item, index)
-            for item in items
-            for index in range(samples_per_item)
-            if (item.id, index) not in done
-        ]
+        todo = [(item, index) for item, index in wanted if (item.id, index) not in done]
         stats = {"new": 0, "correct": 0, "failed": 0}
 
         columns = (

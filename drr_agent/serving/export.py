@@ -10,26 +10,77 @@ rule as `HFScorer`), never from position.
 **The embedded Reasoner** (and the embedded verifier LM). vLLM does not run the Q4 GGUF that
 llama.cpp runs; the conversion de-quantises it once with transformers (``gguf_file=``, ~15 s for
 SmolLM2, ~100 s for the verifier) into float safetensors (`export_gguf`).
+
+**Builders that meet.** DDP ranks, Ray actors on a fresh node, or ``drr serve`` beside
+``drr train`` may build the same folder at once. Each build holds an ``flock`` on
+``<out>.lock`` (`_build_lock`): the second builder waits, then finds the first one's folder
+up to date and reuses it. A build is staged in a folder of its own beside ``out`` (killed
+builds leave theirs, which the next builder removes) and moved into place only when complete,
+with a mark (``drr_export.json``) listing every file and its size: a folder is up to date only
+when the mark's source matches and every file it lists is there at its size.
 """
 
 from __future__ import annotations
 
+import fcntl
+import glob
 import json
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from drr_agent.errors import DMLoadError
 
 EXPORT_MARK = "drr_export.json"
+_STAGING_INFIX = ".partial-"
 
 
 def _up_to_date(out: Path, source: Path) -> bool:
-    mark = out / EXPORT_MARK
-    if not mark.is_file():
+    """Whether ``out`` is a finished export of ``source`` as it is now: the mark names the
+    source's modification time and every file the build wrote is there at its size."""
+    try:
+        recorded = json.loads((out / EXPORT_MARK).read_text())
+    except (OSError, ValueError):
         return False
-    recorded = json.loads(mark.read_text())
-    return recorded.get("source_mtime_ns") == _mtime(source)
+    files = recorded.get("files") if isinstance(recorded, dict) else None
+    if not isinstance(files, dict) or not files:  # a mark of an older drr-agent: rebuild
+        return False
+    if recorded.get("source_mtime_ns") != _mtime(source):
+        return False
+    for name, size in files.items():
+        path = out / name
+        if not path.is_file() or path.stat().st_size != size:
+            return False
+    return True
+
+
+@contextmanager
+def _build_lock(out: Path) -> Iterator[None]:
+    """Hold ``<out>.lock`` (``flock``, waiting for another builder) for the block: one build
+    of ``out`` at a time across processes. The kernel drops the lock when its holder exits,
+    even by SIGKILL, so a killed build never blocks the next one."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.with_name(out.name + ".lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
+@contextmanager
+def _staging(out: Path) -> Iterator[Path]:
+    """A new, empty folder beside ``out`` to build in (removed if the build fails). Call it
+    under `_build_lock`: staging folders of killed builds are removed first."""
+    for stale in out.parent.glob(glob.escape(out.name) + ".partial*"):  # (and the old name)
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=out.name + _STAGING_INFIX, dir=out.parent))
+    # mkdtemp makes it private (0700); the cache's folders get the cache's own permissions
+    staging.chmod(out.parent.stat().st_mode & 0o777)
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # moved into place by then if it succeeded
 
 
 def _mtime(source: Path) -> int:
@@ -38,28 +89,45 @@ def _mtime(source: Path) -> int:
 
 
 def _finish(staging: Path, out: Path, source: Path) -> Path:
-    (staging / EXPORT_MARK).write_text(
-        json.dumps({"source": str(source), "source_mtime_ns": _mtime(source)}) + "\n"
-    )
+    """Mark ``staging`` complete (its files and their sizes) and move it into place as
+    ``out``; an older ``out`` is moved aside first and removed after, so ``out`` is never a
+    half-removed folder."""
+    files = {
+        str(p.relative_to(staging)): p.stat().st_size for p in staging.rglob("*") if p.is_file()
+    }
+    mark = {"source": str(source), "source_mtime_ns": _mtime(source), "files": files}
+    (staging / EXPORT_MARK).write_text(json.dumps(mark, indent=1, sort_keys=True) + "\n")
+    old = None
     if out.exists():
-        shutil.rmtree(out)
+        old = Path(tempfile.mkdtemp(prefix=out.name + _STAGING_INFIX, dir=out.parent))
+        out.rename(old / "old")
     staging.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return out
 
 
 def export_dm_for_vllm(dm_path: str | Path, out: str | Path) -> Path:
     """Write ``dm_path`` as a one-logit cross-encoder into ``out`` (reused while up to date).
 
-    The DM card (`DMCard`: thresholds, window, a likelihood head) is copied along.
+    The DM card (`DMCard`: thresholds, window, a likelihood head) is copied along. Safe to
+    call from several processes at once (see the module).
     """
+    source, out = Path(dm_path).expanduser(), Path(out)
+    with _build_lock(out):
+        if _up_to_date(out, source):
+            return out
+        with _staging(out) as staging:
+            return _export_dm(source, out, staging)
+
+
+def _export_dm(source: Path, out: Path, staging: Path) -> Path:
+    """`export_dm_for_vllm`'s build, in ``staging``, moved into place as ``out``."""
     import torch
 
     from drr_agent.scorers.card import DM_METADATA_FILE
     from drr_agent.scorers.hf import HFScorer
 
-    source, out = Path(dm_path).expanduser(), Path(out)
-    if _up_to_date(out, source):
-        return out
     scorer = HFScorer(source)  # every check a user gets in-process, and the label rule
     model, good = scorer.model, scorer.positive_index
     labels = int(model.config.num_labels)
@@ -83,8 +151,6 @@ def export_dm_for_vllm(dm_path: str | Path, out: str | Path) -> Path:
     model.config.num_labels = 1  # (resets the label names)
     model.config.id2label = {0: good_name}
     model.config.label2id = {good_name: 0}
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging, safe_serialization=True)
     scorer.tokenizer.save_pretrained(staging)
     if (source / DM_METADATA_FILE).is_file():
@@ -142,15 +208,21 @@ def export_embedded_reasoner(out: str | Path) -> Path:
 
 def export_gguf(gguf: str | Path, out: str | Path) -> Path:
     """De-quantise a causal LM's GGUF into a float32 Hugging Face folder ``out`` (safetensors,
-    tokenizer), reused while the GGUF is unchanged."""
+    tokenizer), reused while the GGUF is unchanged; safe to call from several processes at
+    once (see the module)."""
+    gguf, out = Path(gguf), Path(out)
+    with _build_lock(out):
+        if _up_to_date(out, gguf):
+            return out
+        with _staging(out) as staging:
+            return _export_gguf(gguf, out, staging)
+
+
+def _export_gguf(gguf: Path, out: Path, staging: Path) -> Path:
+    """`export_gguf`'s build, in ``staging``, moved into place as ``out``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf, out = Path(gguf), Path(out)
-    if _up_to_date(out, gguf):
-        return out
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
     kwargs = {"gguf_file": gguf.name}
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)

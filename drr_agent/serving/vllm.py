@@ -73,9 +73,20 @@ def find_vllm_python(explicit: str | None = None) -> str:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    """A port free on ``host`` now (an IPv6 address needs an IPv6 socket)."""
+    host = host.strip("[]")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def url_host(host: str) -> str:
+    """``host`` as a URL names it: an IPv6 address in brackets (``http://[::1]:8000``; without
+    them the address's colons read as a port and httpx refuses the URL), a wildcard address
+    (``0.0.0.0``, ``::``) as the loopback one a client on this machine reaches."""
+    host = host.strip("[]")
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"[{host}]" if ":" in host else host
 
 
 def _on_gpu(python: str) -> bool:
@@ -132,8 +143,8 @@ class VLLMServer:
         self.model = Path(model)
         self.served_name = served_name
         self.runner = runner
-        self.host = host
-        self.port = port or free_port(host if host != "0.0.0.0" else "127.0.0.1")
+        self.host = host.strip("[]")  # vLLM binds the bare address; `url` brackets it
+        self.port = port or free_port(self.host if self.host != "0.0.0.0" else "127.0.0.1")
         self.python = find_vllm_python(python)
         self.device = device if device != "auto" else ("gpu" if _on_gpu(self.python) else "cpu")
         self.max_model_len = max_model_len
@@ -148,8 +159,7 @@ class VLLMServer:
     @property
     def url(self) -> str:
         """The server root (``/score``, ``/health``); the OpenAI API is under ``/v1``."""
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{url_host(self.host)}:{self.port}"
 
     def command(self) -> list[str]:
         cmd = [
