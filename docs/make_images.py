@@ -12,7 +12,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from drr_agent import HFScorer, build_graph, draw_thought_tree, embedded_reasoner
+from drr_agent import build_graph, draw_thought_tree, embedded_reasoner, load_dm
 from drr_agent.evaluation.plots import ACCURACY_PLOT
 from drr_agent.offline.run_folder import RunFolder
 from drr_agent.quickstart import PLANS
@@ -32,7 +32,7 @@ def main() -> None:
         seed=args.seed, temperature=plan.step_temperature, max_tokens=plan.step_max_tokens
     )
     run = RunFolder(args.run)
-    graph = build_graph(reasoner, HFScorer(run.dm, num_threads=1), plan.graph)
+    graph = build_graph(reasoner, load_dm(run.dm, num_threads=1), plan.graph)
     state = graph.invoke({"question": args.question})
     fig = draw_thought_tree(state)
     fig.savefig(OUT / "thought_tree.png", dpi=80)

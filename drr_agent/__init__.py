@@ -1,6 +1,6 @@
 """drr-agent: a trained Discriminative Model steers a Reasoner LLM, step by step, in LangGraph.
 
-Start with `build_graph(reasoner, scorer, config)`; see the README.
+Start with `build_graph(reasoner, load_dm(folder), config)`; see the README.
 """
 
 from drr_agent.config import DRRConfig
@@ -20,7 +20,7 @@ from drr_agent.reasoners import (
     embedded_reasoner,
     openai_compatible_reasoner,
 )
-from drr_agent.scorers import FunctionScorer, HFScorer, StepContext, StepScorer
+from drr_agent.scorers import FunctionScorer, HFScorer, StepContext, StepScorer, load_dm
 from drr_agent.state import (
     Counters,
     DecisionEvent,
@@ -84,6 +84,7 @@ __all__ = [
     "format_decision",
     "format_thought_tree",
     "layout_thought_tree",
+    "load_dm",
     "make_drr_tool",
     "openai_compatible_reasoner",
     "replay",

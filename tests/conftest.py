@@ -36,6 +36,22 @@ def classifier_dir(tmp_path_factory, untrained_dm):
 
 
 @pytest.fixture(scope="session")
+def tiny_quickstart(tmp_path_factory):
+    """``(folder, result, reasoner)`` of `TINY_QUICKSTART` run once: a scripted Reasoner and the
+    real MiniLM DM trained on CPU, with its likelihood head — a real trained DM folder
+    (``folder / "dm"``) for every test that needs one."""
+    from doubles import TINY_QUICKSTART, ScriptedChatModel, arithmetic, whole_traces_slip
+
+    from drr_agent import Reasoner
+    from drr_agent.quickstart import run_quickstart
+
+    out = tmp_path_factory.mktemp("quickstart") / "qs"
+    reasoner = Reasoner(ScriptedChatModel(respond=arithmetic(whole_traces_slip)))
+    result = run_quickstart(out, TINY_QUICKSTART, reasoner=reasoner, progress=False)
+    return out, result, reasoner
+
+
+@pytest.fixture(scope="session")
 def embedded():
     """The embedded SmolLM2 Reasoner (llama.cpp server started once, seeded sampling)."""
     from drr_agent.reasoners import embedded_reasoner

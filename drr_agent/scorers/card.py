@@ -17,16 +17,21 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from drr_agent.errors import DMLoadError, describe_validation_error
 from drr_agent.scorers.base import set_thresholds
 from drr_agent.scorers.likelihood import LikelihoodHead
 
-__all__ = ["DM_METADATA_FILE", "DMCard"]
+__all__ = ["CARD_FORMAT_VERSION", "DM_METADATA_FILE", "DMCard"]
 
 DM_METADATA_FILE = "drr_dm.json"
 """Written by ``drr train`` next to the weights: thresholds, label names, window, provenance."""
+
+CARD_FORMAT_VERSION = 1
+"""The newest card format this drr-agent honours. A card of a newer format may carry a field
+that changes what the DM is (unknown keys are kept, not read), so it is refused, not
+half-read."""
 
 
 class DMCard(BaseModel):
@@ -69,6 +74,16 @@ class DMCard(BaseModel):
     classifier_metrics: dict[str, Any] | None = None
     training_questions: list[str] | None = None
     likelihood_head: LikelihoodHead | None = None
+
+    @field_validator("format_version")
+    @classmethod
+    def _readable(cls, version: int) -> int:
+        if version > CARD_FORMAT_VERSION:
+            raise ValueError(
+                f"card format {version} was written by a newer drr-agent; this one "
+                f"(format {CARD_FORMAT_VERSION}) cannot honour it — upgrade drr-agent"
+            )
+        return version
 
     @classmethod
     def load(cls, folder: str | Path) -> DMCard:

@@ -149,6 +149,10 @@ class HFScorer(StepScorer):
             is then randomly initialised: scores are meaningless, but the plumbing is real —
             for tests and smoke runs only).
         trust_remote_code: Passed to transformers; off unless you ask for it.
+        classifier_only: Read the classifier of a DM whose card carries a likelihood head
+            on purpose (`load_dm` builds the head on top of it; the vLLM export serves it).
+            Without it such a folder is refused: scoring with the classifier alone would be
+            a different, weaker critic than the DM that was trained and reported.
         num_threads: If set, ``torch.set_num_threads(num_threads)`` — process-wide. Use 1 when
             the embedded llama.cpp Reasoner runs in the same process: measured here, the two
             thread pools otherwise spin against each other and the Reasoner runs 1.8× slower,
@@ -164,6 +168,7 @@ class HFScorer(StepScorer):
         positive_label: str | None = None,
         allow_untrained_head: bool = False,
         trust_remote_code: bool = False,
+        classifier_only: bool = False,
         num_threads: int | None = None,
     ) -> None:
         import torch
@@ -181,6 +186,16 @@ class HFScorer(StepScorer):
             )
         if not (self.path / "config.json").is_file():
             raise DMLoadError(f"{self.path} is not a Hugging Face model folder (no config.json)")
+        self.card = DMCard.load(self.path)
+        if self.card.likelihood_head is not None and not classifier_only:
+            raise DMLoadError(
+                f"{self.path} is a DM whose card ({DM_METADATA_FILE}) carries a likelihood "
+                "head over this classifier, a verifier LM"
+                + (" and a lookahead" if self.card.likelihood_head.reads_lookahead else "")
+                + f": HFScorer would score with the classifier alone. Load the whole DM with "
+                f"drr_agent.load_dm({str(self.path)!r}) (`drr dm-info` lists what it runs), or "
+                "pass classifier_only=True to read the classifier alone on purpose."
+            )
         try:
             config = AutoConfig.from_pretrained(self.path, trust_remote_code=trust_remote_code)
         except (OSError, ValueError) as exc:
@@ -195,7 +210,6 @@ class HFScorer(StepScorer):
             )
         if not is_classifier:
             config.num_labels = 2
-        self.card = DMCard.load(self.path)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(
                 self.path, trust_remote_code=trust_remote_code

@@ -83,7 +83,12 @@ def _load(
         served = RemoteScorer(url, dm_path=path)
         return _with_likelihood(served, path, num_threads, likelihood_dtype, lookahead)
     if path is not None:
-        classifier = HFScorer(path, trust_remote_code=trust_remote_code, num_threads=num_threads)
+        classifier = HFScorer(
+            path,
+            trust_remote_code=trust_remote_code,
+            classifier_only=True,  # the head, if the card has one, is wrapped on next
+            num_threads=num_threads,
+        )
         return _with_likelihood(classifier, path, num_threads, likelihood_dtype, lookahead)
     if not allow_untrained:
         raise DMLoadError(

@@ -128,7 +128,9 @@ def _export_dm(source: Path, out: Path, staging: Path) -> Path:
     from drr_agent.scorers.card import DM_METADATA_FILE
     from drr_agent.scorers.hf import HFScorer
 
-    scorer = HFScorer(source)  # every check a user gets in-process, and the label rule
+    # every check a user gets in-process, and the label rule; a likelihood head, if the card
+    # has one, runs in the client over the served classifier (`load_dm(path, url=...)`)
+    scorer = HFScorer(source, classifier_only=True)
     model, good = scorer.model, scorer.positive_index
     labels = int(model.config.num_labels)
     if labels == 1:

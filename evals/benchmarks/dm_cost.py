@@ -34,7 +34,7 @@ def _load(spec: str) -> tuple[str, StepScorer]:
     name, _, where = spec.partition("=")
     path, _, part = where.partition(":")
     if part == "classifier":
-        return name, HFScorer(path, num_threads=1)
+        return name, HFScorer(path, num_threads=1, classifier_only=True)
     return name, load_dm(path, num_threads=1)
 
 

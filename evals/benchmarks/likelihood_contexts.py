@@ -132,7 +132,8 @@ def measure(
     dev = [e for e in labels if e.split == "dev"]
     tagged = _tagged_minimal_pairs(dev, DEFAULT_PAIR_LIMIT, 0)
     answer = np.array([is_answer for _, _, is_answer in tagged], dtype=bool)
-    classifier = HFScorer(dm, max_length=max_length)  # the classifier alone, not the card's head
+    # the classifier alone, not the card's head
+    classifier = HFScorer(dm, max_length=max_length, classifier_only=True)
     graph = _graph_candidates(run, graph_records) if graph_records else None
     rows = []
     for reading in readings:

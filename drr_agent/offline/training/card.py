@@ -22,6 +22,7 @@ from drr_agent.offline.training.data import class_counts, count_items, question_
 from drr_agent.offline.training.result import REPORT_TITLES
 from drr_agent.scorers.card import DM_METADATA_FILE, DMCard
 from drr_agent.scorers.likelihood import LikelihoodHead
+from drr_agent.scorers.parts import DMPart, dm_parts, dm_parts_markdown
 from drr_agent.tasks.sources._common import package_version
 from drr_agent.tasks.splits import question_fingerprint, question_hash
 
@@ -105,14 +106,16 @@ def build_card(
 
 
 def save_card(card: DMCard, reports: dict[str, DMReport], folder: Path) -> None:
-    """Write ``drr_dm.json`` and the ``README.md`` model card into ``folder``."""
+    """Write ``drr_dm.json`` and the ``README.md`` model card into ``folder`` (which holds
+    the weights already: the card counts their parameters)."""
     card.save(folder)
-    (folder / "README.md").write_text(model_card(card, reports))
+    (folder / "README.md").write_text(model_card(card, reports, dm_parts(folder)))
 
 
-def model_card(card: DMCard, reports: dict[str, DMReport]) -> str:
-    """The folder's ``README.md``, for people and the Hub: front matter, intended use, input,
-    data and thresholds (from ``card``, so it cannot disagree with it) and the ``reports``."""
+def model_card(card: DMCard, reports: dict[str, DMReport], parts: Sequence[DMPart]) -> str:
+    """The folder's ``README.md``, for people and the Hub: front matter, what the DM is and
+    every model it runs per step (``parts``), intended use, input, data and thresholds (from
+    ``card``, so it cannot disagree with it) and the ``reports``."""
     meta = card.model_dump(mode="json")
     dm_thresholds = card.likelihood_head.thresholds if card.likelihood_head else card.thresholds
     base = meta["base_model"]
@@ -139,10 +142,21 @@ def model_card(card: DMCard, reports: dict[str, DMReport]) -> str:
     body = [
         f"# {meta['name']}",
         "",
-        "A Discriminative Model (DM) for [drr-agent](https://arxiv.org/abs/2501.01457): a "
-        "2-label sequence classifier (`bad` / `good`) that judges one reasoning step of a "
-        "Reasoner LLM in its context and returns P(`good`) — the probability that the step "
-        "lies on a path to the right answer.",
+        "A Discriminative Model (DM) for [drr-agent](https://arxiv.org/abs/2501.01457): it "
+        "judges one reasoning step of a Reasoner LLM in its context and returns P(`good`) — "
+        "the probability that the step lies on a path to the right answer. "
+        + (
+            "It is more than the 2-label sequence classifier (`bad` / `good`) in this folder: "
+            "a likelihood head (in `drr_dm.json`) combines the classifier with the models "
+            "below, so load it whole with `drr_agent.load_dm(path)` — the classifier alone "
+            "is a different, weaker critic (`HFScorer` refuses it)."
+            if card.likelihood_head
+            else "It is a 2-label sequence classifier (`bad` / `good`)."
+        ),
+        "",
+        "## What scoring a step runs",
+        "",
+        dm_parts_markdown(list(parts)),
         "",
         "## Intended use",
         "",
