@@ -138,7 +138,9 @@ def eval_command(
             "split, else train; 300 sampled), as drr train does for the DM; default: 0.5."
         ),
     ] = None,
-    k: Annotated[int, typer.Option(min=1, help="Samples of self_consistency/best_of_n_dm.")] = 4,
+    k: Annotated[
+        int, typer.Option(min=1, help="Samples of self_consistency / deepconf / best_of_n_dm.")
+    ] = 4,
     temperature: Annotated[float, typer.Option(min=0.0, help="Temperature of the k samples.")] = (
         TRACE_TEMPERATURE
     ),
@@ -148,6 +150,19 @@ def eval_command(
     aggregate: Annotated[Aggregate, typer.Option(help="best_of_n_dm: step scores -> trace.")] = (
         Aggregate.min
     ),
+    deepconf_keep: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="deepconf: share of the readable traces that vote, the most confident first "
+            "(choose it on --split dev; default: MethodSettings', 0.5).",
+        ),
+    ] = None,
+    deepconf_window: Annotated[
+        int | None,
+        typer.Option(min=1, help="deepconf: tokens per confidence window (default 32)."),
+    ] = None,
     step_temperature: Annotated[float, typer.Option(min=0.0, help="Graph step sampling.")] = (
         STEP_TEMPERATURE
     ),
@@ -213,7 +228,19 @@ def eval_command(
             on_budget=on_budget,
         )
         settings = MethodSettings(
-            k=k, temperature=temperature, max_tokens=max_tokens, seed=seed, aggregate=aggregate
+            k=k,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            aggregate=aggregate,
+            **{
+                name: value
+                for name, value in (
+                    ("deepconf_keep", deepconf_keep),
+                    ("deepconf_window", deepconf_window),
+                )
+                if value is not None
+            },
         )
         the_task, items = _items(
             task, limit, task_seed, path, param, distinct, test, dev, split_seed, split, traces

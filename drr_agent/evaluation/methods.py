@@ -8,6 +8,15 @@ same Reasoner (``ctx.reasoner``), under the same task instruction and answer che
 - ``self_consistency``: ``k`` sampled traces (seeded per item and index, as traces are), the
   majority of their answers after normalisation by the task checker ("11" and "11.0" vote
   together); a tie goes to the answer seen first (lowest sample index).
+- ``deepconf``: DeepConf's offline vote (Fu et al. 2025), the training-free anchor a DM must
+  beat: the same ``k`` samples as ``self_consistency`` (same seeds), each with the
+  Reasoner's own token confidence (`drr_agent.reasoners.confidence`: top-k log-probs, the
+  lowest mean over a sliding window by default); the most confident ``deepconf_keep`` of
+  the readable traces vote, each with its confidence as its weight. It needs a backend that
+  returns ``top_logprobs`` (llama.cpp, vLLM, OpenAI); one that does not is an error, never
+  a silent ``self_consistency``. Only the offline form: DeepConf's online early stop (cut
+  a trace when its window's confidence drops below a warm-up threshold) needs streamed
+  log-probs and is not built.
 - ``drr``: the DRR graph (`build_graph`) with the DM (``ctx.scorer``).
 - ``self_critique``: the same graph and budgets with the Reasoner as its own critic
   (`SelfCritiqueScorer` on the Reasoner's model) instead of the DM; the critic's calls and
@@ -51,6 +60,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -63,6 +73,7 @@ from drr_agent.evaluation.records import TokenUsage
 from drr_agent.graph import build_graph
 from drr_agent.offline.traces import finish_trace, sample_seed
 from drr_agent.reasoners.base import Reasoner
+from drr_agent.reasoners.confidence import ConfidenceMeasure, trace_confidence
 from drr_agent.reasoners.sampling import TRACE_MAX_TOKENS, TRACE_TEMPERATURE
 from drr_agent.retry import aretry
 from drr_agent.scorers.base import FunctionScorer, StepContext, StepScorer
@@ -91,6 +102,13 @@ class MethodSettings(BaseModel):
             leaves the graph's default (0.5), which an uncalibrated P("yes") rarely suits.
         oracle_flip: How often ``noisy_oracle`` flips the oracle's verdict (0: the oracle,
             0.5: a coin).
+        deepconf_keep: Share of the readable traces ``deepconf`` keeps, the most confident
+            first (DeepConf's η: 0.1 aggressive, 0.9 conservative; at least one is kept).
+        deepconf_window: Tokens per sliding window of the group confidence (DeepConf uses
+            2048 on traces of many thousand tokens; these traces are a few hundred).
+        deepconf_measure: How a trace's token confidences become one number
+            (`drr_agent.reasoners.confidence.trace_confidence`).
+        deepconf_top_logprobs: Log-probs asked per token (the ``k`` of the token confidence).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -104,6 +122,10 @@ class MethodSettings(BaseModel):
     timeout_s: float = Field(default=120.0, gt=0)
     critic_thresholds: dict[str, float] | None = None
     oracle_flip: float = Field(default=0.2, ge=0.0, le=0.5)
+    deepconf_keep: float = Field(default=0.5, gt=0.0, le=1.0)
+    deepconf_window: int = Field(default=32, ge=1)
+    deepconf_measure: ConfidenceMeasure = "lowest_group"
+    deepconf_top_logprobs: int = Field(default=5, ge=2, le=20)
 
 
 @dataclass(frozen=True)
@@ -155,9 +177,17 @@ class _Trace:
     answer: str | None
     marked: bool
     tokens: TokenUsage
+    confidences: tuple[float, ...] | None = None
 
 
-async def _trace(item: TaskItem, ctx: MethodContext, *, temperature: float, seed: int) -> _Trace:
+async def _trace(
+    item: TaskItem,
+    ctx: MethodContext,
+    *,
+    temperature: float,
+    seed: int,
+    top_logprobs: int | None = None,
+) -> _Trace:
     """One whole trace, sampled exactly as `drr traces` samples them, with bounded retries."""
     trace = await ctx.reasoner.asample_trace(
         item.question,
@@ -167,19 +197,23 @@ async def _trace(item: TaskItem, ctx: MethodContext, *, temperature: float, seed
         seed=seed,
         retries=ctx.settings.retries,
         timeout_s=ctx.settings.timeout_s,
+        top_logprobs=top_logprobs,
     )
     steps, answer, marked = finish_trace(trace.text, item, ctx.step_format)
     tokens = TokenUsage(prompt=trace.prompt_tokens, completion=trace.completion_tokens)
-    return _Trace(steps, answer, marked, tokens)
+    return _Trace(steps, answer, marked, tokens, trace.confidences)
 
 
-async def _sample_k(item: TaskItem, ctx: MethodContext) -> list[_Trace]:
+async def _sample_k(
+    item: TaskItem, ctx: MethodContext, top_logprobs: int | None = None
+) -> list[_Trace]:
     s = ctx.settings
+    seeds = [sample_seed(s.seed, item.id, i) for i in range(s.k)]
     return list(
         await asyncio.gather(
             *(
-                _trace(item, ctx, temperature=s.temperature, seed=sample_seed(s.seed, item.id, i))
-                for i in range(s.k)
+                _trace(item, ctx, temperature=s.temperature, seed=seed, top_logprobs=top_logprobs)
+                for seed in seeds
             )
         )
     )
@@ -228,6 +262,49 @@ async def self_consistency(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
         reasoner_calls=len(traces),
         details={"answers": [t.answer for t in traces], "votes": votes},
     )
+
+
+async def deepconf(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
+    """``k`` sampled traces; the most confident vote, weighted by confidence (see the module)."""
+    s = ctx.settings
+    traces = await _sample_k(item, ctx, top_logprobs=s.deepconf_top_logprobs)
+    if all(t.confidences is None for t in traces):
+        raise ValueError(
+            f"deepconf needs token log-probs (top_logprobs={s.deepconf_top_logprobs}); "
+            f"Reasoner {ctx.reasoner.name!r} returned none"
+        )
+    confidence = [
+        trace_confidence(t.confidences, s.deepconf_window, s.deepconf_measure)
+        if t.confidences
+        else None
+        for t in traces
+    ]
+    answers = [_norm(t, item) for t in traces]
+    readable = {  # sample index -> confidence, for traces with both an answer and tokens
+        i: c for i, c in enumerate(confidence) if c is not None and answers[i] is not None
+    }
+    keep = max(1, math.ceil(len(readable) * s.deepconf_keep)) if readable else 0
+    kept = sorted(sorted(readable, key=lambda i: (-readable[i], i))[:keep])
+    votes: dict[str, float] = {}  # insertion order = lowest sample index first
+    for i in kept:
+        votes[answers[i]] = votes.get(answers[i], 0.0) + readable[i]  # type: ignore[index]
+    best = max(votes.values(), default=None)
+    chosen = next((i for i in kept if votes[answers[i]] == best), None)  # type: ignore[index]
+    return MethodOutcome(
+        answer=traces[chosen].answer if chosen is not None else None,
+        tokens=_total(traces),
+        reasoner_calls=len(traces),
+        details={
+            "answers": [t.answer for t in traces],
+            "confidences": confidence,
+            "kept": kept,
+            "votes": votes,
+        },
+    )
+
+
+def _norm(trace: _Trace, item: TaskItem) -> str | None:
+    return normalize_answer(trace.answer, item.answer_type, item.choices)
 
 
 def _aggregate(scores: list[float], how: str) -> float:
@@ -457,6 +534,7 @@ METHODS: dict[str, Method] = {
     "stepwise": stepwise,
     "lp_rank": lp_rank,
     "self_consistency": self_consistency,
+    "deepconf": deepconf,
     "self_critique": self_critique,
     "drr": drr,
     "best_of_n_dm": best_of_n_dm,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,8 +33,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from drr_agent.config import DRRConfig
 from drr_agent.errors import DRRError, describe_validation_error
-from drr_agent.evaluation.methods import DM_METHODS, METHODS, MethodContext
+from drr_agent.evaluation.methods import DM_METHODS, METHODS, MethodContext, MethodSettings
 from drr_agent.evaluation.records import RECORDS_FILE, EvalRecord
 from drr_agent.evaluation.summary import EvalSummary, summarize, write_summary
 from drr_agent.execution import Executor, LocalExecutor
@@ -86,8 +88,18 @@ class RunManifest(BaseModel):
     scorer_fingerprint: str | None = None
 
     def setup(self) -> dict[str, Any]:
-        """The fields a resumed run must share (everything but the id and creation time)."""
-        return self.model_dump(exclude={"run_id", "created"}, mode="json")
+        """The fields a resumed run must share (everything but the id and creation time).
+
+        ``settings`` and ``config`` are read through their models, so a setting added to
+        `MethodSettings` or `DRRConfig` since the run began takes its default there — the
+        value the run had in effect — instead of making every older run folder a mismatch.
+        """
+        setup = self.model_dump(exclude={"run_id", "created"}, mode="json")
+        for key, model in (("settings", MethodSettings), ("config", DRRConfig)):
+            # a field this version no longer has: compared as written, so it differs
+            with suppress(ValidationError):
+                setup[key] = model.model_validate(setup[key]).model_dump(mode="json")
+        return setup
 
 
 def _new_run_id(task: str) -> str:

@@ -27,6 +27,7 @@ from langchain_core.runnables import RunnableParallel
 
 from drr_agent.errors import ReasonerError
 from drr_agent.prompts import StepPrompt
+from drr_agent.reasoners.confidence import token_confidences
 from drr_agent.retry import aretry
 from drr_agent.steps import StepFormat
 
@@ -79,11 +80,13 @@ class _Reply:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """A whole trace as the Reasoner wrote it (`Reasoner.asample_trace`)."""
+    """A whole trace as the Reasoner wrote it (`Reasoner.asample_trace`); ``confidences``:
+    its per-token confidence when asked for (`drr_agent.reasoners.confidence`)."""
 
     text: str
     prompt_tokens: int
     completion_tokens: int
+    confidences: tuple[float, ...] | None = None
 
 
 class Reasoner:
@@ -278,24 +281,33 @@ class Reasoner:
         seed: int | None,
         retries: int = 2,
         timeout_s: float = 120.0,
+        top_logprobs: int | None = None,
     ) -> Completion:
         """Sample one whole trace (no stop sequence) with bounded retries and backoff.
 
         The one way traces are sampled — by ``drr traces`` (the DM's training data) and by the
         evaluation's whole-trace methods (``cot``, ``self_consistency``) — so both see the same
-        prompt and settings.
+        prompt and settings. ``top_logprobs`` (≥ 2) also asks for that many log-probs per
+        token and returns the token confidences (``deepconf``); the text is the same.
 
         Raises:
             ReasonerError: Every attempt failed or timed out.
         """
         messages = self.trace_messages(question, instruction)
-        kwargs = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
+        kwargs: dict[str, Any] = {
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "seed": seed,
+        }
+        if top_logprobs is not None:
+            kwargs |= {"logprobs": True, "top_logprobs": top_logprobs}
         message = await self._ainvoke_retrying(messages, kwargs, retries, timeout_s)
         usage = getattr(message, "usage_metadata", None) or {}
         return Completion(
             text=message.text if hasattr(message, "text") else str(message.content),
             prompt_tokens=int(usage.get("input_tokens", 0)),
             completion_tokens=int(usage.get("output_tokens", 0)),
+            confidences=token_confidences(message) if top_logprobs is not None else None,
         )
 
     def continuation_for(self, prefill: str) -> dict[str, Any]:

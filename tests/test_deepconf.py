@@ -1,0 +1,134 @@
+"""DeepConf, the training-free anchor: the Reasoner's token confidence filters and weights the
+self-consistency vote (`drr_agent.reasoners.confidence`, the ``deepconf`` method)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from doubles import ai_message, number_item, number_task, seven_plus_four
+from langchain_core.messages import AIMessage
+
+from drr_agent import DRRConfig, Reasoner
+from drr_agent.evaluation import MethodContext, MethodSettings, run_eval
+from drr_agent.evaluation.methods import METHODS
+from drr_agent.offline.traces import sample_seed
+from drr_agent.reasoners.confidence import group_confidences, token_confidences, trace_confidence
+
+pytestmark = pytest.mark.usefixtures("no_backoff")
+
+Q = "Calculate 7 + 4."
+
+
+def _logprobs(*tops: list[float]) -> dict:
+    """``response_metadata["logprobs"]`` with the given top log-probs per token."""
+    return {
+        "content": [
+            {"token": f"t{i}", "logprob": t[0], "top_logprobs": [{"logprob": v} for v in t]}
+            for i, t in enumerate(tops)
+        ]
+    }
+
+
+def _reply(text: str, confident: bool, tokens: int = 6) -> AIMessage:
+    """A trace whose tokens are all peaked (top token ~1, the rest far below) or all flat."""
+    top = [-0.01, -9.0, -10.0] if confident else [-1.0, -1.2, -1.3]
+    return ai_message(text, prompt_tokens=20, logprobs=_logprobs(*[top] * tokens))
+
+
+def test_token_confidence_is_the_negative_mean_of_the_top_log_probs():
+    message = ai_message("x", logprobs=_logprobs([-0.1, -2.0, -3.0], [-1.0, -1.0, -1.0]))
+    assert token_confidences(message) == pytest.approx((5.1 / 3, 1.0))
+    # the sampled token's log-prob alone is no confidence (it turns the measure over)
+    only_own = {"content": [{"token": "a", "logprob": -0.1, "top_logprobs": []}]}
+    assert token_confidences(ai_message("x", logprobs=only_own)) is None
+    assert token_confidences(ai_message("x")) is None  # not asked for, or not returned
+    broken = _logprobs([-0.1, float("nan")])
+    assert token_confidences(ai_message("x", logprobs=broken)) is None
+
+
+def test_trace_confidence_measures():
+    values = [5.0, 5.0, 1.0, 5.0, 5.0, 5.0]
+    assert group_confidences(values, 2) == [5.0, 3.0, 3.0, 5.0, 5.0]
+    assert group_confidences(values, 10) == [26 / 6]  # shorter than a window: one group
+    assert trace_confidence(values, 2, "lowest_group") == 3.0  # one doubtful stretch marks it
+    assert trace_confidence(values, 2, "bottom_10") == 3.0  # the lowest tenth (one group)
+    assert trace_confidence(values, 2, "tail") == 5.0
+    assert trace_confidence(values, 2, "mean") == pytest.approx(26 / 6)
+    assert trace_confidence([], 2) is None
+    with pytest.raises(ValueError, match="window"):
+        group_confidences(values, 0)
+
+
+def _ctx(model, **settings) -> MethodContext:
+    task = number_task("t", [("q0", Q, "11")])
+    return MethodContext(task, Reasoner(model), None, DRRConfig(), MethodSettings(**settings))
+
+
+async def test_deepconf_keeps_the_confident_traces_where_the_majority_is_wrong():
+    item = number_item(Q)
+    replies = [("12", False), ("11", True), ("12", False), ("11", True), ("12", False)]
+    traces = {
+        sample_seed(0, item.id, i): _reply(f"7 + 4 = {a}\nAnswer: {a}", sure)
+        for i, (a, sure) in enumerate(replies)
+    }
+    model = seven_plus_four(traces=traces)
+    ctx = _ctx(model, k=5, deepconf_keep=0.4, deepconf_window=4)
+    sc = await METHODS["self_consistency"](item, ctx)
+    assert sc.answer == "12"  # three unsure samples outvote two sure ones
+    out = await METHODS["deepconf"](item, ctx)
+    assert out.answer == "11" and out.details["kept"] == [1, 3]
+    assert set(out.details["votes"]) == {"11"} and out.reasoner_calls == 5
+    assert out.tokens.prompt == 100
+    # the same samples as self_consistency (same seeds), with 5 log-probs asked per token
+    deep_calls = model.calls[5:]
+    assert sorted(c.seed for c in deep_calls) == sorted(c.seed for c in model.calls[:5])
+    assert {c.kwargs.get("top_logprobs") for c in deep_calls} == {5}
+    assert all(c.kwargs.get("logprobs") is True for c in deep_calls)
+    # keeping every trace, the vote is weighted by confidence: two sure beat three unsure
+    everything = await METHODS["deepconf"](item, _ctx(model, k=5, deepconf_keep=1.0))
+    assert everything.answer == "11" and everything.details["kept"] == [0, 1, 2, 3, 4]
+
+
+async def test_deepconf_without_log_probs_is_an_error_not_a_silent_majority(tmp_path):
+    task = number_task("t", [("q0", Q, "11")])
+    ctx = MethodContext(task, Reasoner(seven_plus_four()), None, DRRConfig(), MethodSettings())
+    summary = await run_eval(
+        task, task.items, ["deepconf"], ctx, tmp_path, progress=False, plots=False
+    )
+    record = json.loads((tmp_path / "records.jsonl").read_text())
+    assert "deepconf needs token log-probs" in record["error"]
+    assert summary.methods[0].errors == 1
+
+
+async def test_a_run_folder_from_before_a_new_setting_resumes(tmp_path):
+    task = number_task("t", [("q0", Q, "11"), ("q1", Q, "11")])
+    ctx = MethodContext(task, Reasoner(seven_plus_four()), None, DRRConfig(), MethodSettings())
+    await run_eval(task, task.items[:1], ["cot"], ctx, tmp_path, progress=False, plots=False)
+    run = json.loads((tmp_path / "run.json").read_text())
+    for name in ("deepconf_keep", "deepconf_window", "deepconf_measure", "deepconf_top_logprobs"):
+        del run["settings"][name]  # as a run folder written before deepconf existed
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    await run_eval(task, task.items, ["cot"], ctx, tmp_path, progress=False)  # no mismatch
+    assert len((tmp_path / "records.jsonl").read_text().splitlines()) == 2
+    changed = MethodContext(task, ctx.reasoner, None, DRRConfig(), MethodSettings(k=7))
+    with pytest.raises(ValueError, match="settings="):
+        await run_eval(task, task.items, ["cot"], changed, tmp_path, progress=False, plots=False)
+
+
+@pytest.mark.embedded
+async def test_deepconf_on_the_embedded_reasoner_reads_the_same_samples_with_confidences(
+    embedded,
+):
+    from drr_agent.tasks import load_task
+
+    task = load_task("basic_arithmetic", limit=4, seed=3)
+    item = task.items[0]
+    ctx = MethodContext(task, embedded, None, DRRConfig(), MethodSettings(k=3, max_tokens=48))
+    sc = await METHODS["self_consistency"](item, ctx)
+    out = await METHODS["deepconf"](item, ctx)
+    # llama.cpp returns the top log-probs: every trace has a confidence (a positive number)
+    assert all(c is not None and c > 0 for c in out.details["confidences"])
+    # and asking for them leaves the seeded samples as they were
+    assert out.details["answers"] == sc.details["answers"]
+    assert out.tokens == sc.tokens and out.reasoner_calls == 3
