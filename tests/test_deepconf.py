@@ -132,3 +132,28 @@ async def test_deepconf_on_the_embedded_reasoner_reads_the_same_samples_with_con
     # and asking for them leaves the seeded samples as they were
     assert out.details["answers"] == sc.details["answers"]
     assert out.tokens == sc.tokens and out.reasoner_calls == 3
+
+
+async def test_the_dev_sweep_reads_headroom_majority_and_every_setting_offline(tmp_path):
+    from evals.benchmarks.deepconf_sweep import sweep
+
+    from drr_agent.evaluation.records import EvalRecord
+    from drr_agent.offline.jsonl import RecordFile
+
+    item = number_item(Q)
+    replies = [("12", False), ("11", True), ("12", False), ("11", True)]
+    traces = {
+        sample_seed(0, item.id, i): _reply(f"7 + 4 = {a}\nAnswer: {a}", sure)
+        for i, (a, sure) in enumerate(replies)
+    }
+    task = number_task("t", [(item.id, Q, "11")])
+    ctx = MethodContext(
+        task, Reasoner(seven_plus_four(traces=traces)), None, DRRConfig(), MethodSettings(k=4)
+    )
+    await run_eval(task, task.items, ["deepconf"], ctx, tmp_path, progress=False, plots=False)
+    result = sweep(RecordFile(tmp_path / "records.jsonl", EvalRecord).read(), "number")
+    assert result["items"] == 1 and result["k"] == 4
+    assert result["pass_at"] == {1: 0.0, 2: 1.0, 4: 1.0} and result["mean_at_1"] == 0.5
+    assert result["majority_at"] == {1: 0.0, 2: 0.0, 4: 0.0}  # ties go to the first, "12"
+    assert result["deepconf"][0]["accuracy"] == 1.0  # the confident samples say 11
+    assert len(result["deepconf"]) == 5 * 5 * 4

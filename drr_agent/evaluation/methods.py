@@ -61,7 +61,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -279,17 +279,9 @@ async def deepconf(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
         else None
         for t in traces
     ]
-    answers = [_norm(t, item) for t in traces]
-    readable = {  # sample index -> confidence, for traces with both an answer and tokens
-        i: c for i, c in enumerate(confidence) if c is not None and answers[i] is not None
-    }
-    keep = max(1, math.ceil(len(readable) * s.deepconf_keep)) if readable else 0
-    kept = sorted(sorted(readable, key=lambda i: (-readable[i], i))[:keep])
-    votes: dict[str, float] = {}  # insertion order = lowest sample index first
-    for i in kept:
-        votes[answers[i]] = votes.get(answers[i], 0.0) + readable[i]  # type: ignore[index]
-    best = max(votes.values(), default=None)
-    chosen = next((i for i in kept if votes[answers[i]] == best), None)  # type: ignore[index]
+    chosen, kept, votes = confidence_vote(
+        [_norm(t, item) for t in traces], confidence, s.deepconf_keep
+    )
     return MethodOutcome(
         answer=traces[chosen].answer if chosen is not None else None,
         tokens=_total(traces),
@@ -299,8 +291,36 @@ async def deepconf(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
             "confidences": confidence,
             "kept": kept,
             "votes": votes,
+            # every token's confidence (2 decimals): settings are chosen on dev from these,
+            # offline, without sampling again (`evals/benchmarks/deepconf_sweep.py`)
+            "token_confidences": [
+                [round(c, 2) for c in t.confidences] if t.confidences else None for t in traces
+            ],
         },
     )
+
+
+def confidence_vote(
+    answers: Sequence[str | None], confidences: Sequence[float | None], keep: float
+) -> tuple[int | None, list[int], dict[str, float]]:
+    """DeepConf's vote: among the traces with a readable (normalised) answer and a
+    confidence, the most confident ``keep`` share (at least one; ties to the lower index)
+    vote with their confidence as the weight; the heaviest answer wins, a tie going to the
+    answer seen first. Returns (the winning trace's index or ``None``, the kept indices,
+    the votes)."""
+    readable = {
+        i: c
+        for i, (a, c) in enumerate(zip(answers, confidences, strict=True))
+        if a is not None and c is not None
+    }
+    count = max(1, math.ceil(len(readable) * keep)) if readable else 0
+    kept = sorted(sorted(readable, key=lambda i: (-readable[i], i))[:count])
+    votes: dict[str, float] = {}  # insertion order = lowest sample index first
+    for i in kept:
+        votes[answers[i]] = votes.get(answers[i], 0.0) + readable[i]  # type: ignore[index]
+    best = max(votes.values(), default=None)
+    chosen = next((i for i in kept if votes[answers[i]] == best), None)  # type: ignore[index]
+    return chosen, kept, votes
 
 
 def _norm(trace: _Trace, item: TaskItem) -> str | None:

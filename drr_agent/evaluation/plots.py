@@ -4,8 +4,10 @@ Figures are built with ``matplotlib.figure.Figure`` on a ``FigureCanvasAgg``, no
 ``pyplot``: no display is needed, and importing this module never switches the backend of a
 notebook or app that uses matplotlib itself.
 
-- `plot_accuracy_vs_tokens`: one point per method at (mean Reasoner tokens per item, accuracy)
-  with its 95% Wilson interval as the error bar — accuracy next to what it cost.
+- `plot_accuracy_vs_cost`: one point per method at (cost per item, accuracy) with its 95%
+  Wilson interval as the error bar, against three costs side by side: Reasoner tokens, compute
+  (every model, the DM's included: `drr_agent.usage`) and wall time — accuracy next to what
+  it cost, by every measure a reader may care about.
 - `plot_backtracks`: where the graph methods (``drr``, ``self_critique``) backtracked, read off
   the thought trees the records keep: pops by the depth of the abandoned thought, rejections by
   depth, and how many backtracks each item needed.
@@ -42,26 +44,43 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def plot_accuracy_vs_tokens(summary: EvalSummary, path: str | Path) -> Path:
-    """Accuracy (with 95% CI) against mean Reasoner tokens per item, one point per method."""
+_COSTS = (
+    ("mean_tokens", "Reasoner tokens per item (prompt + completion)", False),
+    ("mean_compute", "compute per item, every model (FLOPs)", True),
+    ("mean_latency_s", "wall time per item (s)", False),
+)
+
+
+def plot_accuracy_vs_cost(summary: EvalSummary, path: str | Path) -> Path:
+    """Accuracy (with 95% CI) against Reasoner tokens, compute and wall time per item, one
+    point per method in each panel (a method without a compute figure is left out there)."""
     path = Path(path)
-    fig = _figure((6.5, 4.5))
-    ax = fig.subplots()
-    for row in summary.methods:
-        ax.errorbar(
-            row.mean_tokens,
-            row.accuracy,
-            yerr=[[row.accuracy - row.ci_low], [row.ci_high - row.accuracy]],
-            fmt="o",
-            capsize=4,
-            label=f"{row.method} (n={row.n})",
-        )
-    ax.set_xlabel("mean Reasoner tokens per item (prompt + completion)")
-    ax.set_ylabel("accuracy (95% Wilson CI)")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"{summary.task}: accuracy vs cost")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    fig = _figure((15, 4.5))
+    axes = fig.subplots(1, len(_COSTS), sharey=True)
+    for ax, (field, label, log) in zip(axes, _COSTS, strict=True):
+        for index, row in enumerate(summary.methods):
+            cost = getattr(row, field)
+            if cost is None:
+                continue
+            ax.errorbar(
+                cost,
+                row.accuracy,
+                yerr=[[row.accuracy - row.ci_low], [row.ci_high - row.accuracy]],
+                fmt="o",
+                capsize=4,
+                color=f"C{index}",
+                label=f"{row.method} (n={row.n})",
+            )
+        if log and ax.has_data():
+            ax.set_xscale("log")
+        if not ax.has_data():
+            ax.text(0.5, 0.5, "not counted in this run", ha="center", transform=ax.transAxes)
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy (95% Wilson CI)")
+    axes[0].set_ylim(-0.02, 1.02)
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle(f"{summary.task}: accuracy vs cost")
     return _save(fig, path)
 
 
@@ -124,6 +143,6 @@ def write_plots(
     """Both plots into ``out_dir``; returns their paths."""
     out = Path(out_dir)
     return [
-        plot_accuracy_vs_tokens(summary, out / ACCURACY_PLOT),
+        plot_accuracy_vs_cost(summary, out / ACCURACY_PLOT),
         plot_backtracks(records, out / BACKTRACK_PLOT),
     ]

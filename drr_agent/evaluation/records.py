@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from drr_agent.usage import ModelUsage
+
 RECORDS_FILE = "records.jsonl"
 """Name of the records file inside a run folder."""
 
@@ -55,6 +57,10 @@ class EvalRecord(BaseModel):
         dm_calls: Batches the DM (or the critic in its place) scored.
         backtracks: Pops back to a parent thought (graph methods).
         latency_s: Wall time of the item, from when it got a concurrency slot.
+        usage: Every model's calls and tokens on the item — the Reasoner's, and the DM's own
+            (classifier, verifier LM, lookahead) — keyed by model (`drr_agent.usage`).
+        compute: ``2 × parameters × tokens processed`` summed over ``usage`` (``None``: a
+            model's size is unknown, or a record from before it was counted).
         error: Why the item failed after its retries (``None`` when it did not).
         details: Method-specific extras (votes, trace scores, the thought tree, ...).
     """
@@ -76,6 +82,8 @@ class EvalRecord(BaseModel):
     dm_calls: int = Field(default=0, ge=0)
     backtracks: int = Field(default=0, ge=0)
     latency_s: float = Field(default=0.0, ge=0.0)
+    usage: dict[str, ModelUsage] = Field(default_factory=dict)
+    compute: float | None = None
     error: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
 

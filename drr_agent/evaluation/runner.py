@@ -43,6 +43,7 @@ from drr_agent.offline.jsonl import RecordFile, write_json
 from drr_agent.tasks.base import Task, TaskItem
 from drr_agent.tasks.checking import is_correct
 from drr_agent.tasks.splits import question_hash
+from drr_agent.usage import metered
 
 RUN_FILE = "run.json"
 
@@ -191,14 +192,16 @@ class _EvalJob:
             "gold": item.gold,
         }
         started = time.perf_counter()
-        try:
-            outcome = await METHODS[method](item, ctx)
-        except Exception as exc:  # recorded and counted, never dropped
-            return EvalRecord(
-                **which,
-                latency_s=time.perf_counter() - started,
-                error=f"{type(exc).__name__}: {exc}",
-            )
+        with metered() as ledger:  # every model call of this item, the DM's included
+            try:
+                outcome = await METHODS[method](item, ctx)
+            except Exception as exc:  # recorded and counted, never dropped
+                return EvalRecord(
+                    **which,
+                    latency_s=time.perf_counter() - started,
+                    usage=dict(ledger.models),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
         return EvalRecord(
             **which,
             answer=outcome.answer,
@@ -209,6 +212,8 @@ class _EvalJob:
             dm_calls=outcome.dm_calls,
             backtracks=outcome.backtracks,
             latency_s=time.perf_counter() - started,
+            usage=dict(ledger.models),
+            compute=ledger.compute,
             details=outcome.details,
         )
 

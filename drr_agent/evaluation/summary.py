@@ -13,6 +13,11 @@ Definitions, per method, over its ``n`` records (one per item):
 - Cost: means over the records without an error (a failed item's cost is unknown) of prompt,
   completion and total Reasoner tokens, Reasoner calls, DM calls, backtracks and latency.
   ``tokens_vs_cot`` divides the mean total tokens by ``cot``'s, when ``cot`` was run.
+- Compute (every model, the DM's included; `drr_agent.usage`): ``mean_compute`` is the mean
+  over the same records of ``2 × parameters × tokens processed`` summed over every model that
+  ran (``None`` when a record lacks it: a model of unknown size, or a record from before it
+  was counted), ``compute_vs_cot`` its ratio to ``cot``'s; ``usage`` the mean calls and tokens
+  per item of each model (a model absent from a record counts 0 there).
 
 Across methods (see `paired`): ``comparisons`` holds the paired difference of accuracy
 (bootstrap interval, wins / losses, McNemar's exact p) of each pair of `paired.DEFAULT_PAIRS` that
@@ -69,6 +74,18 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+class ModelUsageMeans(BaseModel):
+    """One model's mean calls and tokens per item of a method (see the module)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    calls: float
+    prompt_tokens: float
+    completion_tokens: float
+    cached_prompt_tokens: float
+    parameters: int | None
+
+
 class MethodSummary(BaseModel):
     """One row of the summary table (see the module docstring for every definition)."""
 
@@ -95,6 +112,9 @@ class MethodSummary(BaseModel):
     mean_dm_calls: float
     mean_backtracks: float
     mean_latency_s: float
+    mean_compute: float | None = None
+    compute_vs_cot: float | None = None
+    usage: dict[str, ModelUsageMeans] = {}
 
 
 class EvalSummary(BaseModel):
@@ -156,7 +176,41 @@ class EvalSummary(BaseModel):
             "items; token, call and latency columns are means per item (errors excluded); "
             "tokens are Reasoner tokens, self-critique's critic calls included.",
         ]
-        return "\n".join(lines + self._paired_markdown()) + "\n"
+        return "\n".join(lines + self._cost_markdown() + self._paired_markdown()) + "\n"
+
+    def _cost_markdown(self) -> list[str]:
+        """Every model's calls and tokens per item and the compute figure (empty for runs
+        from before they were counted)."""
+        if not any(r.usage for r in self.methods):
+            return []
+        lines = [
+            "",
+            "## Cost by model",
+            "",
+            "| method | model | parameters | calls | prompt tok (cached) | completion tok |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for r in self.methods:
+            for name, u in r.usage.items():
+                size = "?" if u.parameters is None else f"{u.parameters / 1e6:.1f} M"
+                lines.append(
+                    f"| {r.method} | {name} | {size} | {u.calls:.2f} "
+                    f"| {u.prompt_tokens:.1f} ({u.cached_prompt_tokens:.1f}) "
+                    f"| {u.completion_tokens:.1f} |"
+                )
+        lines += ["", "| method | compute per item (× CoT) |", "|---|---:|"]
+        for r in self.methods:
+            ratio = "" if r.compute_vs_cot is None else f" ({r.compute_vs_cot:.2f}×)"
+            value = "unknown" if r.mean_compute is None else f"{r.mean_compute:.3g} FLOPs{ratio}"
+            lines.append(f"| {r.method} | {value} |")
+        lines += [
+            "",
+            "Every model that ran, per item (errors excluded): the Reasoner's calls, and the "
+            "DM's own — its classifier, the LM it reads steps with, its lookahead's forced "
+            "answers. Compute is 2 × parameters × tokens processed, summed over the models "
+            "(prompt tokens a server's prefix cache served are not processed again).",
+        ]
+        return lines
 
     def _paired_markdown(self) -> list[str]:
         """The paired-comparison table and the critic-efficiency line (empty if neither)."""
@@ -248,7 +302,29 @@ def summarize_method(method: str, records: Sequence[EvalRecord]) -> MethodSummar
         mean_dm_calls=_mean([r.dm_calls for r in ok]),
         mean_backtracks=_mean([r.backtracks for r in ok]),
         mean_latency_s=_mean([r.latency_s for r in ok]),
+        mean_compute=(
+            _mean([r.compute for r in ok])  # type: ignore[misc]
+            if ok and all(r.compute is not None for r in ok)
+            else None
+        ),
+        usage=_usage_means(ok),
     )
+
+
+def _usage_means(records: Sequence[EvalRecord]) -> dict[str, ModelUsageMeans]:
+    """Mean per-item usage of every model any of ``records`` ran."""
+    models = sorted({name for r in records for name in r.usage})
+    means = {}
+    for name in models:
+        rows = [r.usage.get(name) for r in records]
+        means[name] = ModelUsageMeans(
+            calls=_mean([u.calls if u else 0 for u in rows]),
+            prompt_tokens=_mean([u.prompt_tokens if u else 0 for u in rows]),
+            completion_tokens=_mean([u.completion_tokens if u else 0 for u in rows]),
+            cached_prompt_tokens=_mean([u.cached_prompt_tokens if u else 0 for u in rows]),
+            parameters=next((u.parameters for u in rows if u and u.parameters), None),
+        )
+    return means
 
 
 def summarize(
@@ -271,7 +347,17 @@ def summarize(
     cot = next((r for r in rows if r.method == "cot" and r.mean_tokens > 0), None)
     if cot is not None:
         rows = [
-            r.model_copy(update={"tokens_vs_cot": r.mean_tokens / cot.mean_tokens}) for r in rows
+            r.model_copy(
+                update={
+                    "tokens_vs_cot": r.mean_tokens / cot.mean_tokens,
+                    "compute_vs_cot": (
+                        r.mean_compute / cot.mean_compute
+                        if r.mean_compute is not None and cot.mean_compute
+                        else None
+                    ),
+                }
+            )
+            for r in rows
         ]
     return EvalSummary(
         run_id=run_id,
