@@ -16,8 +16,9 @@ How the ledger fills:
   callbacks: a handler on a context variable registered once with
   ``register_configure_hook`` (what ``get_usage_metadata_callback`` does, without registering a
   new hook per use) sees every call's ``usage_metadata`` inside `metered`, in every task and
-  thread that inherits the context. A call tagged ``drr:<role>`` (`ROLE_TAG_PREFIX`) is kept
-  apart under ``"<model> (<role>)"``.
+  thread that inherits the context. Calls made inside `booked_as` (a DM's lookahead asking
+  the Reasoner for a forced answer) are kept apart under ``"<model> (<role>)"``: the same
+  model, another purpose.
 - **In-process models** (a DM's classifier and verifier LM) call `record_usage` with what their
   forward read.
 
@@ -41,18 +42,14 @@ from langchain_core.tracers.context import register_configure_hook
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "ROLE_TAG_PREFIX",
     "ModelUsage",
     "UsageLedger",
+    "booked_as",
     "metered",
     "parameters_of",
     "record_usage",
     "register_parameters",
-    "role_tag",
 ]
-
-ROLE_TAG_PREFIX = "drr:"
-"""A LangChain tag ``drr:<role>`` on a chat-model call books it under ``"<model> (<role>)"``."""
 
 _PARAMETERS: dict[str, int] = {}
 
@@ -72,11 +69,6 @@ def parameters_of(model: str) -> int | None:
         if model in (name, spec.served_name):
             return spec.parameters
     return None
-
-
-def role_tag(role: str) -> str:
-    """The tag that books a chat-model call under ``role`` (pass it in ``config["tags"]``)."""
-    return ROLE_TAG_PREFIX + role
 
 
 class ModelUsage(BaseModel):
@@ -152,12 +144,8 @@ class _LedgerHandler(BaseCallbackHandler):
         super().__init__()
         self.ledger = ledger
 
-    def on_llm_end(
-        self, response: LLMResult, *, tags: list[str] | None = None, **kwargs: Any
-    ) -> None:
-        role = next(
-            (t[len(ROLE_TAG_PREFIX) :] for t in tags or [] if t.startswith(ROLE_TAG_PREFIX)), None
-        )
+    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+        role = _ROLE.get()
         for generations in response.generations:
             first = generations[0] if generations else None
             if not isinstance(first, ChatGeneration) or not isinstance(first.message, AIMessage):
@@ -178,6 +166,17 @@ class _LedgerHandler(BaseCallbackHandler):
 _LEDGER: ContextVar[UsageLedger | None] = ContextVar("drr_usage_ledger", default=None)
 _HANDLER: ContextVar[_LedgerHandler | None] = ContextVar("drr_usage_handler", default=None)
 register_configure_hook(_HANDLER, inheritable=True)
+_ROLE: ContextVar[str | None] = ContextVar("drr_usage_role", default=None)
+
+
+@contextmanager
+def booked_as(role: str) -> Iterator[None]:
+    """Book the chat-model calls inside under ``"<model> (<role>)"`` (e.g. ``"lookahead"``)."""
+    token = _ROLE.set(role)
+    try:
+        yield
+    finally:
+        _ROLE.reset(token)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from doubles import ai_message, number_task, seven_plus_four
 
 from drr_agent import DRRConfig, Reasoner
 from drr_agent.evaluation import MethodContext, MethodSettings, run_eval
-from drr_agent.usage import metered, parameters_of, record_usage, register_parameters, role_tag
+from drr_agent.usage import booked_as, metered, parameters_of, record_usage, register_parameters
 
 pytestmark = pytest.mark.usefixtures("no_backoff")
 
@@ -31,7 +31,8 @@ def test_the_ledger_books_chat_calls_by_model_and_role_and_in_process_models_by_
     model.respond = reply
     with metered() as ledger:
         model.invoke("hi")
-        model.invoke("hi", config={"tags": [role_tag("lookahead")]})
+        with booked_as("lookahead"):
+            model.invoke("hi")
         record_usage("my-classifier", prompt_tokens=50, calls=1, parameters=10)
     record_usage("my-classifier", prompt_tokens=50)  # outside: booked nowhere
     assert set(ledger.models) == {"scripted-7+4", "scripted-7+4 (lookahead)", "my-classifier"}
