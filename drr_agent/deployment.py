@@ -89,7 +89,7 @@ class GraphSettings:
 
     def check(self) -> None:
         """Raise `GraphSetupError` naming the variable to set when the settings are unusable."""
-        from drr_agent.serving.replicas import split_urls
+        from drr_agent.replicas import split_urls
 
         for name, value in (("DRR_DM_URL", self.dm_url), ("DRR_REASONER_URL", self.reasoner_url)):
             if value is not None:

@@ -16,8 +16,9 @@ Two ways of writing steps are common, and each Reasoner keeps its own (`Reasoner
   then the formula) and a heading is one, and the step budget runs out mid-solution.
 
 The task decides what an answer is: its patterns (``#### 42``, ``\\boxed{42}``, "The answer
-is B") and, for numeric tasks, that an answer holds a number (``numeric_answer``), so "the same
-as the first train" is refused rather than taken for an answer.
+is B") and, for numeric tasks, that an answer states a value (``numeric_answer``,
+`numeric_refusal`), so "the same as the first train" and "2 - 7" are refused rather than taken
+for answers (the checker would read the last number of the expression, 7).
 """
 
 from __future__ import annotations
@@ -42,6 +43,28 @@ DEFAULT_ANSWER_PATTERNS = (
 
 _TRAILING_PUNCT = " .,;:!*\"'`$"
 _DIGIT = re.compile(r"\d")
+_NUMBER = r"\(*[-−+]?\$?\d[\d.,]*%?\)*"
+_OPERATOR = r"\s*(?:[-−+*/×÷^·]|\\times|\\cdot|\\div)\s*"
+_EXPRESSION = re.compile(rf"{_NUMBER}(?:{_OPERATOR}{_NUMBER})+")
+_FRACTION = re.compile(r"[-−]?\d+/\d+")
+
+
+def numeric_refusal(answer: str) -> str | None:
+    """Why ``answer`` is no answer to a numeric question (``None``: it is one).
+
+    It must hold a number, and not be an arithmetic expression left unevaluated: ``2 - 7``
+    and ``(3 + 4) \\times 2`` are refused, while ``-5``, ``2 - 7 = -5``, ``$1,000``, ``1/3``
+    and ``12 apples`` stand — the answer checker takes an answer's *last* number, so an
+    expression would be graded as its last operand.
+    """
+    if not _DIGIT.search(answer):
+        return f"the final answer {answer!r} holds no number"
+    text = answer.strip()
+    if _EXPRESSION.fullmatch(text) and not _FRACTION.fullmatch(text):
+        return f"the final answer {answer!r} is an expression, not its value"
+    return None
+
+
 _HEADING = re.compile(r"^(?:#{1,6}\s.*|\*\*[^*]+\*\*:?|__[^_]+__:?|.*:)$")
 _OPENERS_CLOSERS = ((r"\[", r"\]"), (r"\begin{", r"\end{"))
 _LEADING_NUMBERING = re.compile(r"^\s*(?:step\s*\d+\s*[:.)-]|\d+\s*[.)]|[-*•])\s+", re.IGNORECASE)
@@ -67,8 +90,9 @@ class StepFormat(BaseModel):
             whole thought.
         min_step_chars: With ``join_fragments``, a piece shorter than this (that carries no
             final answer) is joined to the next.
-        numeric_answer: A final answer must hold a number: a marker followed by words only
-            ("The answer is the same as before") is no answer. Tasks with numeric gold set it.
+        numeric_answer: A final answer must state a value (`numeric_refusal`): a marker
+            followed by words only ("The answer is the same as before") or by an expression
+            ("2 - 7") is no answer. Tasks with numeric gold set it.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -152,7 +176,7 @@ class StepFormat(BaseModel):
             groups = match.groupdict()
             raw = groups.get("answer") if "answer" in groups else match.group(1)
             answer = (raw or "").strip().strip(_TRAILING_PUNCT).strip()
-            if answer and (not self.numeric_answer or _DIGIT.search(answer)):
+            if answer and (not self.numeric_answer or numeric_refusal(answer) is None):
                 return answer
         return None
 

@@ -41,6 +41,8 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.tracers.context import register_configure_hook
 from pydantic import BaseModel, ConfigDict, Field
 
+from drr_agent.models import EMBEDDED_MODELS
+
 __all__ = [
     "ModelUsage",
     "UsageLedger",
@@ -63,9 +65,7 @@ def parameters_of(model: str) -> int | None:
     """Parameters of a model by the name its server reports (``None``: unknown)."""
     if model in _PARAMETERS:
         return _PARAMETERS[model]
-    from drr_agent.reasoners.embedded import EMBEDDED_REASONERS
-
-    for name, spec in EMBEDDED_REASONERS.items():
+    for name, spec in EMBEDDED_MODELS.items():
         if model in (name, spec.served_name):
             return spec.parameters
     return None

@@ -104,7 +104,7 @@ def trainable(model) -> set[str]:
 
 
 def test_embedded_smollm2_resolves_to_the_exported_folder_in_the_cache(monkeypatch, tmp_path):
-    import drr_agent.serving.export as export
+    from drr_agent.models import registry
 
     exported = []
 
@@ -112,7 +112,7 @@ def test_embedded_smollm2_resolves_to_the_exported_folder_in_the_cache(monkeypat
         exported.append(out)
         return out
 
-    monkeypatch.setattr(export, "export_embedded_reasoner", fake_export)
+    monkeypatch.setattr(registry, "export_embedded_reasoner", fake_export)
     monkeypatch.setenv("DRR_CACHE_DIR", str(tmp_path / "cache"))
     source, name = resolve_base(TrainConfig(base_model=EMBEDDED_REASONER_BASE))
     assert source == str(tmp_path / "cache" / "smollm2-135m-instruct")

@@ -6,11 +6,103 @@ import json
 import re
 
 import pytest
+from doubles import ANSWER_PREFIX, ScriptedChatModel, scripted_dm
 from typer.testing import CliRunner
 
 from drr_agent.cli import app
 
 runner = CliRunner()
+
+LONG_STEP = (
+    "First I write down the two numbers of the question, two and seven, and then I take "
+    "the second one away from the first one"
+)
+
+
+@pytest.fixture
+def scripted_solve(monkeypatch):
+    """``drr solve`` on a scripted Reasoner and DM, in an 80-column terminal: the Reasoner
+    writes `LONG_STEP`, then the final answer it is given (``answer``, default the
+    expression "2 - 7"); the DM accepts everything (0.9)."""
+    from drr_agent import Reasoner
+    from drr_agent.cli._common import console
+
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr(console, "_width", None)  # the width comes from COLUMNS
+    monkeypatch.delenv("DRR_DM", raising=False)
+    answer = {"text": " 2 - 7."}
+
+    def respond(call) -> str:
+        return answer["text"] if (call.prefill or "").endswith(ANSWER_PREFIX) else LONG_STEP
+
+    def make_reasoner(*args, **kwargs):
+        return Reasoner(ScriptedChatModel(respond=respond))
+
+    monkeypatch.setattr("drr_agent.cli.solve.make_reasoner", make_reasoner)
+    monkeypatch.setattr("drr_agent.cli.solve.load_scorer", lambda *a, **k: scripted_dm())
+
+    def solve(*options: str, final: str = " 2 - 7.") -> object:
+        answer["text"] = final
+        args = ["solve", "Calculate 2 - 7.", "--max-steps", "2", "--max-reasoner-calls", "3"]
+        return runner.invoke(app, [*args, "--untrained-dm", *options])
+
+    return solve
+
+
+def _tree_text(output: str) -> str:
+    """The output's words without the tree's drawing, whitespace collapsed."""
+    return " ".join(re.sub(r"[│├└─]", " ", output).split())
+
+
+def test_solve_at_80_columns_prints_whole_steps_and_refuses_an_expression(scripted_solve):
+    result = scripted_solve("--answer-type", "number")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "┃" not in result.stdout  # no table: its thought column would be 6 characters
+    tree = lines[lines.index("Question: Calculate 2 - 7.") :]
+    assert max(map(len, tree)) <= 80, result.stdout
+    # the step, whole, on lines of its own under its node: nothing cut to a few characters
+    assert LONG_STEP in _tree_text("\n".join(tree))
+    assert any("● #0" in line and "accepted [path]" in line for line in tree)
+    # the Reasoner's final answer "2 - 7" is an expression, not a number: the graph refuses it
+    # (and says why in the tree) and asks again, so it is never returned
+    assert "Answers: number, by the rules of --answer-type number." in result.stdout
+    assert "Answer: 2 - 7  (" not in result.stdout
+    text = _tree_text(result.stdout)
+    assert "the final answer '2 - 7' is an expression, not its value" in text
+    assert "Abstained" in text
+
+
+def test_solve_returns_a_number_and_refuses_by_the_dms_training_task(scripted_solve, tmp_path):
+    result = scripted_solve("--answer-type", "number", "--json", final=" -5.")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout[result.stdout.index("{") :])
+    assert payload["answer"] == "-5" and not payload["abstained"]
+    # by default the DM's card names the rules: the task it trained on (numeric here)
+    dm = tmp_path / "dm"
+    dm.mkdir()
+    (dm / "drr_dm.json").write_text(json.dumps({"data": {"train": {"tasks": {"products": 9}}}}))
+    result = scripted_solve("--dm", str(dm), "--json")
+    payload = json.loads(result.stdout[result.stdout.index("{") :])
+    assert payload["answer"] is None and payload["abstained"]  # "2 - 7" refused in the graph
+    refusals = [t for t in payload["thoughts"] if "is an expression" in t["reason"]]
+    assert refusals, payload["thoughts"]
+    # --answer-type text takes any answer as written; a card without tasks names no rules
+    result = scripted_solve("--dm", str(dm), "--answer-type", "text", "--json")
+    assert json.loads(result.stdout[result.stdout.index("{") :])["answer"] == "2 - 7"
+    (dm / "drr_dm.json").write_text("{}")
+    result = scripted_solve("--dm", str(dm), "--json")
+    assert json.loads(result.stdout[result.stdout.index("{") :])["answer"] == "2 - 7"
+    result = scripted_solve("--task", "products", "--answer-type", "number")
+    assert result.exit_code == 2 and "not both" in result.output
+
+
+def test_solve_prints_the_table_in_a_wide_terminal(scripted_solve, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")
+    result = scripted_solve("--answer-type", "number")
+    assert result.exit_code == 0, result.output
+    assert "Thought tree — Calculate 2 - 7." in result.stdout and "┃ thought" in result.stdout
+    assert LONG_STEP.split(",")[0] in result.stdout
 
 
 def test_solve_without_a_dm_explains_what_to_do(monkeypatch):
@@ -105,13 +197,14 @@ def test_solve_shows_decisions_and_tree():
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "Thought tree" in result.output
+    # the table from 120 columns, the wrapped text tree below: both end with the path
+    assert "Accepted path:" in result.output
     assert "Reasoner calls" in result.output
     # two steps at most, everything accepted: a step that continues, then the trusted answer
     # (stderr's progress bars may share a line with the first decision: match anywhere)
     routes = re.findall(r"\b(continue|backtrack|answer|stop)\s+depth \d+", result.output)
     assert routes == ["continue", "answer"], result.output
-    assert "rejections 0, backtracks 0" in result.output
+    assert "rejections 0, backtracks 0" in " ".join(result.output.split())
 
 
 def test_quickstart_command_builds_the_plan_and_prints_the_table(tmp_path, monkeypatch):
@@ -142,3 +235,65 @@ def test_quickstart_command_builds_the_plan_and_prints_the_table(tmp_path, monke
     assert seen["executor"] == LocalExecutor(PLANS["small"].concurrency)  # in process by default
     result = runner.invoke(app, ["quickstart", "--size", "full", "--out", str(out)])
     assert seen["plan"] == PLANS["full"]
+
+
+def test_the_quickstart_suggests_a_test_question_its_drr_answered_right(tmp_path):
+    from doubles import number_item
+
+    from drr_agent.evaluation.records import RECORDS_FILE, EvalRecord
+    from drr_agent.quickstart import EXAMPLE_QUESTION, example_question
+
+    items = [number_item(f"Calculate {n} + 1.", str(n + 1), f"q{n}") for n in range(4)]
+
+    def record(method: str, n: int, correct: bool, **fields) -> str:
+        item = items[n]
+        return EvalRecord(
+            run_id="r", task="t", method=method, item_id=item.id, question=item.question,
+            gold=item.gold, correct=correct, **fields,
+        ).model_dump_json()  # fmt: skip
+
+    def write(*rows: str) -> None:
+        (tmp_path / RECORDS_FILE).write_text("".join(row + "\n" for row in rows))
+
+    rows = [
+        record("drr", 0, False),  # the first test question: answered wrongly
+        record("drr", 1, True, details={"rejections": 2}),  # right after two rejections
+        record("drr", 2, True),  # right at the first try: the one to suggest
+        record("stepwise", 3, True),  # another method's
+        record("drr", 3, False, error="timeout"),
+    ]
+    write(*rows)
+    assert example_question(tmp_path, items) == "Calculate 2 + 1."
+    write(*rows[:2])  # none right at the first try: the first one right
+    assert example_question(tmp_path, items) == "Calculate 1 + 1."
+    write(rows[0], rows[3])  # drr answered none right: a fixed simple question
+    assert example_question(tmp_path, items) == EXAMPLE_QUESTION
+    assert example_question(tmp_path / "missing", items) == EXAMPLE_QUESTION
+    # (on a task whose answers are no numbers, the first test question)
+    choices = [item.model_copy(update={"answer_type": "choice"}) for item in items]
+    assert example_question(tmp_path / "missing", choices) == "Calculate 0 + 1."
+
+
+def test_the_quickstart_try_it_command_runs_drr_solve_as_the_evaluation_did(scripted_solve):
+    import shlex
+    from pathlib import Path
+
+    from drr_agent.cli.quickstart import try_it_command
+    from drr_agent.quickstart import PLANS, QuickstartResult
+
+    result = QuickstartResult(
+        out=Path("runs/qs"), dm=Path("runs/qs/dm"), eval_dir=Path("runs/qs/eval"), table="",
+        summary={}, example_question="Calculate 3 + 3.",
+    )  # fmt: skip
+    small = PLANS["small"]
+    command = try_it_command(result, small)
+    assert command == (
+        "drr solve 'Calculate 3 + 3.' --dm runs/qs/dm --max-steps 2 --max-reasoner-calls 8 "
+        "--max-backtracks 3"
+    )
+    qwen = small.model_copy(update={"reasoner": "embedded-qwen2.5-0.5b"})
+    assert try_it_command(result, qwen).endswith(" --reasoner embedded-qwen2.5-0.5b")
+    # drr solve takes it as it is (a scripted Reasoner and DM here)
+    solved = runner.invoke(app, shlex.split(command)[1:])
+    assert solved.exit_code == 0, solved.output
+    assert "Accepted path:" in solved.output

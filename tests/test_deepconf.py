@@ -135,10 +135,9 @@ async def test_deepconf_on_the_embedded_reasoner_reads_the_same_samples_with_con
 
 
 async def test_the_dev_sweep_reads_headroom_majority_and_every_setting_offline(tmp_path):
-    from evals.benchmarks.deepconf_sweep import sweep
-
     from drr_agent.evaluation.records import EvalRecord
     from drr_agent.offline.jsonl import RecordFile
+    from evals.benchmarks.deepconf_sweep import sweep
 
     item = number_item(Q)
     replies = [("12", False), ("11", True), ("12", False), ("11", True)]

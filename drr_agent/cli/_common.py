@@ -112,7 +112,7 @@ def make_reasoner(
             return choose_reasoner(None, reasoner, style=chosen, **sampling)  # type: ignore[arg-type]
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--reasoner") from exc
-    from drr_agent.serving.replicas import split_urls
+    from drr_agent.replicas import split_urls
 
     try:
         split_urls(reasoner)

@@ -6,12 +6,13 @@ import shlex
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markdown import Markdown
 
 from drr_agent.cli._common import (
+    GRAPH_DEFAULTS,
     ExecutorChoice,
     ExecutorOpt,
     RayAddressOpt,
@@ -22,6 +23,42 @@ from drr_agent.cli._common import (
     fail,
 )
 from drr_agent.errors import DRRError
+
+if TYPE_CHECKING:
+    from drr_agent.quickstart import QuickstartPlan, QuickstartResult
+
+# the graph settings `drr solve` takes, by option
+_SOLVE_OPTIONS = {
+    "--candidates": "candidates_per_step",
+    "--dm-weight": "dm_weight",
+    "--max-steps": "max_steps",
+    "--max-reasoner-calls": "max_reasoner_calls",
+    "--max-backtracks": "max_backtracks",
+    "--on-budget": "on_budget_exhausted",
+    "--accept-threshold": "accept_threshold",
+    "--answer-threshold": "answer_threshold",
+}
+
+
+def try_it_command(result: QuickstartResult, plan: QuickstartPlan) -> str:
+    """The ``drr solve`` command the quickstart ends with: a test question its ``drr``
+    answered right (`drr_agent.quickstart.example_question`), the run's DM, and the graph
+    budgets, Reasoner and step temperature the evaluation ran ``drr`` with, where they differ
+    from ``drr solve``'s defaults (the small plan asks for the answer at the second step:
+    SmolLM2 drifts after its first)."""
+    from drr_agent.reasoners.embedded import DEFAULT_EMBEDDED
+    from drr_agent.reasoners.sampling import STEP_TEMPERATURE
+
+    words = ["drr", "solve", result.example_question, "--dm", str(result.dm)]
+    for option, field in _SOLVE_OPTIONS.items():
+        value = getattr(plan.graph, field)
+        if value is not None and value != getattr(GRAPH_DEFAULTS, field):
+            words += [option, str(value)]
+    if plan.reasoner != DEFAULT_EMBEDDED:
+        words += ["--reasoner", plan.reasoner]
+    if plan.step_temperature != STEP_TEMPERATURE:
+        words += ["--temperature", str(plan.step_temperature)]
+    return shlex.join(words)
 
 
 class Size(StrEnum):
@@ -88,6 +125,5 @@ def quickstart(
     minutes = (time.perf_counter() - started) / 60
     console.print(
         f"done in {minutes:.1f} min. DM: {result.dm}/  evaluation: {result.eval_dir}/ "
-        f"(summary.md, plots). Try it: drr solve {shlex.quote(result.example_question)} "
-        f"--dm {result.dm}"
+        f"(summary.md, plots). Try it: {try_it_command(result, plan)}"
     )

@@ -84,8 +84,8 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the DM and/or the Reasoner with vLLM on this machine; Ctrl-C stops them."""
-    from drr_agent.serving import VLLMServer, embedded_reasoner_folder, export_dm_for_vllm
-    from drr_agent.serving.export import embedded_verifier_folder
+    from drr_agent.models import embedded_reasoner_folder, embedded_verifier_folder
+    from drr_agent.serving import VLLMServer, export_dm_for_vllm
 
     if dm is None and reasoner is None:
         raise fail("nothing to serve: pass --dm PATH and/or --reasoner embedded|MODEL", 2)

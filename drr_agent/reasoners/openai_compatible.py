@@ -5,7 +5,7 @@ this factory sets that for the ``prefill`` style so small instruct models get th
 they get embedded. For APIs that reject a trailing assistant message, use ``style="chat"``.
 
 Several replicas of one served model (a list of URLs, or comma-separated) share the load
-through `drr_agent.serving.replicas`: ``ChatOpenAI`` addresses the first, and the HTTP
+through `drr_agent.replicas`: ``ChatOpenAI`` addresses the first, and the HTTP
 transport it is given sends each request to the replica with the fewest in flight, leaving a
 failing one out for a while.
 """
@@ -24,7 +24,7 @@ from langchain_openai import ChatOpenAI
 from drr_agent.prompts import INSTRUCT_PROMPT
 from drr_agent.reasoners.base import Reasoner
 from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE
-from drr_agent.serving.replicas import (
+from drr_agent.replicas import (
     ReplicaPool,
     ReplicaTransport,
     SyncReplicaTransport,

@@ -2,9 +2,9 @@
 a DM served by vLLM (micro-batched over HTTP), the Reasoner as its own critic (self-critique
 baseline)."""
 
+from drr_agent.models import embedded_dm_base_path
 from drr_agent.scorers.base import FunctionScorer, StepContext, StepScorer, dm_text_pair
 from drr_agent.scorers.card import DM_METADATA_FILE, DMCard
-from drr_agent.scorers.embedded import embedded_dm_base_path
 from drr_agent.scorers.hf import HFScorer
 from drr_agent.scorers.loading import load_dm
 from drr_agent.scorers.parts import DMPart, dm_parts

@@ -11,9 +11,9 @@ import functools
 from pathlib import Path
 
 from drr_agent.errors import DMLoadError
+from drr_agent.models import embedded_dm_base_path
 from drr_agent.scorers.base import StepScorer
 from drr_agent.scorers.card import DMCard
-from drr_agent.scorers.embedded import embedded_dm_base_path
 from drr_agent.scorers.hf import HFScorer
 from drr_agent.scorers.likelihood import LikelihoodDType, LikelihoodScorer, ReasonerLikelihood
 from drr_agent.scorers.lookahead import AnswerLookahead

@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from drr_agent.errors import DMLoadError
+from drr_agent.models import DEFAULT_EMBEDDED, embedded_model
 from drr_agent.scorers.card import DMCard
 from drr_agent.scorers.likelihood import (
     LIKELIHOOD_FEATURES,
@@ -80,12 +81,10 @@ def count_parameters(folder: str | Path) -> int | None:
 def _language_model(name: str) -> tuple[str, int | None, str]:
     """(name, parameters, source) of a likelihood / lookahead model named as a card names it;
     an embedded model under its canonical name (``"embedded"`` is ``"embedded-smollm2"``)."""
-    from drr_agent.reasoners.embedded import DEFAULT_EMBEDDED, EMBEDDED_REASONERS
-
-    key = DEFAULT_EMBEDDED if name == "embedded" else name
-    if key in EMBEDDED_REASONERS:
-        spec = EMBEDDED_REASONERS[key]
-        return key, spec.parameters, spec.source
+    model = embedded_model(name)
+    if model is not None:
+        key = DEFAULT_EMBEDDED if name == "embedded" else name
+        return key, model.parameters, model.source
     return name, count_parameters(name), f"local folder {name}"
 
 

@@ -30,14 +30,14 @@ from typing import Any
 import httpx
 
 from drr_agent.errors import ScorerError
-from drr_agent.retry import aretry, retry
-from drr_agent.scorers.base import StepContext, StepScorer, dm_text_pair
-from drr_agent.serving.replicas import (
+from drr_agent.replicas import (
     ReplicaPool,
     ReplicaTransport,
     SyncReplicaTransport,
     split_urls,
 )
+from drr_agent.retry import aretry, retry
+from drr_agent.scorers.base import StepContext, StepScorer, dm_text_pair
 
 __all__ = ["DM_API_KEY_ENV", "RemoteScorer"]
 
@@ -68,7 +68,7 @@ class RemoteScorer(StepScorer):
         url: The server's root, e.g. ``http://127.0.0.1:8001`` (a trailing ``/v1`` is fine);
             several replicas of the same DM as a list or comma-separated: requests go to the
             one with the fewest in flight, a failing one is left out for a while
-            (`drr_agent.serving.replicas`).
+            (`drr_agent.replicas`).
         model: The served model name (``drr serve`` uses ``drr-dm``).
         dm_path: The DM folder (as trained). Recommended: its tokenizer cuts long contexts
             exactly as the in-process scorer does (`fit_to_window`), and its ``drr_dm.json``

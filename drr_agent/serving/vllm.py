@@ -103,7 +103,8 @@ class VLLMServer:
     """One vLLM server process serving one model (a context manager).
 
     Args:
-        model: A Hugging Face model folder (see `drr_agent.serving.export`).
+        model: A Hugging Face model folder (`drr_agent.serving.export_dm_for_vllm`, or an
+            embedded model's float copy from `drr_agent.models`).
         served_name: The name clients send as ``model``.
         runner: ``generate`` (a Reasoner, ``/v1/chat/completions``) or ``pooling`` (the DM,
             ``/score``).

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drr_agent.prompts import DEFAULT_INSTRUCTION
 from drr_agent.steps import StepFormat
+from drr_agent.tasks.questions import question_key
 
 AnswerType = Literal["number", "choice", "boolean", "text"]
 """How answers are compared: numbers as numbers, choices as letters, yes/no as booleans."""
@@ -70,8 +71,6 @@ class Task(BaseModel):
         Generated tasks repeat questions (``basic_arithmetic`` has 242 distinct ones, so 200
         items hold ~140); an evaluation that wants n *questions* takes them from here.
         """
-        from drr_agent.tasks.splits import question_key
-
         seen: set[str] = set()
         items = []
         for item in self.items:

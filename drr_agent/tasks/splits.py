@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from drr_agent.errors import describe_validation_error
 from drr_agent.tasks.base import Task, TaskItem
 from drr_agent.tasks.errors import SplitLeakError, TaskDataError
+from drr_agent.tasks.questions import question_fingerprint, question_hash, question_key
 
 __all__ = [
     "PARTS",
@@ -63,23 +64,6 @@ def resolve_part(part: str) -> Literal["train", "dev", "test"]:
     if part not in PARTS:
         raise ValueError(f"unknown split part {part!r}; expected one of train, dev, test")
     return part  # type: ignore[return-value]
-
-
-def question_key(question: str) -> str:
-    """A question as the split compares it: case-folded, whitespace runs collapsed."""
-    return " ".join(question.split()).casefold()
-
-
-def question_hash(question: str) -> str:
-    """A short hash of one normalised question: what a DM card lists of its training
-    questions (``training_questions``), so an evaluation can check overlap without the text."""
-    return hashlib.sha256(question_key(question).encode()).hexdigest()[:12]
-
-
-def question_fingerprint(questions: Iterable[str]) -> str:
-    """A short hash of a set of questions (by `question_key`, order and repeats ignored)."""
-    keys = sorted({question_key(q) for q in questions})
-    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
 
 
 def check_no_leak(*parts: tuple[str, Iterable[str]]) -> None:

@@ -7,7 +7,8 @@ turns it into what a person reads:
 - `format_thought_tree`: a compact indented tree (by parent) with each thought's score against
   its threshold (and, where the run had them, the Reasoner's log-prob and the blended score
   candidates were ranked by), its status and text, the accepted path, and the answer or
-  abstention.
+  abstention; with ``wrap=`` a terminal's width, each text wrapped whole under its node
+  instead of cut (what ``drr solve`` prints below 120 columns).
 - `format_counters`: the run's cost (Reasoner calls and tokens, DM calls, rejections,
   backtracks) on one line.
 - `thought_table`: the same as a ``rich`` table (prints in terminals and notebooks).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 from drr_agent.tracing._view import (
@@ -23,6 +24,8 @@ from drr_agent.tracing._view import (
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from drr_agent.state import DRRResult
+
 
 def format_thought_tree(
     result_or_state: Any,
@@ -30,6 +33,7 @@ def format_thought_tree(
     accept_threshold: float | None = None,
     answer_threshold: float | None = None,
     width: int = 72,
+    wrap: int | None = None,
 ) -> str:
     """The thought tree as indented text, one line per thought, children under their parent.
 
@@ -43,8 +47,14 @@ def format_thought_tree(
         result_or_state: ``graph.invoke``'s state, a `DRRResult` or a ``StateSnapshot``.
         accept_threshold / answer_threshold: The thresholds the run used (see module docs).
         width: Thought texts longer than this are cut with "…".
+        wrap: Fit the tree into this many columns (a terminal's width; ``drr solve`` passes
+            its own below 120): each thought's text and note then go on lines of their own
+            under it, wrapped whole instead of cut, so an 80-column terminal shows every
+            step in full (``width`` is not used).
     """
     run = as_result(result_or_state, accept_threshold, answer_threshold)
+    if wrap is not None:
+        return _wrapped_tree(run, wrap)
     accept, answer = run.accept_threshold, run.answer_threshold
     kids = children(run)
     path = set(run.path)
@@ -72,6 +82,60 @@ def format_thought_tree(
     lines.append(f"Accepted path: {path_text(run)}")
     lines.append(outcome(run))
     lines.append(counters_text(run))
+    return "\n".join(lines)
+
+
+_MIN_TEXT_COLUMNS = 24
+"""Wrapped text keeps at least this many columns, however deep the tree indents it."""
+
+
+def _fill(text: str, first: str, rest: str, columns: int) -> list[str]:
+    """``text`` wrapped into ``columns``: its first line after ``first``, the others after
+    ``rest`` (a tree's prefixes), words kept whole unless one is longer than a line."""
+    room = max(columns, max(len(first), len(rest)) + _MIN_TEXT_COLUMNS)
+    return textwrap.wrap(
+        text.strip() or "(empty)",
+        width=room,
+        initial_indent=first,
+        subsequent_indent=rest,
+        break_on_hyphens=False,
+    )
+
+
+def _wrapped_tree(run: DRRResult, columns: int) -> str:
+    """`format_thought_tree` in ``columns``: a line per thought (glyph, id, score, status),
+    its text and note wrapped under it (see ``wrap`` there)."""
+    accept, answer = run.accept_threshold, run.answer_threshold
+    kids = children(run)
+    path = set(run.path)
+    lines = _fill(f"Question: {run.question}", "", "  ", columns)
+    lines.append(f"({thresholds_text(run)})")
+
+    def walk(parent: int | None, prefix: str) -> None:
+        siblings = kids.get(parent, [])
+        for n, t in enumerate(siblings):
+            last = n == len(siblings) - 1
+            below = prefix + ("    " if last else "│   ")
+            # the text hangs under the glyph; a bar on its left leads on to the children
+            body = below + ("│  " if kids.get(t["id"]) else "   ")
+            status = t["status"]
+            on_path = " [path]" if t["id"] in path else ""
+            head = (
+                f"{MARKS.get(status, '?')} #{t['id']}  {score_and_rank(t, accept, answer)}  "
+                f"{STATUS_WORDS.get(status, status)}{on_path}"
+            )
+            lines.extend(_fill(head, prefix + ("└── " if last else "├── "), body, columns))
+            lines.extend(_fill(" ".join((t["text"] or "").split()), body, body, columns))
+            why = note(t)
+            if why:
+                lines.extend(_fill(f"[{why}]", body, body + " ", columns))
+            walk(t["id"], below)
+
+    walk(None, "")
+    if not run.thoughts:
+        lines.append("(no thoughts)")
+    for footer in (f"Accepted path: {path_text(run)}", outcome(run), counters_text(run)):
+        lines.extend(_fill(footer, "", "  ", columns))
     return "\n".join(lines)
 
 

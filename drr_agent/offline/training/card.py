@@ -23,8 +23,8 @@ from drr_agent.offline.training.result import REPORT_TITLES
 from drr_agent.scorers.card import DM_METADATA_FILE, DMCard
 from drr_agent.scorers.likelihood import LikelihoodHead
 from drr_agent.scorers.parts import DMPart, dm_parts, dm_parts_markdown
+from drr_agent.tasks.questions import question_fingerprint, question_hash
 from drr_agent.tasks.sources._common import package_version
-from drr_agent.tasks.splits import question_fingerprint, question_hash
 
 __all__ = ["build_card", "data_summary", "model_card", "save_card"]
 

@@ -134,7 +134,7 @@ class TrainConfig(BaseModel):
         likelihood_model (`str`, *optional*, defaults to `"embedded-smollm2"`):
             The causal LM of those statistics: the embedded Reasoner's backbone,
             ``"embedded-qwen2.5-0.5b"`` (the embedded verifier LM, a larger model that knows
-            what the Reasoner gets wrong: `drr_agent.scorers.verifier_model`), or a local
+            what the Reasoner gets wrong: `drr_agent.models.registry`), or a local
             Hugging Face folder.
         likelihood_context (`str`, *optional*, defaults to `"reasoner"`):
             What each step is read after (`~drr_agent.scorers.likelihood.LikelihoodContext`):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from drr_agent.errors import DRRError
 from drr_agent.offline.records import StepExample
 from drr_agent.offline.training.config import LABELS, TrainConfig
-from drr_agent.tasks.splits import question_key
+from drr_agent.tasks.questions import question_key
 
 __all__ = [
     "TrainingDataError",

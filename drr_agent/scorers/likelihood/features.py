@@ -1,0 +1,123 @@
+"""The feature registry: what a likelihood head can read, by name and column.
+
+A head's input row (`head_inputs`, columns `HEAD_INPUTS`) is the verifier's statistics of a
+step (`LIKELIHOOD_FEATURES`, computed by `ReasonerLikelihood.features`), the classifier's logit
+(`CLASSIFIER_FEATURE`) and the verifier's reading of the Reasoner's forced answer after the
+step (`LOOKAHEAD_FEATURES`). A head reads the columns it names (`head_columns`), so new inputs
+go at the end and a stored head keeps reading the same ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = [
+    "CLASSIFIER_FEATURE",
+    "HEAD_INPUTS",
+    "IN_CONTEXT_FEATURES",
+    "LIKELIHOOD_FEATURES",
+    "LOOKAHEAD_FEATURES",
+    "head_columns",
+    "head_inputs",
+    "reads_claims",
+    "reads_lookahead",
+]
+
+LIKELIHOOD_FEATURES = (
+    "mean_logprob",
+    "min_logprob",
+    "digit_mean_logprob",
+    "digit_min_logprob",
+    "min_gap",
+    "digit_min_gap",
+    "log_tokens",
+    "has_digits",
+    "claim_logprob",
+    "claim_min_gap",
+    "claim_prob",
+    "is_answer",
+    "answer_claim_prob",
+)
+"""What `ReasonerLikelihood.features` returns per step, in order. ``*_gap`` is a token's
+log-prob minus the best token's at that position (0 when the step is the model's greedy
+choice); ``digit_*`` restrict to tokens that contain a digit; ``log_tokens`` is
+``log(1 + tokens)``; ``has_digits`` is 1 when the step has a digit token. ``claim_*`` read
+the step's *last number* — the result it claims, "7" in "4 + 3 = 7." or "The answer is 7" —
+after the question and the step's own words alone (not the accepted steps):
+``claim_logprob`` is the sum of its tokens' log-probs (the number's log-prob), ``claim_min_gap``
+their smallest gap, ``claim_prob`` the number's probability, ``exp(claim_logprob)``. They
+exist because the other statistics are diluted by the words and the echo of the question
+("4 + 3 ="), which any LM predicts well, and because in context a wrong answer that repeats a
+wrong accepted step looks likely; the claim against the question is where a verifier that
+knows the arithmetic disagrees with a wrong step. ``claim_prob`` exists because a head is
+linear in its inputs: the labels are close to linear in the probability (a right claim has
+one near 1, a wrong one near 0), not in the log-prob, where one very unlikely wrong number
+(−20) pulls the fit and the head's probabilities bunch up (badly calibrated). A step without
+digits takes the all-token values for ``digit_*`` (and ``mean_logprob`` / ``min_gap`` for
+``claim_*``) and 0 for ``has_digits``; an empty step has ``claim_prob`` 0: a missing value
+must not read as the most confident one (0 is the highest log-prob), or "Answer: incorrect"
+outscores "Answer: 3". ``is_answer`` is 1 when the step states a final answer
+(`ANSWER_FORMAT`) and ``answer_claim_prob`` is ``claim_prob`` on those steps, 0 on the rest:
+beside ``claim_prob`` they let a linear head map a claim's probability to a label apart for
+final answers and for steps, which need it — a right answer ends the question, a right step
+only leads to a right answer about half the time this Reasoner continues from it."""
+
+IN_CONTEXT_FEATURES = LIKELIHOOD_FEATURES[:8]
+"""The statistics of the step in its context (`LikelihoodContext`): every feature but the
+``claim_*`` readings and ``is_answer`` / ``answer_claim_prob``."""
+
+CLASSIFIER_FEATURE = "classifier_logit"
+"""The last input of the head: ``logit(classifier score)``."""
+
+LOOKAHEAD_FEATURES = ("lookahead_claim_prob", "lookahead_has_answer")
+"""What the Reasoner answers when asked to conclude right after the step
+(`drr_agent.scorers.lookahead`), read by the verifier: ``lookahead_claim_prob`` is the
+``claim_prob`` of "The answer is X" for the Reasoner's greedy answer X (0 when it gave
+none), ``lookahead_has_answer`` 1 when it gave one. The labels ask exactly that question
+four times at temperature 0.8; these estimate their answer with one greedy call."""
+
+HEAD_INPUTS = (*LIKELIHOOD_FEATURES, CLASSIFIER_FEATURE, *LOOKAHEAD_FEATURES)
+"""The columns of `head_inputs` rows; a `LikelihoodHead` reads the ones it names. New
+inputs go at the end, so the column of every input a stored head reads never moves."""
+
+_EPS = 1e-4
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, _EPS, 1.0 - _EPS)
+    return np.log(p / (1.0 - p))
+
+
+def head_inputs(
+    features: np.ndarray,
+    classifier_scores: Sequence[float] | None,
+    lookahead: np.ndarray | None = None,
+) -> np.ndarray:
+    """The head's input rows (`HEAD_INPUTS`): the likelihood features beside
+    ``logit(classifier score)`` and the `lookahead_features` (NaN for ``None``: a head that
+    does not read them)."""
+    if classifier_scores is None:
+        logits = np.full(len(features), np.nan)
+    else:
+        logits = _logit(np.asarray(classifier_scores, dtype=np.float64))
+    if lookahead is None:
+        lookahead = np.full((len(features), len(LOOKAHEAD_FEATURES)), np.nan)
+    return np.column_stack([features, logits, lookahead])
+
+
+def reads_lookahead(names: Sequence[str]) -> bool:
+    """Whether inputs ``names`` include `LOOKAHEAD_FEATURES` (the DM then asks the Reasoner)."""
+    return any(name in LOOKAHEAD_FEATURES for name in names)
+
+
+def reads_claims(names: Sequence[str]) -> bool:
+    """Whether statistics ``names`` include ``claim_*``: the second reading of each step
+    (`ReasonerLikelihood.features` ``claims``) is needed."""
+    return any(name.startswith("claim_") for name in names)
+
+
+def head_columns(x: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """The columns of `head_inputs` rows ``x`` named ``names``, in that order."""
+    return np.asarray(x, dtype=np.float64)[:, [HEAD_INPUTS.index(name) for name in names]]

@@ -1,0 +1,108 @@
+"""`LikelihoodScorer`: the DM the graph sees when its card carries a likelihood head —
+classifier score + likelihood statistics (+ the lookahead) → head."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import numpy as np
+
+from drr_agent.errors import DMLoadError
+from drr_agent.scorers.base import StepContext, StepScorer
+from drr_agent.scorers.coalesce import Coalescer
+from drr_agent.scorers.likelihood.extractor import ReasonerLikelihood, lookahead_features
+from drr_agent.scorers.likelihood.features import LOOKAHEAD_FEATURES, head_inputs
+from drr_agent.scorers.likelihood.head import LikelihoodHead
+from drr_agent.scorers.lookahead import AnswerLookahead
+
+__all__ = ["LikelihoodScorer"]
+
+
+class LikelihoodScorer(StepScorer):
+    """The classifier's score, the Reasoner-likelihood statistics and (when the head reads
+    them) the verifier's reading of the Reasoner's forced answer, combined by a
+    `LikelihoodHead` — the DM ``drr train --likelihood`` writes.
+
+    Args:
+        classifier: The trained sequence classifier (`HFScorer`, or `RemoteScorer` serving it).
+        head: The fitted head (from the DM card).
+        likelihood: The feature extractor; default: one for ``head.model``.
+        lookahead: The Reasoner's forced answers, for a head that reads `LOOKAHEAD_FEATURES`;
+            default: the one the card's `LookaheadSpec` names.
+
+    Raises:
+        DMLoadError: The head reads the lookahead and neither ``lookahead`` nor the card
+            says which Reasoner gives it.
+    """
+
+    def __init__(
+        self,
+        classifier: StepScorer,
+        head: LikelihoodHead,
+        likelihood: ReasonerLikelihood | None = None,
+        lookahead: AnswerLookahead | None = None,
+    ) -> None:
+        self.classifier = classifier
+        self.head = head
+        self.likelihood = likelihood or ReasonerLikelihood.of(head)
+        if lookahead is None and head.reads_lookahead:
+            if head.lookahead is None:
+                raise DMLoadError(
+                    f"the DM's head reads {list(LOOKAHEAD_FEATURES)} but its card names no "
+                    "lookahead Reasoner: pass lookahead=AnswerLookahead(<your Reasoner>)"
+                )
+            lookahead = head.lookahead.build()
+        self.lookahead = lookahead if head.reads_lookahead else None
+        self.name = classifier.name
+        # concurrent graphs share the LM's forward passes (`Coalescer`): its cost is per pass
+        self._coalesced = Coalescer(self._ascore_now)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return self.head.thresholds
+
+    @property
+    def trained_questions(self) -> frozenset[str] | None:
+        return self.classifier.trained_questions
+
+    @property
+    def fingerprint(self) -> str | None:
+        # the card (with the head) is hashed into the classifier's fingerprint already; the
+        # verifier's number format is chosen per machine, not in the card, and moves its
+        # features by rounding, so a run resumed in another format is refused. float32 adds
+        # nothing: fingerprints from before bfloat16 (all float32) still match.
+        base = self.classifier.fingerprint
+        if base is None or self.likelihood.dtype == "float32":
+            return base
+        return f"{base}-{self.likelihood.dtype}"
+
+    def inputs(self, items: Sequence[StepContext]) -> np.ndarray:
+        """The head's input rows (`head_inputs`) for ``items``: what it reads, NaN elsewhere."""
+        base = self.classifier.score(items) if self.head.reads_classifier else None
+        look = None
+        if self.lookahead is not None:
+            look = lookahead_features(self.likelihood, items, self.lookahead.answers(items))
+        return head_inputs(
+            self.likelihood.features(items, claims=self.head.reads_claims), base, look
+        )
+
+    def score(self, items: Sequence[StepContext]) -> list[float]:
+        return self.head.probabilities(self.inputs(items)).tolist()
+
+    async def ascore(self, items: Sequence[StepContext]) -> list[float]:
+        return await self._coalesced(items)
+
+    async def _ascore_now(self, items: Sequence[StepContext]) -> list[float]:
+        async def classifier() -> list[float] | None:
+            return await self.classifier.ascore(items) if self.head.reads_classifier else None
+
+        async def lookahead() -> np.ndarray | None:
+            if self.lookahead is None:
+                return None
+            answers = await self.lookahead.aanswers(items)
+            return await asyncio.to_thread(lookahead_features, self.likelihood, items, answers)
+
+        features = asyncio.to_thread(self.likelihood.features, items, claims=self.head.reads_claims)
+        x, base, look = await asyncio.gather(features, classifier(), lookahead())
+        return self.head.probabilities(head_inputs(x, base, look)).tolist()
