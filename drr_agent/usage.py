@@ -21,6 +21,10 @@ How the ledger fills:
   model, another purpose.
 - **In-process models** (a DM's classifier and verifier LM) call `record_usage` with what their
   forward read.
+- **Work shared by several units** (a coalesced DM forward over rows of many items,
+  `drr_agent.scorers.coalesce`) is metered apart (`shared_among`) and split among the units'
+  ledgers by their share of the rows: every unit is charged for the calls its rows were in,
+  and the tokens add up to exactly what ran.
 
 Parameters come from `parameters_of` (the embedded models are known; `register_parameters`
 adds others); a model whose size is unknown leaves the compute figure ``None`` rather than a
@@ -30,7 +34,7 @@ number that silently leaves it out.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -47,10 +51,12 @@ __all__ = [
     "ModelUsage",
     "UsageLedger",
     "booked_as",
+    "current_ledger",
     "metered",
     "parameters_of",
     "record_usage",
     "register_parameters",
+    "shared_among",
 ]
 
 _PARAMETERS: dict[str, int] = {}
@@ -190,6 +196,50 @@ def metered() -> Iterator[UsageLedger]:
     finally:
         _HANDLER.reset(handler_token)
         _LEDGER.reset(ledger_token)
+
+
+def current_ledger() -> UsageLedger | None:
+    """The ledger work done here is booked into (``None``: nothing is metering)."""
+    return _LEDGER.get()
+
+
+@contextmanager
+def shared_among(shares: Sequence[tuple[UsageLedger | None, int]]) -> Iterator[None]:
+    """Meter the work inside apart, then book it into each ``(ledger, rows)`` share: the
+    calls to every ledger whose rows were in them, the tokens split by rows (the remainder
+    to the first shares, so the totals are exact). ``None`` ledgers (no metering) get none.
+    Work that failed is booked too: it ran."""
+    batch = UsageLedger()
+    try:
+        with metered() as batch:
+            yield
+    finally:
+        _book_shares(batch, shares)
+
+
+def _book_shares(batch: UsageLedger, shares: Sequence[tuple[UsageLedger | None, int]]) -> None:
+    if not sum(rows for _, rows in shares):
+        return
+    for model, usage in batch.models.items():
+        fields = ("prompt_tokens", "completion_tokens", "cached_prompt_tokens")
+        split = {f: _split(getattr(usage, f), [rows for _, rows in shares]) for f in fields}
+        for index, (ledger, _) in enumerate(shares):
+            if ledger is not None:
+                ledger.add(
+                    model,
+                    calls=usage.calls,
+                    parameters=usage.parameters,
+                    **{f: split[f][index] for f in fields},
+                )
+
+
+def _split(amount: int, weights: Sequence[int]) -> list[int]:
+    """``amount`` in whole parts proportional to ``weights``, summing to ``amount``."""
+    total = sum(weights)
+    parts = [amount * w // total for w in weights]
+    for index in range(amount - sum(parts)):
+        parts[index % len(parts)] += 1
+    return parts
 
 
 def record_usage(

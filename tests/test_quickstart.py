@@ -102,6 +102,12 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tiny_quickstart)
     assert "1.000" in rows["stepwise"] and "1.000" in rows["oracle"]  # the table shows the values
     assert "Paired comparisons" in result.table
     assert [row["method"] for row in result.summary["methods"]] == list(TINY.methods)
+    # every model a drr item ran is booked: the Reasoner, the DM's classifier, its verifier
+    # LM and the lookahead's forced answers (the same Reasoner, asked for the DM)
+    drr_usage = [r["usage"] for r in records if r["method"] == "drr"]
+    booked = {name.rsplit(" (", 1)[-1] for usage in drr_usage for name in usage}
+    assert {"DM classifier)", "DM verifier)", "lookahead)"} <= booked, drr_usage[0]
+    assert "## Cost by model" in (out / "eval/summary.md").read_text()
 
     # a rerun resumes: nothing sampled, trained or evaluated twice
     dm_time = (out / "dm/model.safetensors").stat().st_mtime_ns

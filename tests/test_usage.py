@@ -92,3 +92,39 @@ async def test_ledgers_of_tasks_started_inside_stay_with_their_item():
 
     a, b = await asyncio.gather(item("a"), item("b"))
     assert set(a) == {"a"} and a["a"].calls == 3 and set(b) == {"b"}
+
+
+async def test_a_coalesced_batch_is_shared_among_its_callers_by_rows():
+    from drr_agent.scorers.coalesce import Coalescer
+
+    async def forward(rows: list[int]) -> list[int]:
+        await asyncio.sleep(0.01)
+        record_usage("dm", prompt_tokens=10 * len(rows), parameters=5)
+        return rows
+
+    coalesced = Coalescer(forward)
+
+    async def caller(rows: list[int]) -> dict:
+        with metered() as ledger:
+            await coalesced(rows)
+            return dict(ledger.models)
+
+    first, second, third = await asyncio.gather(caller([1]), caller([2, 3, 4]), caller([5]))
+    assert coalesced.calls == 1  # all three waited for the one forward: 5 rows, 50 tokens
+    assert [u["dm"].prompt_tokens for u in (first, second, third)] == [10, 30, 10]
+    assert [u["dm"].calls for u in (first, second, third)] == [1, 1, 1]
+
+
+@pytest.mark.embedded
+async def test_the_real_classifier_books_its_forward_passes(classifier_dir):
+    from drr_agent import StepContext
+    from drr_agent.scorers import HFScorer
+
+    dm = HFScorer(classifier_dir, num_threads=1)
+    steps = [StepContext("Calculate 8 - 1.", (), f"8 - 1 = {v}") for v in (7, 9)]
+    with metered() as ledger:
+        await dm.ascore(steps)
+        dm.score(steps)
+    usage = ledger.models[f"{dm.name} (DM classifier)"]
+    assert usage.calls == 2 and usage.prompt_tokens > 2 * len(steps) * 5
+    assert 22_000_000 < usage.parameters < 23_500_000 and ledger.compute > 0

@@ -10,6 +10,10 @@ cores with the 0.5B verifier LM: ~150 tokens/s batched by 8 against ~50 one row 
 once, alone (a single graph pays no latency); calls that arrive while a forward runs wait
 together and go as one batch in the next. `RemoteScorer` does the same over HTTP with a short
 timer instead, since there the server, not this process, is busy.
+
+A batch's cost is shared: its model calls and tokens are booked into the callers' usage
+ledgers by their share of the rows (`drr_agent.usage.shared_among`), so an evaluated item is
+charged for the DM work its own steps caused, not for its neighbours'.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from drr_agent.usage import UsageLedger, current_ledger, shared_among
 
 __all__ = ["Coalescer"]
 
@@ -30,6 +36,7 @@ R = TypeVar("R")
 class _Waiting(Generic[T, R]):
     items: list[T]
     future: asyncio.Future[list[R]]
+    ledger: UsageLedger | None  # the caller's, for its share of the batch (`shared_among`)
 
 
 @dataclass
@@ -60,7 +67,7 @@ class Coalescer(Generic[T, R]):
             return []
         loop = asyncio.get_running_loop()
         queue = self._loops.setdefault(loop, _LoopQueue())
-        waiting = _Waiting(list(items), loop.create_future())
+        waiting = _Waiting(list(items), loop.create_future(), current_ledger())
         queue.waiting.append(waiting)
         if queue.worker is None:
             queue.worker = loop.create_task(self._drain(queue))
@@ -76,7 +83,8 @@ class Coalescer(Generic[T, R]):
                     continue
                 self.calls += 1
                 try:
-                    results = await self._fn([item for w in batch for item in w.items])
+                    with shared_among([(w.ledger, len(w.items)) for w in batch]):
+                        results = await self._fn([item for w in batch for item in w.items])
                     if len(results) != sum(len(w.items) for w in batch):
                         raise RuntimeError(
                             f"a coalesced scorer returned {len(results)} results for "

@@ -32,6 +32,7 @@ from drr_agent.errors import DMLoadError
 from drr_agent.scorers.base import STEP_JOINER, StepContext, StepScorer, dm_text_pair
 from drr_agent.scorers.card import DM_METADATA_FILE, DMCard
 from drr_agent.scorers.coalesce import Coalescer
+from drr_agent.usage import record_usage
 
 _POSITIVE_LABEL_NAMES = ("good", "correct", "positive", "accept", "yes", "label_1")
 
@@ -280,6 +281,11 @@ class HFScorer(StepScorer):
         return self.card.trained_questions
 
     @functools.cached_property
+    def parameters(self) -> int:
+        """The classifier's size (for the usage ledger, `drr_agent.usage`)."""
+        return sum(p.numel() for p in self.model.parameters())
+
+    @functools.cached_property
     def fingerprint(self) -> str:  # type: ignore[override]
         return dm_fingerprint(self.path)
 
@@ -303,6 +309,11 @@ class HFScorer(StepScorer):
                     return_tensors="pt",
                 )
                 logits = self.model(**encoded).logits
+                record_usage(
+                    f"{self.name} (DM classifier)",
+                    prompt_tokens=int(encoded["attention_mask"].sum()),
+                    parameters=self.parameters,
+                )
                 if logits.shape[-1] == 1:
                     probs = torch.sigmoid(logits[:, 0])
                 else:

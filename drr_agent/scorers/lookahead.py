@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from drr_agent.prompts import DEFAULT_INSTRUCTION
 from drr_agent.reasoners.base import Reasoner
 from drr_agent.scorers.base import StepContext
+from drr_agent.usage import booked_as
 
 __all__ = ["LOOKAHEAD_MAX_TOKENS", "AnswerLookahead", "LookaheadSpec", "lookahead_answer"]
 
@@ -163,7 +165,9 @@ class AnswerLookahead:
                     self.reasoner, key[0], key[1], max_tokens=self.max_tokens
                 )
 
-        asked = dict(zip(todo, await asyncio.gather(*(one(k) for k in todo)), strict=True))
+        with booked_as("lookahead"):  # the Reasoner's model, asked for the DM: kept apart
+            answers = await asyncio.gather(*(one(k) for k in todo))
+        asked = dict(zip(todo, answers, strict=True))
         for key, answer in asked.items():
             self._store(key, answer)
         return [asked.get(k, self._answers.get(k)) for k in map(self.key, items)]
@@ -175,5 +179,5 @@ class AnswerLookahead:
             asyncio.get_running_loop()
         except RuntimeError:
             return asyncio.run(self.aanswers(items))
-        with ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, self.aanswers(items)).result()
+        with ThreadPoolExecutor(1) as pool:  # in this context: the usage ledger follows
+            return pool.submit(copy_context().run, asyncio.run, self.aanswers(items)).result()

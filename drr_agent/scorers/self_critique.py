@@ -30,6 +30,7 @@ from langchain_core.messages import BaseMessage, HumanMessage
 
 from drr_agent.scorers.base import StepContext, StepScorer
 from drr_agent.tasks.checking import normalize_answer
+from drr_agent.usage import booked_as
 
 if TYPE_CHECKING:
     from drr_agent.reasoners.base import Reasoner
@@ -186,12 +187,14 @@ class SelfCritiqueScorer(StepScorer):
                 reply = await self.model.ainvoke(critique_messages(item), **self._kwargs)
             return self._score_reply(reply)
 
-        return list(await asyncio.gather(*(one(item) for item in items)))
+        with booked_as("critic"):  # the Reasoner's model judging: kept apart in the ledger
+            return list(await asyncio.gather(*(one(item) for item in items)))
 
     def score(self, items: Sequence[StepContext]) -> list[float]:
-        replies = self.model.batch(
-            [critique_messages(item) for item in items],
-            config={"max_concurrency": self.max_concurrency},
-            **self._kwargs,
-        )
+        with booked_as("critic"):
+            replies = self.model.batch(
+                [critique_messages(item) for item in items],
+                config={"max_concurrency": self.max_concurrency},
+                **self._kwargs,
+            )
         return [self._score_reply(reply) for reply in replies]

@@ -32,6 +32,7 @@ from drr_agent.scorers.likelihood.reading import (
     embedded_likelihood_folder,
 )
 from drr_agent.steps import StepFormat
+from drr_agent.usage import record_usage
 
 if TYPE_CHECKING:
     from drr_agent.scorers.likelihood.head import LikelihoodHead
@@ -158,6 +159,7 @@ class ReasonerLikelihood:
             raise DMLoadError(f"cannot load the likelihood model from {folder}: {exc}") from exc
         if num_threads is not None:
             torch.set_num_threads(num_threads)
+        self.parameters = sum(p.numel() for p in self.lm.parameters())
         self.context = context
         self.prompt = prompt or StepPrompt(style="prefill")
         self.batch_size = batch_size
@@ -326,6 +328,11 @@ class ReasonerLikelihood:
 
         width = max(map(len, seqs))
         before = len(self._preamble_ids)
+        record_usage(  # the preamble's keys and values are computed once, not per row
+            f"{self.model_name} (DM verifier)",
+            prompt_tokens=sum(map(len, seqs)),
+            parameters=self.parameters,
+        )
         ids = torch.full((len(seqs), width), self._pad, dtype=torch.long)
         mask = torch.zeros((len(seqs), before + width), dtype=torch.long)
         mask[:, :before] = 1
