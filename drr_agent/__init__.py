@@ -3,12 +3,14 @@
 Start with `build_graph(reasoner, load_dm(folder), config)`; see the README.
 """
 
-from drr_agent.config import DRRConfig
+from drr_agent.config import ContextCaps, DRRConfig
 from drr_agent.errors import (
+    ContextCapError,
     DMLoadError,
     DRRError,
     EmbeddedModelMissingError,
     InvalidQuestionError,
+    QuestionTooLongError,
     ReasonerError,
     ScorerError,
 )
@@ -51,6 +53,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DRR_TOOL_NAME",
+    "ContextCapError",
+    "ContextCaps",
     "Counters",
     "DMLoadError",
     "DRRConfig",
@@ -64,6 +68,7 @@ __all__ = [
     "HFScorer",
     "InvalidQuestionError",
     "Proposal",
+    "QuestionTooLongError",
     "Reasoner",
     "ReasonerError",
     "ReplayStep",

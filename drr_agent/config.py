@@ -3,16 +3,20 @@
 One `DRRConfig` drives `build_graph`, the CLI and (later) evaluations, so a run is fully
 described by one serialisable object. It is also the graph's LangGraph ``context_schema``:
 passing ``context=DRRConfig(...)`` to ``invoke`` overrides the configuration bound at build
-time for that run only, without rebuilding the graph.
+time for that run only, without rebuilding the graph. Where the caller of a run is not
+trusted (a LangGraph server's clients), `ContextCaps` bounds what a context may ask for.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from drr_agent.steps import StepFormat
+from drr_agent.errors import ContextCapError
+from drr_agent.steps import DEFAULT_ANSWER_PATTERNS, GuardedStepFormat, StepFormat
 
 
 class DRRConfig(BaseModel):
@@ -126,3 +130,115 @@ class DRRConfig(BaseModel):
         if answer is None:
             answer = stored.get("answer_threshold", accept)
         return float(accept), float(answer)
+
+
+_TRUSTED_PATTERNS = frozenset({DEFAULT_ANSWER_PATTERNS})
+
+
+class ContextCaps(BaseModel):
+    """What a run's context may ask for where the caller is not trusted: a LangGraph server's
+    clients choose the run's `DRRConfig` (its context), so a deployment bounds every budget,
+    retry count and timeout, and searches caller-supplied answer patterns within a time limit.
+
+    `drr_agent.deployment` reads each cap from ``DRR_<FIELD>_CAP`` (e.g.
+    ``DRR_MAX_REASONER_CALLS_CAP=100``; `from_env`) and `build_graph` (``caps=``) checks the
+    context of every run against them: a context over a cap is refused with a
+    `ContextCapError` naming the field, its value, the cap and the variable (a refusal, not a
+    silent clamp: the caller learns its run is not the one it asked for). The graph's own
+    configuration (``build_graph(config=...)``) is the deployer's and is not capped.
+
+    Answer patterns (``step_format.answer_patterns``) other than the defaults are at most
+    ``answer_patterns`` patterns of at most ``pattern_chars`` characters, compiled by the
+    `regex` package and each search limited to ``pattern_timeout_s`` seconds
+    (`drr_agent.steps.GuardedStepFormat`): ``(a+)+$`` on ``"aaaa…!"`` costs that, not hours.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_steps: int = Field(default=64, ge=1)
+    max_retries_per_point: int = Field(default=16, ge=1)
+    max_backtracks: int = Field(default=64, ge=0)
+    max_reasoner_calls: int = Field(default=256, ge=1)
+    candidates_per_step: int = Field(default=16, ge=1)
+    reasoner_timeout_s: float = Field(default=600.0, gt=0)
+    reasoner_retries: int = Field(default=5, ge=0)
+    scorer_timeout_s: float = Field(default=300.0, gt=0)
+    scorer_retries: int = Field(default=5, ge=0)
+    answer_patterns: int = Field(default=16, ge=1)
+    pattern_chars: int = Field(default=500, ge=1)
+    pattern_timeout_s: float = Field(default=0.05, gt=0)
+
+    @staticmethod
+    def variable(field: str) -> str:
+        """The environment variable of a cap: ``DRR_<FIELD>_CAP``."""
+        return f"DRR_{field.upper()}_CAP"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ContextCaps:
+        """The caps the environment sets (``DRR_<FIELD>_CAP``), the defaults elsewhere.
+
+        Raises:
+            ValueError: A variable is not a valid value for its cap (the message names it).
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, str] = {}
+        for field in cls.model_fields:
+            value = env.get(cls.variable(field), "").strip()
+            if value:
+                values[field] = value
+        try:
+            return cls(**values)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            wrong = ", ".join(
+                f"{cls.variable(str(e['loc'][0]))}={values.get(str(e['loc'][0]))!r}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ValueError(f"invalid context cap: {wrong}") from exc
+
+    def check(self, config: DRRConfig) -> DRRConfig:
+        """``config`` if it is within the caps (caller-supplied answer patterns guarded: see
+        the class), else `ContextCapError`."""
+        for field in _CAPPED:
+            value, cap = getattr(config, field), getattr(self, field)
+            if value > cap:
+                raise ContextCapError(
+                    f"context field {field}={value} exceeds this deployment's cap of {cap} "
+                    f"(set by {self.variable(field)}); ask for at most {cap}"
+                )
+        fmt = config.step_format
+        if fmt is None or isinstance(fmt, GuardedStepFormat):
+            return config
+        if fmt.answer_patterns in _TRUSTED_PATTERNS:
+            return config
+        patterns = fmt.answer_patterns
+        if len(patterns) > self.answer_patterns:
+            raise ContextCapError(
+                f"context field step_format.answer_patterns has {len(patterns)} patterns; this "
+                f"deployment allows {self.answer_patterns} ({self.variable('answer_patterns')})"
+            )
+        for i, pattern in enumerate(patterns):
+            if len(pattern) > self.pattern_chars:
+                raise ContextCapError(
+                    f"context field step_format.answer_patterns[{i}] is {len(pattern)} "
+                    f"characters; this deployment allows {self.pattern_chars} "
+                    f"({self.variable('pattern_chars')})"
+                )
+        try:
+            guarded = GuardedStepFormat.guarding(fmt, self.pattern_timeout_s)
+        except ValueError as exc:
+            raise ContextCapError(f"context field step_format: {exc}") from exc
+        return config.model_copy(update={"step_format": guarded})
+
+
+_CAPPED = (
+    "max_steps",
+    "max_retries_per_point",
+    "max_backtracks",
+    "max_reasoner_calls",
+    "candidates_per_step",
+    "reasoner_timeout_s",
+    "reasoner_retries",
+    "scorer_timeout_s",
+    "scorer_retries",
+)
+"""The `DRRConfig` fields a `ContextCaps` bounds (its fields of the same names)."""

@@ -28,9 +28,31 @@ context field — which models to load — comes from the environment (``langgra
 ``DRR_REASONER_STYLE``         ``prefill`` or ``chat`` prompting (default: ``prefill`` for the
                                embedded Reasoner, ``chat`` for a URL).
 ``DRR_REASONER_VLLM=1``        The URL is a vLLM server (enables prefill continuation).
+``DRR_REASONER_API_KEY``       The key sent to ``DRR_REASONER_URL`` (e.g. the one given to
+                               ``drr serve --api-key``). ``OPENAI_API_KEY`` is sent to
+                               api.openai.com only, never to another host: one rule
+                               (`reasoner_api_key`) for the CLI's ``--reasoner``, this
+                               variable and the agent app's ``DRR_AGENT_MODEL_URL`` (its
+                               key: ``DRR_AGENT_MODEL_API_KEY``).
+``DRR_<FIELD>_CAP``            Server-side caps on what a run's context may ask for
+                               (`drr_agent.config.ContextCaps`; a context beyond one fails
+                               the run with a `ContextCapError` naming it):
+                               ``DRR_MAX_STEPS_CAP`` (default 64),
+                               ``DRR_MAX_RETRIES_PER_POINT_CAP`` (16),
+                               ``DRR_MAX_BACKTRACKS_CAP`` (64),
+                               ``DRR_MAX_REASONER_CALLS_CAP`` (256),
+                               ``DRR_CANDIDATES_PER_STEP_CAP`` (16),
+                               ``DRR_REASONER_TIMEOUT_S_CAP`` (600),
+                               ``DRR_REASONER_RETRIES_CAP`` (5),
+                               ``DRR_SCORER_TIMEOUT_S_CAP`` (300),
+                               ``DRR_SCORER_RETRIES_CAP`` (5); a context's own answer
+                               patterns: ``DRR_ANSWER_PATTERNS_CAP`` (16 patterns),
+                               ``DRR_PATTERN_CHARS_CAP`` (500 characters each), each search
+                               limited to ``DRR_PATTERN_TIMEOUT_S_CAP`` (0.05 s).
 =============================  ==============================================================
 
-The API key for a hosted Reasoner is read from ``OPENAI_API_KEY``. Importing this module
+A LangGraph server's clients choose each run's context, so the caps bound what one run may
+cost; the graph's own configuration is the deployer's and is not capped. Importing this module
 loads no model; `graph_from_env` loads them on its first call for an environment and returns
 the same compiled graph afterwards (so the DRR graph and the agent app share one).
 """
@@ -38,12 +60,12 @@ the same compiled graph afterwards (so the DRR graph and the agent app share one
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from drr_agent.config import DRRConfig
+from drr_agent.config import ContextCaps, DRRConfig
 from drr_agent.graph import build_graph
 
 __all__ = ["GraphSettings", "GraphSetupError", "build_reasoner", "build_scorer", "graph_from_env"]
@@ -66,6 +88,7 @@ class GraphSettings:
     reasoner_model: str | None = None
     reasoner_style: str | None = None
     vllm: bool = False
+    caps: ContextCaps = field(default_factory=ContextCaps)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "GraphSettings":
@@ -75,6 +98,10 @@ class GraphSettings:
             value = env.get(name, "").strip()
             return value or None
 
+        try:
+            caps = ContextCaps.from_env(env)
+        except ValueError as exc:
+            raise GraphSetupError(str(exc)) from exc
         settings = cls(
             dm=text("DRR_DM"),
             dm_url=text("DRR_DM_URL"),
@@ -83,6 +110,7 @@ class GraphSettings:
             reasoner_model=text("DRR_REASONER_MODEL"),
             reasoner_style=text("DRR_REASONER_STYLE"),
             vllm=(text("DRR_REASONER_VLLM") or "").lower() in _TRUE,
+            caps=caps,
         )
         settings.check()
         return settings
@@ -164,8 +192,10 @@ def graph_from_env() -> CompiledStateGraph:
     """The compiled DRR graph (named ``drr``) for the current environment.
 
     The first call for an environment loads the models; later calls with the same settings
-    return the same graph. No checkpointer is attached: LangGraph's server brings its own
-    persistence (a graph used as a subgraph or inside a tool takes its caller's).
+    return the same graph. A run's context is bounded by the environment's caps
+    (``DRR_<FIELD>_CAP``, `drr_agent.config.ContextCaps`). No checkpointer is attached:
+    LangGraph's server brings its own persistence (a graph used as a subgraph or inside a
+    tool takes its caller's).
 
     Raises:
         GraphSetupError: The environment names no usable DM or Reasoner.
@@ -175,7 +205,11 @@ def graph_from_env() -> CompiledStateGraph:
         graph = _graphs.get(settings)
         if graph is None:
             graph = build_graph(
-                build_reasoner(settings), build_scorer(settings), DRRConfig(), name="drr"
+                build_reasoner(settings),
+                build_scorer(settings),
+                DRRConfig(),
+                name="drr",
+                caps=settings.caps,
             )
             _graphs[settings] = graph
     return graph

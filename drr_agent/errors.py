@@ -17,6 +17,22 @@ class ReasonerError(DRRError):
     """The Reasoner failed (error, timeout) after all retries."""
 
 
+class QuestionTooLongError(ReasonerError):
+    """The prompt does not fit the Reasoner's context window: counted before sending
+    (`drr_agent.reasoners.limits`) or refused by the server as too long. Permanent: it is not
+    retried. ``limit``: the context size in tokens, when known; ``tokens``: the prompt's."""
+
+    def __init__(self, message: str, *, limit: int | None = None, tokens: int | None = None):
+        super().__init__(message)
+        self.limit = limit
+        self.tokens = tokens
+
+
+class ContextCapError(DRRError, ValueError):
+    """A run's context (`DRRConfig`) asks for more than the deployment allows
+    (`drr_agent.config.ContextCaps`); the message names the field, the value and the cap."""
+
+
 class ScorerError(DRRError):
     """The Discriminative Model failed (error, timeout) after all retries."""
 

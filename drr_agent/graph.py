@@ -27,10 +27,11 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import get_runtime
 from langgraph.types import Checkpointer, Command
 
-from drr_agent.config import DRRConfig
-from drr_agent.errors import InvalidQuestionError, ReasonerError, ScorerError
+from drr_agent.config import ContextCaps, DRRConfig
+from drr_agent.errors import InvalidQuestionError, QuestionTooLongError, ReasonerError, ScorerError
 from drr_agent.policy import decide, last_step_allowed, rank_score, rejected_texts
 from drr_agent.reasoners.base import Proposal, Reasoner
+from drr_agent.reasoners.limits import aretry_reasoner, retry_reasoner
 from drr_agent.retry import aretry, retry
 from drr_agent.scorers.base import StepContext, StepScorer
 from drr_agent.state import (
@@ -79,17 +80,35 @@ class _DRRNodes:
     """The three nodes, bound to one Reasoner, one scorer and a default config.
 
     The run's context (``invoke(..., context=DRRConfig(...))``, read with LangGraph's
-    ``get_runtime``) overrides the default for one run.
+    ``get_runtime``) overrides the default for one run, within ``caps`` when they are given.
     """
 
-    def __init__(self, reasoner: Reasoner, scorer: StepScorer, config: DRRConfig) -> None:
+    def __init__(
+        self,
+        reasoner: Reasoner,
+        scorer: StepScorer,
+        config: DRRConfig,
+        caps: ContextCaps | None = None,
+    ) -> None:
         self.reasoner = reasoner
         self.scorer = scorer
         self.config = config
+        self.caps = caps
+        self._capped: dict[DRRConfig, DRRConfig] = {}  # contexts seen, as checked
 
     def _config(self) -> DRRConfig:
         context = get_runtime(DRRConfig).context
-        return context if isinstance(context, DRRConfig) else self.config
+        if not isinstance(context, DRRConfig):
+            return self.config
+        if self.caps is None:
+            return context
+        checked = self._capped.get(context)
+        if checked is None:  # every node reads it: check (and compile patterns) once
+            checked = self.caps.check(context)
+            if len(self._capped) >= 256:
+                self._capped.clear()
+            self._capped[context] = checked
+        return checked
 
     def _step_format(self, config: DRRConfig) -> StepFormat:
         return config.step_format or self.reasoner.step_format
@@ -182,38 +201,43 @@ class _DRRNodes:
             },
         )
 
+    def _reasoner_failed(
+        self, exc: ReasonerError, state: DRRState, config: DRRConfig
+    ) -> Command[Any]:
+        """A prompt longer than the Reasoner's context stops as ``question_too_long`` (it was
+        not retried: `drr_agent.reasoners.limits`); any other failure as ``reasoner_error``."""
+        if config.on_reasoner_error == "raise":
+            raise exc
+        if isinstance(exc, QuestionTooLongError):
+            return self._failed("question_too_long", exc, state)
+        return self._failed("reasoner_error", exc, state)
+
     def reason(self, state: DRRState) -> Command[Any]:
         config = self._config()
         question, steps, rejected, kwargs = self._reason_request(state, config)
         try:
-            proposals = retry(
+            proposals = retry_reasoner(
                 lambda: self.reasoner.propose(question, steps, rejected, **kwargs),
                 what=f"Reasoner {self.reasoner.name!r}",
                 retries=config.reasoner_retries,
                 timeout_s=config.reasoner_timeout_s,
-                error_cls=ReasonerError,
             )
         except ReasonerError as exc:
-            if config.on_reasoner_error == "raise":
-                raise
-            return self._failed("reasoner_error", exc, state)
+            return self._reasoner_failed(exc, state, config)
         return self._reason_update(state, config, proposals)
 
     async def areason(self, state: DRRState) -> Command[Any]:
         config = self._config()
         question, steps, rejected, kwargs = self._reason_request(state, config)
         try:
-            proposals = await aretry(
+            proposals = await aretry_reasoner(
                 lambda: self.reasoner.apropose(question, steps, rejected, **kwargs),
                 what=f"Reasoner {self.reasoner.name!r}",
                 retries=config.reasoner_retries,
                 timeout_s=config.reasoner_timeout_s,
-                error_cls=ReasonerError,
             )
         except ReasonerError as exc:
-            if config.on_reasoner_error == "raise":
-                raise
-            return self._failed("reasoner_error", exc, state)
+            return self._reasoner_failed(exc, state, config)
         return self._reason_update(state, config, proposals)
 
     # -- score ----------------------------------------------------------------------------
@@ -328,6 +352,7 @@ def build_graph(
     *,
     checkpointer: Checkpointer = None,
     name: str = "drr",
+    caps: ContextCaps | None = None,
 ) -> CompiledStateGraph[DRRState, DRRConfig, DRRInput, DRRState]:
     """Compile the DRR graph.
 
@@ -340,6 +365,10 @@ def build_graph(
             runs then need ``config={"configurable": {"thread_id": ...}}``. When the graph is a
             subgraph, leave it ``None``: the parent's checkpointer is used.
         name: Graph name (shown in traces and as a subgraph).
+        caps: Bounds on what a run's context may ask for (`ContextCaps`), for a graph whose
+            callers are not trusted (a LangGraph server's clients; `drr_agent.deployment`
+            sets them): a context beyond them fails the run with a `ContextCapError`, and
+            its own answer patterns are searched within a time limit. ``None``: no bounds.
 
     Returns:
         A compiled graph: input ``{"question": str}``; output the full `DRRState`, with
@@ -353,7 +382,7 @@ def build_graph(
         )
     if not isinstance(scorer, StepScorer):
         raise TypeError(f"scorer must be a StepScorer, got {type(scorer).__name__}")
-    nodes = _DRRNodes(reasoner, scorer, config or DRRConfig())
+    nodes = _DRRNodes(reasoner, scorer, config or DRRConfig(), caps)
     builder = StateGraph(DRRState, context_schema=DRRConfig, input_schema=DRRInput)
     builder.add_node(
         "reason", _node(nodes.reason, nodes.areason, "reason"), destinations=("score", END)

@@ -40,9 +40,12 @@ StopReason = Literal[
     "exhausted",
     "reasoner_error",
     "scorer_error",
+    "question_too_long",
 ]
 """Why a run ended: a trusted answer, a spent budget (``exhausted``: every alternative at the
-question was rejected), or a failed dependency. ``stop_detail`` says it in words."""
+question was rejected), a failed dependency, or a prompt longer than the Reasoner's context
+(``question_too_long``: counted before sending, or refused by the server; never retried).
+``stop_detail`` says it in words, with the limit."""
 
 
 @with_config(ConfigDict(extra="forbid"))

@@ -23,10 +23,14 @@ for answers (the checker would read the last number of the expression, 7).
 
 from __future__ import annotations
 
+import logging
 import re
 from functools import cached_property
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_ANSWER_PATTERNS = (
     # \boxed{X} first: maths models write "The answer is $\boxed{42}$" and mean 42
@@ -170,7 +174,7 @@ class StepFormat(BaseModel):
     def extract_answer(self, step: str) -> str | None:
         """The final answer a step carries, or ``None`` if it carries none."""
         for pattern in self._compiled:
-            match = pattern.search(step)
+            match = self._search(pattern, step)
             if match is None:
                 continue
             groups = match.groupdict()
@@ -180,11 +184,59 @@ class StepFormat(BaseModel):
                 return answer
         return None
 
+    def _search(self, pattern: Any, step: str) -> Any:
+        return pattern.search(step)
+
     def segmented_as(self, other: StepFormat) -> StepFormat:
         """These answer rules with ``other``'s segmentation (separator, numbering, joins):
         a task's answer format, cut the way a Reasoner writes."""
         fields = ("separator", "strip_numbering", "join_fragments", "min_step_chars")
         return self.model_copy(update={f: getattr(other, f) for f in fields})
+
+
+class GuardedStepFormat(StepFormat):
+    """A `StepFormat` whose answer patterns came from an untrusted caller (a LangGraph server's
+    client, through the run's context; `drr_agent.config.ContextCaps`).
+
+    A regular expression can take exponential time on a crafted text (``(a+)+$`` on
+    ``"aaaa…!"``), and the patterns run on the server's event loop. Here they are compiled by
+    the `regex` package and every search is limited to ``timeout_s`` seconds; a search that
+    runs out counts as no match (logged), so a hostile pattern costs at most that per step.
+    """
+
+    _timeout_s: float = PrivateAttr(default=0.05)
+
+    @classmethod
+    def guarding(cls, fmt: StepFormat, timeout_s: float) -> GuardedStepFormat:
+        """``fmt``'s rules, its patterns searched within ``timeout_s`` seconds each."""
+        guarded = cls(**{name: getattr(fmt, name) for name in StepFormat.model_fields})
+        guarded._timeout_s = timeout_s
+        guarded._compiled  # noqa: B018 - compile now: a pattern `regex` refuses fails here
+        return guarded
+
+    @cached_property
+    def _compiled(self) -> tuple[Any, ...]:
+        import regex
+
+        compiled = []
+        for i, pattern in enumerate(self.answer_patterns):
+            try:
+                compiled.append(regex.compile(pattern, regex.MULTILINE | regex.VERSION0))
+            except regex.error as exc:
+                raise ValueError(f"answer_patterns[{i}] is not a valid regex: {exc}") from exc
+        return tuple(compiled)
+
+    def _search(self, pattern: Any, step: str) -> Any:
+        try:
+            return pattern.search(step, timeout=self._timeout_s)
+        except TimeoutError:
+            _log.warning(
+                "answer pattern %r ran past %.3g s on a %d-character step: taken as no match",
+                pattern.pattern,
+                self._timeout_s,
+                len(step),
+            )
+            return None
 
 
 def _open_block(text: str) -> bool:

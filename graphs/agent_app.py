@@ -9,7 +9,9 @@ Two ways to decide when to call DRR — be clear about which one runs:
 
 - **A tool-calling chat model** (``build_agent_app(chat_model=...)``, or the environment
   variables ``DRR_AGENT_MODEL_URL`` + ``DRR_AGENT_MODEL`` for an OpenAI-compatible server with
-  tool calling, e.g. vLLM started with ``--enable-auto-tool-choice --tool-call-parser ...``):
+  tool calling, e.g. vLLM started with ``--enable-auto-tool-choice --tool-call-parser ...``;
+  its key from ``DRR_AGENT_MODEL_API_KEY``, and ``OPENAI_API_KEY`` is sent to api.openai.com
+  only — the rule the Reasoner's key follows):
   LangChain's agent, ``langchain.agents.create_agent`` (the loop ``model → tools → model``);
   the model chooses when to call ``drr_reason`` and words the final reply.
 - **The embedded default** (no model configured): the embedded SmolLM2-135M cannot call tools
@@ -53,6 +55,10 @@ _AGENT_SYSTEM_PROMPT = (
     "{tool} tool with a self-contained sub-question and base your reply on its "
     "answer. If the tool finds no trusted answer, say so instead of guessing."
 )
+
+AGENT_MODEL_API_KEY_ENV = "DRR_AGENT_MODEL_API_KEY"
+"""The key sent to ``DRR_AGENT_MODEL_URL`` (``$OPENAI_API_KEY`` only when that is
+api.openai.com: `drr_agent.reasoners.openai_compatible.reasoner_api_key`)."""
 
 _CHAT_SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly."
 
@@ -158,10 +164,14 @@ def _chat_model_from_env() -> BaseChatModel | None:
         raise RuntimeError(f"DRR_AGENT_MODEL_URL is set ({url}) but DRR_AGENT_MODEL is not")
     from langchain_openai import ChatOpenAI
 
+    from drr_agent.reasoners.openai_compatible import reasoner_api_key
+
+    # the Reasoner's rule: this endpoint's own key, $OPENAI_API_KEY for api.openai.com only
+    key = reasoner_api_key(url, env=AGENT_MODEL_API_KEY_ENV)
     return ChatOpenAI(
         base_url=url,
         model=model,
-        api_key=os.environ.get("OPENAI_API_KEY") or "not-needed",  # type: ignore[arg-type]
+        api_key=key or "not-needed",  # type: ignore[arg-type]
         temperature=0,
     )
 

@@ -7,8 +7,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from drr_agent.config import DRRConfig
 from drr_agent.reasoners.base import Reasoner
@@ -17,7 +19,23 @@ from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE
 if TYPE_CHECKING:
     from drr_agent.tasks.spec import TaskSpec
 
+
+class _Commands(TyperGroup):
+    """The ``drr`` group: an error about a file or folder that no command caught (a path that
+    cannot be read or written) is one line naming the path, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            if exc.filename is None:  # a socket, a process: not about a path the user gave
+                raise
+            where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+            raise fail(f"{where}: {exc.strerror or exc}") from exc
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="drr",
     help="DRR: a trained Discriminative Model steers a Reasoner LLM step by step.",
     no_args_is_help=True,
@@ -131,8 +149,69 @@ def make_reasoner(
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print an error and return the exit to raise."""
-    err_console.print(f"[red]error:[/red] {message}")
+    from rich.markup import escape
+
+    err_console.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(code)
+
+
+USAGE = 2
+"""Exit code of a usage error (an option's value, a path of the wrong kind), as Click's own."""
+
+
+def _file_above(path: Path) -> Path | None:
+    """The first ancestor of ``path`` that exists and is not a folder (``None``: none)."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def input_file(path: Path, option: str, *, must_exist: bool = True) -> Path:
+    """``path`` as an input file: a folder there, or no file (``must_exist``), is a usage
+    error naming the option."""
+    if path.is_dir():
+        raise fail(f"{option} {path}: is a folder; give a file", USAGE)
+    if must_exist and not path.exists():
+        raise fail(f"{option} {path}: no such file", USAGE)
+    return path
+
+
+def invalid_option(exc: ValueError) -> str:
+    """A refused option value in one line: a pydantic error names its fields as options
+    (``max_steps`` as ``--max-steps``), without pydantic's links and input dumps."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return f"invalid option: {exc}"
+    parts = []
+    for err in exc.errors():
+        message = str(err["msg"]).removeprefix("Value error, ")
+        fields = [str(p) for p in err["loc"] if isinstance(p, str)]
+        option = f"--{fields[0].replace('_', '-')}: " if fields else ""
+        parts.append(option + message)
+    return "invalid option: " + "; ".join(parts)
+
+
+def output_file(path: Path, option: str = "--out") -> Path:
+    """``path`` as a file to write: refuse a folder there, or a file where a folder above
+    it belongs, before anything runs."""
+    if path.is_dir():
+        raise fail(f"{option} {path}: is a folder; give the path of a file", USAGE)
+    above = _file_above(path)
+    if above is not None:
+        raise fail(f"{option} {path}: {above} is a file, not a folder", USAGE)
+    return path
+
+
+def output_folder(path: Path, option: str = "--out") -> Path:
+    """``path`` as a folder to write into: refuse a file there or above it."""
+    if path.exists() and not path.is_dir():
+        raise fail(f"{option} {path}: is a file; give a folder", USAGE)
+    above = _file_above(path)
+    if above is not None:
+        raise fail(f"{option} {path}: {above} is a file, not a folder", USAGE)
+    return path
 
 
 _NO_DM_MESSAGE = (
@@ -261,6 +340,32 @@ def task_spec(
         params=parse_params(param),
         distinct=distinct,
     )
+
+
+def load_task_options(spec: TaskSpec):
+    """``spec.load()``; a value the task refuses (an unknown ``--param``, a bad ``--task``
+    name) is a usage error naming the option. Data errors keep their own message (the file
+    and line)."""
+    from drr_agent.errors import DRRError
+
+    try:
+        return spec.load()
+    except DRRError:
+        raise
+    except ValueError as exc:
+        option = "--param" if spec.params else "--task"
+        raise fail(f"{option}: {exc}", USAGE) from exc
+
+
+def split_options(task, test: float, split_seed: int, dev: float):
+    """`split_task` with the ``--test`` / ``--dev`` amounts; amounts the task cannot give
+    are a usage error naming the options."""
+    from drr_agent.tasks import split_task
+
+    try:
+        return split_task(task, split_amount(test), split_seed, dev=split_amount(dev))
+    except ValueError as exc:
+        raise fail(f"--test / --dev: {exc}", USAGE) from exc
 
 
 def split_amount(amount: float) -> int | float:

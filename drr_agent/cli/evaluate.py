@@ -45,10 +45,14 @@ from drr_agent.cli._common import (
     executor_option,
     fail,
     graph_config,
+    input_file,
+    invalid_option,
     is_embedded,
     load_scorer,
+    load_task_options,
     make_reasoner,
-    split_amount,
+    output_folder,
+    split_options,
     task_spec,
 )
 from drr_agent.cli.offline import SplitChoice
@@ -71,7 +75,6 @@ class Aggregate(StrEnum):
 
 def _items(task, limit, task_seed, path, param, distinct, test, dev, split_seed, split, traces):
     """``(task, items)`` from the task options or from a trace file's spec and split."""
-    from drr_agent.tasks import split_task
     from drr_agent.tasks.spec import TaskSpec
     from drr_agent.tasks.splits import TaskSplit
 
@@ -86,8 +89,8 @@ def _items(task, limit, task_seed, path, param, distinct, test, dev, split_seed,
     else:
         if task is None:
             raise typer.BadParameter("give --task NAME or --traces FILE", param_hint="--task")
-        loaded = task_spec(task, limit, task_seed, path, param, distinct).load()
-        the_split = split_task(loaded, split_amount(test), split_seed, dev=split_amount(dev))
+        loaded = load_task_options(task_spec(task, limit, task_seed, path, param, distinct))
+        the_split = split_options(loaded, test, split_seed, dev)
     if len(split.parts) > 1:
         return loaded, [i for p in split.parts for i in the_split.items(loaded, p)]
     part = the_split.subtask(loaded, split.parts[0])
@@ -102,7 +105,7 @@ def eval_command(
         Path | None,
         typer.Option(help="Trace file of drr traces: reuse its task spec and split."),
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="Items to load (task options).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Items to load (task options).")] = None,
     task_seed: Annotated[int, typer.Option(help="Generator seed (reasoning-gym tasks).")] = 0,
     path: Annotated[Path | None, typer.Option(help="Local data file for the task.")] = None,
     param: Annotated[list[str], typer.Option(help="Task parameter KEY=VALUE (repeatable).")] = [],  # noqa: B006
@@ -111,9 +114,13 @@ def eval_command(
     ] = False,
     test: Annotated[
         float,
-        typer.Option("--test", "--held-out", help="Test items: fraction (<1) or count (>=1)."),
+        typer.Option(
+            "--test", "--held-out", min=0.0, help="Test items: fraction (<1) or count (>=1)."
+        ),
     ] = 0.25,
-    dev: Annotated[float, typer.Option(help="Dev items: fraction (<1) or count (>=1).")] = 0.0,
+    dev: Annotated[
+        float, typer.Option(min=0.0, help="Dev items: fraction (<1) or count (>=1).")
+    ] = 0.0,
     split_seed: Annotated[int, typer.Option(help="Seed of the train/dev/test split.")] = 0,
     split: Annotated[
         SplitChoice,
@@ -215,6 +222,15 @@ def eval_command(
     from drr_agent.evaluation.runner import check_methods, run_eval
 
     wanted = [m.strip() for m in methods.split(",") if m.strip()]
+    output_folder(out)
+    if traces is not None:  # its task spec and split are read, beside it
+        input_file(traces, "--traces", must_exist=False)
+    if critic_labels is not None:
+        input_file(critic_labels, "--critic-labels")
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else []
+    except ValueError as exc:
+        raise fail(f"--seeds {seeds!r}: expected comma-separated integers", 2) from exc
     try:
         check_methods(wanted)  # names first: a typo fails before any model loads
         config = graph_config(
@@ -274,7 +290,6 @@ def eval_command(
                 SelfCritiqueScorer.of(the_reasoner), steps, seed=seed, progress=True
             )
             settings = settings.model_copy(update={"critic_thresholds": report.thresholds})
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else []
         per_seed = {}
         for one_seed in seed_list or [seed]:
             ctx = MethodContext(
@@ -302,7 +317,7 @@ def eval_command(
     except DRRError as exc:
         raise fail(str(exc)) from exc
     except ValueError as exc:  # unknown methods, pydantic validation of the options
-        raise fail(f"invalid option: {exc}", 2) from exc
+        raise fail(invalid_option(exc), 2) from exc
     table = summary.to_markdown()
     if seed_list:
         from drr_agent.evaluation.seeds import summarize_seeds, write_seeds

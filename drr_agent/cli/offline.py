@@ -30,8 +30,13 @@ from drr_agent.cli._common import (
     console,
     executor_option,
     fail,
+    input_file,
+    invalid_option,
+    load_task_options,
     make_reasoner,
-    split_amount,
+    output_file,
+    output_folder,
+    split_options,
     task_spec,
 )
 from drr_agent.errors import DRRError
@@ -88,7 +93,7 @@ def _summary_table(title: str, rows: dict[str, object]) -> Table:
 def traces(
     task: Annotated[str, typer.Option(help="Task name (see drr_agent.tasks.task_names()).")],
     out: Annotated[Path, typer.Option(help="Trace file (JSON Lines); resumed if it exists.")],
-    limit: Annotated[int | None, typer.Option(help="Items to load.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Items to load.")] = None,
     task_seed: Annotated[int, typer.Option(help="Generator seed (reasoning-gym tasks).")] = 0,
     path: Annotated[Path | None, typer.Option(help="Local data file for the task.")] = None,
     param: Annotated[list[str], typer.Option(help="Task parameter KEY=VALUE (repeatable).")] = [],  # noqa: B006
@@ -98,11 +103,15 @@ def traces(
     test: Annotated[
         float,
         typer.Option(
-            "--test", "--held-out", help="Test items, reported only: fraction (<1) or count (>=1)."
+            "--test",
+            "--held-out",
+            min=0.0,
+            help="Test items, reported only: fraction (<1) or count (>=1).",
         ),
     ] = 0.25,
     dev: Annotated[
-        float, typer.Option(help="Dev items, to choose settings on: fraction (<1) or count.")
+        float,
+        typer.Option(min=0.0, help="Dev items, to choose settings on: fraction (<1) or count."),
     ] = 0.0,
     split_seed: Annotated[int, typer.Option(help="Seed of the train/dev/test split.")] = 0,
     split: Annotated[
@@ -132,20 +141,20 @@ def traces(
 ) -> None:
     """Sample K reasoning traces per item, split into steps and checked, appended as they come."""
     from drr_agent.offline.traces import sample_traces
-    from drr_agent.tasks import split_task
     from drr_agent.tasks.spec import TaskSpec
     from drr_agent.tasks.splits import TaskSplit
 
+    output_file(out)
     try:
         spec = task_spec(task, limit, task_seed, path, param, distinct)
-        loaded = spec.load()
+        loaded = load_task_options(spec)
         spec_file, split_file = task_spec_path(out), split_path(out)
         if spec_file.exists() and TaskSpec.read(spec_file) != spec and not force:
             raise DRRError(
                 f"{spec_file} records another task spec ({TaskSpec.read(spec_file)}); use another "
                 "--out, or --force"
             )
-        the_split = split_task(loaded, split_amount(test), split_seed, dev=split_amount(dev))
+        the_split = split_options(loaded, test, split_seed, dev)
         if split_file.exists() and not force:
             recorded = TaskSplit.load(split_file)
             if recorded.fingerprint != the_split.fingerprint:
@@ -235,6 +244,8 @@ def labels(
     from drr_agent.offline.records import TraceRecord
     from drr_agent.tasks.spec import TaskSpec
 
+    input_file(traces_file, "--traces")
+    output_file(out)
     try:
         records = [r for r in RecordFile(traces_file, TraceRecord).read() if split.holds(r.split)]
         if not records:
@@ -307,6 +318,8 @@ def siblings(
     from drr_agent.tasks.spec import TaskSpec
     from drr_agent.tasks.splits import TaskSplit
 
+    input_file(traces_file, "--traces")
+    output_file(out)
     try:
         if "test" in split.parts:
             raise DRRError("sibling labels are training data: use --split train, dev or train+dev")
@@ -478,6 +491,9 @@ def train(
     from drr_agent.offline.train import TrainConfig, train_dm
     from drr_agent.scorers.lookahead import LookaheadSpec
 
+    for path in labels_files:
+        input_file(path, "--labels")
+    output_folder(out)
     try:
         examples = [e for path in labels_files for e in _read_examples(path)]
         config = TrainConfig(
@@ -517,8 +533,10 @@ def train(
         )
     except DRRError as exc:
         raise fail(str(exc)) from exc
+    except FileExistsError as exc:  # a DM already in --out (check_output_dir, before training)
+        raise fail(f"--out: {exc}", 2) from exc
     except ValueError as exc:
-        raise fail(f"invalid option: {exc}", 2) from exc
+        raise fail(invalid_option(exc), 2) from exc
     if Processes.from_env().is_main:  # under torchrun, one report, not one per process
         console.print(Markdown(result.to_markdown()))
 
@@ -539,6 +557,7 @@ def dm_eval(
     from drr_agent.offline.dm_eval import evaluate_dm
     from drr_agent.scorers import load_dm
 
+    input_file(labels_file, "--labels")
     try:
         examples = _read_examples(labels_file)
         examples = [e for e in examples if split.holds(e.split)]

@@ -21,6 +21,7 @@ from drr_agent.cli._common import (
     console,
     executor_option,
     fail,
+    output_folder,
 )
 from drr_agent.errors import DRRError
 
@@ -108,6 +109,7 @@ def quickstart(
         embedded_spec(reasoner)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--reasoner") from exc
+    output_folder(out)
     started = time.perf_counter()
     try:
         plan = PLANS[size.value]

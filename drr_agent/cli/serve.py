@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from drr_agent.cli._common import EMBEDDED, app, console, fail
+from drr_agent.cli._common import EMBEDDED, app, console, fail, output_folder
 from drr_agent.errors import DRRError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -89,6 +89,10 @@ def serve(
 
     if dm is None and reasoner is None:
         raise fail("nothing to serve: pass --dm PATH and/or --reasoner embedded|MODEL", 2)
+    output_folder(cache, "--cache")
+    if dm is not None and not dm.is_dir():
+        what = "is a file" if dm.exists() else "no such folder"
+        raise fail(f"--dm {dm}: {what}; give a DM folder (e.g. written by `drr train`)", 2)
     if host.strip("[]") not in LOOPBACK:  # "[::1]" is ::1
         if not api_key:
             raise fail(

@@ -42,6 +42,7 @@ from drr_agent.cli._common import (
     console,
     fail,
     graph_config,
+    invalid_option,
     is_embedded,
     load_scorer,
     make_reasoner,
@@ -236,7 +237,7 @@ def solve(
     except DRRError as exc:
         raise fail(str(exc)) from exc
     except ValueError as exc:  # pydantic validation of the options
-        raise fail(f"invalid option: {exc}", 2) from exc
+        raise fail(invalid_option(exc), 2) from exc
 
     if as_json:
         console.print_json(json.dumps(result.model_dump()))

@@ -24,10 +24,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableParallel
 
-from drr_agent.errors import ReasonerError
 from drr_agent.prompts import StepPrompt
 from drr_agent.reasoners.confidence import token_confidences
-from drr_agent.retry import aretry
+from drr_agent.reasoners.limits import acheck_prompt, aretry_reasoner, check_prompt
 from drr_agent.steps import StepFormat, numeric_refusal
 
 
@@ -228,13 +227,14 @@ class Reasoner:
         retries: int,
         timeout_s: float,
     ) -> BaseMessage:
-        """One model call with bounded retries and backoff; a `ReasonerError` when all fail."""
-        return await aretry(
+        """One model call with bounded retries and backoff; a `ReasonerError` when all fail
+        (`QuestionTooLongError`, unretried, when the prompt cannot fit: `limits`)."""
+        await acheck_prompt(self.model, messages, kwargs.get("max_tokens"))
+        return await aretry_reasoner(
             lambda: self.model.ainvoke(messages, **kwargs),
             what=f"Reasoner {self.name!r}",
             retries=retries,
             timeout_s=timeout_s,
-            error_cls=ReasonerError,
         )
 
     async def acontinue(
@@ -488,6 +488,7 @@ class Reasoner:
         messages = self.prompt.messages(question, steps, rejected, final=final)
         prefill = self.prompt.prefill_text(steps, final=final)
         kwargs = self._call_kwargs(call_index, n, prefill, greedy_first, logprobs)
+        await acheck_prompt(self.model, messages)  # too long: QuestionTooLongError, unsent
         if n == 1:  # the common case; abatch's fan-out costs more than the graph's own step
             outputs = [await self.model.ainvoke(messages, stop=[fmt.separator], **kwargs[0])]
         else:
@@ -519,6 +520,7 @@ class Reasoner:
         messages = self.prompt.messages(question, steps, rejected, final=final)
         prefill = self.prompt.prefill_text(steps, final=final)
         kwargs = self._call_kwargs(call_index, n, prefill, greedy_first, logprobs)
+        check_prompt(self.model, messages)
         if n == 1:
             outputs = [self.model.invoke(messages, stop=[fmt.separator], **kwargs[0])]
         else:

@@ -42,6 +42,7 @@ from drr_agent.models.registry import (
 )
 from drr_agent.prompts import INSTRUCT_PROMPT, StepPrompt
 from drr_agent.reasoners.base import Reasoner
+from drr_agent.reasoners.limits import register_context
 from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE
 from drr_agent.steps import BLOCK_STEPS, StepFormat
 
@@ -79,7 +80,9 @@ def start_llama_server(
     """Start (once per process) an in-process llama.cpp server for ``gguf``; return its URL.
 
     The server binds 127.0.0.1 on a free port and lives until the process exits. ``parallel``
-    slots decode concurrent requests together (continuous batching).
+    slots decode concurrent requests together (continuous batching), each holding
+    ``ctx_per_slot`` tokens: prompts to it are counted against that before they are sent
+    (`drr_agent.reasoners.limits`), so a question too long stops as such instead of failing.
     """
     import xllamacpp
 
@@ -100,6 +103,7 @@ def start_llama_server(
             params.port = 0
             server = xllamacpp.Server(params)
             _servers[key] = server
+            register_context(f"{server.listening_address}/v1", ctx_per_slot)
     return str(server.listening_address)
 
 

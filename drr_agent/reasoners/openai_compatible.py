@@ -38,14 +38,19 @@ REASONER_API_KEY_ENV = "DRR_REASONER_API_KEY"
 _OPENAI_HOST = "api.openai.com"
 
 
-def reasoner_api_key(base_url: str, api_key: str | None = None) -> str | None:
-    """The key to send to ``base_url``: the one given, else ``$DRR_REASONER_API_KEY``, else —
-    only for OpenAI's own API — ``$OPENAI_API_KEY``. A key meant for OpenAI is never sent to
-    another host (a local server, a third-party URL in a config file)."""
+def reasoner_api_key(
+    base_url: str, api_key: str | None = None, *, env: str = REASONER_API_KEY_ENV
+) -> str | None:
+    """The key to send to ``base_url``: the one given, else the endpoint's own variable
+    (``env``: ``$DRR_REASONER_API_KEY`` for the Reasoner), else — only for OpenAI's own API —
+    ``$OPENAI_API_KEY``. A key meant for OpenAI is never sent to another host (a local server,
+    a third-party URL in a config file). The one rule for every OpenAI-compatible endpoint
+    drr-agent calls: the CLI's ``--reasoner``, a deployment's ``DRR_REASONER_URL`` and the
+    agent app's ``DRR_AGENT_MODEL_URL`` (``env="DRR_AGENT_MODEL_API_KEY"``)."""
     if api_key:
         return api_key
-    if os.environ.get(REASONER_API_KEY_ENV):
-        return os.environ[REASONER_API_KEY_ENV]
+    if os.environ.get(env):
+        return os.environ[env]
     if (urlparse(base_url).hostname or "").lower() == _OPENAI_HOST:
         return os.environ.get("OPENAI_API_KEY")
     return None

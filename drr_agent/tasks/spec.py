@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from drr_agent.errors import describe_validation_error
 from drr_agent.tasks.base import Task
 from drr_agent.tasks.errors import TaskDataError
 
@@ -48,5 +49,8 @@ class TaskSpec(BaseModel):
             raise TaskDataError(f"{path}: no task spec (written by `drr traces` beside its output)")
         try:
             return cls.model_validate(json.loads(path.read_text()))
-        except (json.JSONDecodeError, ValidationError) as exc:
+        except json.JSONDecodeError as exc:
             raise TaskDataError(f"{path}: not a valid task spec: {exc}") from exc
+        except ValidationError as exc:  # one line, naming the fields
+            details = describe_validation_error(exc)
+            raise TaskDataError(f"{path}: not a valid task spec: {details}") from exc
