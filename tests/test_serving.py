@@ -11,6 +11,7 @@ import textwrap
 import pytest
 
 from drr_agent.serving import VLLMServer, VLLMServerError, find_vllm_python
+from drr_agent.serving.vllm import GUARD_PATH
 
 FAKE_SERVER = textwrap.dedent(
     """\
@@ -87,11 +88,15 @@ def test_the_api_key_goes_to_vllm_by_environment_not_argv(tmp_path, monkeypatch)
     )  # fmt: skip
     assert "s3cret" not in " ".join(server.command())  # argv is visible to every local user
     assert server.environment()["VLLM_API_KEY"] == "s3cret"
+    # and every route but /health is guarded, not only vLLM's /v1 (drr_key_guard)
+    assert "--middleware drr_key_guard.KeyGuard" in " ".join(server.command())
+    assert str(GUARD_PATH) in server.environment()["PYTHONPATH"].split(os.pathsep)
     keyless = VLLMServer(tmp_path / "m", "drr-dm", "pooling", python=sys.executable, device="cpu")
     assert "VLLM_API_KEY" not in keyless.environment()
+    assert "--middleware" not in keyless.command()
 
 
-def test_serve_beyond_loopback_needs_a_key_and_keeps_the_dm_local(tmp_path, monkeypatch):
+def test_serve_beyond_loopback_needs_a_key(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from drr_agent.cli import app
@@ -100,10 +105,6 @@ def test_serve_beyond_loopback_needs_a_key_and_keeps_the_dm_local(tmp_path, monk
     runner = CliRunner()
     result = runner.invoke(app, ["serve", "--reasoner", "embedded", "--host", "0.0.0.0"])
     assert result.exit_code == 2 and "pass --api-key" in result.output
-    result = runner.invoke(
-        app, ["serve", "--dm", str(tmp_path), "--host", "0.0.0.0", "--api-key", "k"]
-    )
-    assert result.exit_code == 2 and "open /score route" in result.output
 
 
 def test_a_server_that_ignores_sigterm_is_killed(fake_python, tmp_path, monkeypatch):
@@ -231,3 +232,29 @@ def test_serve_replicas_start_one_server_per_port_and_print_every_url(tmp_path, 
         app, ["serve", "--reasoner", str(model), "--dm", str(model), "--replicas", "2"]
     )
     assert overlap.exit_code == 2 and "overlap" in overlap.output
+
+
+def test_the_key_guard_closes_every_route_but_health(monkeypatch):
+    """vLLM's own key check guards /v1 only; `KeyGuard` (run inside vLLM by `drr serve
+    --api-key`) closes the rest: /invocations generates, /tokenize and /metrics leak."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from drr_agent.serving.guard.drr_key_guard import KeyGuard
+
+    paths = ["/health", "/invocations", "/tokenize", "/detokenize", "/metrics", "/score"]
+    routes = [Route(p, lambda r: PlainTextResponse("ok"), methods=["GET", "POST"]) for p in paths]
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="VLLM_API_KEY"):  # a guard without a key: refused
+        KeyGuard(Starlette(routes=routes))
+    monkeypatch.setenv("VLLM_API_KEY", "s3cret")
+    client = TestClient(KeyGuard(Starlette(routes=routes)))
+    assert client.get("/health").status_code == 200  # probes need no key
+    for path in paths[1:]:
+        assert client.post(path).status_code == 401, path
+        assert client.post(path, headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert client.post(path, headers={"Authorization": "Basic s3cret"}).status_code == 401
+        assert client.post(path, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.get("/metrics").headers["www-authenticate"] == "Bearer"

@@ -200,3 +200,34 @@ async def test_killing_the_dm_server_mid_run_abstains_without_hanging(
             assert r.abstained and "DM server" in r.stop_detail
     with pytest.raises(ScorerError, match="DM server"):
         await scorer.ascore(CONTEXTS[:1])
+
+
+async def test_a_keyed_server_guards_every_route_but_health(vllm_python, trained_dm, tmp_path):
+    """`drr serve --api-key`: vLLM's own check covers /v1 only; the guard it adds
+    (`drr_key_guard`) closes /score, /invocations, /tokenize, /detokenize and /metrics too."""
+    import httpx
+
+    from drr_agent.serving import VLLMServer, export_dm_for_vllm
+
+    folder = export_dm_for_vllm(trained_dm, tmp_path / "dm")
+    server = VLLMServer(
+        folder, "drr-dm", "pooling", python=vllm_python, device="cpu", api_key="s3cret"
+    )
+    with server, httpx.Client(base_url=server.url, timeout=60, trust_env=False) as http:
+        assert http.get("/health").status_code == 200  # probes need no key
+        routes = [
+            ("POST", "/score"), ("POST", "/invocations"), ("POST", "/tokenize"),
+            ("POST", "/detokenize"), ("GET", "/metrics"), ("GET", "/v1/models"),
+        ]  # fmt: skip
+        for method, path in routes:
+            assert http.request(method, path, json={}).status_code == 401, path
+        key = {"Authorization": "Bearer s3cret"}
+        assert http.get("/v1/models", headers=key).status_code == 200
+        assert http.get("/metrics", headers=key).status_code == 200
+        keyed = RemoteScorer(server.url, dm_path=trained_dm, api_key="s3cret")
+        assert len(await keyed.ascore(CONTEXTS[:2])) == 2  # the DM answers with the key
+        await keyed.aclose()
+        keyless = RemoteScorer(server.url, dm_path=trained_dm, api_key=None, retries=0)
+        with pytest.raises(ScorerError):
+            await keyless.ascore(CONTEXTS[:1])
+        await keyless.aclose()

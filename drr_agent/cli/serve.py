@@ -78,8 +78,9 @@ def serve(
         str | None,
         typer.Option(
             envvar="DRR_SERVE_API_KEY",
-            help="Key clients must send to the Reasoner's /v1 API (required beyond loopback); "
-            "clients read it from $DRR_REASONER_API_KEY.",
+            help="Key clients must send to every route but /health, the Reasoner's and the DM's "
+            "(required beyond loopback); clients read it from $DRR_REASONER_API_KEY and "
+            "$DRR_DM_API_KEY.",
         ),
     ] = None,
 ) -> None:
@@ -93,20 +94,12 @@ def serve(
     if dm is not None and not dm.is_dir():
         what = "is a file" if dm.exists() else "no such folder"
         raise fail(f"--dm {dm}: {what}; give a DM folder (e.g. written by `drr train`)", 2)
-    if host.strip("[]") not in LOOPBACK:  # "[::1]" is ::1
-        if not api_key:
-            raise fail(
-                f"--host {host} listens beyond this machine: pass --api-key (or set "
-                "DRR_SERVE_API_KEY) so only clients with the key reach the Reasoner",
-                2,
-            )
-        if dm is not None:
-            raise fail(
-                f"--host {host} with --dm: vLLM's key guards its /v1 routes only, and the DM "
-                "is scored on the open /score route. Serve the DM on loopback (beside the "
-                "graph) or put an authenticating proxy in front of it.",
-                2,
-            )
+    if host.strip("[]") not in LOOPBACK and not api_key:  # "[::1]" is ::1
+        raise fail(
+            f"--host {host} listens beyond this machine: pass --api-key (or set "
+            "DRR_SERVE_API_KEY) so only clients with the key reach the servers",
+            2,
+        )
     if dm is not None and reasoner is not None and abs(dm_port - reasoner_port) < replicas:
         raise fail(
             f"--replicas {replicas}: the DM's ports {dm_port}.. and the Reasoner's "
@@ -170,9 +163,12 @@ def serve(
         raise
     dm_url = ",".join(s.url for s in servers if s.served_name == DM_NAME)
     r_url = ",".join(f"{s.url}/v1" for s in servers if s.served_name == REASONER_NAME)
-    example = (["DRR_REASONER_API_KEY=<the key>"] if api_key and r_url else []) + [
-        "drr solve 'What is 7 + 4?'"
+    keys = [
+        f"{env}=<the key>"
+        for env, url in (("DRR_REASONER_API_KEY", r_url), ("DRR_DM_API_KEY", dm_url))
+        if api_key and url
     ]
+    example = [*keys, "drr solve 'What is 7 + 4?'"]
     if r_url:
         example.append(f"--reasoner {r_url} --model {REASONER_NAME} --vllm --style prefill")
     if dm_url:

@@ -34,6 +34,11 @@ from drr_agent.errors import DRRError
 Runner = Literal["generate", "pooling"]
 
 
+GUARD_PATH = Path(__file__).resolve().parent / "guard"
+"""Put on the vLLM process's ``PYTHONPATH`` when a key is set: ``drr_key_guard`` lives there
+(`drr_agent.serving.guard`), importable by vLLM's python, which lacks drr-agent."""
+
+
 class VLLMServerError(DRRError):
     """vLLM could not be found, or its server did not come up (the message says why)."""
 
@@ -114,9 +119,11 @@ class VLLMServer:
         max_model_len: Context length to allocate for (default: what the model's config says).
         kv_cache_gib: KV cache size on CPU (``VLLM_CPU_KVCACHE_SPACE``).
         extra_args: More ``vllm serve`` arguments.
-        api_key: Requests to the server's ``/v1`` routes must carry it as ``Authorization:
-            Bearer …`` (vLLM's ``--api-key``, passed as ``VLLM_API_KEY`` so it does not show
-            in the process list; vLLM leaves ``/health`` and ``/score`` open).
+        api_key: Requests to every route but ``/health`` must carry it as ``Authorization:
+            Bearer …``: vLLM's own check (``VLLM_API_KEY``, by environment so it does not
+            show in the process list) guards ``/v1`` only, so the server also runs
+            `GUARD_PATH`'s ``drr_key_guard.KeyGuard`` (``--middleware``) for the rest —
+            ``/score``, ``/invocations``, ``/tokenize``, ``/metrics``.
         offline: Local folders only (``HF_HUB_OFFLINE=1``, the default); ``False`` lets vLLM
             download a Hub id.
         log: File that receives the server's output (default: ``<model>/../<name>.vllm.log``).
@@ -177,6 +184,8 @@ class VLLMServer:
             cmd += ["--max-model-len", str(self.max_model_len)]
         if self.device == "cpu":
             cmd += ["--dtype", "float32", "--enforce-eager"]
+        if self.api_key:  # every route but /health, not only vLLM's /v1 (`drr_key_guard`)
+            cmd += ["--middleware", "drr_key_guard.KeyGuard"]
         return cmd + self.extra_args
 
     def environment(self) -> dict[str, str]:
@@ -189,6 +198,10 @@ class VLLMServer:
         env.setdefault("DO_NOT_TRACK", "1")
         if self.api_key:
             env["VLLM_API_KEY"] = self.api_key
+            # the guard is imported by vLLM's python by its bare name (`serving/guard`)
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(GUARD_PATH), env.get("PYTHONPATH", "")) if p
+            )
         if self.device == "cpu":
             env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.kv_cache_gib))
             env.setdefault("VLLM_TARGET_DEVICE", "cpu")
