@@ -118,6 +118,14 @@ def _too_long(failed: ReasonerError) -> QuestionTooLongError:
     )
 
 
+def _raise_too_long(exc: ReasonerError) -> None:
+    """Raise ``exc`` as the `QuestionTooLongError` it is, if it is one (else return)."""
+    if isinstance(exc.__cause__, QuestionTooLongError):
+        raise exc.__cause__ from None
+    if context_exceeded(exc):
+        raise _too_long(exc) from exc.__cause__
+
+
 async def aretry_reasoner(
     fn: Callable[[], Awaitable[T]], *, what: str, retries: int, timeout_s: float
 ) -> T:
@@ -133,10 +141,7 @@ async def aretry_reasoner(
             permanent=context_exceeded,
         )
     except ReasonerError as exc:
-        if isinstance(exc.__cause__, QuestionTooLongError):
-            raise exc.__cause__ from None
-        if context_exceeded(exc):
-            raise _too_long(exc) from exc.__cause__
+        _raise_too_long(exc)
         raise
 
 
@@ -152,10 +157,7 @@ def retry_reasoner(fn: Callable[[], T], *, what: str, retries: int, timeout_s: f
             permanent=context_exceeded,
         )
     except ReasonerError as exc:
-        if isinstance(exc.__cause__, QuestionTooLongError):
-            raise exc.__cause__ from None
-        if context_exceeded(exc):
-            raise _too_long(exc) from exc.__cause__
+        _raise_too_long(exc)
         raise
 
 
