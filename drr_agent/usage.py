@@ -159,6 +159,8 @@ class _LedgerHandler(BaseCallbackHandler):
             message = first.message
             usage = message.usage_metadata or {}
             model = str(message.response_metadata.get("model_name") or "unknown model")
+            if model.startswith("/"):  # llama.cpp names a model by its file's path
+                model = model.rsplit("/", 1)[-1]
             details = usage.get("input_token_details") or {}
             self.ledger.add(
                 f"{model} ({role})" if role else model,

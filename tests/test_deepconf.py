@@ -14,6 +14,7 @@ from drr_agent.evaluation import MethodContext, MethodSettings, run_eval
 from drr_agent.evaluation.methods import METHODS
 from drr_agent.offline.traces import sample_seed
 from drr_agent.reasoners.confidence import group_confidences, token_confidences, trace_confidence
+from drr_agent.usage import metered
 
 pytestmark = pytest.mark.usefixtures("no_backoff")
 
@@ -125,8 +126,14 @@ async def test_deepconf_on_the_embedded_reasoner_reads_the_same_samples_with_con
     task = load_task("basic_arithmetic", limit=4, seed=3)
     item = task.items[0]
     ctx = MethodContext(task, embedded, None, DRRConfig(), MethodSettings(k=3, max_tokens=48))
-    sc = await METHODS["self_consistency"](item, ctx)
+    with metered() as ledger:
+        sc = await METHODS["self_consistency"](item, ctx)
     out = await METHODS["deepconf"](item, ctx)
+    # the real server names its model, so the ledger knows its size: compute is counted
+    (name, usage), *_ = ledger.models.items()
+    assert usage.calls == 3 and usage.parameters == 134_515_008, name
+    assert usage.prompt_tokens + usage.completion_tokens == sc.tokens.total
+    assert ledger.compute == 2 * 134_515_008 * sc.tokens.total
     # llama.cpp returns the top log-probs: every trace has a confidence (a positive number)
     assert all(c is not None and c > 0 for c in out.details["confidences"])
     # and asking for them leaves the seeded samples as they were

@@ -45,6 +45,7 @@ from drr_agent.reasoners.base import Reasoner
 from drr_agent.reasoners.limits import register_context
 from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE
 from drr_agent.steps import BLOCK_STEPS, StepFormat
+from drr_agent.usage import register_parameters
 
 __all__ = [
     "DEFAULT_EMBEDDED",
@@ -132,7 +133,11 @@ def embedded_chat_model(
 ) -> ChatOpenAI:
     """A ``ChatOpenAI`` bound to an embedded model's server (started once per process)."""
     spec = embedded_spec(model)
-    url = start_llama_server(spec.gguf(), parallel=parallel)
+    gguf = spec.gguf()
+    url = start_llama_server(gguf, parallel=parallel)
+    # llama.cpp names the model by its GGUF's path in every reply (the ledger keeps the file
+    # name): its size, for the compute figure
+    register_parameters(gguf.name, spec.parameters)
     return ChatOpenAI(
         base_url=f"{url}/v1",
         api_key="not-needed",  # type: ignore[arg-type]
