@@ -98,7 +98,10 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tiny_quickstart)
     run = json.loads((out / "eval/run.json").read_text())
     assert run["settings"]["critic_thresholds"] == critic  # the baseline used them
     assert "| cot |" in result.table and "| drr |" in result.table
-    rows = {line.split("|")[1].strip(): line for line in result.table.splitlines() if "|" in line}
+    rows: dict[str, str] = {}  # the first table's row per method (the cost tables follow)
+    for line in result.table.splitlines():
+        if "|" in line:
+            rows.setdefault(line.split("|")[1].strip(), line)
     assert "1.000" in rows["stepwise"] and "1.000" in rows["oracle"]  # the table shows the values
     assert "Paired comparisons" in result.table
     assert [row["method"] for row in result.summary["methods"]] == list(TINY.methods)
