@@ -53,6 +53,7 @@ from drr_agent.evaluation.paired import (
 )
 from drr_agent.evaluation.records import EvalRecord
 from drr_agent.offline.jsonl import write_json
+from drr_agent.scorers.parts import format_parameters
 
 Z_95 = 1.959963984540054
 """The two-sided 95% normal quantile."""
@@ -192,7 +193,7 @@ class EvalSummary(BaseModel):
         ]
         for r in self.methods:
             for name, u in r.usage.items():
-                size = "?" if u.parameters is None else f"{u.parameters / 1e6:.1f} M"
+                size = format_parameters(u.parameters)
                 lines.append(
                     f"| {r.method} | {name} | {size} | {u.calls:.2f} "
                     f"| {u.prompt_tokens:.1f} ({u.cached_prompt_tokens:.1f}) "

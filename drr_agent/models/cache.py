@@ -9,15 +9,9 @@ place only when complete (`finish_build`), with a mark (``drr_export.json``) lis
 and its size: a folder is up to date (`up_to_date`) only when the mark's source matches and
 every file it lists is there at its size.
 
-A build follows one pattern (`drr_agent.models.gguf.export_gguf`,
-`drr_agent.serving.export_dm_for_vllm`)::
-
-    with build_lock(out):
-        if up_to_date(out, source):
-            return out
-        with staging_folder(out) as staging:
-            ...  # write the folder into staging
-            return finish_build(staging, out, source)
+`build_once` puts those together: a builder (`drr_agent.models.gguf.export_gguf`,
+`drr_agent.serving.export_dm_for_vllm`) only writes the folder's files into the staging
+folder it is given.
 """
 
 from __future__ import annotations
@@ -28,7 +22,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,6 +30,7 @@ __all__ = [
     "CACHE_ENV",
     "EXPORT_MARK",
     "build_lock",
+    "build_once",
     "cache_dir",
     "finish_build",
     "in_cache",
@@ -132,3 +127,15 @@ def finish_build(staging: Path, out: Path, source: Path) -> Path:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def build_once(out: Path, source: Path, write: Callable[[Path], object]) -> Path:
+    """``out``, built from ``source`` unless it is up to date: under `build_lock`, ``write``
+    fills a fresh `staging_folder`, which `finish_build` marks and moves into place. A second
+    process asking at once waits, then reuses the first one's folder."""
+    with build_lock(out):
+        if up_to_date(out, source):
+            return out
+        with staging_folder(out) as staging:
+            write(staging)
+            return finish_build(staging, out, source)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from drr_agent.errors import EmbeddedModelMissingError
-from drr_agent.models.cache import build_lock, finish_build, staging_folder, up_to_date
+from drr_agent.models.cache import build_once
 
 __all__ = ["export_gguf", "join_parts"]
 
@@ -61,16 +61,12 @@ def export_gguf(gguf: str | Path, out: str | Path) -> Path:
     """De-quantise a causal LM's GGUF into a float32 Hugging Face folder ``out`` (safetensors,
     tokenizer), reused while the GGUF is unchanged; safe to call from several processes at
     once (`drr_agent.models.cache`)."""
-    gguf, out = Path(gguf), Path(out)
-    with build_lock(out):
-        if up_to_date(out, gguf):
-            return out
-        with staging_folder(out) as staging:
-            return _export_gguf(gguf, out, staging)
+    gguf = Path(gguf)
+    return build_once(Path(out), gguf, lambda staging: _write_float_model(gguf, staging))
 
 
-def _export_gguf(gguf: Path, out: Path, staging: Path) -> Path:
-    """`export_gguf`'s build, in ``staging``, moved into place as ``out``."""
+def _write_float_model(gguf: Path, staging: Path) -> None:
+    """`export_gguf`'s files, written into ``staging``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -86,4 +82,3 @@ def _export_gguf(gguf: Path, out: Path, staging: Path) -> Path:
     model.load_state_dict(loaded.state_dict())
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
-    return finish_build(staging, out, gguf)

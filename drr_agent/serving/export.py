@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from drr_agent.errors import DMLoadError
-from drr_agent.models.cache import build_lock, finish_build, staging_folder, up_to_date
+from drr_agent.models.cache import build_once
 from drr_agent.scorers.card import DM_METADATA_FILE
 from drr_agent.scorers.hf import HFScorer
 
@@ -32,16 +32,12 @@ def export_dm_for_vllm(dm_path: str | Path, out: str | Path) -> Path:
     The DM card (`DMCard`: thresholds, window, a likelihood head) is copied along. Safe to
     call from several processes at once (`drr_agent.models.cache`).
     """
-    source, out = Path(dm_path).expanduser(), Path(out)
-    with build_lock(out):
-        if up_to_date(out, source):
-            return out
-        with staging_folder(out) as staging:
-            return _export_dm(source, out, staging)
+    source = Path(dm_path).expanduser()
+    return build_once(Path(out), source, lambda staging: _write_one_logit_dm(source, staging))
 
 
-def _export_dm(source: Path, out: Path, staging: Path) -> Path:
-    """`export_dm_for_vllm`'s build, in ``staging``, moved into place as ``out``."""
+def _write_one_logit_dm(source: Path, staging: Path) -> None:
+    """`export_dm_for_vllm`'s files, written into ``staging``."""
     import torch
 
     # every check a user gets in-process, and the label rule; a likelihood head, if the card
@@ -73,4 +69,3 @@ def _export_dm(source: Path, out: Path, staging: Path) -> Path:
     scorer.tokenizer.save_pretrained(staging)
     if (source / DM_METADATA_FILE).is_file():
         scorer.card.save(staging)  # validated on load: a broken card never reaches a server
-    return finish_build(staging, out, source)
