@@ -130,7 +130,7 @@ class _DRRNodes:
             "call_index": counters["reasoner_calls"],
             "final": final,
             "greedy_first": config.greedy_first and not rejected,
-            "logprobs": config.needs_logprobs,
+            "logprobs": config.needs_logprobs or self.scorer.reads_reasoner_logprobs,
         }
         return _question(state), _accepted_steps(state), rejected, kwargs
 
@@ -161,6 +161,7 @@ class _DRRNodes:
                     call=counters["reasoner_calls"],
                     completion_tokens=proposal.completion_tokens,
                     logprob=proposal.logprob,
+                    signals=proposal.signals,
                     rank_score=None,
                 )
             )
@@ -245,7 +246,10 @@ class _DRRNodes:
         tree = state.get("thoughts", [])
         steps = tuple(_accepted_steps(state))
         ids = [i for i in state.get("pending", []) if tree[i]["text"]]
-        return ids, [StepContext(state["question"], steps, tree[i]["text"]) for i in ids]
+        return ids, [
+            StepContext(state["question"], steps, tree[i]["text"], tree[i].get("signals"))
+            for i in ids
+        ]
 
     def _checked(self, scores: list[float], items: list[StepContext]) -> list[float]:
         """A DM that answers with the wrong number of scores has failed (and is retried)."""

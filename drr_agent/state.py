@@ -54,8 +54,10 @@ class Thought(TypedDict):
 
     ``score`` is the DM's (the thresholds apply to it); ``logprob`` the Reasoner's mean token
     log-prob (``None`` when not asked for or not returned); ``rank_score`` what `decide` ranks
-    passing candidates by (`policy.rank_score`, ``None`` until scored). The graph writes both;
-    they are optional keys only so that trees checkpointed before they existed still load.
+    passing candidates by (`policy.rank_score`, ``None`` until scored); ``signals`` the
+    statistics of the Reasoner's token log-probs a light DM reads
+    (`drr_agent.reasoners.signals`, ``None`` when not asked for). The graph writes them; they
+    are optional keys only so that trees checkpointed before they existed still load.
     """
 
     id: int
@@ -70,6 +72,7 @@ class Thought(TypedDict):
     completion_tokens: int
     logprob: NotRequired[float | None]
     rank_score: NotRequired[float | None]
+    signals: NotRequired[dict[str, float] | None]
 
 
 @with_config(ConfigDict(extra="forbid"))

@@ -14,8 +14,8 @@ from drr_agent import DMLoadError, StepContext, StepPrompt
 from drr_agent.reasoners.base import Reasoner
 from drr_agent.scorers import FunctionScorer
 from drr_agent.scorers.likelihood import (
+    HEAD_INPUTS,
     LIKELIHOOD_FEATURES,
-    LOOKAHEAD_FEATURES,
     LOOKAHEAD_HEAD_INPUTS,
     LikelihoodHead,
     LikelihoodScorer,
@@ -103,7 +103,7 @@ def _lookahead_head() -> LikelihoodHead:
     look = np.column_stack([rng.uniform(size=n), np.ones(n)])
     y = (look[:, 0] > 0.5).astype(float)
     x = head_inputs(features, rng.uniform(0.2, 0.8, size=n), look)
-    assert x.shape[1] == len(LIKELIHOOD_FEATURES) + 1 + len(LOOKAHEAD_FEATURES)
+    assert x.shape[1] == len(HEAD_INPUTS)
     return LikelihoodHead.fit(x, y, features=LOOKAHEAD_HEAD_INPUTS, lookahead=LookaheadSpec())
 
 

@@ -117,6 +117,10 @@ def traces(
     split: Annotated[
         SplitChoice, typer.Option(help="Which items to trace (train+dev: what a DM needs).")
     ] = SplitChoice.train,
+    limit_items: Annotated[
+        int | None,
+        typer.Option(min=1, help="Trace only the first N items of each split part."),
+    ] = None,
     samples: Annotated[int, typer.Option(min=1, help="Traces per item (K).")] = 8,
     temperature: Annotated[float, typer.Option(min=0.0)] = TRACE_TEMPERATURE,
     max_tokens: Annotated[int, typer.Option(min=1)] = TRACE_MAX_TOKENS,
@@ -136,6 +140,13 @@ def traces(
             "--retry-errors/--keep-errors",
             help="Sample again the traces that failed in an earlier run (a Reasoner outage; "
             "on by default); --keep-errors counts them as done.",
+        ),
+    ] = True,
+    logprobs: Annotated[
+        bool,
+        typer.Option(
+            help="Record each step's statistics of the Reasoner's own token log-probs (what "
+            "a light DM reads); --no-logprobs for an API that refuses `logprobs`.",
         ),
     ] = True,
 ) -> None:
@@ -165,7 +176,7 @@ def traces(
             reasoner, model, style, vllm, temperature=temperature, max_tokens=max_tokens
         )
         for part in split.parts:
-            items = the_split.items(loaded, part)
+            items = the_split.items(loaded, part)[:limit_items]
             summary = asyncio.run(
                 sample_traces(
                     loaded,
@@ -181,6 +192,7 @@ def traces(
                     force=force,
                     executor=executor_option(executor, concurrency, ray_address, workers),
                     retry_errors=retry_errors,
+                    logprobs=logprobs,
                 )
             )
             force = True  # the second part appends to the file the first one wrote

@@ -238,6 +238,7 @@ def _example(trace: TraceRecord, index: int, label: float, kind: str, rollouts: 
         rollouts=rollouts,
         final=index == len(trace.steps) - 1 and trace.answer is not None,
         gold=trace.gold,
+        signals=trace.step_signals[index] if trace.step_signals else None,
     )
 
 

@@ -66,6 +66,10 @@ class TraceRecord(_OfSample):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
+    step_signals: list[dict[str, float] | None] | None = None
+    """Per step, the statistics of the Reasoner's own token log-probs
+    (`drr_agent.reasoners.signals.SAMPLED_FEATURES`); ``None`` when they were not asked for
+    or the server returned none (a step not found in the text has ``None``)."""
 
     @property
     def key(self) -> tuple[str, int]:
@@ -93,6 +97,8 @@ class StepExample(_OfSample):
             answer-rollout labelling (`drr_agent.scorers.lookahead`), so training a DM that
             reads it asks the Reasoner nothing again; ``""`` when it gave none, ``None`` when
             it was not asked.
+        signals: The statistics of the Reasoner's own token log-probs when it wrote the step
+            (`TraceRecord.step_signals`), for a DM that reads them; ``None`` when unknown.
     """
 
     step_index: int = Field(ge=0)
@@ -105,6 +111,7 @@ class StepExample(_OfSample):
     final: bool = False
     gold: str | None = None
     lookahead: str | None = None
+    signals: dict[str, float] | None = None
 
     @property
     def hard_label(self) -> int:
@@ -113,7 +120,7 @@ class StepExample(_OfSample):
     @property
     def context(self) -> StepContext:
         """The step as a scorer sees it: training, evaluation and the graph share one shape."""
-        return StepContext(self.question, tuple(self.previous), self.step)
+        return StepContext(self.question, tuple(self.previous), self.step, self.signals)
 
     @property
     def key(self) -> tuple[str, int, int]:

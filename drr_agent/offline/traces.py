@@ -26,6 +26,7 @@ from drr_agent.offline.jsonl import RecordFile
 from drr_agent.offline.records import SamplingSettings, SplitName, TraceRecord
 from drr_agent.reasoners.base import Reasoner
 from drr_agent.reasoners.sampling import TRACE_MAX_TOKENS, TRACE_TEMPERATURE
+from drr_agent.reasoners.signals import trace_step_statistics
 from drr_agent.steps import StepFormat
 from drr_agent.tasks.base import Task, TaskItem
 from drr_agent.tasks.checking import is_correct, normalize_answer
@@ -101,6 +102,7 @@ class _TraceJob:
     sampling: SamplingSettings
     retries: int
     timeout_s: float
+    logprobs: bool = True
 
     def record(self, item: TaskItem, index: int, **fields: object) -> TraceRecord:
         return TraceRecord(
@@ -126,6 +128,7 @@ class _TraceJob:
                 seed=sample_seed(self.sampling.seed, item.id, index),
                 retries=self.retries,
                 timeout_s=self.timeout_s,
+                logprobs=self.logprobs,
             )
         except ReasonerError as exc:
             return self.record(item, index, status="failed", error=str(exc))
@@ -142,6 +145,7 @@ class _TraceJob:
             correct=is_correct(answer, item.gold, item.answer_type, item.choices),
             prompt_tokens=trace.prompt_tokens,
             completion_tokens=trace.completion_tokens,
+            step_signals=trace_step_statistics(trace.text, steps, trace.tokens),
         )
 
 
@@ -163,6 +167,7 @@ async def sample_traces(
     progress: bool = True,
     executor: Executor | None = None,
     retry_errors: bool = True,
+    logprobs: bool = True,
 ) -> TraceSummary:
     """Sample ``samples_per_item`` traces for each item and append them to ``out``.
 
@@ -170,6 +175,9 @@ async def sample_traces(
     Refuses a file written for another task, Reasoner or sampling setting unless ``force``.
     ``retry_errors`` drops the ``failed`` traces of these items from ``out`` first, so they
     are sampled again (``False``: they count as done, as the run that failed left them).
+    ``logprobs`` asks for the sampled tokens' log-probs and records each step's statistics
+    (`TraceRecord.step_signals`: what a DM over the Reasoner's own signals trains on); turn
+    it off for an API that refuses ``logprobs``.
     ``executor`` runs the samples (default: this process, ``concurrency`` at once; a
     `drr_agent.execution.RayExecutor` spreads them over a Ray cluster); either way this
     process alone appends them to ``out``.
@@ -194,6 +202,7 @@ async def sample_traces(
             sampling=sampling,
             retries=retries,
             timeout_s=timeout_s,
+            logprobs=logprobs,
         )
         if items and not force:
             _check_compatible(existing, job.record(items[0], 0, status="failed"), records.path)

@@ -77,6 +77,9 @@ from drr_agent.scorers.likelihood import (
     lookahead_features,
     reads_claims,
     reads_lookahead,
+    reads_sampled,
+    reads_verifier,
+    sampled_rows,
     worked_examples,
 )
 from drr_agent.scorers.lookahead import AnswerLookahead
@@ -310,19 +313,22 @@ def _fit_likelihood(
     if config.likelihood_rows is not None and len(train) > config.likelihood_rows:
         train = random.Random(config.seed).sample(list(train), config.likelihood_rows)
     contexts = [e.context for e in train]
-    with quiet_transformers(not progress):
-        likelihood = ReasonerLikelihood(
-            config.likelihood_model, context=config.likelihood_context, preamble=preamble
-        )
-    claims = reads_claims(config.likelihood_features)
-    base = classifier.score(contexts) if CLASSIFIER_FEATURE in config.likelihood_features else None
-    look, spec = None, None
-    if reads_lookahead(config.likelihood_features):
-        spec = config.likelihood_lookahead
-        lookahead = lookahead or spec.build()
-        lookahead.remember_recorded([*train, *reported])
-        look = lookahead_features(likelihood, contexts, lookahead.answers(contexts))
-    inputs = head_inputs(likelihood.features(contexts, claims=claims), base, look)
+    names = config.likelihood_features
+    likelihood = x = look = spec = None
+    if reads_verifier(names):
+        with quiet_transformers(not progress):
+            likelihood = ReasonerLikelihood(
+                config.likelihood_model, context=config.likelihood_context, preamble=preamble
+            )
+        x = likelihood.features(contexts, claims=reads_claims(names))
+        if reads_lookahead(names):
+            spec = config.likelihood_lookahead
+            lookahead = lookahead or spec.build()
+            lookahead.remember_recorded([*train, *reported])
+            look = lookahead_features(likelihood, contexts, lookahead.answers(contexts))
+    base = classifier.score(contexts) if CLASSIFIER_FEATURE in names else None
+    sampled = sampled_rows(contexts) if reads_sampled(names) else None
+    inputs = head_inputs(x, base, look, sampled, rows=len(contexts))
     head = LikelihoodHead.fit(
         inputs,
         [e.label for e in train],

@@ -15,7 +15,6 @@ import asyncio
 import functools
 import hashlib
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,12 @@ from langchain_core.runnables import RunnableParallel
 from drr_agent.prompts import StepPrompt
 from drr_agent.reasoners.confidence import token_confidences
 from drr_agent.reasoners.limits import acheck_prompt, aretry_reasoner, check_prompt
+from drr_agent.reasoners.signals import (
+    LOGPROB_REQUEST,
+    SampledToken,
+    reply_tokens,
+    step_statistics,
+)
 from drr_agent.steps import StepFormat, numeric_refusal
 
 
@@ -42,6 +47,10 @@ class Proposal:
     logprob: float | None = None
     """Mean token log-prob of the completion (length-normalised, so long and short steps
     compare), when log-probs were asked for and the model returned them; else ``None``."""
+    signals: dict[str, float] | None = None
+    """The statistics of the completion's token log-probs a light DM reads
+    (`drr_agent.reasoners.signals.SAMPLED_FEATURES`), when log-probs were asked for and
+    returned; else ``None``."""
     note: str | None = None
     """Why the step is empty when the model wrote something (a final answer that holds no
     answer the task can read); the graph records it as the rejection's reason."""
@@ -57,20 +66,20 @@ class _Reply:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    logprobs: tuple[float, ...] | None
+    tokens: tuple[SampledToken, ...] | None
     calls: int
     cut: bool
     """The last call stopped at its token limit rather than at the separator."""
 
     def then(self, other: _Reply, glue: str) -> _Reply:
-        logprobs = None
-        if self.logprobs is not None and other.logprobs is not None:
-            logprobs = self.logprobs + other.logprobs
+        tokens = None
+        if self.tokens is not None and other.tokens is not None:
+            tokens = self.tokens + other.tokens
         return _Reply(
             text=self.text + glue + other.text,
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
-            logprobs=logprobs,
+            tokens=tokens,
             calls=self.calls + other.calls,
             cut=other.cut,
         )
@@ -79,12 +88,14 @@ class _Reply:
 @dataclass(frozen=True, slots=True)
 class Completion:
     """A whole trace as the Reasoner wrote it (`Reasoner.asample_trace`); ``confidences``:
-    its per-token confidence when asked for (`drr_agent.reasoners.confidence`)."""
+    its per-token confidence when asked for (`drr_agent.reasoners.confidence`); ``tokens``:
+    its tokens with their log-probs when any were asked for (`drr_agent.reasoners.signals`)."""
 
     text: str
     prompt_tokens: int
     completion_tokens: int
     confidences: tuple[float, ...] | None = None
+    tokens: tuple[SampledToken, ...] | None = None
 
 
 class Reasoner:
@@ -281,13 +292,16 @@ class Reasoner:
         retries: int = 2,
         timeout_s: float = 120.0,
         top_logprobs: int | None = None,
+        logprobs: bool = False,
     ) -> Completion:
         """Sample one whole trace (no stop sequence) with bounded retries and backoff.
 
         The one way traces are sampled — by ``drr traces`` (the DM's training data) and by the
         evaluation's whole-trace methods (``cot``, ``self_consistency``) — so both see the same
         prompt and settings. ``top_logprobs`` (≥ 2) also asks for that many log-probs per
-        token and returns the token confidences (``deepconf``); the text is the same.
+        token and returns the token confidences (``deepconf``); ``logprobs`` asks for the
+        sampled tokens' own (`LOGPROB_REQUEST`, for ``Completion.tokens``) when ``top_logprobs``
+        does not already. The text is the same either way.
 
         Raises:
             ReasonerError: Every attempt failed or timed out.
@@ -300,13 +314,17 @@ class Reasoner:
         }
         if top_logprobs is not None:
             kwargs |= {"logprobs": True, "top_logprobs": top_logprobs}
+        elif logprobs:
+            kwargs |= LOGPROB_REQUEST
         message = await self._ainvoke_retrying(messages, kwargs, retries, timeout_s)
         usage = getattr(message, "usage_metadata", None) or {}
+        asked = top_logprobs is not None or logprobs
         return Completion(
             text=message.text if hasattr(message, "text") else str(message.content),
             prompt_tokens=int(usage.get("input_tokens", 0)),
             completion_tokens=int(usage.get("output_tokens", 0)),
             confidences=token_confidences(message) if top_logprobs is not None else None,
+            tokens=reply_tokens(message) if asked else None,
         )
 
     def continuation_for(self, prefill: str) -> dict[str, Any]:
@@ -351,7 +369,7 @@ class Reasoner:
             text=self.reply_text(message, prefill),
             prompt_tokens=int(usage.get("input_tokens", 0)),
             completion_tokens=int(usage.get("output_tokens", 0)),
-            logprobs=token_logprobs(message),
+            tokens=reply_tokens(message),
             calls=1,
             cut=metadata.get("finish_reason") == "length",
         )
@@ -408,15 +426,17 @@ class Reasoner:
             text = f"Answer: {answer}" if answer else ""
         else:
             text = fmt.first_step(reply.text)
-        logprob = None
-        if reply.logprobs:
-            logprob = sum(reply.logprobs) / len(reply.logprobs)
+        logprob = signals = None
+        if reply.tokens:
+            logprob = sum(t.logprob for t in reply.tokens) / len(reply.tokens)
+            signals = step_statistics(reply.tokens)
         return Proposal(
             text=text,
             prompt_tokens=reply.prompt_tokens,
             completion_tokens=reply.completion_tokens,
             answer=answer,
             logprob=logprob,
+            signals=signals,
             note=note,
             calls=reply.calls,
         )
@@ -535,27 +555,15 @@ _CONTINUATIONS = 3
 """Most extra calls that continue one block step (a heading, then an open display, then the
 token limit: three is what the embedded Qwen needs at most on GSM8K's dev questions)."""
 
-LOGPROB_REQUEST: dict[str, Any] = {"logprobs": True, "top_logprobs": 1}
-"""Call arguments that ask for token log-probs. ``top_logprobs=1`` because the llama.cpp server
-otherwise sends 20 alternatives per token (10× the response; measured on the embedded model),
-and ``0`` there switches log-probs off altogether; only the sampled tokens' own are used."""
-
-
 def token_logprobs(message: BaseMessage) -> tuple[float, ...] | None:
     """The log-probs of the tokens of a reply (OpenAI shape, see `Reasoner`), else ``None``.
 
     ``None`` when the reply carries none (the model was not asked, or cannot) or they are
-    malformed: ranking then falls back to the DM's score instead of failing the run.
+    malformed (`reply_tokens`): ranking then falls back to the DM's score instead of failing
+    the run.
     """
-    logprobs = (getattr(message, "response_metadata", None) or {}).get("logprobs")
-    content = logprobs.get("content") if isinstance(logprobs, dict) else None
-    if not isinstance(content, list):
-        return None
-    values = [t.get("logprob") for t in content if isinstance(t, dict)]
-    numbers = [float(v) for v in values if isinstance(v, int | float)]
-    if not numbers or len(numbers) != len(content) or not all(map(math.isfinite, numbers)):
-        return None
-    return tuple(numbers)
+    tokens = reply_tokens(message)
+    return tuple(t.logprob for t in tokens) if tokens else None
 
 
 def mean_logprob(message: BaseMessage) -> float | None:

@@ -15,18 +15,25 @@ from __future__ import annotations
 import asyncio
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
 class StepContext:
-    """A candidate step in its context."""
+    """A candidate step in its context.
+
+    ``signals`` are what the Reasoner's own sampling said about the candidate — the statistics
+    of its token log-probs (`drr_agent.reasoners.signals.SAMPLED_FEATURES`), free with each
+    step when the graph asks for them (`StepScorer.reads_reasoner_logprobs`); ``None`` when
+    unknown. A DM that reads them takes them from here rather than running a model."""
 
     question: str
     steps: tuple[str, ...]
     candidate: str
+    # not compared: a context is the step in its place; a dict would also make it unhashable
+    signals: Mapping[str, float] | None = field(default=None, compare=False)
 
 
 STEP_JOINER = "\n"
@@ -79,6 +86,12 @@ class StepScorer(ABC):
     @property
     def thresholds(self) -> dict[str, float]:
         return {}
+
+    @property
+    def reads_reasoner_logprobs(self) -> bool:
+        """Whether this DM reads `StepContext.signals`: the graph then asks the Reasoner for
+        its token log-probs with every step (a few bytes more per reply, no more compute)."""
+        return False
 
     @property
     def trained_questions(self) -> frozenset[str] | None:

@@ -117,6 +117,8 @@ def _with_likelihood(
     return LikelihoodScorer(
         classifier,
         head,
-        ReasonerLikelihood.of(head, num_threads=num_threads, dtype=dtype),
+        ReasonerLikelihood.of(head, num_threads=num_threads, dtype=dtype)
+        if head.reads_verifier
+        else None,
         lookahead,
     )

@@ -43,8 +43,9 @@ class DMPart(BaseModel):
     Attributes:
         role: ``classifier`` (the fine-tuned sequence classifier), ``verifier`` (the causal LM
             whose token statistics the likelihood head reads), ``lookahead`` (the Reasoner's
-            forced answer after the step, generated for the head), ``head`` (the small
-            network over all of these).
+            forced answer after the step, generated for the head), ``reasoner log-probs``
+            (the Reasoner's own token log-probs, returned with the step it wrote: no model
+            run, no parameters counted), ``head`` (the small network over all of these).
         model: The model's name or folder.
         parameters: Its parameter count (``None``: unknown, e.g. a folder not on this machine).
         source: Where its weights come from.
@@ -128,16 +129,27 @@ def dm_parts(folder: str | Path) -> list[DMPart]:
     head = card.likelihood_head
     if head is None:
         return parts
-    model, parameters, source = _language_model(head.model)
-    parts.append(
-        DMPart(
-            role="verifier",
-            model=model,
-            parameters=parameters,
-            source=source,
-            per_step=_verifier_passes(head),
+    if head.reads_verifier:
+        model, parameters, source = _language_model(head.model)
+        parts.append(
+            DMPart(
+                role="verifier",
+                model=model,
+                parameters=parameters,
+                source=source,
+                per_step=_verifier_passes(head),
+            )
         )
-    )
+    if head.reads_sampled:
+        parts.append(
+            DMPart(
+                role="reasoner log-probs",
+                model="the Reasoner that wrote the step",
+                parameters=0,
+                source="its server's reply (OpenAI logprobs, top 1)",
+                per_step="none: read from the log-probs returned with the step",
+            )
+        )
     if reads_lookahead(head.features):
         spec = head.lookahead
         if spec is not None:

@@ -32,7 +32,8 @@ The head and its thresholds live in the DM card (`DMCard.likelihood_head`);
 One concept per module:
 
 - `features`: the feature registry — what a head can read, by name and column
-  (`LIKELIHOOD_FEATURES`, `HEAD_INPUTS`, `head_inputs`).
+  (`LIKELIHOOD_FEATURES`, `HEAD_INPUTS`, `head_inputs`; `SAMPLED_FEATURES`, the Reasoner's own
+  log-prob statistics, which a light DM reads instead of running a verifier LM).
 - `presets`: named sets of head inputs, each named by what it reads.
 - `reading`: which LM reads a step (`EMBEDDED_VERIFIER_MODEL`, ...) and after what
   (`LikelihoodContext`).
@@ -57,10 +58,15 @@ from drr_agent.scorers.likelihood.features import (
     IN_CONTEXT_FEATURES,
     LIKELIHOOD_FEATURES,
     LOOKAHEAD_FEATURES,
+    SAMPLED_FEATURES,
+    MissingSignalsError,
     head_columns,
     head_inputs,
     reads_claims,
     reads_lookahead,
+    reads_sampled,
+    reads_verifier,
+    sampled_rows,
 )
 from drr_agent.scorers.likelihood.fit import HEAD_EPOCHS, HEAD_LEARNING_RATE, HEAD_WEIGHT_DECAY
 from drr_agent.scorers.likelihood.head import LIKELIHOOD_KEY, LikelihoodHead
@@ -71,6 +77,7 @@ from drr_agent.scorers.likelihood.presets import (
     IN_CONTEXT_AND_CLAIM_HEAD_INPUTS,
     IN_CONTEXT_HEAD_INPUTS,
     LOOKAHEAD_HEAD_INPUTS,
+    SAMPLED_HEAD_INPUTS,
     VERIFIER_HEAD_INPUTS,
 )
 from drr_agent.scorers.likelihood.reading import (
@@ -101,11 +108,14 @@ __all__ = [
     "LOOKAHEAD_FEATURES",
     "LOOKAHEAD_HEAD_INPUTS",
     "LOOKAHEAD_PHRASE",
+    "SAMPLED_FEATURES",
+    "SAMPLED_HEAD_INPUTS",
     "VERIFIER_HEAD_INPUTS",
     "LikelihoodContext",
     "LikelihoodDType",
     "LikelihoodHead",
     "LikelihoodScorer",
+    "MissingSignalsError",
     "ReasonerLikelihood",
     "embedded_likelihood_folder",
     "head_columns",
@@ -114,5 +124,8 @@ __all__ = [
     "native_bfloat16",
     "reads_claims",
     "reads_lookahead",
+    "reads_sampled",
+    "reads_verifier",
+    "sampled_rows",
     "worked_examples",
 ]

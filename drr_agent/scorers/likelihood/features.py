@@ -13,16 +13,24 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from drr_agent.reasoners.signals import SAMPLED_FEATURES
+from drr_agent.scorers.base import StepContext
+
 __all__ = [
     "CLASSIFIER_FEATURE",
     "HEAD_INPUTS",
     "IN_CONTEXT_FEATURES",
     "LIKELIHOOD_FEATURES",
     "LOOKAHEAD_FEATURES",
+    "SAMPLED_FEATURES",
+    "MissingSignalsError",
     "head_columns",
     "head_inputs",
     "reads_claims",
     "reads_lookahead",
+    "reads_sampled",
+    "reads_verifier",
+    "sampled_rows",
 ]
 
 LIKELIHOOD_FEATURES = (
@@ -78,7 +86,7 @@ LOOKAHEAD_FEATURES = ("lookahead_claim_prob", "lookahead_has_answer")
 none), ``lookahead_has_answer`` 1 when it gave one. The labels ask exactly that question
 four times at temperature 0.8; these estimate their answer with one greedy call."""
 
-HEAD_INPUTS = (*LIKELIHOOD_FEATURES, CLASSIFIER_FEATURE, *LOOKAHEAD_FEATURES)
+HEAD_INPUTS = (*LIKELIHOOD_FEATURES, CLASSIFIER_FEATURE, *LOOKAHEAD_FEATURES, *SAMPLED_FEATURES)
 """The columns of `head_inputs` rows; a `LikelihoodHead` reads the ones it names. New
 inputs go at the end, so the column of every input a stored head reads never moves."""
 
@@ -90,26 +98,81 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1.0 - p))
 
 
+class MissingSignalsError(ValueError):
+    """A head reads `SAMPLED_FEATURES` and a step came without the Reasoner's log-probs."""
+
+
+def sampled_rows(items: Sequence[StepContext]) -> np.ndarray:
+    """`SAMPLED_FEATURES` of ``items``, one row each, from their `StepContext.signals`.
+
+    Raises:
+        MissingSignalsError: An item has none — its Reasoner was not asked for log-probs or
+            its server returned none (the message says which step and what to do).
+    """
+    rows = []
+    for index, item in enumerate(items):
+        signals = item.signals
+        missing = [n for n in SAMPLED_FEATURES if signals is None or n not in signals]
+        if missing:
+            raise MissingSignalsError(
+                f"step {index} ({item.candidate[:60]!r}) has no Reasoner log-prob statistics "
+                f"{missing}: this DM reads the Reasoner's own token log-probs, so its Reasoner "
+                "must return them (OpenAI `logprobs`; llama.cpp and vLLM do) — and its "
+                "training traces must have been sampled with them (`drr traces --logprobs`)"
+            )
+        rows.append([float(signals[n]) for n in SAMPLED_FEATURES])  # type: ignore[index]
+    return np.asarray(rows, dtype=np.float64).reshape(len(items), len(SAMPLED_FEATURES))
+
+
 def head_inputs(
-    features: np.ndarray,
+    features: np.ndarray | None,
     classifier_scores: Sequence[float] | None,
     lookahead: np.ndarray | None = None,
+    sampled: np.ndarray | None = None,
+    *,
+    rows: int | None = None,
 ) -> np.ndarray:
     """The head's input rows (`HEAD_INPUTS`): the likelihood features beside
-    ``logit(classifier score)`` and the `lookahead_features` (NaN for ``None``: a head that
-    does not read them)."""
+    ``logit(classifier score)``, the `lookahead_features` and the `sampled_rows` (NaN for
+    ``None``: a head that does not read them). ``rows``: how many, when no part says."""
+    parts = (features, classifier_scores, lookahead, sampled)
+    n = next((len(p) for p in parts if p is not None), rows)
+    if n is None:
+        raise ValueError("head_inputs needs at least one part, or rows=")
+
+    def nan(width: int) -> np.ndarray:
+        return np.full((n, width), np.nan)
+
     if classifier_scores is None:
-        logits = np.full(len(features), np.nan)
+        logits = np.full(n, np.nan)
     else:
         logits = _logit(np.asarray(classifier_scores, dtype=np.float64))
-    if lookahead is None:
-        lookahead = np.full((len(features), len(LOOKAHEAD_FEATURES)), np.nan)
-    return np.column_stack([features, logits, lookahead])
+    return np.column_stack(
+        [
+            nan(len(LIKELIHOOD_FEATURES)) if features is None else features,
+            logits,
+            nan(len(LOOKAHEAD_FEATURES)) if lookahead is None else lookahead,
+            nan(len(SAMPLED_FEATURES)) if sampled is None else sampled,
+        ]
+    )
 
 
 def reads_lookahead(names: Sequence[str]) -> bool:
     """Whether inputs ``names`` include `LOOKAHEAD_FEATURES` (the DM then asks the Reasoner)."""
     return any(name in LOOKAHEAD_FEATURES for name in names)
+
+
+def reads_sampled(names: Sequence[str]) -> bool:
+    """Whether inputs ``names`` include `SAMPLED_FEATURES` (the graph then asks the Reasoner
+    for its token log-probs)."""
+    return any(name in SAMPLED_FEATURES for name in names)
+
+
+def reads_verifier(names: Sequence[str]) -> bool:
+    """Whether inputs ``names`` need a likelihood LM (`ReasonerLikelihood`): any of
+    `LIKELIHOOD_FEATURES`, or the lookahead, which that LM reads. A head over the classifier
+    and `SAMPLED_FEATURES` alone runs no language model at all."""
+    return any(name in LIKELIHOOD_FEATURES for name in names) or reads_lookahead(names)
 
 
 def reads_claims(names: Sequence[str]) -> bool:

@@ -20,6 +20,8 @@ from drr_agent.scorers.likelihood.features import (
     head_columns,
     reads_claims,
     reads_lookahead,
+    reads_sampled,
+    reads_verifier,
 )
 from drr_agent.scorers.likelihood.fit import fit_hidden, fit_logistic
 from drr_agent.scorers.likelihood.presets import DEFAULT_HEAD_INPUTS
@@ -162,6 +164,18 @@ class LikelihoodHead(BaseModel):
     def reads_lookahead(self) -> bool:
         """Whether the head reads `LOOKAHEAD_FEATURES` (the DM then needs the Reasoner)."""
         return reads_lookahead(self.features)
+
+    @property
+    def reads_sampled(self) -> bool:
+        """Whether the head reads `SAMPLED_FEATURES`: the Reasoner's own token log-probs, which
+        the graph then asks for with every step."""
+        return reads_sampled(self.features)
+
+    @property
+    def reads_verifier(self) -> bool:
+        """Whether the head needs its likelihood LM (``model``) at all; a head over the
+        classifier and the Reasoner's own log-probs runs none."""
+        return reads_verifier(self.features)
 
     @property
     def reads_classifier(self) -> bool:

@@ -13,6 +13,7 @@ from drr_agent.scorers.likelihood.features import (
     CLASSIFIER_FEATURE,
     IN_CONTEXT_FEATURES,
     LOOKAHEAD_FEATURES,
+    SAMPLED_FEATURES,
 )
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "IN_CONTEXT_AND_CLAIM_HEAD_INPUTS",
     "IN_CONTEXT_HEAD_INPUTS",
     "LOOKAHEAD_HEAD_INPUTS",
+    "SAMPLED_HEAD_INPUTS",
     "VERIFIER_HEAD_INPUTS",
 ]
 
@@ -80,3 +82,9 @@ quickstart's head reads. Chosen on the quickstart's train and dev questions (8 t
 training rows): dev AUROC 0.902 → 0.954, intermediate steps 0.878 → 0.942, sibling pairs
 0.896 → 0.924; 5-fold cross-validation by question over train + dev (without the classifier,
 whose train logits are in-sample) 0.847 → 0.946."""
+
+SAMPLED_HEAD_INPUTS = (*SAMPLED_FEATURES, CLASSIFIER_FEATURE)
+"""The light DM's inputs: the statistics of the Reasoner's own token log-probs when it wrote
+the step (`SAMPLED_FEATURES`, free with each step) and the classifier's logit — no language
+model beside the Reasoner, so the DM is the classifier (MiniLM, 22.7 M parameters) and a head
+of a few dozen weights."""

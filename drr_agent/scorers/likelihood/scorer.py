@@ -1,5 +1,6 @@
 """`LikelihoodScorer`: the DM the graph sees when its card carries a likelihood head —
-classifier score + likelihood statistics (+ the lookahead) → head."""
+classifier score + likelihood statistics (+ the lookahead, + the Reasoner's own log-probs) →
+head."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from drr_agent.errors import DMLoadError
 from drr_agent.scorers.base import StepContext, StepScorer
 from drr_agent.scorers.coalesce import Coalescer
 from drr_agent.scorers.likelihood.extractor import ReasonerLikelihood, lookahead_features
-from drr_agent.scorers.likelihood.features import LOOKAHEAD_FEATURES, head_inputs
+from drr_agent.scorers.likelihood.features import LOOKAHEAD_FEATURES, head_inputs, sampled_rows
 from drr_agent.scorers.likelihood.head import LikelihoodHead
 from drr_agent.scorers.lookahead import AnswerLookahead
 
@@ -27,7 +28,10 @@ class LikelihoodScorer(StepScorer):
     Args:
         classifier: The trained sequence classifier (`HFScorer`, or `RemoteScorer` serving it).
         head: The fitted head (from the DM card).
-        likelihood: The feature extractor; default: one for ``head.model``.
+        likelihood: The feature extractor; default: one for ``head.model`` when the head reads
+            any of its statistics (`LikelihoodHead.reads_verifier`), else none: a head over
+            the classifier and the Reasoner's own log-probs (`SAMPLED_FEATURES`, taken from
+            `StepContext.signals`) runs no language model.
         lookahead: The Reasoner's forced answers, for a head that reads `LOOKAHEAD_FEATURES`;
             default: the one the card's `LookaheadSpec` names.
 
@@ -45,7 +49,9 @@ class LikelihoodScorer(StepScorer):
     ) -> None:
         self.classifier = classifier
         self.head = head
-        self.likelihood = likelihood or ReasonerLikelihood.of(head)
+        if likelihood is None and head.reads_verifier:
+            likelihood = ReasonerLikelihood.of(head)
+        self.likelihood = likelihood if head.reads_verifier else None
         if lookahead is None and head.reads_lookahead:
             if head.lookahead is None:
                 raise DMLoadError(
@@ -63,6 +69,10 @@ class LikelihoodScorer(StepScorer):
         return self.head.thresholds
 
     @property
+    def reads_reasoner_logprobs(self) -> bool:
+        return self.head.reads_sampled
+
+    @property
     def trained_questions(self) -> frozenset[str] | None:
         return self.classifier.trained_questions
 
@@ -73,19 +83,22 @@ class LikelihoodScorer(StepScorer):
         # features by rounding, so a run resumed in another format is refused. float32 adds
         # nothing: fingerprints from before bfloat16 (all float32) still match.
         base = self.classifier.fingerprint
-        if base is None or self.likelihood.dtype == "float32":
+        if base is None or self.likelihood is None or self.likelihood.dtype == "float32":
             return base
         return f"{base}-{self.likelihood.dtype}"
 
     def inputs(self, items: Sequence[StepContext]) -> np.ndarray:
         """The head's input rows (`head_inputs`) for ``items``: what it reads, NaN elsewhere."""
         base = self.classifier.score(items) if self.head.reads_classifier else None
-        look = None
-        if self.lookahead is not None:
-            look = lookahead_features(self.likelihood, items, self.lookahead.answers(items))
-        return head_inputs(
-            self.likelihood.features(items, claims=self.head.reads_claims), base, look
-        )
+        look = x = None
+        if self.likelihood is not None:
+            x = self.likelihood.features(items, claims=self.head.reads_claims)
+            if self.lookahead is not None:
+                look = lookahead_features(self.likelihood, items, self.lookahead.answers(items))
+        return head_inputs(x, base, look, self._sampled(items), rows=len(items))
+
+    def _sampled(self, items: Sequence[StepContext]) -> np.ndarray | None:
+        return sampled_rows(items) if self.head.reads_sampled else None
 
     def score(self, items: Sequence[StepContext]) -> list[float]:
         return self.head.probabilities(self.inputs(items)).tolist()
@@ -98,11 +111,19 @@ class LikelihoodScorer(StepScorer):
             return await self.classifier.ascore(items) if self.head.reads_classifier else None
 
         async def lookahead() -> np.ndarray | None:
-            if self.lookahead is None:
+            if self.lookahead is None or self.likelihood is None:
                 return None
             answers = await self.lookahead.aanswers(items)
             return await asyncio.to_thread(lookahead_features, self.likelihood, items, answers)
 
-        features = asyncio.to_thread(self.likelihood.features, items, claims=self.head.reads_claims)
-        x, base, look = await asyncio.gather(features, classifier(), lookahead())
-        return self.head.probabilities(head_inputs(x, base, look)).tolist()
+        async def features() -> np.ndarray | None:
+            if self.likelihood is None:
+                return None
+            return await asyncio.to_thread(
+                self.likelihood.features, items, claims=self.head.reads_claims
+            )
+
+        sampled = self._sampled(items)  # before any model runs: a missing signal fails fast
+        x, base, look = await asyncio.gather(features(), classifier(), lookahead())
+        rows = head_inputs(x, base, look, sampled, rows=len(items))
+        return self.head.probabilities(rows).tolist()
