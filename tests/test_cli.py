@@ -235,6 +235,17 @@ def test_quickstart_command_builds_the_plan_and_prints_the_table(tmp_path, monke
     assert seen["executor"] == LocalExecutor(PLANS["small"].concurrency)  # in process by default
     result = runner.invoke(app, ["quickstart", "--size", "full", "--out", str(out)])
     assert seen["plan"] == PLANS["full"]
+    # a named plan keeps its own Reasoner and task unless told otherwise
+    result = runner.invoke(app, ["quickstart", "--size", "qwen-light", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert seen["plan"] == PLANS["qwen-light"]
+    assert "--reasoner embedded-qwen2.5-0.5b" in " ".join(result.output.split())
+    result = runner.invoke(
+        app,
+        ["quickstart", "--size", "qwen-light", "--reasoner", "embedded-smollm2", "--out", str(out)],
+    )
+    assert seen["plan"].reasoner == "embedded-smollm2"
+    assert seen["plan"].task == PLANS["qwen-light"].task
 
 
 def test_the_quickstart_suggests_a_test_question_its_drr_answered_right(tmp_path):

@@ -133,3 +133,15 @@ def test_plans_are_valid_and_sized_as_the_cli_says():
     assert small.samples == 4 and "oracle" in small.methods and "stepwise" in small.methods
     assert len(small.methods) == 5 and "self_critique" in PLANS["full"].methods
     assert PLANS["full"].samples == 8 and len(PLANS["full"].methods) == 7
+
+
+def test_the_light_plan_runs_no_second_language_model_and_has_its_questions():
+    from drr_agent.scorers.likelihood import reads_sampled, reads_verifier
+
+    light = PLANS["qwen-light"]
+    assert light.reasoner == "embedded-qwen2.5-0.5b" and light.labels == "outcome"
+    assert reads_sampled(light.likelihood_features)
+    assert not reads_verifier(light.likelihood_features) and not light.reads_lookahead
+    items = light.task.load().items
+    assert len(items) >= light.test + light.dev + (light.train or 0)
+    assert light.test >= 120  # what the targets are read on

@@ -65,6 +65,7 @@ def try_it_command(result: QuickstartResult, plan: QuickstartPlan) -> str:
 class Size(StrEnum):
     small = "small"
     full = "full"
+    qwen_light = "qwen-light"
 
 
 @app.command()
@@ -75,25 +76,28 @@ def quickstart(
     size: Annotated[
         Size,
         typer.Option(
-            help="small: the task's distinct questions split 120 test / 40 dev / the rest "
-            "train, 4 traces per train and dev question, five methods; full: 8 traces, "
-            "3 epochs, self_critique and best_of_n_dm too."
+            help="The plan. small: the task's distinct questions split 120 test / 40 dev / the "
+            "rest train, 4 traces per train and dev question, five methods; full: 8 traces, "
+            "3 epochs, self_critique and best_of_n_dm too; qwen-light: the embedded Qwen on "
+            "4-term two-digit chain sums, steered by the light DM (MiniLM + the Qwen's own "
+            "token log-probs)."
         ),
     ] = Size.small,
     task: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Task (as for drr traces); the embedded Reasoner partly solves the default "
-            "and products (chain_sum is beyond it: any-of-8 headroom 0.42)."
+            help="Task (as for drr traces) instead of the plan's, with the plan's other task "
+            "settings; SmolLM2 partly solves basic_arithmetic and products (chain_sum is "
+            "beyond it: any-of-8 headroom 0.42). Default: the plan's."
         ),
-    ] = "basic_arithmetic",
+    ] = None,
     reasoner: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Embedded Reasoner: embedded-smollm2 (SmolLM2-135M, the recipe's own) or "
-            "embedded-qwen2.5-0.5b (Qwen2.5-Coder-0.5B-Instruct)."
+            help="Embedded Reasoner instead of the plan's: embedded-smollm2 (SmolLM2-135M) "
+            "or embedded-qwen2.5-0.5b (Qwen2.5-Coder-0.5B-Instruct). Default: the plan's."
         ),
-    ] = "embedded-smollm2",
+    ] = None,
     force: Annotated[bool, typer.Option(help="Continue a folder made with another plan.")] = False,
     executor: ExecutorOpt = ExecutorChoice.local,
     ray_address: RayAddressOpt = "auto",
@@ -105,17 +109,21 @@ def quickstart(
     from drr_agent.quickstart import PLANS, run_quickstart
     from drr_agent.reasoners.embedded import embedded_spec
 
-    try:
-        embedded_spec(reasoner)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--reasoner") from exc
+    if reasoner is not None:
+        try:
+            embedded_spec(reasoner)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--reasoner") from exc
     output_folder(out)
     started = time.perf_counter()
     try:
         plan = PLANS[size.value]
-        plan = plan.model_copy(
-            update={"task": plan.task.model_copy(update={"name": task}), "reasoner": reasoner}
-        )
+        update: dict[str, object] = {}
+        if task is not None:
+            update["task"] = plan.task.model_copy(update={"name": task})
+        if reasoner is not None:
+            update["reasoner"] = reasoner
+        plan = plan.model_copy(update=update)
         where = executor_option(executor, plan.concurrency, ray_address, workers)
         result = run_quickstart(out, plan, force=force, executor=where)
     except DRRError as exc:

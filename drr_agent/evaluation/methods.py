@@ -75,6 +75,7 @@ from drr_agent.offline.traces import finish_trace, sample_seed
 from drr_agent.reasoners.base import Reasoner
 from drr_agent.reasoners.confidence import ConfidenceMeasure, trace_confidence
 from drr_agent.reasoners.sampling import TRACE_MAX_TOKENS, TRACE_TEMPERATURE
+from drr_agent.reasoners.signals import trace_step_statistics
 from drr_agent.retry import aretry
 from drr_agent.scorers.base import FunctionScorer, StepContext, StepScorer
 from drr_agent.scorers.rules import check_equations
@@ -178,6 +179,7 @@ class _Trace:
     marked: bool
     tokens: TokenUsage
     confidences: tuple[float, ...] | None = None
+    signals: list[dict[str, float] | None] | None = None
 
 
 async def _trace(
@@ -187,8 +189,10 @@ async def _trace(
     temperature: float,
     seed: int,
     top_logprobs: int | None = None,
+    logprobs: bool = False,
 ) -> _Trace:
-    """One whole trace, sampled exactly as `drr traces` samples them, with bounded retries."""
+    """One whole trace, sampled exactly as `drr traces` samples them, with bounded retries;
+    ``logprobs``: with each step's statistics of the Reasoner's log-probs (a DM reads them)."""
     trace = await ctx.reasoner.asample_trace(
         item.question,
         instruction=ctx.task.instruction,
@@ -198,21 +202,30 @@ async def _trace(
         retries=ctx.settings.retries,
         timeout_s=ctx.settings.timeout_s,
         top_logprobs=top_logprobs,
+        logprobs=logprobs,
     )
     steps, answer, marked = finish_trace(trace.text, item, ctx.step_format)
     tokens = TokenUsage(prompt=trace.prompt_tokens, completion=trace.completion_tokens)
-    return _Trace(steps, answer, marked, tokens, trace.confidences)
+    signals = trace_step_statistics(trace.text, steps, trace.tokens)
+    return _Trace(steps, answer, marked, tokens, trace.confidences, signals)
 
 
 async def _sample_k(
-    item: TaskItem, ctx: MethodContext, top_logprobs: int | None = None
+    item: TaskItem, ctx: MethodContext, top_logprobs: int | None = None, logprobs: bool = False
 ) -> list[_Trace]:
     s = ctx.settings
     seeds = [sample_seed(s.seed, item.id, i) for i in range(s.k)]
     return list(
         await asyncio.gather(
             *(
-                _trace(item, ctx, temperature=s.temperature, seed=seed, top_logprobs=top_logprobs)
+                _trace(
+                    item,
+                    ctx,
+                    temperature=s.temperature,
+                    seed=seed,
+                    top_logprobs=top_logprobs,
+                    logprobs=logprobs,
+                )
                 for seed in seeds
             )
         )
@@ -334,12 +347,13 @@ def _aggregate(scores: list[float], how: str) -> float:
 async def best_of_n_dm(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
     """``k`` sampled traces, the DM picks the best-scored one."""
     scorer = _require_scorer(ctx, "best_of_n_dm")
-    traces = await _sample_k(item, ctx)
+    traces = await _sample_k(item, ctx, logprobs=scorer.reads_reasoner_logprobs)
     contexts: list[StepContext] = []
     owner: list[int] = []
     for index, trace in enumerate(traces):
         for j, step in enumerate(trace.steps):
-            contexts.append(StepContext(item.question, tuple(trace.steps[:j]), step))
+            signals = trace.signals[j] if trace.signals else None
+            contexts.append(StepContext(item.question, tuple(trace.steps[:j]), step, signals))
             owner.append(index)
 
     async def score_all() -> list[float]:

@@ -349,7 +349,9 @@ def evaluate_dm(
         batch_size: Contexts per ``scorer.score`` call (the scorer may batch further).
         progress: Show a progress bar (rich) while scoring.
         minimal_pair_limit: At most this many minimal pairs (two contexts each; a seeded
-            sample); ``0`` skips them, ``None`` scores all.
+            sample); ``0`` skips them, ``None`` scores all. A DM that reads the Reasoner's
+            own log-probs (`StepScorer.reads_reasoner_logprobs`) gets none: an edited step
+            was never written by the Reasoner, so it has no log-probs to read.
         seed: Seeds the minimal pairs (which result moves, by how much, and the sample).
     """
     if batch_size < 1:
@@ -357,6 +359,8 @@ def evaluate_dm(
     if minimal_pair_limit is not None and minimal_pair_limit < 0:
         raise ValueError(f"minimal_pair_limit must be >= 0 or None, got {minimal_pair_limit}")
     contexts = [e.context for e in examples]
+    if scorer.reads_reasoner_logprobs:
+        minimal_pair_limit = 0
     tagged = (
         _tagged_minimal_pairs(examples, minimal_pair_limit, seed) if minimal_pair_limit != 0 else []
     )
