@@ -276,7 +276,7 @@ PLANS: dict[str, QuickstartPlan] = {
         likelihood_features=SAMPLED_HEAD_INPUTS,
         likelihood_hidden=0,
         minimal_pairs=0,
-        max_length=256,
+        max_length=128,
         methods=("cot", "stepwise", "drr", "oracle"),
         graph=DRRConfig(max_steps=6, max_reasoner_calls=16),
         concurrency=6,

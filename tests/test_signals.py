@@ -96,15 +96,15 @@ def _signals(claim: float) -> dict[str, float]:
     return stats
 
 
-def _fitted_head() -> LikelihoodHead:
+def _fitted_head(*extra: str) -> LikelihoodHead:
     rng = np.random.default_rng(0)
     claims = rng.uniform(-4, 0, 200)
     labels = (claims > -1).astype(float)  # sure of its claim: right
     rows = np.vstack([list(_signals(c).values()) for c in claims])
     return LikelihoodHead.fit(
-        head_inputs(None, None, None, rows, rows=len(rows)),
+        head_inputs(None, rng.uniform(0.1, 0.9, len(rows)), None, rows),
         labels,
-        features=["sampled_claim_logprob", "sampled_claim_min_gap"],
+        features=["sampled_claim_logprob", "sampled_claim_min_gap", *extra],
     )
 
 
@@ -137,9 +137,13 @@ def test_dm_parts_count_no_model_for_the_reasoners_own_log_probs(classifier_dir,
     card = DMCard.load(folder).model_copy(update={"likelihood_head": head})
     (folder / "drr_dm.json").write_text(card.model_dump_json())
     parts = dm_parts(folder)
-    assert [p.role for p in parts] == ["classifier", "reasoner log-probs", "head"]
-    assert parts[1].parameters == 0
-    assert total_parameters(parts) == parts[0].parameters + parts[2].parameters
+    # the head reads no classifier logit: the folder's classifier never runs, so it is no part
+    assert [p.role for p in parts] == ["reasoner log-probs", "head"]
+    assert parts[0].parameters == 0
+    assert total_parameters(parts) == parts[1].parameters == 3  # two weights and a bias
+    card = card.model_copy(update={"likelihood_head": _fitted_head("classifier_logit")})
+    (folder / "drr_dm.json").write_text(card.model_dump_json())
+    assert [p.role for p in dm_parts(folder)] == ["classifier", "reasoner log-probs", "head"]
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

@@ -243,7 +243,11 @@ def light_dm(trained_dm, tmp_path_factory):
 
     from drr_agent.reasoners.signals import SAMPLED_FEATURES
     from drr_agent.scorers.card import DMCard
-    from drr_agent.scorers.likelihood import SAMPLED_HEAD_INPUTS, LikelihoodHead, head_inputs
+    from drr_agent.scorers.likelihood import (
+        SAMPLED_AND_CLASSIFIER_HEAD_INPUTS,
+        LikelihoodHead,
+        head_inputs,
+    )
 
     folder = tmp_path_factory.mktemp("light") / "dm"
     shutil.copytree(trained_dm, folder)
@@ -251,7 +255,7 @@ def light_dm(trained_dm, tmp_path_factory):
     sampled = rng.normal(size=(80, len(SAMPLED_FEATURES)))
     rows = head_inputs(None, rng.uniform(0.1, 0.9, size=80), None, sampled)
     labels = (sampled[:, 2] > 0).astype(float)
-    head = LikelihoodHead.fit(rows, labels, features=SAMPLED_HEAD_INPUTS)
+    head = LikelihoodHead.fit(rows, labels, features=SAMPLED_AND_CLASSIFIER_HEAD_INPUTS)
     card = DMCard.load(folder).model_copy(update={"likelihood_head": head})
     (folder / "drr_dm.json").write_text(card.model_dump_json())
     return folder

@@ -107,7 +107,8 @@ def _verifier_passes(head: LikelihoodHead) -> str:
 
 
 def dm_parts(folder: str | Path) -> list[DMPart]:
-    """Every model the DM in ``folder`` runs per scored step, the classifier first.
+    """Every model the DM in ``folder`` runs per scored step, the classifier first (when its
+    head reads it: a head that does not never runs it, though the folder holds it).
 
     Raises:
         DMLoadError: The folder or its card cannot be read.
@@ -116,17 +117,19 @@ def dm_parts(folder: str | Path) -> list[DMPart]:
     if not path.is_dir():
         raise DMLoadError(f"DM folder {path} does not exist")
     card = DMCard.load(path)
-    window = f" (up to {card.max_length} tokens)" if card.max_length else ""
-    parts = [
-        DMPart(
-            role="classifier",
-            model=card.base_model or path.name,
-            parameters=count_parameters(path),
-            source="this folder (fine-tuned by drr train)",
-            per_step=f"one forward pass over the question, earlier steps and the step{window}",
-        )
-    ]
     head = card.likelihood_head
+    parts = []
+    if head is None or head.reads_classifier:
+        window = f" (up to {card.max_length} tokens)" if card.max_length else ""
+        parts.append(
+            DMPart(
+                role="classifier",
+                model=card.base_model or path.name,
+                parameters=count_parameters(path),
+                source="this folder (fine-tuned by drr train)",
+                per_step=f"one forward pass over the question, earlier steps and the step{window}",
+            )
+        )
     if head is None:
         return parts
     if head.reads_verifier:
