@@ -17,6 +17,7 @@ from langchain_core.messages import AIMessage
 
 from drr_agent import DRRConfig, FunctionScorer, build_graph
 from drr_agent.reasoners.signals import (
+    LOGPROB_FLOOR,
     SAMPLED_FEATURES,
     SampledToken,
     reply_tokens,
@@ -74,6 +75,13 @@ def test_reply_tokens_read_the_openai_shape_and_refuse_malformed_ones() -> None:
     assert reply_tokens(AIMessage("7.")) is None
     broken = [{"token": "7", "logprob": float("nan")}]
     assert reply_tokens(AIMessage("7", response_metadata={"logprobs": {"content": broken}})) is None
+    # a continuation that wrote nothing (llama.cpp echoes the prefill) has no tokens, not
+    # unknown ones, so the step it continues keeps its statistics
+    empty = AIMessage("4 + 3 =", response_metadata={"logprobs": {"content": []}})
+    assert reply_tokens(empty) == ()
+    floored = [{"token": "7", "logprob": float("-inf"), "top_logprobs": []}]
+    got = reply_tokens(AIMessage("7", response_metadata={"logprobs": {"content": floored}}))
+    assert got == tokens(("7", LOGPROB_FLOOR, LOGPROB_FLOOR))
 
 
 def test_trace_steps_get_the_statistics_of_their_own_tokens() -> None:

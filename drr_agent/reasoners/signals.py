@@ -25,6 +25,7 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 
 __all__ = [
+    "LOGPROB_FLOOR",
     "LOGPROB_REQUEST",
     "SAMPLED_FEATURES",
     "SampledToken",
@@ -57,6 +58,10 @@ claim); ``log(1 + tokens)``. A step without digits takes the all-token values fo
 ``digit_*`` and ``claim_*`` statistics — a missing value must not read as the most confident
 one."""
 
+LOGPROB_FLOOR = -100.0
+"""Where a log-prob of ``-inf`` is read (a token the server's own sampler allowed but the
+model gave no mass): far below any sampled token, finite so the statistics stay numbers."""
+
 _DIGIT = re.compile(r"\d")
 _NUMBER_PIECE = re.compile(r"^[\s\d.,]*$")
 
@@ -78,10 +83,15 @@ def reply_tokens(message: BaseMessage) -> tuple[SampledToken, ...] | None:
     """The tokens of a reply with their log-probs (OpenAI shape:
     ``response_metadata["logprobs"]["content"]``), else ``None``: when the reply carries none
     (the model was not asked, or cannot) or they are malformed. A token without alternatives
-    counts as the model's first choice (gap 0)."""
+    counts as the model's first choice (gap 0); a log-prob of ``-inf`` (a token the server's
+    sampler alone allowed) reads as `LOGPROB_FLOOR`. A reply that wrote nothing has no tokens
+    (``()``), whether or not the server sent an empty list: a block step continued after an
+    empty call keeps the tokens of the calls that wrote it."""
     logprobs = (getattr(message, "response_metadata", None) or {}).get("logprobs")
     content = logprobs.get("content") if isinstance(logprobs, dict) else None
-    if not isinstance(content, list) or not content:
+    if content == [] or (content is None and not _text(message)):
+        return ()  # a llama.cpp continuation echoes its prefill as text, with no tokens
+    if not isinstance(content, list):
         return None
     tokens = []
     for entry in content:
@@ -92,19 +102,29 @@ def reply_tokens(message: BaseMessage) -> tuple[SampledToken, ...] | None:
     return tuple(tokens)
 
 
+def _text(message: BaseMessage) -> str:
+    content = getattr(message, "content", "")
+    return content if isinstance(content, str) else str(content or "")
+
+
+def _logprob(value: Any) -> float | None:
+    """A finite log-prob, ``-inf`` floored at `LOGPROB_FLOOR`; ``None`` for anything else."""
+    if not isinstance(value, int | float) or math.isnan(value) or value > 0:
+        return None
+    return max(float(value), LOGPROB_FLOOR)
+
+
 def _token(entry: Any) -> SampledToken | None:
     if not isinstance(entry, dict):
         return None
-    value = entry.get("logprob")
-    if not isinstance(value, int | float) or not math.isfinite(value):
+    value = _logprob(entry.get("logprob"))
+    if value is None:
         return None
     tops = [
-        t.get("logprob")
-        for t in entry.get("top_logprobs") or []
-        if isinstance(t, dict) and isinstance(t.get("logprob"), int | float)
+        _logprob(t.get("logprob")) for t in entry.get("top_logprobs") or [] if isinstance(t, dict)
     ]
-    best = max([float(value), *(float(v) for v in tops if math.isfinite(v))])
-    return SampledToken(str(entry.get("token", "")), float(value), best)
+    best = max([value, *(v for v in tops if v is not None)])
+    return SampledToken(str(entry.get("token", "")), value, best)
 
 
 def step_statistics(tokens: Sequence[SampledToken]) -> dict[str, float] | None:
