@@ -269,7 +269,12 @@ def _served_reports(
     classifier_reports = _reports(classifier, eval_part, held, config, progress)
     if not config.likelihood:
         return classifier_reports, classifier_reports, None
-    say(f"fitting the likelihood head ({config.likelihood_model}) on the training rows")
+    reads = (
+        config.likelihood_model
+        if reads_verifier(config.likelihood_features)
+        else "the Reasoner's own log-probs"
+    )
+    say(f"fitting the likelihood head ({reads}) on the training rows")
     scorer, head = _fit_likelihood(
         classifier, train, [*eval_part, *held], config, progress, lookahead
     )
