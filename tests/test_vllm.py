@@ -169,6 +169,62 @@ def test_drr_serve_waits_for_health_and_stops_on_ctrl_c(trained_dm, vllm_python,
             proc.kill()
 
 
+@pytest.fixture(scope="session")
+def light_dm(trained_dm, tmp_path_factory):
+    """``trained_dm`` with a head over the classifier and the Reasoner's own log-prob statistics
+    in its card: the light DM, whose every model is the served classifier."""
+    import shutil
+
+    import numpy as np
+
+    from drr_agent.reasoners.signals import SAMPLED_FEATURES
+    from drr_agent.scorers.card import DMCard
+    from drr_agent.scorers.likelihood import (
+        SAMPLED_AND_CLASSIFIER_HEAD_INPUTS,
+        LikelihoodHead,
+        head_inputs,
+    )
+
+    folder = tmp_path_factory.mktemp("light") / "dm"
+    shutil.copytree(trained_dm, folder)
+    rng = np.random.default_rng(0)
+    sampled = rng.normal(size=(80, len(SAMPLED_FEATURES)))
+    rows = head_inputs(None, rng.uniform(0.1, 0.9, size=80), None, sampled)
+    labels = (sampled[:, 2] > 0).astype(float)
+    head = LikelihoodHead.fit(rows, labels, features=SAMPLED_AND_CLASSIFIER_HEAD_INPUTS)
+    card = DMCard.load(folder).model_copy(update={"likelihood_head": head})
+    (folder / "drr_dm.json").write_text(card.model_dump_json())
+    return folder
+
+
+async def test_the_light_dm_is_served_whole(dm_server, reasoner_server, light_dm):
+    """Everything the light DM reads is served: the classifier by the DM server, the log-probs
+    by the Reasoner's own server with each step; the client adds a head's arithmetic."""
+    from drr_agent.reasoners.signals import SAMPLED_FEATURES
+    from drr_agent.scorers import load_dm
+
+    local = load_dm(light_dm, num_threads=1)
+    served = load_dm(light_dm, url=dm_server.url)
+    assert served.reads_reasoner_logprobs and served.likelihood is None
+    signals = [dict.fromkeys(SAMPLED_FEATURES, -0.1 * (i + 1)) for i in range(len(CONTEXTS))]
+    items = [
+        StepContext(c.question, c.steps, c.candidate, s)
+        for c, s in zip(CONTEXTS, signals, strict=True)
+    ]
+    assert await served.ascore(items) == pytest.approx(local.score(items), abs=1e-5)
+
+    graph = build_graph(
+        _served_reasoner(reasoner_server, seed=1),
+        served,
+        DRRConfig(max_steps=3, max_reasoner_calls=6),
+    )
+    result = DRRResult.from_state(await graph.ainvoke({"question": "What is 6 + 7?"}))
+    assert result.stop_reason not in ("reasoner_error", "scorer_error"), result.stop_detail
+    scored = [t for t in result.thoughts if t["text"]]
+    assert scored and all(set(t["signals"] or {}) == set(SAMPLED_FEATURES) for t in scored)
+    await served.classifier.aclose()
+
+
 async def test_killing_the_dm_server_mid_run_abstains_without_hanging(
     dm_server, reasoner_server, trained_dm, monkeypatch, until
 ):
@@ -231,59 +287,3 @@ async def test_a_keyed_server_guards_every_route_but_health(vllm_python, trained
         with pytest.raises(ScorerError):
             await keyless.ascore(CONTEXTS[:1])
         await keyless.aclose()
-
-
-@pytest.fixture(scope="session")
-def light_dm(trained_dm, tmp_path_factory):
-    """``trained_dm`` with a head over the classifier and the Reasoner's own log-prob statistics
-    in its card: the light DM, whose every model is the served classifier."""
-    import shutil
-
-    import numpy as np
-
-    from drr_agent.reasoners.signals import SAMPLED_FEATURES
-    from drr_agent.scorers.card import DMCard
-    from drr_agent.scorers.likelihood import (
-        SAMPLED_AND_CLASSIFIER_HEAD_INPUTS,
-        LikelihoodHead,
-        head_inputs,
-    )
-
-    folder = tmp_path_factory.mktemp("light") / "dm"
-    shutil.copytree(trained_dm, folder)
-    rng = np.random.default_rng(0)
-    sampled = rng.normal(size=(80, len(SAMPLED_FEATURES)))
-    rows = head_inputs(None, rng.uniform(0.1, 0.9, size=80), None, sampled)
-    labels = (sampled[:, 2] > 0).astype(float)
-    head = LikelihoodHead.fit(rows, labels, features=SAMPLED_AND_CLASSIFIER_HEAD_INPUTS)
-    card = DMCard.load(folder).model_copy(update={"likelihood_head": head})
-    (folder / "drr_dm.json").write_text(card.model_dump_json())
-    return folder
-
-
-async def test_the_light_dm_is_served_whole(dm_server, reasoner_server, light_dm):
-    """Everything the light DM reads is served: the classifier by the DM server, the log-probs
-    by the Reasoner's own server with each step; the client adds a head's arithmetic."""
-    from drr_agent.reasoners.signals import SAMPLED_FEATURES
-    from drr_agent.scorers import load_dm
-
-    local = load_dm(light_dm, num_threads=1)
-    served = load_dm(light_dm, url=dm_server.url)
-    assert served.reads_reasoner_logprobs and served.likelihood is None
-    signals = [dict.fromkeys(SAMPLED_FEATURES, -0.1 * (i + 1)) for i in range(len(CONTEXTS))]
-    items = [
-        StepContext(c.question, c.steps, c.candidate, s)
-        for c, s in zip(CONTEXTS, signals, strict=True)
-    ]
-    assert await served.ascore(items) == pytest.approx(local.score(items), abs=1e-5)
-
-    graph = build_graph(
-        _served_reasoner(reasoner_server, seed=1),
-        served,
-        DRRConfig(max_steps=3, max_reasoner_calls=6),
-    )
-    result = DRRResult.from_state(await graph.ainvoke({"question": "What is 6 + 7?"}))
-    assert result.stop_reason not in ("reasoner_error", "scorer_error"), result.stop_detail
-    scored = [t for t in result.thoughts if t["text"]]
-    assert scored and all(set(t["signals"] or {}) == set(SAMPLED_FEATURES) for t in scored)
-    await served.classifier.aclose()
