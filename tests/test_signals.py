@@ -154,18 +154,24 @@ def test_dm_parts_count_no_model_for_the_reasoners_own_log_probs(classifier_dir,
     assert [p.role for p in dm_parts(folder)] == ["classifier", "reasoner log-probs", "head"]
 
 
+class _Reading(FunctionScorer):
+    """A DM that reads the Reasoner's log-probs: records what it is shown, scores 0.9."""
+
+    def __init__(self, seen: list[StepContext]) -> None:
+        def judge(item: StepContext) -> float:
+            seen.append(item)
+            return 0.9
+
+        super().__init__(judge, name="reading")
+
+    @property
+    def reads_reasoner_logprobs(self) -> bool:
+        return True
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_the_graph_asks_for_log_probs_only_for_a_dm_that_reads_them(mode: str) -> None:
     seen: list[StepContext] = []
-
-    class Reading(FunctionScorer):
-        @property
-        def reads_reasoner_logprobs(self) -> bool:
-            return True
-
-    def judge(item: StepContext) -> float:
-        seen.append(item)
-        return 0.9
 
     async def run(scorer: StepScorer, model: ScriptedChatModel) -> dict:
         graph = build_graph(model, scorer, DRRConfig(accept_threshold=0.5, answer_threshold=0.5))
@@ -173,7 +179,7 @@ async def test_the_graph_asks_for_log_probs_only_for_a_dm_that_reads_them(mode: 
         return graph.invoke(inputs) if mode == "sync" else await graph.ainvoke(inputs)
 
     model = ScriptedChatModel(respond=lambda call: "Answer: 11", logprobs={"Answer: 11": -0.2})
-    state = await run(Reading(judge), model)
+    state = await run(_Reading(seen), model)
     assert state["answer"] == "11"
     assert all(c.kwargs.get("logprobs") is True for c in model.calls)
     assert seen and all(item.signals is not None for item in seen)
@@ -192,16 +198,7 @@ def test_the_real_qwen_reasoner_hands_its_step_statistics_to_the_dm() -> None:
     qwen = embedded_reasoner(model="embedded-qwen2.5-0.5b", seed=3, max_tokens=96)
     seen: list[StepContext] = []
 
-    class Reading(FunctionScorer):
-        @property
-        def reads_reasoner_logprobs(self) -> bool:
-            return True
-
-    def judge(item: StepContext) -> float:
-        seen.append(item)
-        return 0.9
-
-    graph = build_graph(qwen, Reading(judge), DRRConfig(max_steps=3))
+    graph = build_graph(qwen, _Reading(seen), DRRConfig(max_steps=3))
     state = graph.invoke({"question": "Calculate 23 + 45 - 12."})
     assert seen
     for item in seen:
