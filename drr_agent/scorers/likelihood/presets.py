@@ -87,7 +87,7 @@ whose train logits are in-sample) 0.847 → 0.946."""
 SAMPLED_HEAD_INPUTS = SAMPLED_FEATURES
 """The light DM's inputs: the statistics of the Reasoner's own token log-probs when it wrote
 the step (`SAMPLED_FEATURES`, free with each step) and nothing else — no model runs to score a
-step, the head's nine weights are the whole critic. Chosen on the dev steps of the
+step, the head's nine parameters are the whole critic. Chosen on the dev steps of the
 ``qwen-light`` quickstart (embedded Qwen, 4-term two-digit chain sums, outcome labels): AUROC
 0.636 for a logistic head over these against 0.599 with the classifier's logit beside them
 (whose training-row logits are in-sample, so the head over-trusts it: ECE 0.149) and 0.609
