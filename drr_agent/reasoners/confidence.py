@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 from langchain_core.messages import BaseMessage
 
+from drr_agent.reasoners.signals import logprob_content
+
 __all__ = [
     "ConfidenceMeasure",
     "group_confidences",
@@ -37,8 +39,7 @@ def token_confidences(message: BaseMessage) -> tuple[float, ...] | None:
     ``response_metadata["logprobs"]["content"][i]["top_logprobs"]``, at least two per
     token). ``None`` when the reply carries no such log-probs or they are malformed (the
     caller says what that means for its method)."""
-    logprobs = (getattr(message, "response_metadata", None) or {}).get("logprobs")
-    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    content = logprob_content(message)
     if not isinstance(content, list) or not content:
         return None
     values = []

@@ -29,6 +29,7 @@ __all__ = [
     "LOGPROB_REQUEST",
     "SAMPLED_FEATURES",
     "SampledToken",
+    "logprob_content",
     "reply_tokens",
     "span_statistics",
     "step_statistics",
@@ -87,8 +88,7 @@ def reply_tokens(message: BaseMessage) -> tuple[SampledToken, ...] | None:
     sampler alone allowed) reads as `LOGPROB_FLOOR`. A reply that wrote nothing has no tokens
     (``()``), whether or not the server sent an empty list: a block step continued after an
     empty call keeps the tokens of the calls that wrote it."""
-    logprobs = (getattr(message, "response_metadata", None) or {}).get("logprobs")
-    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    content = logprob_content(message)
     if content == [] or (content is None and not _text(message)):
         return ()  # a llama.cpp continuation echoes its prefill as text, with no tokens
     if not isinstance(content, list):
@@ -100,6 +100,14 @@ def reply_tokens(message: BaseMessage) -> tuple[SampledToken, ...] | None:
             return None
         tokens.append(token)
     return tuple(tokens)
+
+
+def logprob_content(message: BaseMessage) -> Any:
+    """The per-token log-prob entries of a reply as OpenAI shapes them
+    (``response_metadata["logprobs"]["content"]``, which ``ChatOpenAI`` fills), unchecked;
+    ``None`` when the reply has no ``logprobs`` object."""
+    logprobs = (getattr(message, "response_metadata", None) or {}).get("logprobs")
+    return logprobs.get("content") if isinstance(logprobs, dict) else None
 
 
 def _text(message: BaseMessage) -> str:
