@@ -32,21 +32,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drr_agent.config import DRRConfig
 from drr_agent.errors import DRRError
 from drr_agent.execution import Executor
 from drr_agent.offline.run_folder import RunFolder
+from drr_agent.offline.training.recipe import DM_RECIPES, DMRecipe
 from drr_agent.prompts import DEFAULT_INSTRUCTION
 from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE, TRACE_TEMPERATURE
-from drr_agent.scorers.likelihood import (
-    EMBEDDED_VERIFIER_MODEL,
-    LOOKAHEAD_HEAD_INPUTS,
-    SAMPLED_HEAD_INPUTS,
-    LikelihoodContext,
-    reads_lookahead,
-)
 from drr_agent.scorers.lookahead import AnswerLookahead, LookaheadSpec
 from drr_agent.tasks.spec import TaskSpec
 
@@ -96,31 +90,14 @@ class QuickstartPlan(BaseModel):
         siblings: First-step candidates the graph's own prompt proposes per train and dev
             question, each labelled by the answer after it, with ``sibling_answers`` answers
             after each (`drr_agent.offline.siblings`); added to the trace labels. 0: none.
-        pair_weight: Weight of the pairwise loss on sibling pairs (`TrainConfig.pair_weight`).
-        likelihood: Fit the DM's likelihood head over the Reasoner's token log-probs
-            (`TrainConfig.likelihood`). On by default: chosen on dev (README, "Status").
-        likelihood_model / likelihood_context: The causal LM of those log-probs and what it
-            reads a step after (`TrainConfig.likelihood_model`, ``likelihood_context``). By
-            default the embedded verifier LM (Qwen2.5-Coder-0.5B) reading each step after the
-            question alone: the Reasoner's own LM believes its own mistakes, and in context a
-            wrong answer that repeats a wrong accepted step looks likely (README, "What the
-            verifier reads"; chosen on dev).
-        likelihood_rows / likelihood_features: The head's training rows and the inputs it
-            reads (`TrainConfig.likelihood_rows`, ``likelihood_features``); all training rows
-            by default (with the verifier in bfloat16 they cost ~1.5 min more than 320 and
-            give dev AUROC 0.88 against 0.87 with the hidden layer). By default the head reads
-            the classifier, the in-context statistics, the verifier's claim statistics and its
-            reading of the Reasoner's forced answer after the step (`LOOKAHEAD_HEAD_INPUTS`;
-            chosen on train + dev; README, "What the head reads"); the labels then record
-            that answer as they label (`mc_examples` ``lookahead``).
-        likelihood_hidden: Tanh units of the head (`TrainConfig.likelihood_hidden`): 8,
-            chosen on dev (README, *Make a DM*, "A hidden layer").
-        likelihood_examples: Worked examples the verifier reads first
-            (`TrainConfig.likelihood_examples`).
-        minimal_pairs: Dev minimal pairs in the DM's report (`TrainConfig.minimal_pairs`):
-            120 of the ~270 measure its ≥ 0.9 accuracy to ±0.05 and save ~2 minutes of
-            verifier reading (each pair is two more rows).
-        epochs / learning_rate / batch_size / max_length: DM training (`TrainConfig`).
+        dm: What makes the DM (`DMRecipe`): by default ``DM_RECIPES["verifier"]``, the
+            MiniLM classifier under a head of 8 tanh units over the verifier LM's
+            (Qwen2.5-Coder-0.5B) reading of each step after the question alone and of the
+            Reasoner's forced answer after it. The verifier reads the step after the question
+            alone because the Reasoner's own LM believes its own mistakes, and in context a
+            wrong answer that repeats a wrong accepted step looks likely; the inputs and the
+            hidden layer were chosen on train + dev (docs: "Making a DM" and the results
+            page). ``drr train --recipe verifier`` makes the same DM from the same labels.
         methods: Methods compared on the test items (`evaluation.methods.METHODS`); ``oracle`` is
             the ceiling (a gold-aware critic in the same graph), ``stepwise`` the ablation.
             ``self_critique`` (the Reasoner judging its own steps) left the small plan's
@@ -153,19 +130,7 @@ class QuickstartPlan(BaseModel):
     label_rollouts: int = Field(default=4, ge=1)
     siblings: int = Field(default=0, ge=0)
     sibling_answers: int = Field(default=2, ge=1)
-    pair_weight: float = Field(default=0.0, ge=0)
-    likelihood: bool = True
-    likelihood_model: str = EMBEDDED_VERIFIER_MODEL
-    likelihood_context: LikelihoodContext = "question"
-    likelihood_rows: int | None = Field(default=None, ge=20)
-    likelihood_features: tuple[str, ...] = LOOKAHEAD_HEAD_INPUTS
-    likelihood_examples: int = Field(default=0, ge=0)
-    likelihood_hidden: int = Field(default=8, ge=0)
-    minimal_pairs: int | None = Field(default=120, ge=0)
-    epochs: float = Field(default=2.0, gt=0)
-    learning_rate: float = Field(default=1e-4, gt=0)
-    batch_size: int = Field(default=32, ge=1)
-    max_length: int = Field(default=96, ge=16)
+    dm: DMRecipe = Field(default_factory=lambda: DM_RECIPES["verifier"])
     methods: tuple[str, ...] = ("cot", "self_consistency", "stepwise", "drr", "oracle")
     graph: DRRConfig = Field(
         # short paths: SmolLM2 drifts after its first step ("2 + 6 = 8", "8 + 6 = 14", ...), so
@@ -187,11 +152,23 @@ class QuickstartPlan(BaseModel):
         """The plan a run folder recorded (its ``quickstart.json``)."""
         return cls.model_validate_json(Path(path).read_text())
 
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe_of_an_older_plan(cls, data: Any) -> Any:
+        """A ``quickstart.json`` written before plans named their DM by a `DMRecipe` had
+        the recipe's fields at the top level: they are its ``dm`` (so an older run folder
+        still resumes)."""
+        if isinstance(data, dict) and "dm" not in data:
+            flat = {name: data.pop(name) for name in list(data) if name in DMRecipe.model_fields}
+            if flat:
+                data = data | {"dm": flat}
+        return data
+
     @property
     def reads_lookahead(self) -> bool:
         """Whether this plan's DM reads the Reasoner's forced answer after each step: its
         labels then record that answer, and the DM asks the plan's Reasoner for it."""
-        return self.likelihood and reads_lookahead(self.likelihood_features)
+        return self.dm.reads_lookahead
 
     def step_reasoner(self, **options: Any) -> Reasoner:
         """The embedded Reasoner at this plan's graph-step sampling (``options`` as for
@@ -217,24 +194,12 @@ class QuickstartPlan(BaseModel):
         ``instruction``: the task's, under which the lookahead asks the embedded Reasoner)."""
         from drr_agent.offline.train import TrainConfig
 
-        return TrainConfig(
+        return TrainConfig.from_recipe(
+            self.dm,
             output_dir=output_dir,
             overwrite_output_dir=True,
-            epochs=self.epochs,
-            learning_rate=self.learning_rate,
-            batch_size=self.batch_size,
-            max_length=self.max_length,
             seed=self.seed if seed is None else seed,
-            pair_weight=self.pair_weight,
-            likelihood=self.likelihood,
-            likelihood_model=self.likelihood_model,
-            likelihood_context=self.likelihood_context,
-            likelihood_rows=self.likelihood_rows,
-            likelihood_features=self.likelihood_features,
-            likelihood_examples=self.likelihood_examples,
-            likelihood_hidden=self.likelihood_hidden,
             likelihood_lookahead=LookaheadSpec(instruction=instruction),
-            minimal_pairs=self.minimal_pairs,
         )
 
 
@@ -247,7 +212,7 @@ PLANS: dict[str, QuickstartPlan] = {
     # the same split, 8 traces per question, 3 epochs, self_critique and best_of_n_dm too
     "full": QuickstartPlan(
         samples=8,
-        epochs=3.0,
+        dm=DM_RECIPES["verifier"].model_copy(update={"epochs": 3.0}),
         methods=(
             "cot",
             "self_consistency",
@@ -273,10 +238,7 @@ PLANS: dict[str, QuickstartPlan] = {
         train=60,
         max_tokens=200,
         labels="outcome",
-        likelihood_features=SAMPLED_HEAD_INPUTS,
-        likelihood_hidden=0,
-        minimal_pairs=0,
-        max_length=128,
+        dm=DM_RECIPES["light"],
         methods=("cot", "stepwise", "drr", "oracle"),
         graph=DRRConfig(max_steps=6, max_reasoner_calls=16),
         concurrency=6,

@@ -42,6 +42,7 @@ from pydantic import Field, PrivateAttr
 
 from drr_agent import DRRConfig, FunctionScorer, StepContext, StepPrompt, build_graph
 from drr_agent.offline.records import StepExample
+from drr_agent.offline.train import DM_RECIPES
 from drr_agent.quickstart import QuickstartPlan
 from drr_agent.scorers.likelihood import EMBEDDED_LIKELIHOOD_MODEL
 from drr_agent.scorers.self_critique import CRITIC_QUESTION
@@ -490,14 +491,17 @@ TINY_QUICKSTART = QuickstartPlan(
     dev=8,
     samples=3,
     siblings=2,
-    pair_weight=1.0,
     # the Reasoner's own small LM keeps this test quick; the verifier LM is tested on its own
-    likelihood_model=EMBEDDED_LIKELIHOOD_MODEL,
-    likelihood_rows=None,
-    likelihood_examples=2,
-    minimal_pairs=4,
-    epochs=1,
-    batch_size=8,
+    dm=DM_RECIPES["verifier"].model_copy(
+        update={
+            "pair_weight": 1.0,
+            "likelihood_model": EMBEDDED_LIKELIHOOD_MODEL,
+            "likelihood_examples": 2,
+            "minimal_pairs": 4,
+            "epochs": 1,
+            "batch_size": 8,
+        }
+    ),
     methods=("cot", "stepwise", "self_critique", "drr", "oracle"),
     graph=DRRConfig(max_steps=2, max_reasoner_calls=4),
     concurrency=4,

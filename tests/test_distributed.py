@@ -39,7 +39,8 @@ def test_one_process_is_not_distributed(monkeypatch):
 
 def _train(out: Path, labels: Path, launcher: list[str]) -> subprocess.CompletedProcess:
     command = [*launcher, "-m", "drr_agent", "train", "--labels", str(labels), "--out", str(out)]
-    command += ["--epochs", "2", "--learning-rate", "1e-4", "--batch-size", "16"]
+    command += ["--recipe", "classifier", "--epochs", "2", "--learning-rate", "1e-4"]
+    command += ["--batch-size", "16"]
     command += ["--max-length", "64", "--seed", "7"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)

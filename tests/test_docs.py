@@ -17,6 +17,7 @@ server) and is collected, then skipped with that reason.
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,54 @@ def test_python_block_runs(path, line, code, request, monkeypatch, tmp_path):
     assert not any(QUICKSTART_DM in text for text in read), f"{path.name}:{line}: mark needs-dm"
     monkeypatch.chdir(tmp_path)  # a block that writes files writes them here
     exec(compile(code, f"{path}:{line}", "exec"), {"__name__": "__docs__"})
+
+
+_SHELL = re.compile(r"^```bash\n(.*?)^```", re.MULTILINE | re.DOTALL)
+_ASSIGNMENTS = re.compile(r"(?:^|;)\s*([A-Z_]+)=(\"[^\"]*\"|\S+)")
+_VARIABLE = re.compile(r"\$\{?([A-Za-z_]+)\}?")
+
+
+def drr_commands() -> list[pytest.param]:
+    """One param per ``drr`` command line of a ```bash block (continuations joined, comments
+    dropped, the block's own ``NAME=value`` variables expanded), named file:line."""
+    params = []
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        for match in _SHELL.finditer(text):
+            line_no = text.count("\n", 0, match.start()) + 2
+            variables: dict[str, str] = {}
+            joined, start = "", line_no
+            for n, raw in enumerate(match.group(1).splitlines(), start=line_no):
+                if not joined:
+                    start = n
+                if raw.endswith("\\"):  # as bash reads it: backslash-newline joins, no space
+                    joined += raw.removesuffix("\\")
+                    continue
+                joined += raw
+                line, joined = joined.split(" #")[0].strip(), ""
+                for assignment in _ASSIGNMENTS.findall(line):
+                    variables[assignment[0]] = shlex.split(assignment[1])[0]
+                line = _VARIABLE.sub(lambda m, v=variables: v.get(m.group(1), "x"), line)
+                if line.startswith("drr "):
+                    where = f"{path.relative_to(ROOT)}:{start}"
+                    params.append(pytest.param(line, id=where))
+    return params
+
+
+def test_the_docs_name_drr_commands():
+    assert len(drr_commands()) >= 20
+
+
+@pytest.mark.parametrize("command", drr_commands())
+def test_a_drr_command_in_the_docs_parses(command):
+    """The CLI accepts every option a documented command gives (a renamed or dropped option
+    fails here, not on a reader's machine). Parsing only: nothing runs."""
+    import typer.main
+
+    from drr_agent.cli import app
+
+    args = shlex.split(command)[1:]
+    group = typer.main.get_command(app)
+    name, sub, rest = group.resolve_command(group.make_context("drr", list(args)), list(args))
+    assert sub is not None, f"unknown command {name!r}"
+    sub.make_context(name, rest, resilient_parsing=False)

@@ -148,7 +148,8 @@ def test_training_killed_midway_restarts_cleanly(tmp_path):
     RecordFile(labels, StepExample).append(_sum_steps(60))
     dm = tmp_path / "dm"
     args = [
-        DRR, "train", "--labels", str(labels), "--out", str(dm), "--epochs", "3",
+        DRR, "train", "--labels", str(labels), "--out", str(dm), "--recipe", "classifier",
+        "--epochs", "3",
         "--max-length", "32", "--batch-size", "8",
     ]  # fmt: skip
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -10,6 +10,7 @@ from doubles import TINY_QUICKSTART as TINY
 from drr_agent.quickstart import (
     PLANS,
     QuickstartMismatchError,
+    QuickstartPlan,
     run_quickstart,
 )
 from drr_agent.scorers.likelihood import LOOKAHEAD_HEAD_INPUTS
@@ -79,7 +80,7 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tiny_quickstart)
     assert head["features"] == list(LOOKAHEAD_HEAD_INPUTS)
     assert head["lookahead"]["instruction"] == TINY.task.load().instruction
     # with a hidden layer of the plan's 8 tanh units
-    assert len(head["hidden_weights"]) == len(head["weights"]) == TINY.likelihood_hidden == 8
+    assert len(head["hidden_weights"]) == len(head["weights"]) == TINY.dm.likelihood_hidden == 8
     assert {len(row) for row in head["hidden_weights"]} == {len(LOOKAHEAD_HEAD_INPUTS)}
     # read after two worked examples: right steps of two training questions
     shown = [q for q in {row["question"] for row in labels} if f"{q}\n" in head["preamble"]]
@@ -140,8 +141,32 @@ def test_the_light_plan_runs_no_second_language_model_and_has_its_questions():
 
     light = PLANS["qwen-light"]
     assert light.reasoner == "embedded-qwen2.5-0.5b" and light.labels == "outcome"
-    assert reads_sampled(light.likelihood_features)
-    assert not reads_verifier(light.likelihood_features) and not light.reads_lookahead
+    assert reads_sampled(light.dm.likelihood_features)
+    assert not reads_verifier(light.dm.likelihood_features) and not light.reads_lookahead
     items = light.task.load().items
     assert len(items) >= light.test + light.dev + (light.train or 0)
     assert light.test >= 120  # what the issue's targets are read on
+
+
+def test_the_plans_dm_is_a_named_recipe_and_drr_train_makes_the_same(tmp_path):
+    """One DM recipe for the quickstart and ``drr train``: the CLI's default gives the same
+    `TrainConfig` as the default plan's DM, option for option."""
+    from drr_agent.cli.offline import RecipeChoice
+    from drr_agent.offline.train import DEFAULT_RECIPE, DM_RECIPES, TrainConfig
+
+    assert {c.value for c in RecipeChoice} == set(DM_RECIPES)
+    assert PLANS["small"].dm == DM_RECIPES[DEFAULT_RECIPE] == DM_RECIPES["verifier"]
+    assert PLANS["qwen-light"].dm == DM_RECIPES["light"]
+    plan_config = PLANS["small"].train_config(tmp_path / "dm")
+    assert plan_config.recipe == DM_RECIPES["verifier"]
+    cli_config = TrainConfig.from_recipe(DM_RECIPES[DEFAULT_RECIPE], output_dir=tmp_path / "dm")
+    assert cli_config.recipe == plan_config.recipe
+
+
+def test_a_plan_recorded_with_flat_dm_fields_still_loads(tmp_path):
+    """A ``quickstart.json`` from before `DMRecipe` (its fields at the top level) resumes."""
+    flat = PLANS["qwen-light"].model_dump(mode="json")
+    flat |= flat.pop("dm")
+    path = tmp_path / "quickstart.json"
+    path.write_text(json.dumps(flat))
+    assert QuickstartPlan.load(path) == PLANS["qwen-light"]

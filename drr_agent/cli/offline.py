@@ -40,8 +40,8 @@ from drr_agent.cli._common import (
     task_spec,
 )
 from drr_agent.errors import DRRError
-from drr_agent.offline.pairs import DEFAULT_PAIR_LIMIT
 from drr_agent.offline.run_folder import split_path, task_spec_path
+from drr_agent.offline.training.recipe import DEFAULT_RECIPE, DM_RECIPES
 from drr_agent.prompts import DEFAULT_INSTRUCTION
 from drr_agent.reasoners.sampling import (
     ROLLOUT_MAX_TOKENS,
@@ -50,7 +50,7 @@ from drr_agent.reasoners.sampling import (
     TRACE_MAX_TOKENS,
     TRACE_TEMPERATURE,
 )
-from drr_agent.scorers.likelihood import DEFAULT_HEAD_INPUTS, HEAD_INPUTS
+from drr_agent.scorers.likelihood import HEAD_INPUTS
 
 
 class SplitChoice(StrEnum):
@@ -384,6 +384,18 @@ class TuneChoice(StrEnum):
     head = "head"
 
 
+class RecipeChoice(StrEnum):
+    """The named DM recipes ``drr train --recipe`` takes (`DM_RECIPES`, the same names)."""
+
+    verifier = "verifier"
+    light = "light"
+    classifier = "classifier"
+
+
+_DEFAULT_RECIPE = RecipeChoice(DEFAULT_RECIPE)
+_RECIPE_HELP = " (default: the recipe's)"
+
+
 @app.command()
 def train(
     labels_files: Annotated[
@@ -393,6 +405,15 @@ def train(
         ),
     ],
     out: Annotated[Path, typer.Option(help="Output folder for the DM (Hugging Face format).")],
+    recipe: Annotated[
+        RecipeChoice,
+        typer.Option(
+            help="The DM to make: 'verifier' (the quickstart's: MiniLM under a head over the "
+            "verifier LM's reading and the Reasoner's forced answer), 'light' (a logistic head "
+            "over the Reasoner's own sampled log-probs, no model), 'classifier' (MiniLM "
+            "alone). The options below override single fields of it.",
+        ),
+    ] = _DEFAULT_RECIPE,
     base: Annotated[
         str | None,
         typer.Option(
@@ -401,16 +422,20 @@ def train(
         ),
     ] = None,
     tune: Annotated[
-        TuneChoice,
+        TuneChoice | None,
         typer.Option(
             help="Train all weights, LoRA adapters (merged on export) or only the "
-            "classification head on a frozen backbone; lora/head want a larger learning rate."
+            "classification head on a frozen backbone; lora/head want a larger learning rate"
+            + _RECIPE_HELP
+            + "."
         ),
-    ] = TuneChoice.full,
-    epochs: Annotated[float, typer.Option(min=0.01)] = 3.0,
-    learning_rate: Annotated[float, typer.Option(min=0.0)] = 5e-5,
-    batch_size: Annotated[int, typer.Option(min=1)] = 16,
-    max_length: Annotated[int, typer.Option(min=16, help="DM token window.")] = 256,
+    ] = None,
+    epochs: Annotated[float | None, typer.Option(min=0.01, help=_RECIPE_HELP)] = None,
+    learning_rate: Annotated[float | None, typer.Option(min=0.0, help=_RECIPE_HELP)] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help=_RECIPE_HELP)] = None,
+    max_length: Annotated[
+        int | None, typer.Option(min=16, help="DM token window" + _RECIPE_HELP + ".")
+    ] = None,
     eval_fraction: Annotated[float, typer.Option(min=0.0, max=0.99)] = 0.2,
     class_weighting: Annotated[bool, typer.Option(help="Weight classes by balance.")] = True,
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience (epochs).")] = 2,
@@ -418,33 +443,38 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
     trust_remote_code: Annotated[bool, typer.Option()] = False,
     pair_weight: Annotated[
-        float,
+        float | None,
         typer.Option(
-            min=0.0, help="Weight of the pairwise loss on sibling pairs (0: pointwise only)."
+            min=0.0,
+            help="Weight of the pairwise loss on sibling pairs (0: pointwise only)"
+            + _RECIPE_HELP
+            + ".",
         ),
-    ] = 0.0,
+    ] = None,
     likelihood: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            help="Also fit a head over the classifier and the Reasoner's teacher-forced token "
-            "log-probs of each step (the DM then knows what its Reasoner's LM knows)."
+            help="Also fit a head over the classifier and the Reasoner's token log-probs of "
+            "each step (the DM then knows what its Reasoner's LM knows)" + _RECIPE_HELP + ".",
         ),
-    ] = False,
+    ] = None,
     likelihood_model: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Causal LM of those log-probs: 'embedded-smollm2' (the Reasoner's backbone), "
-            "'embedded-qwen2.5-0.5b' (a larger verifier LM) or a local HF folder."
+            "'embedded-qwen2.5-0.5b' (a larger verifier LM) or a local HF folder"
+            + _RECIPE_HELP
+            + "."
         ),
-    ] = "embedded-smollm2",
+    ] = None,
     likelihood_context: Annotated[
-        ContextChoice,
+        ContextChoice | None,
         typer.Option(
             help="What each step is read after: the Reasoner's prompt, the plain question "
             "and steps (shorter: for a verifier LM), or the question alone (the verifier "
-            "judges each step against the problem).",
+            "judges each step against the problem)" + _RECIPE_HELP + ".",
         ),
-    ] = ContextChoice.reasoner,
+    ] = None,
     likelihood_rows: Annotated[
         int | None,
         typer.Option(
@@ -456,29 +486,32 @@ def train(
     likelihood_features: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated inputs the head reads (default: "
-            + ",".join(DEFAULT_HEAD_INPUTS)
-            + "); any of "
+            help="Comma-separated inputs the head reads"
+            + _RECIPE_HELP
+            + "; any of "
             + ",".join(HEAD_INPUTS)
             + ".",
         ),
     ] = None,
     likelihood_examples: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=0,
             help="Worked examples (right steps of distinct training questions) the "
-            "likelihood LM reads before every row, in the plain or question context.",
+            "likelihood LM reads before every row, in the plain or question context"
+            + _RECIPE_HELP
+            + ".",
         ),
-    ] = 0,
+    ] = None,
     likelihood_hidden: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=0,
-            help="Tanh units of a hidden layer in the head (0: logistic regression); the "
-            "quickstart uses 8.",
+            help="Tanh units of a hidden layer in the head (0: logistic regression)"
+            + _RECIPE_HELP
+            + ".",
         ),
-    ] = 0,
+    ] = None,
     lookahead_instruction: Annotated[
         str,
         typer.Option(
@@ -487,16 +520,18 @@ def train(
         ),
     ] = DEFAULT_INSTRUCTION,
     minimal_pairs: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=0,
             help="At most this many minimal pairs in the dev and test reports (0: none); "
-            "each is two more scored rows.",
+            "each is two more scored rows" + _RECIPE_HELP + ".",
         ),
-    ] = DEFAULT_PAIR_LIMIT,
+    ] = None,
 ) -> None:
     """Fine-tune the DM on train-split steps; stop early and pick thresholds on dev-split steps
-    (else on held-out training questions); report test-split steps, if any; save it."""
+    (else on held-out training questions); report test-split steps, if any; save it. The DM
+    is a named recipe (--recipe, the quickstart's by default); each option given overrides
+    one field of it."""
     from rich.markdown import Markdown
 
     from drr_agent.offline.distributed import Processes
@@ -506,36 +541,40 @@ def train(
     for path in labels_files:
         input_file(path, "--labels")
     output_folder(out)
+    given = {
+        "base_model": base,
+        "tune": tune.value if tune is not None else None,
+        "epochs": epochs,
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "pair_weight": pair_weight,
+        "likelihood": likelihood,
+        "likelihood_model": likelihood_model,
+        "likelihood_context": likelihood_context.value if likelihood_context else None,
+        "likelihood_rows": likelihood_rows,
+        "likelihood_features": (
+            tuple(likelihood_features.replace(" ", "").split(","))
+            if likelihood_features is not None
+            else None
+        ),
+        "likelihood_examples": likelihood_examples,
+        "likelihood_hidden": likelihood_hidden,
+        "minimal_pairs": minimal_pairs,
+    }
     try:
         examples = [e for path in labels_files for e in _read_examples(path)]
-        config = TrainConfig(
-            base_model=base,
+        config = TrainConfig.from_recipe(
+            DM_RECIPES[recipe.value],
+            **{name: value for name, value in given.items() if value is not None},
             output_dir=out,
             overwrite_output_dir=overwrite,
-            epochs=epochs,
-            learning_rate=learning_rate,
-            batch_size=batch_size,
-            max_length=max_length,
             eval_fraction=eval_fraction,
             class_weighting=class_weighting,
             early_stopping_patience=patience if eval_fraction > 0 else None,
             seed=seed,
             trust_remote_code=trust_remote_code,
-            tune=tune.value,
-            pair_weight=pair_weight,
-            likelihood=likelihood,
-            likelihood_model=likelihood_model,
-            likelihood_context=likelihood_context.value,
-            likelihood_rows=likelihood_rows,
-            likelihood_features=(
-                DEFAULT_HEAD_INPUTS
-                if likelihood_features is None
-                else tuple(likelihood_features.replace(" ", "").split(","))
-            ),
-            likelihood_examples=likelihood_examples,
-            likelihood_hidden=likelihood_hidden,
             likelihood_lookahead=LookaheadSpec(instruction=lookahead_instruction),
-            minimal_pairs=minimal_pairs,
         )
         result = train_dm(
             [e for e in examples if e.split == "train"],

@@ -309,6 +309,11 @@ async def deepconf(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
             "token_confidences": [
                 [round(c, 2) for c in t.confidences] if t.confidences else None for t in traces
             ],
+            # each sample's steps and their log-prob statistics: a DM that reads them ranks
+            # the same samples offline (best-of-k at every k, no sampling again)
+            "steps": [t.steps for t in traces],
+            "step_signals": [t.signals for t in traces],
+            "sample_tokens": [[t.tokens.prompt, t.tokens.completion] for t in traces],
         },
     )
 
@@ -334,6 +339,18 @@ def confidence_vote(
     best = max(votes.values(), default=None)
     chosen = next((i for i in kept if votes[answers[i]] == best), None)  # type: ignore[index]
     return chosen, kept, votes
+
+
+def best_scored(answers: Sequence[str | None], trace_scores: Sequence[float | None]) -> int | None:
+    """The index of the best-scored trace among those with a readable (normalised) answer
+    and a score (a trace whose answer the checker cannot read cannot win; ties go to the
+    lower index), or ``None``."""
+    candidates = [
+        i
+        for i, (a, score) in enumerate(zip(answers, trace_scores, strict=True))
+        if a is not None and score is not None
+    ]
+    return max(candidates, key=lambda i: (trace_scores[i], -i), default=None)
 
 
 def _norm(trace: _Trace, item: TaskItem) -> str | None:
@@ -375,13 +392,7 @@ async def best_of_n_dm(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
     for index, score in zip(owner, scores, strict=True):
         per_trace[index].append(float(score))
     trace_scores = [_aggregate(s, ctx.settings.aggregate) if s else None for s in per_trace]
-    candidates = [  # a trace whose answer the checker cannot read ("Answer: X") cannot win
-        i
-        for i, t in enumerate(traces)
-        if trace_scores[i] is not None
-        and normalize_answer(t.answer, item.answer_type, item.choices) is not None
-    ]
-    chosen = max(candidates, key=lambda i: (trace_scores[i], -i), default=None)
+    chosen = best_scored([_norm(t, item) for t in traces], trace_scores)
     return MethodOutcome(
         answer=traces[chosen].answer if chosen is not None else None,
         tokens=_total(traces),

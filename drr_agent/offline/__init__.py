@@ -9,9 +9,18 @@ from drr_agent.offline.jsonl import RecordFile, RecordFileError
 from drr_agent.offline.labels import LabelSummary, mc_examples, outcome_examples, summarize_labels
 from drr_agent.offline.records import SamplingSettings, StepExample, TraceRecord
 from drr_agent.offline.traces import TraceFileMismatchError, TraceSummary, sample_traces
-from drr_agent.offline.train import TrainConfig, TrainingDataError, TrainResult, train_dm
+from drr_agent.offline.train import (
+    DM_RECIPES,
+    DMRecipe,
+    TrainConfig,
+    TrainingDataError,
+    TrainResult,
+    train_dm,
+)
 
 __all__ = [
+    "DM_RECIPES",
+    "DMRecipe",
     "DMReport",
     "LabelSummary",
     "RecordFile",

@@ -64,6 +64,7 @@ from drr_agent.offline.training.export import (
 from drr_agent.offline.training.fit import check_batch_split, fit
 from drr_agent.offline.training.objective import class_weights
 from drr_agent.offline.training.quiet import quiet_transformers
+from drr_agent.offline.training.recipe import DEFAULT_RECIPE, DM_RECIPES, DMRecipe
 from drr_agent.offline.training.result import TrainResult
 from drr_agent.scorers.base import StepScorer
 from drr_agent.scorers.hf import HFScorer
@@ -85,10 +86,13 @@ from drr_agent.scorers.likelihood import (
 from drr_agent.scorers.lookahead import AnswerLookahead
 
 __all__ = [
+    "DEFAULT_RECIPE",
+    "DM_RECIPES",
     "EMBEDDED_DM_BASE_ID",
     "EMBEDDED_REASONER_BASE",
     "EMBEDDED_REASONER_BASE_ID",
     "LABELS",
+    "DMRecipe",
     "TrainConfig",
     "TrainResult",
     "TrainingDataError",

@@ -1,4 +1,4 @@
-"""Choose DeepConf's settings on dev, offline: headroom and every (keep, window, measure).
+"""Choose DeepConf's settings on dev, offline; read every sampling method at k = 1…K.
 
 A ``drr eval --split dev --methods deepconf --k K`` run records, per item, the ``K`` sampled
 answers and every token's confidence (``details.token_confidences``). From those alone this
@@ -10,8 +10,17 @@ script computes, without sampling again:
 - DeepConf's accuracy for every ``keep`` × ``window`` × ``measure`` on all ``K`` samples
   (`drr_agent.evaluation.methods.confidence_vote`, the method's own vote),
 
+- with ``--dm DIR``, ``best_of_n_dm`` at every ``k``: the DM scores every step of the
+  samples (the records keep each sample's steps and their log-prob statistics), the trace
+  with the highest lowest step score among the first ``k`` wins (the method's own rule,
+  `drr_agent.evaluation.methods.best_scored`);
+- with ``--setting KEEP WINDOW MEASURE``, DeepConf at every ``k`` under that one setting;
+- each method's mean compute at every ``k`` (the record's compute, shared among its samples
+  by their tokens), so they can be read against the graph methods at matched compute;
+
 and prints the settings ranked by dev accuracy. Pass the chosen ``--deepconf-keep`` and
-``--deepconf-window`` to the test run. Dev only: a setting read off test is no result.
+``--deepconf-window`` to the test run. Dev only: a setting read off test is no result. On
+test, name the dev-chosen ``--setting`` and read nothing else off the ranking.
 
     .venv/bin/python -m evals.benchmarks.deepconf_sweep --run runs/gsm8k-dev-deepconf \\
         --out evals/results/<folder>/deepconf_sweep.json
@@ -20,15 +29,17 @@ and prints the settings ranked by dev accuracy. Pass the chosen ``--deepconf-kee
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import json
 from pathlib import Path
 from typing import get_args
 
-from drr_agent.evaluation.methods import confidence_vote, majority_answer
+from drr_agent.evaluation.methods import best_scored, confidence_vote, majority_answer
 from drr_agent.evaluation.records import RECORDS_FILE, EvalRecord
 from drr_agent.offline.jsonl import RecordFile
 from drr_agent.reasoners.confidence import ConfidenceMeasure, trace_confidence
+from drr_agent.scorers.base import StepContext, StepScorer
 from drr_agent.tasks.base import TaskItem
 from drr_agent.tasks.checking import is_correct, normalize_answer
 
@@ -42,8 +53,52 @@ def _item(record: EvalRecord, answer_type: str) -> TaskItem:
     )
 
 
-def sweep(records: list[EvalRecord], answer_type: str) -> dict:
-    """Headroom, majority@k and every DeepConf setting's accuracy over ``records``."""
+def _deepconf_answer(
+    record: EvalRecord, k: int, answer_type: str, setting: tuple[float, int, ConfidenceMeasure]
+) -> str | None:
+    keep, window, measure = setting
+    answers = [normalize_answer(a, answer_type) for a in record.details["answers"][:k]]
+    confidences = [
+        trace_confidence(t, window, measure) if t else None
+        for t in record.details["token_confidences"][:k]
+    ]
+    chosen, _, _ = confidence_vote(answers, confidences, keep)
+    return record.details["answers"][chosen] if chosen is not None else None
+
+
+def _trace_scores(record: EvalRecord, scorer: StepScorer) -> list[float | None]:
+    """Each sample's lowest step score under ``scorer`` (``None``: a sample with no step)."""
+    steps, signals = record.details["steps"], record.details["step_signals"]
+    contexts, owner = [], []
+    for index, (trace, trace_signals) in enumerate(zip(steps, signals, strict=True)):
+        for j, step in enumerate(trace):
+            row = trace_signals[j] if trace_signals else None
+            contexts.append(StepContext(record.question, tuple(trace[:j]), step, row))
+            owner.append(index)
+    scores = asyncio.run(scorer.ascore(contexts)) if contexts else []
+    lowest: list[float | None] = [None] * len(steps)
+    for index, score in zip(owner, scores, strict=True):
+        current = lowest[index]
+        lowest[index] = float(score) if current is None else min(current, float(score))
+    return lowest
+
+
+def _compute_at(record: EvalRecord, k: int) -> float | None:
+    """The record's compute, shared among its samples by their tokens: the first ``k``'s."""
+    sizes = [sum(pair) for pair in record.details.get("sample_tokens", [])]
+    if record.compute is None or not sizes or not sum(sizes):
+        return None
+    return record.compute * sum(sizes[:k]) / sum(sizes)
+
+
+def sweep(
+    records: list[EvalRecord],
+    answer_type: str,
+    scorer: StepScorer | None = None,
+    setting: tuple[float, int, ConfidenceMeasure] | None = None,
+) -> dict:
+    """Headroom, majority@k and every DeepConf setting's accuracy over ``records``; with
+    ``scorer``, best_of_n_dm@k; with ``setting``, that DeepConf setting at every k."""
     rows = [r for r in records if r.method == "deepconf" and r.error is None]
     if not rows:
         raise SystemExit("no deepconf records without errors in the run")
@@ -67,20 +122,47 @@ def sweep(records: list[EvalRecord], answer_type: str) -> dict:
         out["majority_at"][j] = wins / n
     measures: tuple[ConfidenceMeasure, ...] = get_args(ConfidenceMeasure)
     for keep, window, measure in itertools.product(KEEPS, WINDOWS, measures):
-        wins = 0
-        for r in rows:
-            answers = [normalize_answer(a, answer_type) for a in r.details["answers"][:k]]
-            confidences = [
-                trace_confidence(t, window, measure) if t else None
-                for t in r.details["token_confidences"][:k]
-            ]
-            chosen, _, _ = confidence_vote(answers, confidences, keep)
-            answer = r.details["answers"][chosen] if chosen is not None else None
-            wins += is_correct(answer, r.gold, answer_type)
+        wins = sum(
+            is_correct(
+                _deepconf_answer(r, k, answer_type, (keep, window, measure)), r.gold, answer_type
+            )
+            for r in rows
+        )
         out["deepconf"].append(
             {"keep": keep, "window": window, "measure": measure, "accuracy": wins / n}
         )
     out["deepconf"].sort(key=lambda row: (-row["accuracy"], row["keep"], row["window"]))
+    computes = [[_compute_at(r, j) for j in ks] for r in rows]
+    if all(c is not None for row in computes for c in row):
+        out["compute_at"] = {j: sum(row[i] for row in computes) / n for i, j in enumerate(ks)}
+    # per item and k, right or wrong: paired comparisons with other runs on the same items
+    per_item: dict[str, dict[str, bool]] = {}
+    for r in rows:
+        per_item[r.item_id] = {
+            f"majority@{j}": is_correct(
+                majority_answer(r.details["answers"][:j], _item(r, answer_type))[0],
+                r.gold,
+                answer_type,
+            )
+            for j in ks
+        }
+    if setting is not None:
+        out["setting"] = list(setting)
+        for r in rows:
+            for j in ks:
+                answer = _deepconf_answer(r, j, answer_type, setting)
+                per_item[r.item_id][f"deepconf@{j}"] = is_correct(answer, r.gold, answer_type)
+    if scorer is not None:
+        for r in rows:
+            lowest = _trace_scores(r, scorer)
+            answers = [normalize_answer(a, answer_type) for a in r.details["answers"]]
+            for j in ks:
+                chosen = best_scored(answers[:j], lowest[:j])
+                answer = r.details["answers"][chosen] if chosen is not None else None
+                per_item[r.item_id][f"best_of_n_dm@{j}"] = is_correct(answer, r.gold, answer_type)
+    names = next(iter(per_item.values())).keys()
+    out["accuracy_at"] = {name: sum(per_item[i][name] for i in per_item) / n for name in names}
+    out["per_item"] = per_item
     return out
 
 
@@ -89,12 +171,34 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="a drr eval folder (dev)")
     parser.add_argument("--answer-type", default="number")
     parser.add_argument("--out", type=Path, help="write the sweep as JSON here")
+    parser.add_argument("--dm", type=Path, help="a DM folder: best_of_n_dm at every k")
+    parser.add_argument(
+        "--setting",
+        nargs=3,
+        metavar=("KEEP", "WINDOW", "MEASURE"),
+        help="one DeepConf setting (chosen on dev) read at every k",
+    )
     args = parser.parse_args()
     records = RecordFile(args.run / RECORDS_FILE, EvalRecord).read()
-    result = sweep(records, args.answer_type)
+    scorer = None
+    if args.dm is not None:
+        from drr_agent.scorers.loading import load_dm
+
+        scorer = load_dm(args.dm)
+    setting = None
+    if args.setting is not None:
+        keep, window, measure = args.setting
+        if measure not in get_args(ConfidenceMeasure):
+            parser.error(f"--setting MEASURE {measure!r}: one of {get_args(ConfidenceMeasure)}")
+        setting = (float(keep), int(window), measure)
+    result = sweep(records, args.answer_type, scorer, setting)
     print(f"{result['items']} items, k = {result['k']}; mean@1 {result['mean_at_1']:.3f}")
     for j, value in result["pass_at"].items():
-        print(f"  pass@{j} {value:.3f}   majority@{j} {result['majority_at'][j]:.3f}")
+        compute = result.get("compute_at", {}).get(j)
+        cost = f"   compute {compute:.3g}" if compute is not None else ""
+        print(f"  pass@{j} {value:.3f}   majority@{j} {result['majority_at'][j]:.3f}{cost}")
+    for name, value in result["accuracy_at"].items():
+        print(f"  {name:<18} {value:.3f}")
     print("best DeepConf settings on these items (keep, window, measure: accuracy):")
     for row in result["deepconf"][:10]:
         print(f"  {row['keep']:<5} {row['window']:<4} {row['measure']:<13} {row['accuracy']:.3f}")

@@ -1,6 +1,8 @@
 """The parts of `drr_agent.offline.train.train_dm`, one concept a module, in recipe order.
 
-- `config`: `TrainConfig`, every setting of a run; `result`: `TrainResult`, what it produced.
+- `recipe`: `DMRecipe`, what makes a DM, and the named `DM_RECIPES`; `config`:
+  `TrainConfig`, a recipe plus every setting of one run; `result`: `TrainResult`, what it
+  produced.
 - `data`: the checks on the rows and the by-question split, before anything loads.
 - `backbone`: which base model, loaded as a 2-label classifier, tuned full / LoRA / head.
 - `encoding`: steps as the tokenised inputs `HFScorer` will serve (the same window rule).
