@@ -151,7 +151,7 @@ def test_the_light_plan_runs_no_second_language_model_and_has_its_questions():
 def test_the_plans_dm_is_a_named_recipe_and_drr_train_makes_the_same(tmp_path):
     """One DM recipe for the quickstart and ``drr train``: the CLI's default gives the same
     `TrainConfig` as the default plan's DM, option for option."""
-    from drr_agent.cli.offline import RecipeChoice
+    from drr_agent.cli.dm import RecipeChoice
     from drr_agent.offline.train import DEFAULT_RECIPE, DM_RECIPES, TrainConfig
 
     assert {c.value for c in RecipeChoice} == set(DM_RECIPES)

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from drr_agent import DRRConfig, DRRResult, FunctionScorer, Reasoner, Thought, build_graph
 from drr_agent.policy import decide, rank_score
-from drr_agent.reasoners.base import mean_logprob
+from drr_agent.reasoners.signals import mean_logprob
 from drr_agent.state import new_counters
 from drr_agent.tasks import load_task
 from drr_agent.tracing import format_decision, format_thought_tree, thought_table

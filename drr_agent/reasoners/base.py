@@ -555,23 +555,6 @@ _CONTINUATIONS = 3
 """Most extra calls that continue one block step (a heading, then an open display, then the
 token limit: three is what the embedded Qwen needs at most on GSM8K's dev questions)."""
 
-def token_logprobs(message: BaseMessage) -> tuple[float, ...] | None:
-    """The log-probs of the tokens of a reply (OpenAI shape, see `Reasoner`), else ``None``.
-
-    ``None`` when the reply carries none (the model was not asked, or cannot) or they are
-    malformed (`reply_tokens`): ranking then falls back to the DM's score instead of failing
-    the run.
-    """
-    tokens = reply_tokens(message)
-    return tuple(t.logprob for t in tokens) if tokens else None
-
-
-def mean_logprob(message: BaseMessage) -> float | None:
-    """Mean log-prob of the tokens of a reply (see `token_logprobs`), else ``None``."""
-    numbers = token_logprobs(message)
-    return sum(numbers) / len(numbers) if numbers else None
-
-
 def _build(recipe: Callable[[], Reasoner]) -> Reasoner:
     return recipe()
 

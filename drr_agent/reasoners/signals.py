@@ -30,9 +30,11 @@ __all__ = [
     "SAMPLED_FEATURES",
     "SampledToken",
     "logprob_content",
+    "mean_logprob",
     "reply_tokens",
     "span_statistics",
     "step_statistics",
+    "token_logprobs",
     "trace_step_statistics",
 ]
 
@@ -208,3 +210,20 @@ def trace_step_statistics(
         cursor = at + len(step)
         found.append(span_statistics(tokens, at, cursor, offset))
     return found
+
+
+def token_logprobs(message: BaseMessage) -> tuple[float, ...] | None:
+    """The log-probs of the tokens of a reply (OpenAI shape, see `Reasoner`), else ``None``.
+
+    ``None`` when the reply carries none (the model was not asked, or cannot) or they are
+    malformed (`reply_tokens`): ranking then falls back to the DM's score instead of failing
+    the run.
+    """
+    tokens = reply_tokens(message)
+    return tuple(t.logprob for t in tokens) if tokens else None
+
+
+def mean_logprob(message: BaseMessage) -> float | None:
+    """Mean log-prob of the tokens of a reply (see `token_logprobs`), else ``None``."""
+    numbers = token_logprobs(message)
+    return sum(numbers) / len(numbers) if numbers else None
