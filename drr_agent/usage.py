@@ -133,6 +133,13 @@ class UsageLedger:
                 parameters=old.parameters if old.parameters is not None else parameters,
             )
 
+    def sole_model(self) -> str | None:
+        """The one model booked here without a role (`booked_as`) — a unit's Reasoner when
+        only it ran — else ``None`` (none, or several)."""
+        with self._lock:
+            names = [name for name in self.models if not name.endswith(")")]
+        return names[0] if len(names) == 1 else None
+
     @property
     def compute(self) -> float | None:
         """The unit's compute, summed over every model (``None`` if one model's size is

@@ -30,14 +30,20 @@ import asyncio
 import random
 import re
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    ToolMessage,
+)
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field, PrivateAttr
 
 from drr_agent import DRRConfig, FunctionScorer, StepContext, StepPrompt, build_graph
@@ -152,6 +158,7 @@ class ScriptedChatModel(BaseChatModel):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     logprobs: dict[str, float] | None = None
+    streamed: int = 0
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
     _release: threading.Event = PrivateAttr(default_factory=threading.Event)
     _served: int = PrivateAttr(default=0)
@@ -221,6 +228,37 @@ class ScriptedChatModel(BaseChatModel):
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         return self._reply(call, slot)
+
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        """The scripted reply streamed one log-prob entry (token) a chunk, the text spread
+        over them word by word, then a last chunk with the usage (``stream_usage``); each
+        chunk handed out is counted in ``streamed`` (a reader that stops early takes fewer)."""
+        call, slot = self._record(messages, stop, kwargs)
+        message = self._reply(call, slot).generations[0].message
+        entries = (message.response_metadata.get("logprobs") or {}).get("content") or [None]
+        words = str(message.content).split(" ")
+        pieces = [w + " " for w in words[: len(entries) - 1]]
+        pieces += [" ".join(words[len(entries) - 1 :])] + [""] * (len(entries) - len(words))
+        for entry, piece in zip(entries, pieces, strict=False):
+            metadata = {"logprobs": {"content": [entry]}} if entry is not None else {}
+            self.streamed += 1
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(content=piece, response_metadata=metadata)
+            )
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                usage_metadata=message.usage_metadata,
+                response_metadata={"finish_reason": "stop"},
+            )
+        )
 
 
 class SeededChatModel(ScriptedChatModel):

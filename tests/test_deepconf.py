@@ -91,6 +91,61 @@ async def test_deepconf_keeps_the_confident_traces_where_the_majority_is_wrong()
     assert everything.answer == "11" and everything.details["kept"] == [0, 1, 2, 3, 4]
 
 
+def _flat(text: str, tokens: int = 6) -> AIMessage:
+    """A trace less confident than `_reply`'s unsure ones (every token's top-3 all alike)."""
+    return ai_message(text, prompt_tokens=20, logprobs=_logprobs(*[[-1.1] * 3] * tokens))
+
+
+async def test_deepconf_online_cuts_the_unsure_traces_and_never_generates_their_rest():
+    item = number_item(Q)
+    replies = [
+        _reply("7 + 4 = 11\nAnswer: 11", True),  # warm-up: sure, right
+        _reply("7 + 4 = 12\nAnswer: 12", False),  # warm-up: unsure (sets the threshold)
+        _flat("7 + 4 = 12\nAnswer: 12"),  # below it: cut after one window
+        _reply("7 + 4 = 11\nAnswer: 11", True),
+        _flat("7 + 4 = 12\nAnswer: 12"),
+        _reply("7 + 4 = 12\nAnswer: 12", False),  # at the threshold: votes
+    ]
+    traces = {sample_seed(0, item.id, i): reply for i, reply in enumerate(replies)}
+    model = seven_plus_four(traces=traces)
+    ctx = _ctx(model, k=6, deepconf_warmup=2, deepconf_keep=1.0, deepconf_window=4)
+    with metered() as ledger:
+        out = await METHODS["deepconf_online"](item, ctx)
+    assert out.answer == "11" and out.details["cut"] == [2, 4]
+    assert out.details["threshold"] == pytest.approx(3.5 / 3)  # the unsure warm-up trace's
+    assert not out.details["consensus"] and out.reasoner_calls == 6
+    # a cut trace stops after its first window: 4 of its 6 tokens (a whole one reports 7,
+    # one per word), with the prompt tokens of the others (the server reported none)
+    assert out.tokens.completion == 4 * 7 + 2 * 4 and out.tokens.prompt == 6 * 20
+    # the warm-up is asked whole; the rest is streamed, the cut ones only up to the cut
+    assert model.streamed == 6 + 4 + 6 + 4
+    # the same seeds as deepconf and self_consistency; the ledger books the cut ones too
+    assert [c.seed for c in model.calls] == [sample_seed(0, item.id, i) for i in range(6)]
+    (usage,) = ledger.models.values()
+    assert usage.calls == 6 and usage.completion_tokens == out.tokens.completion
+    assert usage.prompt_tokens == out.tokens.prompt
+    # the dev sweep's replay of the online method on deepconf's records of the same samples
+    # (how its settings are chosen without sampling again) gives the same answer and tokens
+    from drr_agent.evaluation.records import EvalRecord
+    from evals.benchmarks.deepconf_sweep import _online
+
+    offline = await METHODS["deepconf"](item, ctx)
+    record = EvalRecord(
+        run_id="r", task="t", method="deepconf", item_id=item.id, question=Q, gold="11",
+        details=offline.details,
+    )  # fmt: skip
+    assert _online(record, "number", 2, 1.0, 4, 0.95) == (out.answer, out.tokens.total)
+
+
+async def test_deepconf_online_stops_after_a_warm_up_that_agrees():
+    item = number_item(Q)
+    sure = {sample_seed(0, item.id, i): _reply("7 + 4 = 11\nAnswer: 11", True) for i in range(8)}
+    model = seven_plus_four(traces=sure)
+    out = await METHODS["deepconf_online"](item, _ctx(model, k=8, deepconf_warmup=3))
+    assert out.answer == "11" and out.details["consensus"] and out.reasoner_calls == 3
+    assert len(model.calls) == 3 and model.streamed == 0  # nothing more was even asked
+
+
 async def test_deepconf_without_log_probs_is_an_error_not_a_silent_majority(tmp_path):
     task = number_task("t", [("q0", Q, "11")])
     ctx = MethodContext(task, Reasoner(seven_plus_four()), None, DRRConfig(), MethodSettings())
@@ -107,7 +162,14 @@ async def test_a_run_folder_from_before_a_new_setting_resumes(tmp_path):
     ctx = MethodContext(task, Reasoner(seven_plus_four()), None, DRRConfig(), MethodSettings())
     await run_eval(task, task.items[:1], ["cot"], ctx, tmp_path, progress=False, plots=False)
     run = json.loads((tmp_path / "run.json").read_text())
-    for name in ("deepconf_keep", "deepconf_window", "deepconf_measure", "deepconf_top_logprobs"):
+    for name in (
+        "deepconf_keep",
+        "deepconf_window",
+        "deepconf_measure",
+        "deepconf_top_logprobs",
+        "deepconf_warmup",
+        "deepconf_consensus",
+    ):
         del run["settings"][name]  # as a run folder written before deepconf existed
     (tmp_path / "run.json").write_text(json.dumps(run))
     await run_eval(task, task.items, ["cot"], ctx, tmp_path, progress=False)  # no mismatch
@@ -164,3 +226,35 @@ async def test_the_dev_sweep_reads_headroom_majority_and_every_setting_offline(t
     assert result["majority_at"] == {1: 0.0, 2: 0.0, 4: 0.0}  # ties go to the first, "12"
     assert result["deepconf"][0]["accuracy"] == 1.0  # the confident samples say 11
     assert len(result["deepconf"]) == 5 * 5 * 4
+    # every method at every k from the same samples: a DM that prefers "= 11" picks it from
+    # two samples on; DeepConf under one setting; compute shared by the samples' tokens
+    from drr_agent.scorers.base import FunctionScorer
+
+    dm = FunctionScorer(lambda c: 0.9 if "11" in c.candidate else 0.1)
+    records = RecordFile(tmp_path / "records.jsonl", EvalRecord).read()
+    every = sweep(records, "number", dm, (1.0, 32, "lowest_group"))
+    assert every["accuracy_at"]["best_of_n_dm@1"] == 0.0
+    assert every["accuracy_at"]["best_of_n_dm@2"] == 1.0
+    assert every["accuracy_at"]["deepconf@4"] == 1.0 and every["setting"][0] == 1.0
+    assert every["per_item"][item.id]["majority@4"] is False
+    compute = records[0].compute
+    if compute is not None:  # the double's model has no registered size
+        assert every["compute_at"][4] == pytest.approx(compute)
+
+
+@pytest.mark.embedded
+async def test_the_embedded_server_streams_confidences_and_a_stop_rule_cuts_the_stream(embedded):
+    """The online form on the real llama.cpp server: a streamed reply carries the same
+    per-token confidences as a whole one, and the stop rule ends it where it holds."""
+    from drr_agent.tasks import load_task
+
+    task = load_task("basic_arithmetic", limit=4, seed=3)
+    args = {"instruction": task.instruction, "temperature": 0.0, "max_tokens": 32, "seed": 1}
+    whole = await embedded.asample_trace(task.items[0].question, **args, top_logprobs=5)
+    cut = await embedded.asample_trace(
+        task.items[0].question, **args, top_logprobs=5, stop_when=lambda c: len(c) >= 5
+    )
+    assert cut.stopped and not whole.stopped and cut.completion_tokens == 5
+    assert cut.prompt_tokens == 0  # the server reports usage only for a finished stream
+    assert whole.text.startswith(cut.text) and cut.text  # greedy: the same first tokens
+    assert cut.confidences == pytest.approx(whole.confidences[:5], abs=1e-3)

@@ -170,6 +170,12 @@ def eval_command(
         int | None,
         typer.Option(min=1, help="deepconf: tokens per confidence window (default 32)."),
     ] = None,
+    deepconf_warmup: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="deepconf_online: warm-up samples that set its threshold (default 4)."
+        ),
+    ] = None,
     step_temperature: Annotated[float, typer.Option(min=0.0, help="Graph step sampling.")] = (
         STEP_TEMPERATURE
     ),
@@ -213,9 +219,9 @@ def eval_command(
     style: StyleOpt = None,
     vllm: VllmOpt = False,
 ) -> None:
-    """Evaluate methods (cot, self_consistency, stepwise, self_critique, drr, oracle, lp_rank,
-    best_of_n_dm) on test items: one record per item, a summary with 95% intervals, paired
-    differences, critic efficiency and cost, plots."""
+    """Evaluate methods (cot, self_consistency, deepconf, deepconf_online, stepwise,
+    self_critique, drr, oracle, lp_rank, best_of_n_dm) on test items: one record per item, a
+    summary with 95% intervals, paired differences, critic efficiency and cost, plots."""
     from rich.markdown import Markdown
 
     from drr_agent.evaluation.methods import DM_METHODS, MethodContext, MethodSettings
@@ -254,6 +260,7 @@ def eval_command(
                 for name, value in (
                     ("deepconf_keep", deepconf_keep),
                     ("deepconf_window", deepconf_window),
+                    ("deepconf_warmup", deepconf_warmup),
                 )
                 if value is not None
             },

@@ -1,8 +1,10 @@
 """The evaluation harness: methods, the resumable runner, records, summaries, paired statistics.
 
-- `methods`: the methods compared (``cot``, ``self_consistency``, ``stepwise``,
-  ``self_critique``, ``drr``, ``lp_rank``, ``oracle``, ``best_of_n_dm``), one async function
-  each, registered in `METHODS`.
+- `methods`: the methods compared (``cot``, ``self_consistency``, ``deepconf``,
+  ``deepconf_online``, ``stepwise``, ``self_critique``, ``drr``, ``lp_rank``, ``oracle``,
+  ``best_of_n_dm``), one async function each, registered in `METHODS`; the graph methods
+  live there, the whole-trace ones in `whole_traces`, DeepConf in `deepconf`, and what a
+  method is (`MethodContext`, `MethodSettings`, `MethodOutcome`) in `context`.
 - `runner`: `run_eval`, the async, resumable batch runner (``drr eval`` on the command
   line).
 - `records`: `EvalRecord`, one JSON Lines row per (method, item).

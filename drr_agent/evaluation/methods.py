@@ -58,361 +58,45 @@ records the error.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import math
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from drr_agent.config import DRRConfig
 from drr_agent.errors import ReasonerError, ScorerError
+from drr_agent.evaluation.context import Method, MethodContext, MethodOutcome, MethodSettings
+from drr_agent.evaluation.deepconf import confidence_vote, deepconf, deepconf_online
 from drr_agent.evaluation.records import TokenUsage
+from drr_agent.evaluation.whole_traces import (
+    best_of_n_dm,
+    best_scored,
+    cot,
+    majority_answer,
+    self_consistency,
+)
 from drr_agent.graph import build_graph
-from drr_agent.offline.traces import finish_trace, sample_seed
+from drr_agent.offline.traces import sample_seed
 from drr_agent.reasoners.base import Reasoner
-from drr_agent.reasoners.confidence import ConfidenceMeasure, trace_confidence
-from drr_agent.reasoners.sampling import TRACE_MAX_TOKENS, TRACE_TEMPERATURE
-from drr_agent.reasoners.signals import trace_step_statistics
-from drr_agent.retry import aretry
 from drr_agent.scorers.base import FunctionScorer, StepContext, StepScorer
 from drr_agent.scorers.rules import check_equations
 from drr_agent.scorers.self_critique import SelfCritiqueScorer
 from drr_agent.state import DRRResult
-from drr_agent.steps import StepFormat
 from drr_agent.tasks.base import Task, TaskItem
-from drr_agent.tasks.checking import is_correct, normalize_answer
+from drr_agent.tasks.checking import is_correct
 
-
-class MethodSettings(BaseModel):
-    """Budgets and sampling of the whole-trace methods (the graph's come from `DRRConfig`).
-
-    Attributes:
-        k: Traces sampled per item by ``self_consistency`` and ``best_of_n_dm``.
-        temperature: Sampling temperature of those ``k`` traces (``cot`` is always greedy).
-        max_tokens: Longest whole trace (completion tokens) for ``cot`` and the ``k`` traces.
-        seed: Base seed; trace ``i`` of item ``x`` uses ``sample_seed(seed, x, i)``, and the
-            graph methods seed their Reasoner per item when the backend takes a seed.
-        aggregate: How ``best_of_n_dm`` turns a trace's step scores into one (see the module).
-        retries: Extra attempts after a failed or timed-out Reasoner / DM call.
-        timeout_s: Per-call timeout.
-        critic_thresholds: Accept / answer thresholds of the ``self_critique`` critic, picked
-            on labelled training steps as the DM's are (`calibrate_thresholds`); ``None``
-            leaves the graph's default (0.5), which an uncalibrated P("yes") rarely suits.
-        oracle_flip: How often ``noisy_oracle`` flips the oracle's verdict (0: the oracle,
-            0.5: a coin).
-        deepconf_keep: Share of the readable traces ``deepconf`` keeps, the most confident
-            first (DeepConf's η: 0.1 aggressive, 0.9 conservative; at least one is kept).
-        deepconf_window: Tokens per sliding window of the group confidence (DeepConf uses
-            2048 on traces of many thousand tokens; these traces are a few hundred).
-        deepconf_measure: How a trace's token confidences become one number
-            (`drr_agent.reasoners.confidence.trace_confidence`).
-        deepconf_top_logprobs: Log-probs asked per token (the ``k`` of the token confidence).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    k: int = Field(default=4, ge=1)
-    temperature: float = Field(default=TRACE_TEMPERATURE, ge=0.0)
-    max_tokens: int = Field(default=TRACE_MAX_TOKENS, ge=1)
-    seed: int = 0
-    aggregate: Literal["min", "mean"] = "min"
-    retries: int = Field(default=2, ge=0)
-    timeout_s: float = Field(default=120.0, gt=0)
-    critic_thresholds: dict[str, float] | None = None
-    oracle_flip: float = Field(default=0.2, ge=0.0, le=0.5)
-    deepconf_keep: float = Field(default=0.5, gt=0.0, le=1.0)
-    deepconf_window: int = Field(default=32, ge=1)
-    deepconf_measure: ConfidenceMeasure = "lowest_group"
-    deepconf_top_logprobs: int = Field(default=5, ge=2, le=20)
-
-
-@dataclass(frozen=True)
-class MethodContext:
-    """What every method may use: the task, the Reasoner, the DM and the budgets.
-
-    Attributes:
-        task: The task the items come from (instruction, step format, answer type).
-        reasoner: The one Reasoner all methods share.
-        scorer: The DM; required by the methods in `DM_METHODS`.
-        config: The graph's configuration, the same for ``drr`` and ``self_critique``. Its
-            ``step_format`` is replaced by `step_format`, so all methods cut steps alike.
-        settings: Budgets of the whole-trace methods.
-    """
-
-    task: Task
-    reasoner: Reasoner
-    scorer: StepScorer | None = None
-    config: DRRConfig = field(default_factory=DRRConfig)
-    settings: MethodSettings = field(default_factory=MethodSettings)
-
-    @property
-    def step_format(self) -> StepFormat:
-        """The task's answer rules cut the way the Reasoner writes (`Reasoner.format_for`)."""
-        return self.reasoner.format_for(self.task.step_format)
-
-
-class MethodOutcome(BaseModel):
-    """What a method returns for one item (the runner adds gold, correctness and latency)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    answer: str | None
-    tokens: TokenUsage = Field(default_factory=TokenUsage)
-    reasoner_calls: int = 0
-    dm_calls: int = 0
-    backtracks: int = 0
-    abstained: bool = False
-    details: dict[str, Any] = Field(default_factory=dict)
-
-
-Method = Callable[[TaskItem, MethodContext], Awaitable[MethodOutcome]]
-
-
-# -- whole traces ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Trace:
-    steps: list[str]
-    answer: str | None
-    marked: bool
-    tokens: TokenUsage
-    confidences: tuple[float, ...] | None = None
-    signals: list[dict[str, float] | None] | None = None
-
-
-async def _trace(
-    item: TaskItem,
-    ctx: MethodContext,
-    *,
-    temperature: float,
-    seed: int,
-    top_logprobs: int | None = None,
-    logprobs: bool = False,
-) -> _Trace:
-    """One whole trace, sampled exactly as `drr traces` samples them, with bounded retries;
-    ``logprobs``: with each step's statistics of the Reasoner's log-probs (a DM reads them)."""
-    trace = await ctx.reasoner.asample_trace(
-        item.question,
-        instruction=ctx.task.instruction,
-        temperature=temperature,
-        max_tokens=ctx.settings.max_tokens,
-        seed=seed,
-        retries=ctx.settings.retries,
-        timeout_s=ctx.settings.timeout_s,
-        top_logprobs=top_logprobs,
-        logprobs=logprobs,
-    )
-    steps, answer, marked = finish_trace(trace.text, item, ctx.step_format)
-    tokens = TokenUsage(prompt=trace.prompt_tokens, completion=trace.completion_tokens)
-    signals = trace_step_statistics(trace.text, steps, trace.tokens)
-    return _Trace(steps, answer, marked, tokens, trace.confidences, signals)
-
-
-async def _sample_k(
-    item: TaskItem, ctx: MethodContext, top_logprobs: int | None = None, logprobs: bool = False
-) -> list[_Trace]:
-    s = ctx.settings
-    seeds = [sample_seed(s.seed, item.id, i) for i in range(s.k)]
-    return list(
-        await asyncio.gather(
-            *(
-                _trace(
-                    item,
-                    ctx,
-                    temperature=s.temperature,
-                    seed=seed,
-                    top_logprobs=top_logprobs,
-                    logprobs=logprobs,
-                )
-                for seed in seeds
-            )
-        )
-    )
-
-
-def _total(traces: list[_Trace]) -> TokenUsage:
-    return sum((t.tokens for t in traces), TokenUsage())
-
-
-def majority_answer(answers: list[str | None], item: TaskItem) -> tuple[str | None, dict[str, int]]:
-    """The most frequent normalised answer (ties: first seen) and the vote counts.
-
-    Answers the checker cannot read (``None`` after normalisation) do not vote.
-    """
-    votes: dict[str, int] = {}  # insertion order = first seen
-    for answer in answers:
-        norm = normalize_answer(answer, item.answer_type, item.choices)
-        if norm is not None:
-            votes[norm] = votes.get(norm, 0) + 1
-    if not votes:
-        return None, votes
-    best = max(votes.values())
-    return next(a for a, count in votes.items() if count == best), votes
-
-
-async def cot(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
-    """One greedy chain of thought."""
-    trace = await _trace(
-        item, ctx, temperature=0.0, seed=sample_seed(ctx.settings.seed, item.id, 0)
-    )
-    return MethodOutcome(
-        answer=trace.answer,
-        tokens=trace.tokens,
-        reasoner_calls=1,
-        details={"steps": trace.steps, "answer_marked": trace.marked},
-    )
-
-
-async def self_consistency(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
-    """``k`` sampled traces, majority answer."""
-    traces = await _sample_k(item, ctx)
-    answer, votes = majority_answer([t.answer for t in traces], item)
-    return MethodOutcome(
-        answer=answer,
-        tokens=_total(traces),
-        reasoner_calls=len(traces),
-        details={"answers": [t.answer for t in traces], "votes": votes},
-    )
-
-
-async def deepconf(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
-    """``k`` sampled traces; the most confident vote, weighted by confidence (see the module)."""
-    s = ctx.settings
-    traces = await _sample_k(item, ctx, top_logprobs=s.deepconf_top_logprobs)
-    if all(t.confidences is None for t in traces):
-        raise ValueError(
-            f"deepconf needs token log-probs (top_logprobs={s.deepconf_top_logprobs}); "
-            f"Reasoner {ctx.reasoner.name!r} returned none"
-        )
-    confidence = [
-        trace_confidence(t.confidences, s.deepconf_window, s.deepconf_measure)
-        if t.confidences
-        else None
-        for t in traces
-    ]
-    chosen, kept, votes = confidence_vote(
-        [_norm(t, item) for t in traces], confidence, s.deepconf_keep
-    )
-    return MethodOutcome(
-        answer=traces[chosen].answer if chosen is not None else None,
-        tokens=_total(traces),
-        reasoner_calls=len(traces),
-        details={
-            "answers": [t.answer for t in traces],
-            "confidences": confidence,
-            "kept": kept,
-            "votes": votes,
-            # every token's confidence (2 decimals): settings are chosen on dev from these,
-            # offline, without sampling again (`evals/benchmarks/deepconf_sweep.py`)
-            "token_confidences": [
-                [round(c, 2) for c in t.confidences] if t.confidences else None for t in traces
-            ],
-            # each sample's steps and their log-prob statistics: a DM that reads them ranks
-            # the same samples offline (best-of-k at every k, no sampling again)
-            "steps": [t.steps for t in traces],
-            "step_signals": [t.signals for t in traces],
-            "sample_tokens": [[t.tokens.prompt, t.tokens.completion] for t in traces],
-        },
-    )
-
-
-def confidence_vote(
-    answers: Sequence[str | None], confidences: Sequence[float | None], keep: float
-) -> tuple[int | None, list[int], dict[str, float]]:
-    """DeepConf's vote: among the traces with a readable (normalised) answer and a
-    confidence, the most confident ``keep`` share (at least one; ties to the lower index)
-    vote with their confidence as the weight; the heaviest answer wins, a tie going to the
-    answer seen first. Returns (the winning trace's index or ``None``, the kept indices,
-    the votes)."""
-    readable = {
-        i: c
-        for i, (a, c) in enumerate(zip(answers, confidences, strict=True))
-        if a is not None and c is not None
-    }
-    count = max(1, math.ceil(len(readable) * keep)) if readable else 0
-    kept = sorted(sorted(readable, key=lambda i: (-readable[i], i))[:count])
-    votes: dict[str, float] = {}  # insertion order = lowest sample index first
-    for i in kept:
-        votes[answers[i]] = votes.get(answers[i], 0.0) + readable[i]  # type: ignore[index]
-    best = max(votes.values(), default=None)
-    chosen = next((i for i in kept if votes[answers[i]] == best), None)  # type: ignore[index]
-    return chosen, kept, votes
-
-
-def best_scored(answers: Sequence[str | None], trace_scores: Sequence[float | None]) -> int | None:
-    """The index of the best-scored trace among those with a readable (normalised) answer
-    and a score (a trace whose answer the checker cannot read cannot win; ties go to the
-    lower index), or ``None``."""
-    candidates = [
-        i
-        for i, (a, score) in enumerate(zip(answers, trace_scores, strict=True))
-        if a is not None and score is not None
-    ]
-    return max(candidates, key=lambda i: (trace_scores[i], -i), default=None)
-
-
-def _norm(trace: _Trace, item: TaskItem) -> str | None:
-    return normalize_answer(trace.answer, item.answer_type, item.choices)
-
-
-def _aggregate(scores: list[float], how: str) -> float:
-    return min(scores) if how == "min" else sum(scores) / len(scores)
-
-
-async def best_of_n_dm(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
-    """``k`` sampled traces, the DM picks the best-scored one."""
-    scorer = _require_scorer(ctx, "best_of_n_dm")
-    traces = await _sample_k(item, ctx, logprobs=scorer.reads_reasoner_logprobs)
-    contexts: list[StepContext] = []
-    owner: list[int] = []
-    for index, trace in enumerate(traces):
-        for j, step in enumerate(trace.steps):
-            signals = trace.signals[j] if trace.signals else None
-            contexts.append(StepContext(item.question, tuple(trace.steps[:j]), step, signals))
-            owner.append(index)
-
-    async def score_all() -> list[float]:
-        scores = await scorer.ascore(contexts)
-        if len(scores) != len(contexts):  # a wrong count is a failed call (and is retried)
-            raise ValueError(f"returned {len(scores)} scores for {len(contexts)} steps")
-        return scores
-
-    scores: list[float] = []
-    if contexts:
-        scores = await aretry(
-            score_all,
-            what=f"DM {scorer.name!r}",
-            retries=ctx.config.scorer_retries,
-            timeout_s=ctx.config.scorer_timeout_s,
-            error_cls=ScorerError,
-        )
-    per_trace: list[list[float]] = [[] for _ in traces]
-    for index, score in zip(owner, scores, strict=True):
-        per_trace[index].append(float(score))
-    trace_scores = [_aggregate(s, ctx.settings.aggregate) if s else None for s in per_trace]
-    chosen = best_scored([_norm(t, item) for t in traces], trace_scores)
-    return MethodOutcome(
-        answer=traces[chosen].answer if chosen is not None else None,
-        tokens=_total(traces),
-        reasoner_calls=len(traces),
-        dm_calls=1 if contexts else 0,
-        details={
-            "answers": [t.answer for t in traces],
-            "step_scores": per_trace,
-            "trace_scores": trace_scores,
-            "aggregate": ctx.settings.aggregate,
-            "chosen": chosen,
-        },
-    )
-
-
-# -- the graph -------------------------------------------------------------------------------
-def _require_scorer(ctx: MethodContext, method: str) -> StepScorer:
-    if ctx.scorer is None:
-        raise ValueError(f"method {method!r} needs a DM: set MethodContext.scorer")
-    return ctx.scorer
+__all__ = [  # the method contract and the vote helpers, re-exported where they were first
+    "DM_METHODS",
+    "METHODS",
+    "Method",
+    "MethodContext",
+    "MethodOutcome",
+    "MethodSettings",
+    "best_scored",
+    "confidence_vote",
+    "majority_answer",
+    "noisy_oracle_critic",
+    "oracle_critic",
+    "oracle_verdict",
+]
 
 
 def _graph_reasoner(item: TaskItem, ctx: MethodContext) -> Reasoner:
@@ -467,7 +151,7 @@ def _graph_outcome(result: DRRResult, extra: TokenUsage, extra_calls: int) -> Me
 
 async def drr(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
     """The DRR graph with the DM."""
-    result = await _run_graph(item, ctx, _require_scorer(ctx, "drr"))
+    result = await _run_graph(item, ctx, ctx.require_scorer("drr"))
     return _graph_outcome(result, TokenUsage(), 0)
 
 
@@ -580,6 +264,7 @@ METHODS: dict[str, Method] = {
     "lp_rank": lp_rank,
     "self_consistency": self_consistency,
     "deepconf": deepconf,
+    "deepconf_online": deepconf_online,
     "self_critique": self_critique,
     "drr": drr,
     "best_of_n_dm": best_of_n_dm,

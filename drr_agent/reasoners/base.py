@@ -32,6 +32,7 @@ from drr_agent.reasoners.signals import (
     reply_tokens,
     step_statistics,
 )
+from drr_agent.reasoners.streaming import STOPPED, StopRule, astream_until
 from drr_agent.steps import StepFormat, numeric_refusal
 
 
@@ -89,13 +90,16 @@ class _Reply:
 class Completion:
     """A whole trace as the Reasoner wrote it (`Reasoner.asample_trace`); ``confidences``:
     its per-token confidence when asked for (`drr_agent.reasoners.confidence`); ``tokens``:
-    its tokens with their log-probs when any were asked for (`drr_agent.reasoners.signals`)."""
+    its tokens with their log-probs when any were asked for (`drr_agent.reasoners.signals`);
+    ``stopped``: a stop rule cut it (`drr_agent.reasoners.streaming`; its prompt tokens are
+    then 0: the server never reported them)."""
 
     text: str
     prompt_tokens: int
     completion_tokens: int
     confidences: tuple[float, ...] | None = None
     tokens: tuple[SampledToken, ...] | None = None
+    stopped: bool = False
 
 
 class Reasoner:
@@ -237,12 +241,16 @@ class Reasoner:
         kwargs: dict[str, Any],
         retries: int,
         timeout_s: float,
+        stop_when: StopRule | None = None,
     ) -> BaseMessage:
         """One model call with bounded retries and backoff; a `ReasonerError` when all fail
-        (`QuestionTooLongError`, unretried, when the prompt cannot fit: `limits`)."""
+        (`QuestionTooLongError`, unretried, when the prompt cannot fit: `limits`); streamed
+        and cut by ``stop_when`` when given (`astream_until`)."""
         await acheck_prompt(self.model, messages, kwargs.get("max_tokens"))
         return await aretry_reasoner(
-            lambda: self.model.ainvoke(messages, **kwargs),
+            (lambda: self.model.ainvoke(messages, **kwargs))
+            if stop_when is None
+            else (lambda: astream_until(self.model, messages, kwargs, stop_when)),
             what=f"Reasoner {self.name!r}",
             retries=retries,
             timeout_s=timeout_s,
@@ -293,6 +301,7 @@ class Reasoner:
         timeout_s: float = 120.0,
         top_logprobs: int | None = None,
         logprobs: bool = False,
+        stop_when: StopRule | None = None,
     ) -> Completion:
         """Sample one whole trace (no stop sequence) with bounded retries and backoff.
 
@@ -301,7 +310,10 @@ class Reasoner:
         prompt and settings. ``top_logprobs`` (≥ 2) also asks for that many log-probs per
         token and returns the token confidences (``deepconf``); ``logprobs`` asks for the
         sampled tokens' own (`LOGPROB_REQUEST`, for ``Completion.tokens``) when ``top_logprobs``
-        does not already. The text is the same either way.
+        does not already. The text is the same either way. ``stop_when`` (with
+        ``top_logprobs``) streams the reply and cuts it once the rule holds for its token
+        confidences so far (`drr_agent.reasoners.streaming.astream_until`: DeepConf's online
+        early stop); the cut trace is returned with ``stopped``.
 
         Raises:
             ReasonerError: Every attempt failed or timed out.
@@ -316,7 +328,9 @@ class Reasoner:
             kwargs |= {"logprobs": True, "top_logprobs": top_logprobs}
         elif logprobs:
             kwargs |= LOGPROB_REQUEST
-        message = await self._ainvoke_retrying(messages, kwargs, retries, timeout_s)
+        if stop_when is not None and top_logprobs is None:
+            raise ValueError("stop_when reads token confidences: ask for top_logprobs too")
+        message = await self._ainvoke_retrying(messages, kwargs, retries, timeout_s, stop_when)
         usage = getattr(message, "usage_metadata", None) or {}
         asked = top_logprobs is not None or logprobs
         return Completion(
@@ -325,6 +339,7 @@ class Reasoner:
             completion_tokens=int(usage.get("output_tokens", 0)),
             confidences=token_confidences(message) if top_logprobs is not None else None,
             tokens=reply_tokens(message) if asked else None,
+            stopped=message.response_metadata.get("finish_reason") == STOPPED,
         )
 
     def continuation_for(self, prefill: str) -> dict[str, Any]:

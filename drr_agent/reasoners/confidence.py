@@ -27,6 +27,7 @@ from drr_agent.reasoners.signals import logprob_content
 __all__ = [
     "ConfidenceMeasure",
     "group_confidences",
+    "token_confidence",
     "token_confidences",
     "trace_confidence",
 ]
@@ -44,17 +45,17 @@ def token_confidences(message: BaseMessage) -> tuple[float, ...] | None:
         return None
     values = []
     for token in content:
-        value = _confidence(token)
+        value = token_confidence(token)
         if value is None:
             return None
         values.append(value)
     return tuple(values)
 
 
-def _confidence(token: Any) -> float | None:
-    """``−mean`` of a token's top log-probs; ``None`` with fewer than two of them: with the
-    sampled token's alone the measure turns over (``−logprob`` is high when the token was
-    *un*likely), so it is no confidence at all."""
+def token_confidence(token: Any) -> float | None:
+    """``−mean`` of one token's top log-probs (an OpenAI log-prob entry); ``None`` with fewer
+    than two of them: with the sampled token's alone the measure turns over (``−logprob`` is
+    high when the token was *un*likely), so it is no confidence at all."""
     if not isinstance(token, dict):
         return None
     tops = token.get("top_logprobs") or []

@@ -9,6 +9,8 @@ script computes, without sampling again:
 - ``majority@k``: `self_consistency` on the first ``k`` samples (the same seeds);
 - DeepConf's accuracy for every ``keep`` × ``window`` × ``measure`` on all ``K`` samples
   (`drr_agent.evaluation.methods.confidence_vote`, the method's own vote),
+- ``deepconf_online`` replayed for every ``warmup`` × ``keep`` × ``window``: its answer and
+  the tokens it would have generated (a cut trace up to its cut), by the method's own rules;
 
 - with ``--dm DIR``, ``best_of_n_dm`` at every ``k``: the DM scores every step of the
   samples (the records keep each sample's steps and their log-prob statistics), the trace
@@ -29,12 +31,12 @@ test, name the dev-chosen ``--setting`` and read nothing else off the ranking.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import itertools
 import json
 from pathlib import Path
 from typing import get_args
 
+from drr_agent.evaluation.deepconf import cut_length, online_threshold, warmup_agrees
 from drr_agent.evaluation.methods import best_scored, confidence_vote, majority_answer
 from drr_agent.evaluation.records import RECORDS_FILE, EvalRecord
 from drr_agent.offline.jsonl import RecordFile
@@ -45,6 +47,8 @@ from drr_agent.tasks.checking import is_correct, normalize_answer
 
 KEEPS = (0.1, 0.25, 0.5, 0.75, 1.0)
 WINDOWS = (8, 16, 32, 64, 128)
+WARMUPS = (1, 2, 4)
+CONSENSUS = 0.95  # `MethodSettings.deepconf_consensus`'s default (DeepConf's τ)
 
 
 def _item(record: EvalRecord, answer_type: str) -> TaskItem:
@@ -66,6 +70,28 @@ def _deepconf_answer(
     return record.details["answers"][chosen] if chosen is not None else None
 
 
+def _online(
+    record: EvalRecord, answer_type: str, warmup: int, keep: float, window: int, consensus: float
+) -> tuple[str | None, int]:
+    """``deepconf_online`` replayed on a record's samples: its answer and the tokens it would
+    have generated (warm-up whole; the rest up to their cut) — the method's own rules
+    (`drr_agent.evaluation.deepconf`), so settings are chosen without sampling again."""
+    answers = [normalize_answer(a, answer_type) for a in record.details["answers"]]
+    tokens = record.details["token_confidences"]
+    sizes = record.details["sample_tokens"]
+    confidence = [trace_confidence(t, window) if t else None for t in tokens[:warmup]]
+    threshold = online_threshold(confidence, keep)
+    voters = [c if c is not None and c >= threshold else None for c in confidence]
+    spent = sum(sum(pair) for pair in sizes[:warmup])
+    if not warmup_agrees(answers[:warmup], voters, consensus):
+        for t, (prompt, completion) in zip(tokens[warmup:], sizes[warmup:], strict=True):
+            cut = cut_length(t, threshold, window) if t else None
+            voters.append(None if cut is not None or not t else trace_confidence(t, window))
+            spent += prompt + (cut if cut is not None else completion)
+    chosen, _, _ = confidence_vote(answers[: len(voters)], voters, 1.0)
+    return (record.details["answers"][chosen] if chosen is not None else None), spent
+
+
 def _trace_scores(record: EvalRecord, scorer: StepScorer) -> list[float | None]:
     """Each sample's lowest step score under ``scorer`` (``None``: a sample with no step)."""
     steps, signals = record.details["steps"], record.details["step_signals"]
@@ -75,7 +101,7 @@ def _trace_scores(record: EvalRecord, scorer: StepScorer) -> list[float | None]:
             row = trace_signals[j] if trace_signals else None
             contexts.append(StepContext(record.question, tuple(trace[:j]), step, row))
             owner.append(index)
-    scores = asyncio.run(scorer.ascore(contexts)) if contexts else []
+    scores = scorer.score(contexts) if contexts else []
     lowest: list[float | None] = [None] * len(steps)
     for index, score in zip(owner, scores, strict=True):
         current = lowest[index]
@@ -132,6 +158,25 @@ def sweep(
             {"keep": keep, "window": window, "measure": measure, "accuracy": wins / n}
         )
     out["deepconf"].sort(key=lambda row: (-row["accuracy"], row["keep"], row["window"]))
+    out["online"] = []
+    for warmup, keep, window in itertools.product(WARMUPS, KEEPS, WINDOWS):
+        if warmup >= k:
+            continue
+        replayed = [_online(r, answer_type, warmup, keep, window, CONSENSUS) for r in rows]
+        out["online"].append(
+            {
+                "warmup": warmup,
+                "keep": keep,
+                "window": window,
+                "accuracy": sum(
+                    is_correct(a, r.gold, answer_type)
+                    for (a, _), r in zip(replayed, rows, strict=True)
+                )
+                / n,
+                "tokens": sum(t for _, t in replayed) / n,
+            }
+        )
+    out["online"].sort(key=lambda row: (-row["accuracy"], row["tokens"]))
     computes = [[_compute_at(r, j) for j in ks] for r in rows]
     if all(c is not None for row in computes for c in row):
         out["compute_at"] = {j: sum(row[i] for row in computes) / n for i, j in enumerate(ks)}
@@ -199,6 +244,12 @@ def main() -> None:
         print(f"  pass@{j} {value:.3f}   majority@{j} {result['majority_at'][j]:.3f}{cost}")
     for name, value in result["accuracy_at"].items():
         print(f"  {name:<18} {value:.3f}")
+    print("best deepconf_online settings (warmup, keep, window: accuracy, tokens an item):")
+    for row in result["online"][:5]:
+        print(
+            f"  {row['warmup']:<2} {row['keep']:<5} {row['window']:<4} {row['accuracy']:.3f}"
+            f" {row['tokens']:.0f}"
+        )
     print("best DeepConf settings on these items (keep, window, measure: accuracy):")
     for row in result["deepconf"][:10]:
         print(f"  {row['keep']:<5} {row['window']:<4} {row['measure']:<13} {row['accuracy']:.3f}")
