@@ -15,7 +15,8 @@ script computes, without sampling again:
 - with ``--dm DIR``, ``best_of_n_dm`` at every ``k``: the DM scores every step of the
   samples (the records keep each sample's steps and their log-prob statistics), the trace
   with the highest lowest step score among the first ``k`` wins (the method's own rule,
-  `drr_agent.evaluation.methods.best_scored`);
+  `drr_agent.evaluation.methods.best_scored`); and ``dm_vote``: DeepConf's weighted vote
+  with those trace scores as the weights (an analysis, not yet a method);
 - with ``--setting KEEP WINDOW MEASURE``, DeepConf at every ``k`` under that one setting;
 - each method's mean compute at every ``k`` (the record's compute, shared among its samples
   by their tokens), so they can be read against the graph methods at matched compute;
@@ -205,10 +206,47 @@ def sweep(
                 chosen = best_scored(answers[:j], lowest[:j])
                 answer = r.details["answers"][chosen] if chosen is not None else None
                 per_item[r.item_id][f"best_of_n_dm@{j}"] = is_correct(answer, r.gold, answer_type)
+                # DeepConf's vote with the DM's trace scores as the weights
+                chosen, _, _ = confidence_vote(answers[:j], lowest[:j], 1.0)
+                answer = r.details["answers"][chosen] if chosen is not None else None
+                per_item[r.item_id][f"dm_vote@{j}"] = is_correct(answer, r.gold, answer_type)
     names = next(iter(per_item.values())).keys()
     out["accuracy_at"] = {name: sum(per_item[i][name] for i in per_item) / n for name in names}
     out["per_item"] = per_item
     return out
+
+
+def against(result: dict, graph_records: list[EvalRecord]) -> list[dict]:
+    """Each method of another run on the same items (the graph methods) against each
+    sampling family at the smallest ``k`` whose mean compute is at least its own — "at no more
+    compute" read from the graph method's side — paired by item (`compare`)."""
+    from drr_agent.evaluation.paired import compare
+
+    families = sorted({name.split("@")[0] for name in result["accuracy_at"]})
+    pseudo = [
+        EvalRecord(
+            run_id="sweep", task="", method=name, item_id=item, question="", gold="",
+            correct=right,
+        )
+        for item, outcomes in result["per_item"].items()
+        for name, right in outcomes.items()
+    ]  # fmt: skip
+    graph_records = [r for r in graph_records if r.item_id in result["per_item"]]
+    rows = []
+    for method in sorted({r.method for r in graph_records}):
+        mine = [r.compute for r in graph_records if r.method == method and r.compute is not None]
+        if not mine:  # (an errored record has no compute; it still counts as wrong)
+            continue
+        compute = sum(mine) / len(mine)
+        ks = [j for j, c in result.get("compute_at", {}).items() if c >= compute]
+        if not ks:
+            continue
+        k = min(ks)
+        for family in families:
+            pair = compare([*pseudo, *graph_records], method, f"{family}@{k}")
+            if pair is not None:
+                rows.append({"compute": compute, "matched_k": k} | pair.model_dump())
+    return rows
 
 
 def main() -> None:
@@ -222,6 +260,12 @@ def main() -> None:
         nargs=3,
         metavar=("KEEP", "WINDOW", "MEASURE"),
         help="one DeepConf setting (chosen on dev) read at every k",
+    )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="a drr eval folder of other methods on the same items (e.g. drr, stepwise): "
+        "each against every sampling method at matched compute, paired by item",
     )
     args = parser.parse_args()
     records = RecordFile(args.run / RECORDS_FILE, EvalRecord).read()
@@ -253,6 +297,16 @@ def main() -> None:
     print("best DeepConf settings on these items (keep, window, measure: accuracy):")
     for row in result["deepconf"][:10]:
         print(f"  {row['keep']:<5} {row['window']:<4} {row['measure']:<13} {row['accuracy']:.3f}")
+    if args.against is not None:
+        graph = RecordFile(args.against / RECORDS_FILE, EvalRecord).read()
+        result["against"] = against(result, graph)
+        print("at matched compute (the sampling method at the smallest k with no less):")
+        for row in result["against"]:
+            print(
+                f"  {row['method']:<9} {row['method_accuracy']:.3f} vs {row['baseline']:<17}"
+                f" {row['baseline_accuracy']:.3f}: {row['diff']:+.3f}"
+                f" [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}] ({row['wins']}/{row['losses']})"
+            )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1) + "\n")
