@@ -170,3 +170,24 @@ def test_a_plan_recorded_with_flat_dm_fields_still_loads(tmp_path):
     path = tmp_path / "quickstart.json"
     path.write_text(json.dumps(flat))
     assert QuickstartPlan.load(path) == PLANS["qwen-light"]
+
+
+def test_the_dm_lm_row_is_run_only_for_a_dm_that_reads_another_model():
+    assert PLANS["small"].dm_lm_reasoner == "embedded-qwen2.5-0.5b"  # the verifier LM
+    assert TINY.dm_lm_reasoner is None  # its DM reads the Reasoner's own SmolLM2
+    assert PLANS["qwen-light"].dm_lm_reasoner is None  # its DM reads no model at all
+
+
+def test_the_dm_lm_answers_the_test_questions_alone(tmp_path):
+    """The row a reader asks for, on the real embedded Qwen: the DM's own LM as the
+    Reasoner, with no critic, on the same questions and budgets."""
+    from drr_agent.evaluation.records import RECORDS_FILE
+    from drr_agent.quickstart import DM_LM_METHODS, evaluate_dm_lm
+    from drr_agent.tasks import load_task
+
+    task = load_task("basic_arithmetic", limit=2, seed=42)
+    plan = PLANS["small"].model_copy(update={"concurrency": 2})
+    table = evaluate_dm_lm(plan, "embedded-qwen2.5-0.5b", task, tmp_path, progress=False)
+    assert "The DM's own LM (embedded-qwen2.5-0.5b) as the Reasoner" in table
+    assert all(f"`{m}`" in table or m in table for m in DM_LM_METHODS)
+    assert len((tmp_path / RECORDS_FILE).read_text().splitlines()) == 2 * len(DM_LM_METHODS)

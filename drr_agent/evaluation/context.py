@@ -47,7 +47,8 @@ class MethodSettings(BaseModel):
         deepconf_window: Tokens per sliding window of the group confidence (DeepConf uses
             2048 on traces of many thousand tokens; these traces are a few hundred).
         deepconf_measure: How a trace's token confidences become one number
-            (`drr_agent.reasoners.confidence.trace_confidence`).
+            (`drr_agent.reasoners.confidence.trace_confidence`); ``deepconf``
+            only: ``deepconf_online`` cuts by a window's mean, so it reads the lowest group.
         deepconf_top_logprobs: Log-probs asked per token (the ``k`` of the token confidence).
         deepconf_warmup: ``deepconf_online``'s warm-up samples, which set its threshold
             (DeepConf's N_init: 16 of 512 traces in the paper; here a share of ``k``).

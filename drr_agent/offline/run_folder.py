@@ -118,6 +118,12 @@ class RunFolder:
         return self.root / "eval"
 
     @property
+    def eval_dm_lm(self) -> Path:
+        """The DM's own language model as the Reasoner, no critic, on the same test
+        questions (a ``drr eval`` folder; only for a DM that reads one)."""
+        return self.root / "eval-dm-lm"
+
+    @property
     def dev_sweep(self) -> Path:
         """Where ``evals.benchmarks.dev_sweep`` writes by default."""
         return self.root / "dev-sweep"
