@@ -34,7 +34,8 @@ class MethodSettings(BaseModel):
         max_tokens: Longest whole trace (completion tokens) for ``cot`` and the ``k`` traces.
         seed: Base seed; trace ``i`` of item ``x`` uses ``sample_seed(seed, x, i)``, and the
             graph methods seed their Reasoner per item when the backend takes a seed.
-        aggregate: How ``best_of_n_dm`` turns a trace's step scores into one (see the module).
+        aggregate: How ``best_of_n_dm`` turns a trace's step scores into one
+            (`drr_agent.evaluation.methods`).
         retries: Extra attempts after a failed or timed-out Reasoner / DM call.
         timeout_s: Per-call timeout.
         critic_thresholds: Accept / answer thresholds of the ``self_critique`` critic, picked
