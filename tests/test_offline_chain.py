@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from drr_agent import DRRResult, HFScorer, build_graph
+from drr_agent import DRRResult, build_graph, load_dm
 from drr_agent.cli import app
 from drr_agent.offline.jsonl import RecordFile
 from drr_agent.offline.records import StepExample, TraceRecord
@@ -121,7 +121,9 @@ def test_traces_labels_train_evaluate_and_solve(tmp_path, embedded):
     )
     assert refused.exit_code != 0 and "trained on the questions" in refused.output
 
-    scorer = HFScorer(dm, num_threads=1)  # a trained classifier: no allow_untrained_head
+    # the whole DM `drr train` made (its default recipe: the classifier under a likelihood head
+    # over the verifier LM and the lookahead), as a user embeds it; no allow_untrained
+    scorer = load_dm(dm, num_threads=1)
     assert set(scorer.thresholds) == {"accept_threshold", "answer_threshold"}
     graph = build_graph(embedded, scorer)
     state = graph.invoke({"question": "Calculate 4 + 3."})
