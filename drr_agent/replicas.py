@@ -18,22 +18,29 @@ When every replica is ejected the transport still tries the one whose ejection e
 (a recovered server comes back without waiting out its time), and when that fails too the
 error names every replica and why it is out — the caller's bounded retries then end in the
 clear `ReasonerError` / `ScorerError` or the configured fallback, as with one server.
+
+Under every async client sits `LoopLocalTransport`: one connection pool per event loop, so a
+Reasoner used by one ``asyncio.run`` after another never reuses a connection of a closed loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import httpx
 
 __all__ = [
+    "LoopLocalTransport",
     "Replica",
     "ReplicaPool",
     "ReplicaTransport",
     "SyncReplicaTransport",
+    "async_http_client",
     "split_urls",
 ]
 
@@ -257,12 +264,55 @@ class _Attempts:
         return False
 
 
+class LoopLocalTransport(httpx.AsyncBaseTransport):
+    """An ``httpx`` async transport with one connection pool per running event loop.
+
+    Why: a pooled connection belongs to the loop that opened it, and a client outlives its
+    loop — ``langchain_openai`` even shares one client between every ``ChatOpenAI`` of the same
+    URL. A script that runs ``asyncio.run`` twice with one Reasoner (a batch, then another; a
+    quickstart's phases) otherwise reuses the first loop's connection and fails with "Event
+    loop is closed". A closed loop's pool goes when the loop is collected.
+    """
+
+    def __init__(self, factory: Callable[[], httpx.AsyncBaseTransport] = httpx.AsyncHTTPTransport):
+        self._factory = factory
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncBaseTransport]
+        self._pools = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def current(self) -> httpx.AsyncBaseTransport:
+        """The running loop's pool (made on its first request)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            pool = self._pools.get(loop)
+            if pool is None:
+                pool = self._pools[loop] = self._factory()
+            return pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.current().handle_async_request(request)
+
+    async def aclose(self) -> None:
+        with self._lock:
+            pool = self._pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.aclose()
+
+
+def async_http_client(timeout_s: float, pool: ReplicaPool | None = None) -> httpx.AsyncClient:
+    """The async client a ``ChatOpenAI`` Reasoner gets: over ``pool``'s replicas when given,
+    each event loop with its own connections (`LoopLocalTransport`)."""
+    transport = ReplicaTransport(pool) if pool is not None else LoopLocalTransport()
+    return httpx.AsyncClient(transport=transport, timeout=timeout_s)
+
+
 class ReplicaTransport(httpx.AsyncBaseTransport):
-    """An ``httpx`` async transport that spreads requests over a `ReplicaPool`."""
+    """An ``httpx`` async transport that spreads requests over a `ReplicaPool` (each event
+    loop with its own connections unless ``inner`` says otherwise)."""
 
     def __init__(self, pool: ReplicaPool, inner: httpx.AsyncBaseTransport | None = None):
         self.pool = pool
-        self._inner = inner or httpx.AsyncHTTPTransport()
+        self._inner = inner or LoopLocalTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         attempts = _Attempts(self.pool, request)

@@ -229,7 +229,6 @@ class ScriptedChatModel(BaseChatModel):
             await asyncio.sleep(self.delay_s)
         return self._reply(call, slot)
 
-
     async def _astream(
         self,
         messages: list[BaseMessage],

@@ -13,7 +13,7 @@ from http_fakes import FakeChat, FakeVLLM, expected_score, step_context
 
 from drr_agent import DRRConfig, ScorerError, build_graph
 from drr_agent.reasoners import openai_compatible_reasoner
-from drr_agent.replicas import ReplicaPool, split_urls
+from drr_agent.replicas import LoopLocalTransport, ReplicaPool, split_urls
 from drr_agent.scorers import FunctionScorer, RemoteScorer
 
 pytestmark = pytest.mark.usefixtures("no_backoff")
@@ -172,3 +172,34 @@ async def test_two_embedded_llama_servers_one_killed_mid_batch():
         for p in procs:
             p.kill()
             p.wait()
+
+
+def test_each_event_loop_gets_its_own_connection_pool():
+    made: list[httpx.AsyncBaseTransport] = []
+
+    def factory() -> httpx.AsyncBaseTransport:
+        made.append(httpx.MockTransport(lambda request: httpx.Response(200, text="ok")))
+        return made[-1]
+
+    transport = LoopLocalTransport(factory)
+
+    async def twice() -> tuple[httpx.AsyncBaseTransport, httpx.AsyncBaseTransport]:
+        client = httpx.AsyncClient(transport=transport)  # a client that outlives its loop
+        assert (await client.get("http://127.0.0.1:9/")).text == "ok"
+        return transport.current(), transport.current()
+
+    first = asyncio.run(twice())
+    second = asyncio.run(twice())
+    assert first[0] is first[1] and second[0] is second[1]  # one pool within a loop
+    assert first[0] is not second[0] and len(made) == 2  # a new loop never reuses the old one
+
+
+@pytest.mark.embedded
+def test_the_embedded_reasoner_runs_in_one_asyncio_run_after_another():
+    # a shared client would reuse the first loop's keep-alive connection: "Event loop is closed"
+    from drr_agent.reasoners import embedded_reasoner
+
+    reasoner = embedded_reasoner(max_tokens=6, seed=1)
+    for _ in range(3):
+        (step,) = asyncio.run(reasoner.apropose("Calculate 2 + 3.", [], greedy_first=True))
+        assert step.text.strip()

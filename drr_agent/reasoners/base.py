@@ -570,6 +570,7 @@ _CONTINUATIONS = 3
 """Most extra calls that continue one block step (a heading, then an open display, then the
 token limit: three is what the embedded Qwen needs at most on GSM8K's dev questions)."""
 
+
 def _build(recipe: Callable[[], Reasoner]) -> Reasoner:
     return recipe()
 

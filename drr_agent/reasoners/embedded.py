@@ -44,6 +44,7 @@ from drr_agent.prompts import INSTRUCT_PROMPT, StepPrompt
 from drr_agent.reasoners.base import Reasoner
 from drr_agent.reasoners.limits import register_context
 from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE
+from drr_agent.replicas import async_http_client
 from drr_agent.steps import BLOCK_STEPS, StepFormat
 from drr_agent.usage import register_parameters
 
@@ -147,6 +148,7 @@ def embedded_chat_model(
         seed=seed,
         timeout=timeout_s,
         max_retries=0,  # drr_agent.retry owns retries, with backoff and a clear final error
+        http_async_client=async_http_client(timeout_s),  # one pool per event loop
     )
 
 

@@ -26,8 +26,8 @@ from drr_agent.reasoners.base import Reasoner
 from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE
 from drr_agent.replicas import (
     ReplicaPool,
-    ReplicaTransport,
     SyncReplicaTransport,
+    async_http_client,
     split_urls,
 )
 from drr_agent.steps import BLOCK_STEPS, StepFormat
@@ -92,15 +92,12 @@ def openai_compatible_reasoner(
             "extra_body": {"continue_final_message": True, "add_generation_prompt": False}
         }
     urls = split_urls(base_url)
-    clients: dict[str, Any] = {}
-    if len(urls) > 1:
-        pool = ReplicaPool(urls)
-        clients = {
-            "http_client": httpx.Client(transport=SyncReplicaTransport(pool), timeout=timeout_s),
-            "http_async_client": httpx.AsyncClient(
-                transport=ReplicaTransport(pool), timeout=timeout_s
-            ),
-        }
+    pool = ReplicaPool(urls) if len(urls) > 1 else None
+    clients: dict[str, Any] = {"http_async_client": async_http_client(timeout_s, pool)}
+    if pool is not None:
+        clients["http_client"] = httpx.Client(
+            transport=SyncReplicaTransport(pool), timeout=timeout_s
+        )
     keys = {reasoner_api_key(u, api_key) for u in urls}
     if len(keys) > 1:
         raise ValueError(f"replicas {urls} would get different keys; give one with api_key")
