@@ -40,13 +40,12 @@ from pydantic import BaseModel
 from drr_agent.errors import DRRError
 from drr_agent.execution import Executor
 from drr_agent.offline.run_folder import RunFolder
+from drr_agent.quickstart.example import example_question
+from drr_agent.quickstart.plan import PLANS, QuickstartPlan
 from drr_agent.scorers.lookahead import AnswerLookahead
 
 if TYPE_CHECKING:
-    pass
-
-from drr_agent.quickstart.example import example_question
-from drr_agent.quickstart.plan import PLANS, QuickstartPlan
+    from drr_agent.tasks.base import TaskItem
 
 __all__ = [
     "DM_LM_METHODS",
@@ -170,13 +169,17 @@ def run_quickstart(
         f"{counts['dev']} dev, {counts['test']} test questions → {out}",
     )
 
+    def questions(part: str) -> tuple[TaskItem, ...]:
+        """A part's questions: the train part cut to the plan's ``train``."""
+        return split.items(task, part)[: plan.train if part == "train" else None]
+
     # 2. the Reasoner's own traces on the train and dev questions
     _say(progress, f"1/4 sampling {plan.samples} traces per train and dev question")
     for part in ("train", "dev"):
         traces = asyncio.run(
             sample_traces(
                 task,
-                split.items(task, part)[: plan.train if part == "train" else None],
+                questions(part),
                 part,
                 reasoner,
                 traces_file,
@@ -228,7 +231,7 @@ def run_quickstart(
             siblings = asyncio.run(
                 sibling_examples(
                     task,
-                    split.items(task, part)[: plan.train if part == "train" else None],
+                    questions(part),
                     part,
                     reasoner,
                     run.siblings,
