@@ -16,6 +16,7 @@ from doubles import ScriptedChatModel
 from langchain_core.messages import AIMessage
 
 from drr_agent import DRRConfig, FunctionScorer, build_graph
+from drr_agent.errors import DMLoadError
 from drr_agent.reasoners.signals import (
     LOGPROB_FLOOR,
     SAMPLED_FEATURES,
@@ -24,6 +25,7 @@ from drr_agent.reasoners.signals import (
     step_statistics,
     trace_step_statistics,
 )
+from drr_agent.scorers import load_dm
 from drr_agent.scorers.base import StepContext, StepScorer
 from drr_agent.scorers.card import DMCard
 from drr_agent.scorers.likelihood import (
@@ -159,6 +161,30 @@ def test_dm_parts_count_no_model_for_the_reasoners_own_log_probs(classifier_dir,
     card = card.model_copy(update={"likelihood_head": _fitted_head("classifier_logit")})
     (folder / "drr_dm.json").write_text(card.model_dump_json())
     assert [p.role for p in dm_parts(folder)] == ["classifier", "reasoner log-probs", "head"]
+
+
+def test_a_light_dm_is_its_card_alone(classifier_dir, tmp_path) -> None:
+    """A head over the Reasoner's own log-probs needs no classifier: `load_dm` loads a folder
+    that holds only its card (no weights), and scores as the head says."""
+    folder = tmp_path / "light"
+    folder.mkdir()
+    head = _fitted_head()
+    card = DMCard.load(classifier_dir).model_copy(update={"likelihood_head": head})
+    (folder / "drr_dm.json").write_text(card.model_dump_json())
+    dm = load_dm(folder)
+    assert isinstance(dm, LikelihoodScorer) and dm.classifier is None and dm.likelihood is None
+    assert dm.thresholds == head.thresholds and dm.fingerprint
+    sure, unsure = (StepContext("q", (), "12", _signals(v)) for v in (-0.1, -3.0))
+    rows = sampled_rows([sure, unsure])
+    assert dm.score([sure, unsure]) == pytest.approx(
+        head.probabilities(head_inputs(None, None, None, rows, rows=2)).tolist()
+    )
+    reads = card.model_copy(update={"likelihood_head": _fitted_head("classifier_logit")})
+    (folder / "drr_dm.json").write_text(reads.model_dump_json())
+    with pytest.raises(DMLoadError, match=r"no config\.json"):  # that head needs the classifier
+        load_dm(folder)
+    with pytest.raises(DMLoadError, match="reads the classifier"):
+        LikelihoodScorer(None, reads.likelihood_head)
 
 
 class _Reading(FunctionScorer):

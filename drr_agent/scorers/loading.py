@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 from drr_agent.errors import DMLoadError
 from drr_agent.models import embedded_dm_base_path
 from drr_agent.scorers.base import StepScorer
 from drr_agent.scorers.card import DMCard
-from drr_agent.scorers.hf import HFScorer
+from drr_agent.scorers.hf import HFScorer, dm_fingerprint
 from drr_agent.scorers.likelihood import LikelihoodDType, LikelihoodScorer, ReasonerLikelihood
 from drr_agent.scorers.lookahead import AnswerLookahead
 from drr_agent.scorers.remote import RemoteScorer
@@ -79,17 +80,24 @@ def _load(
     likelihood_dtype: LikelihoodDType,
     lookahead: AnswerLookahead | None,
 ) -> StepScorer:
+    options = (num_threads, likelihood_dtype, lookahead)
     if url is not None:
         served = RemoteScorer(url, dm_path=path)
-        return _with_likelihood(served, path, num_threads, likelihood_dtype, lookahead)
+        card = DMCard.load(path) if path is not None else None
+        return _with_likelihood(served, card, path, *options)
     if path is not None:
+        card = DMCard.load(path)
+        if card.likelihood_head is not None and not card.likelihood_head.reads_classifier:
+            # the light DM: a head over the Reasoner's own log-probs is the whole DM, so the
+            # folder needs no classifier weights and none is read
+            return _with_likelihood(None, card, path, *options)
         classifier = HFScorer(
             path,
             trust_remote_code=trust_remote_code,
             classifier_only=True,  # the head, if the card has one, is wrapped on next
             num_threads=num_threads,
         )
-        return _with_likelihood(classifier, path, num_threads, likelihood_dtype, lookahead)
+        return _with_likelihood(classifier, classifier.card, path, *options)
     if not allow_untrained:
         raise DMLoadError(
             "no DM given: pass a trained DM folder (path) or a served DM (url), or "
@@ -99,21 +107,28 @@ def _load(
 
 
 def _with_likelihood(
-    classifier: StepScorer,
+    classifier: StepScorer | None,
+    card: DMCard | None,
     path: str | Path | None,
     num_threads: int | None,
     dtype: LikelihoodDType,
     lookahead: AnswerLookahead | None,
 ) -> StepScorer:
     """``classifier`` wrapped in a `LikelihoodScorer` when the DM card carries a likelihood
-    head (a DM trained with ``drr train --likelihood``): the head *is* that DM."""
-    if path is None:
-        return classifier
-    head = (
-        classifier.card if isinstance(classifier, HFScorer) else DMCard.load(path)
-    ).likelihood_head
+    head (a DM trained with ``drr train --likelihood``): the head *is* that DM. Without a
+    classifier (a head that does not read one), the card names the DM."""
+    head = card.likelihood_head if card is not None else None
     if head is None:
+        assert classifier is not None, "a DM without a head is its classifier"
         return classifier
+    identity: dict[str, Any] = {}
+    if classifier is None:
+        assert card is not None and path is not None
+        identity = {
+            "name": card.name or Path(path).name,
+            "trained_questions": card.trained_questions,
+            "fingerprint": dm_fingerprint(Path(path)),
+        }
     return LikelihoodScorer(
         classifier,
         head,
@@ -121,4 +136,5 @@ def _with_likelihood(
         if head.reads_verifier
         else None,
         lookahead,
+        **identity,
     )

@@ -26,7 +26,10 @@ class LikelihoodScorer(StepScorer):
     `LikelihoodHead` — the DM ``drr train --likelihood`` writes.
 
     Args:
-        classifier: The trained sequence classifier (`HFScorer`, or `RemoteScorer` serving it).
+        classifier: The trained sequence classifier (`HFScorer`, or `RemoteScorer` serving it);
+            ``None`` for a head that does not read it (the light DM: a head over the
+            Reasoner's own log-probs runs no model), which then takes ``name``,
+            ``trained_questions`` and ``fingerprint`` from its card (`load_dm`).
         head: The fitted head (from the DM card).
         likelihood: The feature extractor; default: one for ``head.model`` when the head reads
             any of its statistics (`LikelihoodHead.reads_verifier`), else none: a head over
@@ -37,16 +40,24 @@ class LikelihoodScorer(StepScorer):
 
     Raises:
         DMLoadError: The head reads the lookahead and neither ``lookahead`` nor the card
-            says which Reasoner gives it.
+            says which Reasoner gives it, or it reads the classifier and none is given.
     """
 
     def __init__(
         self,
-        classifier: StepScorer,
+        classifier: StepScorer | None,
         head: LikelihoodHead,
         likelihood: ReasonerLikelihood | None = None,
         lookahead: AnswerLookahead | None = None,
+        *,
+        name: str | None = None,
+        trained_questions: frozenset[str] | None = None,
+        fingerprint: str | None = None,
     ) -> None:
+        if classifier is None and head.reads_classifier:
+            raise DMLoadError(
+                "the DM's head reads the classifier's logit, and no classifier was given"
+            )
         self.classifier = classifier
         self.head = head
         if likelihood is None and head.reads_verifier:
@@ -60,7 +71,9 @@ class LikelihoodScorer(StepScorer):
                 )
             lookahead = head.lookahead.build()
         self.lookahead = lookahead if head.reads_lookahead else None
-        self.name = classifier.name
+        self.name = name or (classifier.name if classifier is not None else "dm")
+        self._trained_questions = trained_questions
+        self._fingerprint = fingerprint
         # concurrent graphs share the LM's forward passes (`Coalescer`): its cost is per pass
         self._coalesced = Coalescer(self._ascore_now)
 
@@ -74,6 +87,8 @@ class LikelihoodScorer(StepScorer):
 
     @property
     def trained_questions(self) -> frozenset[str] | None:
+        if self.classifier is None:
+            return self._trained_questions
         return self.classifier.trained_questions
 
     @property
@@ -82,14 +97,16 @@ class LikelihoodScorer(StepScorer):
         # verifier's number format is chosen per machine, not in the card, and moves its
         # features by rounding, so a run resumed in another format is refused. float32 adds
         # nothing: fingerprints from before bfloat16 (all float32) still match.
-        base = self.classifier.fingerprint
+        base = self._fingerprint if self.classifier is None else self.classifier.fingerprint
         if base is None or self.likelihood is None or self.likelihood.dtype == "float32":
             return base
         return f"{base}-{self.likelihood.dtype}"
 
     def inputs(self, items: Sequence[StepContext]) -> np.ndarray:
         """The head's input rows (`head_inputs`) for ``items``: what it reads, NaN elsewhere."""
-        base = self.classifier.score(items) if self.head.reads_classifier else None
+        base = None
+        if self.classifier is not None and self.head.reads_classifier:
+            base = self.classifier.score(items)
         look = x = None
         if self.likelihood is not None:
             x = self.likelihood.features(items, claims=self.head.reads_claims)
@@ -108,7 +125,9 @@ class LikelihoodScorer(StepScorer):
 
     async def _ascore_now(self, items: Sequence[StepContext]) -> list[float]:
         async def classifier() -> list[float] | None:
-            return await self.classifier.ascore(items) if self.head.reads_classifier else None
+            if self.classifier is None or not self.head.reads_classifier:
+                return None
+            return await self.classifier.ascore(items)
 
         async def lookahead() -> np.ndarray | None:
             if self.lookahead is None or self.likelihood is None:
