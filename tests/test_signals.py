@@ -17,6 +17,9 @@ from langchain_core.messages import AIMessage
 
 from drr_agent import DRRConfig, FunctionScorer, build_graph
 from drr_agent.errors import DMLoadError
+from drr_agent.offline.records import StepExample
+from drr_agent.offline.train import TrainConfig, train_dm
+from drr_agent.offline.training.recipe import DM_RECIPES
 from drr_agent.reasoners.signals import (
     LOGPROB_FLOOR,
     SAMPLED_FEATURES,
@@ -27,7 +30,7 @@ from drr_agent.reasoners.signals import (
 )
 from drr_agent.scorers import load_dm
 from drr_agent.scorers.base import StepContext, StepScorer
-from drr_agent.scorers.card import DMCard
+from drr_agent.scorers.card import DM_METADATA_FILE, DMCard
 from drr_agent.scorers.likelihood import (
     SAMPLED_HEAD_INPUTS,
     LikelihoodHead,
@@ -185,6 +188,48 @@ def test_a_light_dm_is_its_card_alone(classifier_dir, tmp_path) -> None:
         load_dm(folder)
     with pytest.raises(DMLoadError, match="reads the classifier"):
         LikelihoodScorer(None, reads.likelihood_head)
+
+
+def _signalled(question: str, claim: float, split: str) -> StepExample:
+    """A step whose Reasoner was sure (``claim`` near 0) or not of its claim; sure is right."""
+    return StepExample(
+        task="t",
+        split=split,
+        item_id=question,
+        sample_index=0,
+        step_index=0,
+        question=question,
+        previous=[],
+        step="12 + 30 = 42",
+        label=float(claim > -1),
+        label_kind="outcome",
+        final=True,
+        signals=_signals(claim),
+    )
+
+
+def test_the_light_recipe_trains_a_head_alone(tmp_path) -> None:
+    """``drr train --recipe light``: no classifier is loaded, trained or written; the folder
+    is the card (and its model card), and `load_dm` scores with the head."""
+    rng = np.random.default_rng(1)
+    train = [_signalled(f"q{i}", c, "train") for i, c in enumerate(rng.uniform(-4, 0, 60))]
+    dev = [_signalled(f"d{i}", c, "dev") for i, c in enumerate(rng.uniform(-4, 0, 30))]
+    config = TrainConfig.from_recipe(DM_RECIPES["light"], output_dir=tmp_path / "dm")
+    assert not config.trains_classifier and DM_RECIPES["verifier"].trains_classifier
+    result = train_dm(train, config, dev=dev, progress=False)
+    files = sorted(p.name for p in (tmp_path / "dm").iterdir())
+    assert files == ["README.md", DM_METADATA_FILE]  # no weights, no tokenizer
+    assert result.base_model is None and result.epochs_run == 0
+    assert result.eval_report is not None and result.eval_report.auroc > 0.9
+    card = DMCard.load(tmp_path / "dm")
+    assert card.base_model is None and card.likelihood_head is not None
+    assert card.likelihood_head.thresholds == result.thresholds
+    readme = (tmp_path / "dm" / "README.md").read_text()
+    assert "a likelihood head alone" in readme and "library_name" not in readme
+    dm = load_dm(tmp_path / "dm")
+    sure, unsure = (StepContext("q", (), "12", _signals(v)) for v in (-0.1, -3.0))
+    high, low = dm.score([sure, unsure])
+    assert high > 0.5 > low
 
 
 class _Reading(FunctionScorer):

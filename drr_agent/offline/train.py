@@ -159,32 +159,38 @@ def train_dm(
     check_batch_split(config.batch_size, procs.world_size)
 
     set_seed(config.seed)
-    tokenizer, model = load_base(source, config)
     weights = class_weights(train_part) if config.class_weighting else None
     say = _printer(progress and procs.is_main)
-    say(
-        f"training DM {config.dm_name!r} from {base_name}: {describe(train_part)} for training, "
-        f"{describe(eval_part) if eval_part else 'no eval split'}"
-    )
-    procs.start()
-    with work_folder(out, procs) as work_dir:
-        fitted = fit(
-            model,
-            tokenizer,
-            train_part,
-            eval_part,
-            config,
-            weights,
-            work_dir,
-            world_size=procs.world_size,
-            progress=progress,
-            say=say,
+    fitted = None
+    if config.trains_classifier:
+        tokenizer, model = load_base(source, config)
+        say(
+            f"training DM {config.dm_name!r} from {base_name}: {describe(train_part)} for "
+            f"training, {describe(eval_part) if eval_part else 'no eval split'}"
         )
-        procs.wait_all()  # every process has reloaded the best checkpoint from work_dir
+        procs.start()
+        with work_folder(out, procs) as work_dir:
+            fitted = fit(
+                model,
+                tokenizer,
+                train_part,
+                eval_part,
+                config,
+                weights,
+                work_dir,
+                world_size=procs.world_size,
+                progress=progress,
+                say=say,
+            )
+            procs.wait_all()  # every process has reloaded the best checkpoint from work_dir
+    else:  # a head that does not read the classifier is the whole DM: no base model runs
+        base_name = None
+        say(f"fitting DM {config.dm_name!r} (a head alone) on {describe(train_part)}")
 
     def export() -> TrainResult:  # rank 0 only under a launcher; the rest get its result
         with staged(out) as staging:
-            save_model(fitted.model, tokenizer, staging, config.max_length, quiet=not progress)
+            if fitted is not None:
+                save_model(fitted.model, tokenizer, staging, config.max_length, quiet=not progress)
             reports, classifier_reports, head = _served_reports(
                 staging, train_part, eval_part, held, config, progress, say, lookahead
             )
@@ -201,7 +207,7 @@ def train_dm(
                 classifier_reports=classifier_reports,
                 class_weights=weights,
                 head=head,
-                run=fitted.run,
+                run=fitted.run if fitted is not None else {},
             )
             save_card(card, reports, staging)
 
@@ -221,9 +227,11 @@ def train_dm(
             threshold_source=threshold_source,
             eval_report=reports.get("eval"),
             held_out_report=reports.get("held_out"),
-            epochs_run=fitted.epochs_run,
-            best_metric=fitted.best_metric,
-            stopped_early=bool(eval_part) and fitted.epochs_run + 1e-6 < config.epochs,
+            epochs_run=fitted.epochs_run if fitted is not None else 0.0,
+            best_metric=fitted.best_metric if fitted is not None else None,
+            stopped_early=fitted is not None
+            and bool(eval_part)
+            and fitted.epochs_run + 1e-6 < config.epochs,
             wall_time_s=time.perf_counter() - started,
             notes=notes,
         )
@@ -265,12 +273,14 @@ def _served_reports(
 ) -> tuple[dict[str, DMReport], dict[str, DMReport], LikelihoodHead | None]:
     """(the DM's reports, the classifier's, the likelihood head or `None`), scored through
     `HFScorer` from the staged folder, so they are the numbers of the DM as served. With
-    ``config.likelihood`` the DM is the head over the classifier, fitted on ``train`` here."""
-    with quiet_transformers(not progress):
-        classifier: StepScorer = HFScorer(
-            staging, max_length=config.max_length, classifier_only=True
-        )
-    classifier_reports = _reports(classifier, eval_part, held, config, progress)
+    ``config.likelihood`` the DM is the head over the classifier, fitted on ``train`` here
+    (a head alone when it does not read the classifier: no classifier reports)."""
+    classifier: StepScorer | None = None
+    classifier_reports: dict[str, DMReport] = {}
+    if config.trains_classifier:
+        with quiet_transformers(not progress):
+            classifier = HFScorer(staging, max_length=config.max_length, classifier_only=True)
+        classifier_reports = _reports(classifier, eval_part, held, config, progress)
     if not config.likelihood:
         return classifier_reports, classifier_reports, None
     reads = (
@@ -303,7 +313,7 @@ def _reports(
 
 
 def _fit_likelihood(
-    classifier: StepScorer,
+    classifier: StepScorer | None,
     train: Sequence[StepExample],
     reported: Sequence[StepExample],
     config: TrainConfig,
@@ -335,7 +345,7 @@ def _fit_likelihood(
             lookahead = lookahead or spec.build()
             lookahead.remember_recorded([*train, *reported])
             look = lookahead_features(likelihood, contexts, lookahead.answers(contexts))
-    base = classifier.score(contexts) if CLASSIFIER_FEATURE in names else None
+    base = classifier.score(contexts) if classifier and CLASSIFIER_FEATURE in names else None
     sampled = sampled_rows(contexts) if reads_sampled(names) else None
     inputs = head_inputs(x, base, look, sampled, rows=len(contexts))
     head = LikelihoodHead.fit(

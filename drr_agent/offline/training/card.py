@@ -57,7 +57,7 @@ def _rollouts(part: dict[str, Any]) -> str:
 
 def build_card(
     config: TrainConfig,
-    base_name: str,
+    base_name: str | None,
     *,
     train: Sequence[StepExample],
     eval_part: Sequence[StepExample],
@@ -117,10 +117,14 @@ def model_card(card: DMCard, reports: dict[str, DMReport], parts: Sequence[DMPar
     every model it runs per step (``parts``), intended use, input, data and thresholds (from
     ``card``, so it cannot disagree with it) and the ``reports``."""
     meta = card.model_dump(mode="json")
-    dm_thresholds = card.likelihood_head.thresholds if card.likelihood_head else card.thresholds
+    head = card.likelihood_head
+    dm_thresholds = head.thresholds if head else card.thresholds
+    alone = head is not None and not head.reads_classifier  # no classifier in the folder
     base = meta["base_model"]
-    front = ["---", "library_name: transformers", "pipeline_tag: text-classification"]
-    if not Path(base).is_absolute():
+    front = ["---"]
+    if not alone:
+        front += ["library_name: transformers", "pipeline_tag: text-classification"]
+    if base and not Path(base).is_absolute():
         front.append(f"base_model: {base}")
     front += ["tags:", "- drr-agent", "- step-verifier", "- process-reward-model", "---", ""]
     data = meta["data"]
@@ -146,11 +150,15 @@ def model_card(card: DMCard, reports: dict[str, DMReport], parts: Sequence[DMPar
         "judges one reasoning step of a Reasoner LLM in its context and returns P(`good`) — "
         "the probability that the step lies on a path to the right answer. "
         + (
-            "It is more than the 2-label sequence classifier (`bad` / `good`) in this folder: "
-            "a likelihood head (in `drr_dm.json`) combines the classifier with the models "
-            "below, so load it whole with `drr_agent.load_dm(path)` — the classifier alone "
-            "is a different, weaker critic (`HFScorer` refuses it)."
-            if card.likelihood_head
+            f"It is a likelihood head alone (in `{DM_METADATA_FILE}`) over what the models "
+            "below read; this folder holds no weights. Load it with "
+            "`drr_agent.load_dm(path)`."
+            if alone
+            else "It is more than the 2-label sequence classifier (`bad` / `good`) in this "
+            "folder: a likelihood head (in `drr_dm.json`) combines the classifier with the "
+            "models below, so load it whole with `drr_agent.load_dm(path)` — the classifier "
+            "alone is a different, weaker critic (`HFScorer` refuses it)."
+            if head
             else "It is a 2-label sequence classifier (`bad` / `good`)."
         ),
         "",
@@ -168,7 +176,9 @@ def model_card(card: DMCard, reports: dict[str, DMReport], parts: Sequence[DMPar
         "",
         "## Input",
         "",
-        f"`(text, text_pair)` = `dm_text_pair(...)`: {meta['input_format']}; "
+        "The step in its context, as the models above read it."
+        if alone
+        else f"`(text, text_pair)` = `dm_text_pair(...)`: {meta['input_format']}; "
         f"max {meta['max_length']} tokens.",
         "",
         "## Training data",
@@ -181,7 +191,9 @@ def model_card(card: DMCard, reports: dict[str, DMReport], parts: Sequence[DMPar
         + f" `{DM_METADATA_FILE}` lists a hash of each training question "
         "(`training_questions`), so evaluations can refuse to report on them.",
         "",
-        f"Base model: `{base}`. Settings: epochs {meta['training']['epochs']:g}, "
+        f"The head fitted on the training steps' labels (L2 {head.l2:g}); nothing fine-tuned."
+        if alone and head is not None
+        else f"Base model: `{base}`. Settings: epochs {meta['training']['epochs']:g}, "
         f"lr {meta['training']['learning_rate']:g}, batch {meta['training']['batch_size']}, "
         f"class weighting {'on' if meta['class_weights'] else 'off'}.",
         "",

@@ -102,6 +102,8 @@ def verify_export(
             f"{out}: load_dm reads thresholds {dm.thresholds}, but {thresholds} were written"
         )
     scorer = dm.classifier if isinstance(dm, LikelihoodScorer) else dm
+    if scorer is None:  # a head alone: the card is the DM, nothing else to reload
+        return []
     assert isinstance(scorer, HFScorer)
     if scorer.model.config.id2label[scorer.positive_index] != LABELS[1]:
         raise DMLoadError(f"{out}: HFScorer does not take {LABELS[1]!r} as the positive label")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from drr_agent.offline.pairs import DEFAULT_PAIR_LIMIT
 from drr_agent.scorers.likelihood import (
+    CLASSIFIER_FEATURE,
     DEFAULT_HEAD_INPUTS,
     EMBEDDED_LIKELIHOOD_MODEL,
     EMBEDDED_VERIFIER_MODEL,
@@ -167,6 +168,13 @@ class DMRecipe(BaseModel):
                 "'reasoner' context is the Reasoner's own chat prompt)"
             )
         return self
+
+    @property
+    def trains_classifier(self) -> bool:
+        """Whether the DM has a classifier to fine-tune: not for a likelihood head that does
+        not read its logit (the light DM), which is then the whole DM — no base model is
+        loaded, trained or written, and its folder holds the card alone."""
+        return not self.likelihood or CLASSIFIER_FEATURE in self.likelihood_features
 
     @property
     def reads_lookahead(self) -> bool:

@@ -41,7 +41,7 @@ class TrainResult(BaseModel):
 
     output_dir: Path
     name: str
-    base_model: str
+    base_model: str | None
     n_train: int
     n_eval: int
     n_held_out: int
@@ -64,7 +64,9 @@ class TrainResult(BaseModel):
         lines = [
             f"## DM `{self.name}` → `{self.output_dir}`",
             "",
-            f"- base: `{self.base_model}`",
+            f"- base: `{self.base_model}`"
+            if self.base_model
+            else "- base: none (a likelihood head alone: nothing fine-tuned)",
             f"- training split: {self.n_train} steps from {self.n_train_items} items ({counts})",
             f"- eval part ({self.threshold_source or 'none'}): {self.n_eval} steps from "
             f"{self.n_eval_items} items; "
