@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 from doubles import ScriptedChatModel
 from langchain_core.messages import AIMessage
+from typer.testing import CliRunner
 
 from drr_agent import DRRConfig, FunctionScorer, build_graph
+from drr_agent.cli import app
 from drr_agent.errors import DMLoadError
 from drr_agent.offline.records import StepExample
 from drr_agent.offline.train import TrainConfig, train_dm
@@ -230,6 +232,11 @@ def test_the_light_recipe_trains_a_head_alone(tmp_path) -> None:
     sure, unsure = (StepContext("q", (), "12", _signals(v)) for v in (-0.1, -3.0))
     high, low = dm.score([sure, unsure])
     assert high > 0.5 > low
+    # nothing of it to serve: `drr serve` says where its inputs come from instead
+    served = CliRunner().invoke(
+        app, ["serve", "--dm", str(tmp_path / "dm"), "--cache", str(tmp_path / "cache")]
+    )
+    assert served.exit_code == 2 and "head alone" in " ".join(served.output.split())
 
 
 class _Reading(FunctionScorer):

@@ -94,6 +94,13 @@ def serve(
     if dm is not None and not dm.is_dir():
         what = "is a file" if dm.exists() else "no such folder"
         raise fail(f"--dm {dm}: {what}; give a DM folder (e.g. written by `drr train`)", 2)
+    if dm is not None and _head_alone(dm):
+        raise fail(
+            f"--dm {dm} is a likelihood head alone (no classifier): there is no model to "
+            "serve. It reads the Reasoner's own log-probs, which the Reasoner's server returns "
+            f"with each step: serve --reasoner and give the client --dm {dm}",
+            2,
+        )
     if host.strip("[]") not in LOOPBACK and not api_key:  # "[::1]" is ::1
         raise fail(
             f"--host {host} listens beyond this machine: pass --api-key (or set "
@@ -190,3 +197,11 @@ def serve(
         for server in servers:
             server.stop()
     console.print("stopped.")
+
+
+def _head_alone(dm: Path) -> bool:
+    """Whether the DM folder's card is the whole DM (a head that reads no classifier)."""
+    from drr_agent.scorers.card import DMCard
+
+    head = DMCard.load(dm).likelihood_head
+    return head is not None and not head.reads_classifier
