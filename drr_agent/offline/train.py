@@ -161,6 +161,7 @@ def train_dm(
     set_seed(config.seed)
     weights = class_weights(train_part) if config.class_weighting else None
     say = _printer(progress and procs.is_main)
+    procs.start()  # under a launcher, rank 0 exports and shares its result either way
     fitted = None
     if config.trains_classifier:
         tokenizer, model = load_base(source, config)
@@ -168,7 +169,6 @@ def train_dm(
             f"training DM {config.dm_name!r} from {base_name}: {describe(train_part)} for "
             f"training, {describe(eval_part) if eval_part else 'no eval split'}"
         )
-        procs.start()
         with work_folder(out, procs) as work_dir:
             fitted = fit(
                 model,
