@@ -131,12 +131,14 @@ def test_traces_labels_train_evaluate_and_solve(tmp_path, embedded):
     assert run.thoughts and run.stop_reason is not None
     # the real DM's scores drive the decisions: each accepted step passed the accept
     # threshold, each rejected one missed its threshold (the answer threshold for a final)
+    # unless the rule against repeating a step on the path rejected it
     accept, answer = scorer.thresholds["accept_threshold"], scorer.thresholds["answer_threshold"]
     for t in run.thoughts:
         assert t["score"] is None or 0.0 <= t["score"] <= 1.0
         if t["status"] == "accepted":
             assert t["score"] >= accept, t
-        if t["status"] == "rejected" and t["score"] is not None:
+        scored = t["score"] is not None and "repeats a step" not in t["reason"]
+        if t["status"] == "rejected" and scored:
             assert t["score"] < (answer if t["answer"] is not None else accept), t
     assert run.counters["dm_items"] == sum(1 for t in run.thoughts if t["score"] is not None)
     first = next(e for e in graph.stream({"question": "Calculate 2 + 2."}, stream_mode="custom"))

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from drr_agent.cli._common import EMBEDDED, app, console, fail, output_folder
-from drr_agent.errors import DRRError
+from drr_agent.errors import DMLoadError, DRRError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DM_NAME = "drr-dm"
@@ -94,7 +94,11 @@ def serve(
     if dm is not None and not dm.is_dir():
         what = "is a file" if dm.exists() else "no such folder"
         raise fail(f"--dm {dm}: {what}; give a DM folder (e.g. written by `drr train`)", 2)
-    if dm is not None and _head_alone(dm):
+    try:
+        alone = dm is not None and _head_alone(dm)
+    except DMLoadError as exc:
+        raise fail(str(exc)) from exc
+    if alone:
         raise fail(
             f"--dm {dm} is a likelihood head alone (no classifier): there is no model to "
             "serve. It reads the Reasoner's own log-probs, which the Reasoner's server returns "

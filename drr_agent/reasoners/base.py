@@ -49,9 +49,8 @@ class Proposal:
     """Mean token log-prob of the completion (length-normalised, so long and short steps
     compare), when log-probs were asked for and the model returned them; else ``None``."""
     signals: dict[str, float] | None = None
-    """The statistics of the completion's token log-probs a light DM reads
-    (`drr_agent.reasoners.signals.SAMPLED_FEATURES`), when log-probs were asked for and
-    returned; else ``None``."""
+    """The statistics of the completion's token log-probs a light DM reads (`SAMPLED_FEATURES`
+    in `drr_agent.reasoners.signals`) when log-probs were asked for and returned; else ``None``."""
     note: str | None = None
     """Why the step is empty when the model wrote something (a final answer that holds no
     answer the task can read); the graph records it as the rejection's reason."""
