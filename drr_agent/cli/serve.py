@@ -86,6 +86,7 @@ def serve(
 ) -> None:
     """Serve the DM and/or the Reasoner with vLLM on this machine; Ctrl-C stops them."""
     from drr_agent.models import embedded_reasoner_folder, embedded_verifier_folder
+    from drr_agent.scorers.card import DMCard
     from drr_agent.serving import VLLMServer, export_dm_for_vllm
 
     if dm is None and reasoner is None:
@@ -95,7 +96,7 @@ def serve(
         what = "is a file" if dm.exists() else "no such folder"
         raise fail(f"--dm {dm}: {what}; give a DM folder (e.g. written by `drr train`)", 2)
     try:
-        alone = dm is not None and _head_alone(dm)
+        alone = dm is not None and DMCard.load(dm).head_alone
     except DMLoadError as exc:
         raise fail(str(exc)) from exc
     if alone:
@@ -201,11 +202,3 @@ def serve(
         for server in servers:
             server.stop()
     console.print("stopped.")
-
-
-def _head_alone(dm: Path) -> bool:
-    """Whether the DM folder's card is the whole DM (a head that reads no classifier)."""
-    from drr_agent.scorers.card import DMCard
-
-    head = DMCard.load(dm).likelihood_head
-    return head is not None and not head.reads_classifier

@@ -121,6 +121,13 @@ class DMCard(BaseModel):
         return set_thresholds(self.accept_threshold, self.answer_threshold)
 
     @property
+    def head_alone(self) -> bool:
+        """Whether the card is the whole DM: a likelihood head that reads no classifier (the
+        light DM), so the folder needs no weights and nothing of it is served."""
+        head = self.likelihood_head
+        return head is not None and not head.reads_classifier
+
+    @property
     def trained_questions(self) -> frozenset[str] | None:
         """The training-question hashes (``None``: not recorded)."""
         return None if self.training_questions is None else frozenset(self.training_questions)

@@ -87,9 +87,7 @@ def _load(
         return _with_likelihood(served, card, path, *options)
     if path is not None:
         card = DMCard.load(path)
-        if card.likelihood_head is not None and not card.likelihood_head.reads_classifier:
-            # the light DM: a head over the Reasoner's own log-probs is the whole DM, so the
-            # folder needs no classifier weights and none is read
+        if card.head_alone:  # the light DM: no classifier weights to load, none is read
             return _with_likelihood(None, card, path, *options)
         classifier = HFScorer(
             path,

@@ -119,7 +119,7 @@ def model_card(card: DMCard, reports: dict[str, DMReport], parts: Sequence[DMPar
     meta = card.model_dump(mode="json")
     head = card.likelihood_head
     dm_thresholds = head.thresholds if head else card.thresholds
-    alone = head is not None and not head.reads_classifier  # no classifier in the folder
+    alone = card.head_alone  # no classifier in the folder
     base = meta["base_model"]
     front = ["---"]
     if not alone:
