@@ -246,6 +246,9 @@ def test_quickstart_command_builds_the_plan_and_prints_the_table(tmp_path, monke
     )
     assert seen["plan"].reasoner == "embedded-smollm2"
     assert seen["plan"].task == PLANS["qwen-light"].task
+    from drr_agent.cli.quickstart import Size
+
+    assert {size.value for size in Size} == set(PLANS)  # every named plan, and no other
 
 
 def test_the_quickstart_suggests_a_test_question_its_drr_answered_right(tmp_path):

@@ -7,6 +7,7 @@ import json
 import pytest
 from doubles import TINY_QUICKSTART as TINY
 
+from drr_agent.offline.training.recipe import DM_RECIPES
 from drr_agent.quickstart import (
     PLANS,
     QuickstartMismatchError,
@@ -146,6 +147,31 @@ def test_the_light_plan_runs_no_second_language_model_and_has_its_questions():
     items = light.task.load().items
     assert len(items) >= light.test + light.dev + (light.train or 0)
     assert light.test >= 120  # what the issue's targets are read on
+
+
+def test_the_gsm8k_plan_evaluates_the_gsm8k_runs_test_questions_at_their_budgets():
+    """``--size gsm8k`` reports on the 300 test questions (and budgets) of the committed GSM8K
+    ``cot`` / ``stepwise`` run, so its rows line up item by item with that run's."""
+    from pathlib import Path
+
+    from drr_agent.evaluation.records import EvalRecord
+    from drr_agent.tasks import split_task
+
+    plan = PLANS["gsm8k"]
+    folder = Path(__file__).parents[1] / "evals/results/gsm8k-qwen-2b29116"
+    earlier = json.loads((folder / "run.json").read_text())
+    lines = (folder / "records.jsonl").read_text().splitlines()
+    records = [EvalRecord.model_validate_json(line) for line in lines]
+    split = split_task(plan.task.load(), plan.test, plan.seed, dev=plan.dev)
+    assert set(split.test_ids) == {r.item_id for r in records} and len(split.test_ids) == 300
+    for field in ("max_steps", "max_reasoner_calls"):
+        assert getattr(plan.graph, field) == earlier["config"][field]
+    assert plan.max_tokens == earlier["settings"]["max_tokens"]
+    settings = plan.method_settings()
+    assert (settings.temperature, settings.deepconf_keep, settings.timeout_s) == (0.4, 1.0, 300)
+    assert plan.dm == DM_RECIPES["light"] and plan.train == 60
+    # a plan without a vote temperature samples its votes at its traces' temperature
+    assert PLANS["small"].method_settings().temperature == PLANS["small"].temperature
 
 
 def test_the_plans_dm_is_a_named_recipe_and_drr_train_makes_the_same(tmp_path):

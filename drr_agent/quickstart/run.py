@@ -127,7 +127,7 @@ def run_quickstart(
             `drr_agent.execution.RayExecutor` for a Ray cluster — the sibling candidates and
             the DM training stay here). Not part of the plan: it changes where, not what.
     """
-    from drr_agent.evaluation.methods import MethodContext, MethodSettings
+    from drr_agent.evaluation.methods import MethodContext
     from drr_agent.evaluation.runner import check_methods, run_eval
     from drr_agent.offline.dm_eval import calibrate_thresholds
     from drr_agent.offline.jsonl import RecordFile
@@ -191,6 +191,7 @@ def run_quickstart(
                 executor=executor,
                 force=force,
                 progress=progress,
+                timeout_s=plan.timeout_s,
             )
         )
 
@@ -215,6 +216,7 @@ def run_quickstart(
                 progress=progress,
                 lookahead=plan.reads_lookahead,
                 force=force,
+                timeout_s=plan.timeout_s,
             )
         )
     else:
@@ -284,17 +286,7 @@ def run_quickstart(
     # one torch thread beside the in-process llama.cpp Reasoner (see HFScorer.num_threads)
     scorer = load_dm(dm_dir, num_threads=1 if embedded else None, lookahead=lookahead)
     ctx = MethodContext(
-        test_task,
-        reasoner,
-        scorer,
-        plan.graph,
-        MethodSettings(
-            k=plan.k,
-            temperature=plan.temperature,
-            max_tokens=plan.max_tokens,
-            seed=plan.seed,
-            critic_thresholds=critic_thresholds,
-        ),
+        test_task, reasoner, scorer, plan.graph, plan.method_settings(critic_thresholds)
     )
     eval_dir = run.eval
     summary = asyncio.run(
@@ -346,19 +338,11 @@ def evaluate_dm_lm(
     what it is. Why: a DM that reads a language model larger than its Reasoner has to beat
     that model answering alone, not only the Reasoner (issue: "the DM's largest model used
     as the Reasoner")."""
-    from drr_agent.evaluation.methods import MethodContext, MethodSettings
+    from drr_agent.evaluation.methods import MethodContext
     from drr_agent.evaluation.runner import run_eval
 
     alone = plan.model_copy(update={"reasoner": model})
-    ctx = MethodContext(
-        test_task,
-        alone.step_reasoner(),
-        None,
-        plan.graph,
-        MethodSettings(
-            k=plan.k, temperature=plan.temperature, max_tokens=plan.max_tokens, seed=plan.seed
-        ),
-    )
+    ctx = MethodContext(test_task, alone.step_reasoner(), None, plan.graph, plan.method_settings())
     summary = asyncio.run(
         run_eval(
             test_task,
