@@ -239,6 +239,38 @@ async def test_stepwise_is_the_graph_without_a_critic(task):
     assert out.dm_calls == 0 and out.details["stop_reason"] == "answered"
 
 
+async def test_a_graph_vote_runs_k_differently_seeded_graphs_and_takes_their_majority(task):
+    from drr_agent.evaluation.methods import graph_vote
+
+    seen: list[tuple[int, bool]] = []
+    answers = {0: "12", 1: "11", 2: "11.0"}  # "11" and "11.0" vote together and beat run 0
+
+    async def graph(item, ctx: MethodContext):
+        from drr_agent.evaluation.context import MethodOutcome
+
+        seen.append((ctx.settings.seed, ctx.config.greedy_first))
+        run = ctx.settings.seed - 5
+        return MethodOutcome(
+            answer=answers[run],
+            tokens=TokenUsage(prompt=10, completion=run + 1),
+            reasoner_calls=2,
+            dm_calls=run,
+            details={"stop_reason": "answered", "path": [run]},
+        )
+
+    ctx = _ctx(task, seven_plus_four(), k=3, seed=5)
+    out = await graph_vote(graph)(number_item(Q), ctx)
+    # run 0 is the plain method (its seed, greedy first); the others are seeded apart, sampled
+    assert sorted(seen) == [(5, True), (6, False), (7, False)]
+    assert out.answer == "11" and out.details["votes"] == {"12": 1, "11": 2}
+    assert out.tokens == TokenUsage(prompt=30, completion=6) and out.reasoner_calls == 6
+    assert out.dm_calls == 3 and not out.abstained
+    assert [r["path"] for r in out.details["runs"]] == [[0], [1], [2]]
+    answers.update({1: "12", 2: "13"})  # a three-way split: the tie goes to the first run
+    assert (await graph_vote(graph)(number_item(Q), ctx)).answer == "12"
+    assert graph_vote(graph).__name__ == "graph_vote"
+
+
 # -- the runner ------------------------------------------------------------------------------
 def _comparable(path) -> list[tuple]:
     rows = RecordFile(path, EvalRecord).read()
@@ -445,10 +477,14 @@ async def test_all_methods_end_to_end_on_the_embedded_models(tmp_path, embedded,
     assert not [r.error for r in rows if r.error]
     for r in rows:
         assert r.tokens.prompt > 0 and r.tokens.completion > 0 and r.reasoner_calls >= 1
-        assert r.abstained == (r.method in ("drr", "self_critique") and r.answer is None)
+        graph_with_a_critic = ("drr", "self_critique", "drr_vote")
+        assert r.abstained == (r.method in graph_with_a_critic and r.answer is None)
     crit = [r for r in rows if r.method == "self_critique"]
     assert all(r.details["critic"]["calls"] >= 1 for r in crit)
-    assert all(r.dm_calls >= 1 for r in rows if r.method in ("drr", "best_of_n_dm"))
+    assert all(r.dm_calls >= 1 for r in rows if r.method in ("drr", "drr_vote", "best_of_n_dm"))
+    for r in rows:  # k = 2 graph runs each, every call of both counted
+        if r.method.endswith("_vote"):
+            assert len(r.details["answers"]) == 2 and r.reasoner_calls >= 2
     assert [m.method for m in summary.methods] == methods
     assert all(m.n == 3 for m in summary.methods)
     for name in ("summary.json", "summary.md", "accuracy_vs_tokens.png", "backtracks.png"):

@@ -41,6 +41,14 @@ same Reasoner (``ctx.reasoner``), under the same task instruction and answer che
 - ``lp_rank``: ``stepwise`` with ``dm_weight=0``: with ``candidates_per_step > 1`` the
   candidates are ranked by the Reasoner's own per-token probability, no DM. What ``drr``
   adds over it is what the DM knows that the Reasoner's likelihood does not.
+- ``drr_vote`` / ``stepwise_vote``: ``k`` runs of ``drr`` / ``stepwise`` on the item, the
+  majority of their answers (normalised by the checker; a tie goes to the first run; it
+  abstains only when every run does). Run 0
+  is the plain method; the others take base seeds ``seed + 1 ..`` and sample their first
+  candidate too (``greedy_first`` off), so they differ. Why: one graph run has fixed
+  budgets and does not turn more compute into accuracy the way voting does; these are the
+  graph's own compute-scaling form, read against ``self_consistency`` at matched compute,
+  and ``stepwise_vote`` is ``drr_vote``'s ablation as ``stepwise`` is ``drr``'s.
 - ``best_of_n_dm``: ``k`` sampled traces (the same seeds as ``self_consistency``, so both see
   the same samples on a seeded backend); the DM scores every step of every trace and the
   answer of the trace with the highest *minimum* step score wins among the traces whose
@@ -58,6 +66,7 @@ records the error.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import replace
 from typing import Any
@@ -92,6 +101,7 @@ __all__ = [  # the method contract and the vote helpers, re-exported where they 
     "MethodSettings",
     "best_scored",
     "confidence_vote",
+    "graph_vote",
     "majority_answer",
     "noisy_oracle_critic",
     "oracle_critic",
@@ -258,6 +268,45 @@ async def oracle(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
     )
 
 
+def graph_vote(method: Method) -> Method:
+    """``k`` runs of the graph ``method``, majority answer (``drr_vote``, ``stepwise_vote``;
+    see the module docstring). The runs go out together; the item's usage ledger counts
+    every call of every run."""
+
+    async def voted(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
+        sampled = ctx.config.model_copy(update={"greedy_first": False})
+        contexts = [ctx] + [
+            replace(
+                ctx,
+                config=sampled,
+                settings=ctx.settings.model_copy(update={"seed": ctx.settings.seed + run}),
+            )
+            for run in range(1, ctx.settings.k)
+        ]
+        runs = await asyncio.gather(*(method(item, run_ctx) for run_ctx in contexts))
+        answers = [run.answer for run in runs]
+        winner, votes = majority_answer(answers, item)
+        return MethodOutcome(
+            answer=winner,
+            abstained=all(run.abstained for run in runs),
+            tokens=sum((run.tokens for run in runs), TokenUsage()),
+            reasoner_calls=sum(run.reasoner_calls for run in runs),
+            dm_calls=sum(run.dm_calls for run in runs),
+            backtracks=sum(run.backtracks for run in runs),
+            details={
+                "answers": answers,
+                "votes": votes,
+                "runs": [
+                    {key: run.details.get(key) for key in ("stop_reason", "rejections", "path")}
+                    for run in runs
+                ],
+            },
+        )
+
+    voted.__name__ = voted.__qualname__ = f"{method.__name__}_vote"
+    return voted
+
+
 METHODS: dict[str, Method] = {
     "cot": cot,
     "stepwise": stepwise,
@@ -267,11 +316,13 @@ METHODS: dict[str, Method] = {
     "deepconf_online": deepconf_online,
     "self_critique": self_critique,
     "drr": drr,
+    "drr_vote": graph_vote(drr),
+    "stepwise_vote": graph_vote(stepwise),
     "best_of_n_dm": best_of_n_dm,
     "oracle": oracle,
     "noisy_oracle": noisy_oracle,
 }
 """Method name -> method. The runner and ``drr eval --methods`` dispatch on these names."""
 
-DM_METHODS = frozenset({"drr", "best_of_n_dm"})
+DM_METHODS = frozenset({"drr", "drr_vote", "best_of_n_dm"})
 """The methods that need ``MethodContext.scorer`` (the DM)."""

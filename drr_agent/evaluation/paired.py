@@ -54,10 +54,14 @@ DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (
     ("oracle", "stepwise"),
     ("lp_rank", "stepwise"),
     ("stepwise", "cot"),
+    ("drr_vote", "stepwise_vote"),
+    ("drr_vote", "self_consistency"),
+    ("stepwise_vote", "self_consistency"),
 )
 """(method, baseline) pairs the summary reports, when both methods are in the run: DRR against
 each baseline, and the oracle and log-prob ranking against greedy steps (what any critic, and
-the Reasoner's own ranking, add), and greedy steps against whole-trace CoT."""
+the Reasoner's own ranking, add), greedy steps against whole-trace CoT, and the graph's votes
+against each other (what the DM adds) and against self-consistency's."""
 
 _BLOCK = 1_000_000
 """Most indices drawn at once, so that memory stays bounded at large ``n``."""

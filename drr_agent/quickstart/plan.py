@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from drr_agent.config import DRRConfig
-from drr_agent.evaluation.context import MethodSettings
 from drr_agent.offline.training.recipe import DM_RECIPES, DMRecipe
 from drr_agent.prompts import DEFAULT_INSTRUCTION
 from drr_agent.reasoners.sampling import STEP_MAX_TOKENS, STEP_TEMPERATURE, TRACE_TEMPERATURE
@@ -17,12 +16,11 @@ from drr_agent.scorers.lookahead import LookaheadSpec
 from drr_agent.tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
+    from drr_agent.evaluation.context import MethodSettings
     from drr_agent.offline.train import TrainConfig
     from drr_agent.reasoners.base import Reasoner
 
 __all__ = ["PLANS", "QuickstartPlan"]
-
-_SETTINGS = MethodSettings.model_fields
 
 
 class QuickstartPlan(BaseModel):
@@ -80,10 +78,10 @@ class QuickstartPlan(BaseModel):
             ``chain_sum`` dev questions 8 samples of the embedded Qwen at 0.4 voted 0.550 at
             k = 2 against 0.342 at 0.8 (``evals/results/chain-sum-qwen-dev-temperature-*``).
         deepconf_keep / deepconf_window: ``deepconf``'s share of traces kept and its
-            confidence window (`MethodSettings`).
-        timeout_s: Per-call timeout of the whole-trace methods (the graph's is
-            ``graph.reasoner_timeout_s``): a 512-token trace with 8 in flight on 2 shared
-            cores can pass the default 120 s.
+            confidence window; ``None``: `MethodSettings`' defaults.
+        timeout_s: Per-call timeout of the traces and the whole-trace methods (the graph's is
+            ``graph.reasoner_timeout_s``); ``None``: `MethodSettings`' (120 s). A 512-token
+            trace with 8 in flight on 2 shared cores can pass it.
         concurrency: Traces / evaluation jobs in flight (the embedded server has 8 slots).
         seed: Seeds the split, the sampling and training.
     """
@@ -116,9 +114,9 @@ class QuickstartPlan(BaseModel):
     step_max_tokens: int = Field(default=STEP_MAX_TOKENS, ge=1)
     k: int = Field(default=4, ge=1)
     vote_temperature: float | None = Field(default=None, ge=0.0)
-    deepconf_keep: float = Field(default=_SETTINGS["deepconf_keep"].default, gt=0.0, le=1.0)
-    deepconf_window: int = Field(default=_SETTINGS["deepconf_window"].default, ge=1)
-    timeout_s: float = Field(default=_SETTINGS["timeout_s"].default, gt=0)
+    deepconf_keep: float | None = Field(default=None, gt=0.0, le=1.0)
+    deepconf_window: int | None = Field(default=None, ge=1)
+    timeout_s: float | None = Field(default=None, gt=0)
     concurrency: int = Field(default=8, ge=1)
     seed: int = 0
     reasoner: str = "embedded-smollm2"
@@ -179,16 +177,21 @@ class QuickstartPlan(BaseModel):
     def method_settings(self, critic_thresholds: dict[str, float] | None = None) -> MethodSettings:
         """The whole-trace methods' budgets and sampling under this plan (the graph's are
         ``graph``), for its test evaluation and the DM-LM row alike."""
+        from drr_agent.evaluation.context import MethodSettings
+
         vote = self.vote_temperature
+        chosen = {
+            name: getattr(self, name)
+            for name in ("deepconf_keep", "deepconf_window", "timeout_s")
+            if getattr(self, name) is not None
+        }
         return MethodSettings(
             k=self.k,
             temperature=self.temperature if vote is None else vote,
             max_tokens=self.max_tokens,
             seed=self.seed,
-            timeout_s=self.timeout_s,
             critic_thresholds=critic_thresholds,
-            deepconf_keep=self.deepconf_keep,
-            deepconf_window=self.deepconf_window,
+            **chosen,
         )
 
     def train_config(

@@ -145,6 +145,7 @@ def run_quickstart(
     run = RunFolder(out)
     _check_plan(run, plan, force)
     embedded = reasoner is None
+    timeout_s = plan.method_settings().timeout_s  # of every Reasoner call outside the graph
     if reasoner is None:
         reasoner = plan.step_reasoner()
 
@@ -191,7 +192,7 @@ def run_quickstart(
                 executor=executor,
                 force=force,
                 progress=progress,
-                timeout_s=plan.timeout_s,
+                timeout_s=timeout_s,
             )
         )
 
@@ -216,7 +217,7 @@ def run_quickstart(
                 progress=progress,
                 lookahead=plan.reads_lookahead,
                 force=force,
-                timeout_s=plan.timeout_s,
+                timeout_s=timeout_s,
             )
         )
     else:
