@@ -93,6 +93,16 @@ def test_reply_tokens_read_the_openai_shape_and_refuse_malformed_ones() -> None:
     # unknown ones, so the step it continues keeps its statistics
     empty = AIMessage("4 + 3 =", response_metadata={"logprobs": {"content": []}})
     assert reply_tokens(empty) == ()
+    # ... nor when the server sends no log-prob object with the echo: the Reasoner, which
+    # knows the prefill, sees that nothing was written (a light DM's step lost its
+    # statistics to this: "MissingSignalsError" on a step continued after a token-limit cut)
+    from langchain_core.language_models import FakeListChatModel
+
+    from drr_agent.reasoners.base import Reasoner
+
+    reasoner = Reasoner(FakeListChatModel(responses=["-"]))
+    assert reasoner._reply(AIMessage("1. First, we need to "), "1. First, we need to ").tokens == ()
+    assert reasoner._reply(AIMessage("1. First"), "").tokens is None  # text, but no log-probs
     floored = [{"token": "7", "logprob": float("-inf"), "top_logprobs": []}]
     got = reply_tokens(AIMessage("7", response_metadata={"logprobs": {"content": floored}}))
     assert got == tokens(("7", LOGPROB_FLOOR, LOGPROB_FLOOR))

@@ -378,14 +378,14 @@ class Reasoner:
     def _reply(self, output: object, prefill: str) -> _Reply:
         message = _as_message(output)
         usage = getattr(message, "usage_metadata", None) or {}
-        metadata = getattr(message, "response_metadata", None) or {}
-        return _Reply(
-            text=self.reply_text(message, prefill),
+        text = self.reply_text(message, prefill)  # empty: no tokens (llama.cpp may send
+        return _Reply(  # an echoed prefill with no log-prob object), never unknown ones
+            text=text,
             prompt_tokens=int(usage.get("input_tokens", 0)),
             completion_tokens=int(usage.get("output_tokens", 0)),
-            tokens=reply_tokens(message),
+            tokens=reply_tokens(message) if text else (),
             calls=1,
-            cut=metadata.get("finish_reason") == "length",
+            cut=message.response_metadata.get("finish_reason") == "length",
         )
 
     def _continuation(
@@ -566,8 +566,8 @@ class Reasoner:
 
 
 _CONTINUATIONS = 3
-"""Most extra calls that continue one block step (a heading, then an open display, then the
-token limit: three is what the embedded Qwen needs at most on GSM8K's dev questions)."""
+"""Most extra calls that continue one block step (heading, open display, token limit: the
+embedded Qwen's most on GSM8K dev)."""
 
 
 def _build(recipe: Callable[[], Reasoner]) -> Reasoner:
