@@ -93,16 +93,16 @@ def test_reply_tokens_read_the_openai_shape_and_refuse_malformed_ones() -> None:
     # unknown ones, so the step it continues keeps its statistics
     empty = AIMessage("4 + 3 =", response_metadata={"logprobs": {"content": []}})
     assert reply_tokens(empty) == ()
-    # ... nor when the server sends no log-prob object with the echo: the Reasoner, which
-    # knows the prefill, sees that nothing was written (a light DM's step lost its
-    # statistics to this: "MissingSignalsError" on a step continued after a token-limit cut)
-    from langchain_core.language_models import FakeListChatModel
+    # llama.cpp sends some one-token continuations after a length cut ("." or "]") with no
+    # log-prob object: the step keeps the tokens it had (a light DM's steps lost all their
+    # statistics to it on chain_sum dev: MissingSignalsError)
+    from drr_agent.reasoners.base import _Reply
 
-    from drr_agent.reasoners.base import Reasoner
-
-    reasoner = Reasoner(FakeListChatModel(responses=["-"]))
-    assert reasoner._reply(AIMessage("1. First, we need to "), "1. First, we need to ").tokens == ()
-    assert reasoner._reply(AIMessage("1. First"), "").tokens is None  # text, but no log-probs
+    cut = _Reply("To solve 89 - 52", 3, 64, tokens(("To", -0.1, -0.1)), 1, cut=True)
+    bare = _Reply(".", 70, 1, None, 1, cut=False)
+    assert cut.then(bare, "").tokens == cut.tokens and cut.then(bare, "").text.endswith("52.")
+    unknown = _Reply("To solve", 3, 64, None, 1, cut=True)  # never asked: stays unknown
+    assert unknown.then(cut, "").tokens is None
     floored = [{"token": "7", "logprob": float("-inf"), "top_logprobs": []}]
     got = reply_tokens(AIMessage("7", response_metadata={"logprobs": {"content": floored}}))
     assert got == tokens(("7", LOGPROB_FLOOR, LOGPROB_FLOOR))

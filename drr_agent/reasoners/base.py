@@ -72,7 +72,8 @@ class _Reply:
     """The last call stopped at its token limit rather than at the separator."""
 
     def then(self, other: _Reply, glue: str) -> _Reply:
-        tokens = None
+        """This reply continued by ``other``; one without log-probs keeps the tokens so far."""
+        tokens = self.tokens
         if self.tokens is not None and other.tokens is not None:
             tokens = self.tokens + other.tokens
         return _Reply(
@@ -378,12 +379,11 @@ class Reasoner:
     def _reply(self, output: object, prefill: str) -> _Reply:
         message = _as_message(output)
         usage = getattr(message, "usage_metadata", None) or {}
-        text = self.reply_text(message, prefill)  # empty: no tokens (llama.cpp may send
-        return _Reply(  # an echoed prefill with no log-prob object), never unknown ones
-            text=text,
+        return _Reply(
+            text=self.reply_text(message, prefill),
             prompt_tokens=int(usage.get("input_tokens", 0)),
             completion_tokens=int(usage.get("output_tokens", 0)),
-            tokens=reply_tokens(message) if text else (),
+            tokens=reply_tokens(message),
             calls=1,
             cut=message.response_metadata.get("finish_reason") == "length",
         )
