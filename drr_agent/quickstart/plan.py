@@ -76,7 +76,7 @@ class QuickstartPlan(BaseModel):
         vote_temperature: Temperature of those ``k`` samples; ``None``: ``temperature`` (the
             traces'). The DM's traces want the graph's diversity; a vote wants less: on the
             ``chain_sum`` dev questions 8 samples of the embedded Qwen at 0.4 voted 0.550 at
-            k = 2 against 0.342 at 0.8 (``evals/results/chain-sum-qwen-dev-temperature-*``).
+            k = 2 against 0.350 at 0.8 (``evals/results/chain-sum-qwen-dev-temperature-*``).
         deepconf_keep / deepconf_window: ``deepconf``'s share of traces kept and its
             confidence window; ``None``: `MethodSettings`' defaults.
         timeout_s: Per-call timeout of the traces and the whole-trace methods (the graph's is

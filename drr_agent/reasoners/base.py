@@ -566,8 +566,8 @@ class Reasoner:
 
 
 _CONTINUATIONS = 3
-"""Most extra calls that continue one block step (heading, open display, token limit: the
-embedded Qwen's most on GSM8K dev)."""
+"""Most extra calls that continue one block step (a heading, then an open display, then the
+token limit: three is what the embedded Qwen needs at most on GSM8K's dev questions)."""
 
 
 def _build(recipe: Callable[[], Reasoner]) -> Reasoner:
