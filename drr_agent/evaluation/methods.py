@@ -14,9 +14,9 @@ same Reasoner (``ctx.reasoner``), under the same task instruction and answer che
   lowest mean over a sliding window by default); the most confident ``deepconf_keep`` of
   the readable traces vote, each with its confidence as its weight. It needs a backend that
   returns ``top_logprobs`` (llama.cpp, vLLM, OpenAI); one that does not is an error, never
-  a silent ``self_consistency``. Only the offline form: DeepConf's online early stop (cut
-  a trace when its window's confidence drops below a warm-up threshold) needs streamed
-  log-probs and is not built.
+  a silent ``self_consistency``. ``deepconf_online`` is the online form (a warm-up
+  threshold, then streamed traces cut when their window's confidence drops below it;
+  `drr_agent.evaluation.deepconf`).
 - ``drr``: the DRR graph (`build_graph`) with the DM (``ctx.scorer``).
 - ``self_critique``: the same graph and budgets with the Reasoner as its own critic
   (`SelfCritiqueScorer` on the Reasoner's model) instead of the DM; the critic's calls and
