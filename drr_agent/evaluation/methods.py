@@ -43,12 +43,12 @@ same Reasoner (``ctx.reasoner``), under the same task instruction and answer che
   adds over it is what the DM knows that the Reasoner's likelihood does not.
 - ``drr_vote`` / ``stepwise_vote``: ``k`` runs of ``drr`` / ``stepwise`` on the item, the
   majority of their answers (normalised by the checker; a tie goes to the first run; it
-  abstains only when every run does). Run 0
-  is the plain method; the others take base seeds ``seed + 1 ..`` and sample their first
-  candidate too (``greedy_first`` off), so they differ. Why: one graph run has fixed
-  budgets and does not turn more compute into accuracy the way voting does; these are the
-  graph's own compute-scaling form, read against ``self_consistency`` at matched compute,
-  and ``stepwise_vote`` is ``drr_vote``'s ablation as ``stepwise`` is ``drr``'s.
+  abstains only when every run does). Run 0 is the plain method; the others take base seeds
+  ``seed + 1 ..`` and sample their first candidate too (``greedy_first`` off), so they differ.
+  Why: one graph run has fixed budgets and does not turn more compute into accuracy the way
+  voting does; these are the graph's own compute-scaling form, read against
+  ``self_consistency`` at matched compute, and ``stepwise_vote`` is ``drr_vote``'s ablation
+  as ``stepwise`` is ``drr``'s.
 - ``best_of_n_dm``: ``k`` sampled traces (the same seeds as ``self_consistency``, so both see
   the same samples on a seeded backend); the DM scores every step of every trace and the
   answer of the trace with the highest *minimum* step score wins among the traces whose
