@@ -97,6 +97,24 @@ def test_solve_returns_a_number_and_refuses_by_the_dms_training_task(scripted_so
     assert result.exit_code == 2 and "not both" in result.output
 
 
+def test_solve_takes_the_retries_a_point_allows(scripted_solve):
+    """``--max-retries-per-point`` reaches the graph: with one retry allowed, the refused
+    answer sends the run back from the accepted step (a backtrack) instead of retrying there."""
+
+    def run(*options: str) -> dict:
+        result = scripted_solve("--answer-type", "number", "--json", *options)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout[result.stdout.index("{") :])
+
+    default, once = run(), run("--max-retries-per-point", "1")
+    assert default["counters"]["backtracks"] == 0
+    assert [t["status"] for t in default["thoughts"]] == ["accepted", "rejected", "rejected"]
+    assert once["counters"]["backtracks"] == 1 and once["stop_reason"] == "exhausted"
+    assert [t["status"] for t in once["thoughts"]] == ["abandoned", "rejected", "rejected"]
+    result = scripted_solve("--max-retries-per-point", "0")
+    assert result.exit_code == 2 and "max-retries-per-point" in result.output
+
+
 def test_solve_prints_the_table_in_a_wide_terminal(scripted_solve, monkeypatch):
     monkeypatch.setenv("COLUMNS", "160")
     result = scripted_solve("--answer-type", "number")

@@ -250,6 +250,9 @@ CandidatesOpt = Annotated[int, typer.Option(min=1, help="Graph candidates per st
 MaxStepsOpt = Annotated[int, typer.Option(min=1)]
 MaxCallsOpt = Annotated[int, typer.Option(min=1)]
 MaxBacktracksOpt = Annotated[int, typer.Option(min=0)]
+MaxRetriesOpt = Annotated[
+    int, typer.Option(min=1, help="Rejections at one point before the graph backtracks.")
+]
 OnBudgetOpt = Annotated[OnBudget, typer.Option()]
 
 
@@ -263,6 +266,7 @@ def graph_config(
     max_reasoner_calls: int,
     on_budget: OnBudget,
     max_backtracks: int = GRAPH_DEFAULTS.max_backtracks,
+    max_retries_per_point: int = GRAPH_DEFAULTS.max_retries_per_point,
 ) -> DRRConfig:
     """The `DRRConfig` the graph options name (``drr solve`` and ``drr eval`` share them);
     a contradiction between them (e.g. fewer calls than steps) is pydantic's ``ValueError``."""
@@ -274,6 +278,7 @@ def graph_config(
         max_steps=max_steps,
         max_reasoner_calls=max_reasoner_calls,
         max_backtracks=max_backtracks,
+        max_retries_per_point=max_retries_per_point,
         on_budget_exhausted=on_budget.value,
     )
 

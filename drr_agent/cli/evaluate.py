@@ -31,6 +31,7 @@ from drr_agent.cli._common import (
     ExecutorOpt,
     MaxBacktracksOpt,
     MaxCallsOpt,
+    MaxRetriesOpt,
     MaxStepsOpt,
     ModelOpt,
     OnBudget,
@@ -189,6 +190,7 @@ def eval_command(
     max_steps: MaxStepsOpt = GRAPH_DEFAULTS.max_steps,
     max_reasoner_calls: MaxCallsOpt = GRAPH_DEFAULTS.max_reasoner_calls,
     max_backtracks: MaxBacktracksOpt = GRAPH_DEFAULTS.max_backtracks,
+    max_retries_per_point: MaxRetriesOpt = GRAPH_DEFAULTS.max_retries_per_point,
     on_budget: OnBudgetOpt = OnBudget.answer_best,
     concurrency: Annotated[
         int, typer.Option(min=1, help="(method, item) jobs at once (per actor on Ray).")
@@ -247,6 +249,7 @@ def eval_command(
             max_steps=max_steps,
             max_reasoner_calls=max_reasoner_calls,
             max_backtracks=max_backtracks,
+            max_retries_per_point=max_retries_per_point,
             on_budget=on_budget,
         )
         settings = MethodSettings(

@@ -31,6 +31,7 @@ from drr_agent.cli._common import (
     DmWeightOpt,
     MaxBacktracksOpt,
     MaxCallsOpt,
+    MaxRetriesOpt,
     MaxStepsOpt,
     ModelOpt,
     OnBudget,
@@ -175,6 +176,7 @@ def solve(
     max_steps: MaxStepsOpt = GRAPH_DEFAULTS.max_steps,
     max_reasoner_calls: MaxCallsOpt = GRAPH_DEFAULTS.max_reasoner_calls,
     max_backtracks: MaxBacktracksOpt = GRAPH_DEFAULTS.max_backtracks,
+    max_retries_per_point: MaxRetriesOpt = GRAPH_DEFAULTS.max_retries_per_point,
     on_budget: OnBudgetOpt = OnBudget.answer_best,
     task: Annotated[
         str | None,
@@ -212,6 +214,7 @@ def solve(
             max_steps=max_steps,
             max_reasoner_calls=max_reasoner_calls,
             max_backtracks=max_backtracks,
+            max_retries_per_point=max_retries_per_point,
             on_budget=on_budget,
         )
         scorer = load_scorer(dm, untrained_dm, trust_remote_code, is_embedded(reasoner), dm_url)
