@@ -242,14 +242,38 @@ class _DRRNodes:
         return self._reason_update(state, config, proposals)
 
     # -- score ----------------------------------------------------------------------------
-    def _score_request(self, state: DRRState) -> tuple[list[int], list[StepContext]]:
+    def _score_request(
+        self, state: DRRState
+    ) -> tuple[list[int], list[StepContext], dict[int, int]]:
+        """The pending thoughts the DM must score, their contexts, and the scores already
+        known: a candidate whose text was scored at this point before (the same parent) gets
+        that score again without a DM call. Why: a small Reasoner resampled after a rejection
+        often writes the very step it was refused (a quarter of the oracle's proposals on
+        ``chain_sum``), and a deterministic critic owes it the same verdict; a DM that reads
+        an LM or asks the Reasoner for a lookahead would pay for each repeat. Repeats within
+        one call are scored once too."""
         tree = state.get("thoughts", [])
         steps = tuple(_accepted_steps(state))
-        ids = [i for i in state.get("pending", []) if tree[i]["text"]]
-        return ids, [
+        pending = [i for i in state.get("pending", []) if tree[i]["text"]]
+        parents = {tree[i]["parent"] for i in pending}
+        seen = {
+            t["text"]: t["id"]
+            for t in tree
+            if t["parent"] in parents and t["score"] is not None and t["id"] not in pending
+        }
+        ids: list[int] = []
+        twins: dict[int, int] = {}  # pending id -> the id whose score it takes
+        for i in pending:
+            first = seen.setdefault(tree[i]["text"], i)
+            if first == i:
+                ids.append(i)
+            else:
+                twins[i] = first
+        items = [
             StepContext(state["question"], steps, tree[i]["text"], tree[i].get("signals"))
             for i in ids
         ]
+        return ids, items, twins
 
     def _checked(self, scores: list[float], items: list[StepContext]) -> list[float]:
         """A DM that answers with the wrong number of scores has failed (and is retried)."""
@@ -258,26 +282,32 @@ class _DRRNodes:
         return scores
 
     def _score_update(
-        self, state: DRRState, config: DRRConfig, ids: list[int], scores: list[float]
+        self,
+        state: DRRState,
+        config: DRRConfig,
+        ids: list[int],
+        scores: list[float],
+        twins: dict[int, int],
     ) -> Command[Any]:
         tree = state.get("thoughts", [])
         counters = Counters(**(state.get("counters") or new_counters()))
         if ids:
             counters["dm_calls"] += 1
             counters["dm_items"] += len(ids)
+        known = {tid: float(score) for tid, score in zip(ids, scores, strict=True)}
+        for tid, first in twins.items():
+            known[tid] = known[first] if first in known else float(tree[first]["score"])
         scored = []
-        for tid, score in zip(ids, scores, strict=True):
+        for tid, score in known.items():
             thought = Thought(**tree[tid])
-            thought["score"] = float(score)
-            thought["rank_score"] = rank_score(
-                thought["score"], thought.get("logprob"), config.dm_weight
-            )
+            thought["score"] = score
+            thought["rank_score"] = rank_score(score, thought.get("logprob"), config.dm_weight)
             scored.append(thought)
         return Command(goto="decide", update={"thoughts": scored, "counters": counters})
 
     def score(self, state: DRRState) -> Command[Any]:
         config = self._config()
-        ids, items = self._score_request(state)
+        ids, items, twins = self._score_request(state)
         try:
             scores = retry(
                 lambda: self._checked(self.scorer.score(items), items) if items else [],
@@ -290,11 +320,11 @@ class _DRRNodes:
             if config.on_scorer_error == "raise":
                 raise
             return self._failed("scorer_error", exc, state)
-        return self._score_update(state, config, ids, scores)
+        return self._score_update(state, config, ids, scores, twins)
 
     async def ascore(self, state: DRRState) -> Command[Any]:
         config = self._config()
-        ids, items = self._score_request(state)
+        ids, items, twins = self._score_request(state)
 
         async def call() -> list[float]:
             return self._checked(await self.scorer.ascore(items), items) if items else []
@@ -311,7 +341,7 @@ class _DRRNodes:
             if config.on_scorer_error == "raise":
                 raise
             return self._failed("scorer_error", exc, state)
-        return self._score_update(state, config, ids, scores)
+        return self._score_update(state, config, ids, scores, twins)
 
     # -- decide ---------------------------------------------------------------------------
     def decide(self, state: DRRState) -> Command[Any]:

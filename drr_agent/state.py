@@ -87,6 +87,8 @@ class Counters(TypedDict):
     completion_tokens: int
     dm_calls: int
     dm_items: int
+    """Steps the DM read. A repeat of a step scored at the same point takes that score again
+    and is not read (`build_graph`'s score node)."""
     rejections: int
     backtracks: int
 

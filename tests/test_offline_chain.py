@@ -140,7 +140,8 @@ def test_traces_labels_train_evaluate_and_solve(tmp_path, embedded):
         scored = t["score"] is not None and "repeats a step" not in t["reason"]
         if t["status"] == "rejected" and scored:
             assert t["score"] < (answer if t["answer"] is not None else accept), t
-    assert run.counters["dm_items"] == sum(1 for t in run.thoughts if t["score"] is not None)
+    read = {(t["parent"], t["text"]) for t in run.thoughts if t["score"] is not None}
+    assert run.counters["dm_items"] == len(read)  # a repeat at its point is not read again
     first = next(e for e in graph.stream({"question": "Calculate 2 + 2."}, stream_mode="custom"))
     assert first["accept_threshold"] == scorer.thresholds["accept_threshold"]
 

@@ -673,6 +673,27 @@ async def test_graph_candidates_per_step(run: Runner) -> None:
     assert out["answer"] == "1"
 
 
+async def test_graph_scores_a_repeated_step_once_at_its_point(run: Runner) -> None:
+    """A resample that repeats a step scored at the same point takes its score again, without
+    a DM call (within one call too); the same text under another parent is scored anew."""
+    model = FakeListChatModel(responses=["bad", "bad", "good", "bad", "bad", "Answer: 1"])
+    seen: list[Any] = []
+    dm = scripted_dm({"bad": 0.1, "good": 0.9, "Answer: 1": 0.9}, seen=seen)
+    config = DRRConfig(candidates_per_step=2, max_retries_per_point=5)
+    out = await run(build_graph(model, dm, config), QUESTION)
+    assert rows(out) == [
+        (0, None, 1, "bad", 0.1, "rejected", 1),
+        (1, None, 1, "bad", 0.1, "rejected", 1),
+        (2, None, 1, "good", 0.9, "accepted", 2),
+        (3, None, 1, "bad", 0.1, "rejected", 2),
+        (4, 2, 2, "bad", 0.1, "rejected", 3),
+        (5, 2, 2, "Answer: 1", 0.9, "answer", 3),
+    ]
+    assert [ctx.candidate for ctx in seen] == ["bad", "good", "bad", "Answer: 1"]
+    assert out["counters"]["dm_items"] == 4 and out["counters"]["dm_calls"] == 3
+    assert out["counters"]["rejections"] == 4
+
+
 async def test_graph_context_overrides_config_for_one_run(run: Runner) -> None:
     def respond(call: Call) -> str:
         return "Answer: 11" if call.prefill is not None else "s1"

@@ -218,7 +218,8 @@ def test_text_tree_of_an_abstention_and_of_a_run_in_progress() -> None:
         "Accepted path: (empty)",
         "Abstained (exhausted): 2 proposals rejected at the question and nothing to backtrack "
         "to; abstained (no scored final answer seen)",
-        "Reasoner calls 2 (tokens 0+0), DM calls 2, rejections 2, backtracks 0",
+        # the repeat at the question took the score its twin had: one DM call
+        "Reasoner calls 2 (tokens 0+0), DM calls 1, rejections 2, backtracks 0",
     ]
     partial = {"question": "q", "thoughts": [dict(out["thoughts"][0], status="proposed")]}
     assert "Run in progress (1 thoughts, 1 awaiting a decision)" in format_thought_tree(partial)
