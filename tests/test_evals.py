@@ -248,8 +248,8 @@ async def test_a_graph_vote_runs_k_differently_seeded_graphs_and_takes_their_maj
     async def graph(item, ctx: MethodContext):
         from drr_agent.evaluation.context import MethodOutcome
 
-        seen.append((ctx.settings.seed, ctx.config.greedy_first))
-        run = ctx.settings.seed - 5
+        seen.append((ctx.run, ctx.settings.seed, ctx.config.greedy_first))
+        run = ctx.run
         return MethodOutcome(
             answer=answers[run],
             tokens=TokenUsage(prompt=10, completion=run + 1),
@@ -260,8 +260,8 @@ async def test_a_graph_vote_runs_k_differently_seeded_graphs_and_takes_their_maj
 
     ctx = _ctx(task, seven_plus_four(), k=3, seed=5)
     out = await graph_vote(graph)(number_item(Q), ctx)
-    # run 0 is the plain method (its seed, greedy first); the others are seeded apart, sampled
-    assert sorted(seen) == [(5, True), (6, False), (7, False)]
+    # run 0 is the plain method (greedy first); the others are runs 1.. of the same seed, sampled
+    assert sorted(seen) == [(0, 5, True), (1, 5, False), (2, 5, False)]
     assert out.answer == "11" and out.details["votes"] == {"12": 1, "11": 2}
     assert out.tokens == TokenUsage(prompt=30, completion=6) and out.reasoner_calls == 6
     assert out.dm_calls == 3 and not out.abstained
@@ -269,6 +269,16 @@ async def test_a_graph_vote_runs_k_differently_seeded_graphs_and_takes_their_maj
     answers.update({1: "12", 2: "13"})  # a three-way split: the tie goes to the first run
     assert (await graph_vote(graph)(number_item(Q), ctx)).answer == "12"
     assert graph_vote(graph).__name__ == "graph_vote"
+    # run i's Reasoner is seeded as whole-trace sample i is
+    from langchain_openai import ChatOpenAI
+
+    from drr_agent.evaluation.methods import _graph_reasoner
+
+    chat = ChatOpenAI(model="m", base_url="http://127.0.0.1:9/v1", api_key="k", seed=0)
+    seeded = MethodContext(task, Reasoner(chat), settings=MethodSettings(seed=5))
+    item = number_item(Q)
+    seeds = [_graph_reasoner(item, replace(seeded, run=run)).model.seed for run in range(3)]
+    assert seeds == [sample_seed(5, item.id, run) for run in range(3)]
 
 
 # -- the runner ------------------------------------------------------------------------------

@@ -87,6 +87,9 @@ class MethodContext:
         config: The graph's configuration, the same for ``drr`` and ``self_critique``. Its
             ``step_format`` is replaced by `step_format`, so all methods cut steps alike.
         settings: Budgets of the whole-trace methods.
+        run: Which run of the item a graph method is (``drr_vote`` runs the graph ``k``
+            times): its Reasoner is seeded ``sample_seed(seed, item, run)``, as sample
+            ``run`` of a whole-trace method is, so one mechanism seeds every repeat.
     """
 
     task: Task
@@ -94,6 +97,7 @@ class MethodContext:
     scorer: StepScorer | None = None
     config: DRRConfig = field(default_factory=DRRConfig)
     settings: MethodSettings = field(default_factory=MethodSettings)
+    run: int = 0
 
     @property
     def step_format(self) -> StepFormat:

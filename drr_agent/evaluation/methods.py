@@ -43,8 +43,9 @@ same Reasoner (``ctx.reasoner``), under the same task instruction and answer che
   adds over it is what the DM knows that the Reasoner's likelihood does not.
 - ``drr_vote`` / ``stepwise_vote``: ``k`` runs of ``drr`` / ``stepwise`` on the item, the
   majority of their answers (normalised by the checker; a tie goes to the first run; it
-  abstains only when every run does). Run 0 is the plain method; the others take base seeds
-  ``seed + 1 ..`` and sample their first candidate too (``greedy_first`` off), so they differ.
+  abstains only when every run does). Run 0 is the plain method; run ``i`` is seeded
+  ``sample_seed(seed, item, i)`` (`MethodContext.run`, as whole-trace sample ``i`` is) and
+  samples its first candidate too (``greedy_first`` off), so the runs differ.
   Why: one graph run has fixed budgets and does not turn more compute into accuracy the way
   voting does; these are the graph's own compute-scaling form, read against
   ``self_consistency`` at matched compute, and ``stepwise_vote`` is ``drr_vote``'s ablation
@@ -112,10 +113,10 @@ __all__ = [  # the method contract and the vote helpers, re-exported where they 
 def _graph_reasoner(item: TaskItem, ctx: MethodContext) -> Reasoner:
     """The Reasoner under the task's instruction, seeded per item.
 
-    A backend with a ``seed`` field (``ChatOpenAI``) gets ``sample_seed(seed, item, 0)`` so runs
-    repeat; the `Reasoner` derives the seed of each call and candidate from it.
+    A backend with a ``seed`` field (``ChatOpenAI``) gets ``sample_seed(seed, item, run)`` so
+    runs repeat; the `Reasoner` derives the seed of each call and candidate from it.
     """
-    seed = sample_seed(ctx.settings.seed, item.id, 0)
+    seed = sample_seed(ctx.settings.seed, item.id, ctx.run)
     return ctx.reasoner.derive(seed=seed, instruction=ctx.task.instruction)
 
 
@@ -276,12 +277,7 @@ def graph_vote(method: Method) -> Method:
     async def voted(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
         sampled = ctx.config.model_copy(update={"greedy_first": False})
         contexts = [ctx] + [
-            replace(
-                ctx,
-                config=sampled,
-                settings=ctx.settings.model_copy(update={"seed": ctx.settings.seed + run}),
-            )
-            for run in range(1, ctx.settings.k)
+            replace(ctx, config=sampled, run=run) for run in range(1, ctx.settings.k)
         ]
         runs = await asyncio.gather(*(method(item, run_ctx) for run_ctx in contexts))
         answers = [run.answer for run in runs]
