@@ -245,9 +245,9 @@ class _DRRNodes:
     def _score_request(
         self, state: DRRState
     ) -> tuple[list[int], list[StepContext], dict[int, int]]:
-        """The pending thoughts the DM must score, their contexts, and the scores already
-        known: a candidate whose text was scored at this point before (the same parent) gets
-        that score again without a DM call. Why: a small Reasoner resampled after a rejection
+        """The pending thoughts the DM must score, their contexts, and their twins: a
+        candidate whose text was scored at its point before (the same parent) takes that
+        thought's score, without a DM call. Why: a small Reasoner resampled after a rejection
         often writes the very step it was refused (a quarter of the oracle's proposals on
         ``chain_sum``), and a deterministic critic owes it the same verdict; a DM that reads
         an LM or asks the Reasoner for a lookahead would pay for each repeat. Repeats within
@@ -255,16 +255,16 @@ class _DRRNodes:
         tree = state.get("thoughts", [])
         steps = tuple(_accepted_steps(state))
         pending = [i for i in state.get("pending", []) if tree[i]["text"]]
-        parents = {tree[i]["parent"] for i in pending}
+        waiting = set(pending)
         seen = {
-            t["text"]: t["id"]
+            (t["parent"], t["text"]): t["id"]
             for t in tree
-            if t["parent"] in parents and t["score"] is not None and t["id"] not in pending
+            if t["score"] is not None and t["id"] not in waiting
         }
         ids: list[int] = []
         twins: dict[int, int] = {}  # pending id -> the id whose score it takes
         for i in pending:
-            first = seen.setdefault(tree[i]["text"], i)
+            first = seen.setdefault((tree[i]["parent"], tree[i]["text"]), i)
             if first == i:
                 ids.append(i)
             else:
