@@ -114,14 +114,23 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tiny_quickstart)
     assert {"DM classifier)", "DM verifier)", "lookahead)"} <= booked, drr_usage[0]
     assert "## Cost by model" in (out / "eval/summary.md").read_text()
 
-    # a rerun resumes: nothing sampled, trained or evaluated twice
+    # a rerun resumes: nothing sampled, trained or evaluated twice — but a record that
+    # failed (a call timed out) is evaluated again, not kept as a wrong answer
     dm_time = (out / "dm/model.safetensors").stat().st_mtime_ns
+    lines = (out / "eval/records.jsonl").read_text().splitlines()
+    failed = json.loads(lines[0]) | {"error": "ReasonerError: timed out", "answer": None}
+    (out / "eval/records.jsonl").write_text("\n".join([json.dumps(failed), *lines[1:]]) + "\n")
     again = run_quickstart(out, TINY, reasoner=reasoner, progress=False)
     assert (out / "traces.jsonl").read_text().splitlines() == traces
     assert (out / "labels.jsonl").read_text() == labels_text
-    assert len((out / "eval/records.jsonl").read_text().splitlines()) == len(records)
+    redone = [json.loads(line) for line in (out / "eval/records.jsonl").read_text().splitlines()]
+    assert len(redone) == len(records) and not any(r["error"] for r in redone)
     assert (out / "dm/model.safetensors").stat().st_mtime_ns == dm_time
-    assert again.table == result.table
+
+    def scores(summary: dict) -> list[tuple]:
+        return [(m["method"], m["n"], m["accuracy"], m["errors"]) for m in summary["methods"]]
+
+    assert scores(again.summary) == scores(result.summary)  # the redone record's latency differs
 
     # another plan in the same folder is refused before any work
     with pytest.raises(QuickstartMismatchError, match="another plan"):

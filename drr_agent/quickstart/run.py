@@ -24,7 +24,9 @@ commands (``drr eval --traces <run>/traces.jsonl --dm <run>/dm``); `RunFolder` n
 the self-critique thresholds, ``eval/`` and ``eval-dm-lm/``).
 
 Every step resumes: an interrupted quickstart continues where it stopped (traces and eval
-records are appended as produced; a finished DM is reused).
+records are appended as produced; a finished DM is reused). A trace or an evaluation record
+that failed — a call timed out on busy cores — is made again on resume, not kept as a wrong
+answer.
 """
 
 from __future__ import annotations
@@ -301,6 +303,7 @@ def run_quickstart(
             executor=executor,
             progress=progress,
             force=force,
+            retry_errors=True,
         )
     )
     table = summary.to_markdown()
@@ -354,6 +357,7 @@ def evaluate_dm_lm(
             concurrency=plan.concurrency,
             progress=progress,
             force=force,
+            retry_errors=True,
         )
     )
     return f"### The DM's own LM ({model}) as the Reasoner, no critic\n\n" + summary.to_markdown()
