@@ -115,6 +115,30 @@ def test_solve_takes_the_retries_a_point_allows(scripted_solve):
     assert result.exit_code == 2 and "max-retries-per-point" in result.output
 
 
+def test_the_graph_options_build_the_config_they_name(scripted_solve):
+    """`graph_config` (``drr solve`` and ``drr eval``) passes every budget on; the CLI's
+    default for a spent point is the graph's."""
+    from drr_agent.cli._common import GRAPH_DEFAULTS, OnBudget, OnPointSpent, graph_config
+
+    assert OnPointSpent.backtrack.value == GRAPH_DEFAULTS.on_point_spent
+    config = graph_config(
+        accept_threshold=None,
+        answer_threshold=None,
+        candidates=1,
+        dm_weight=1.0,
+        max_steps=4,
+        max_reasoner_calls=9,
+        on_budget=OnBudget.abstain,
+        max_retries_per_point=2,
+        on_point_spent=OnPointSpent.best,
+    )
+    assert (config.max_retries_per_point, config.on_point_spent) == (2, "best")
+    assert config.on_budget_exhausted == "abstain"
+    result = scripted_solve("--answer-type", "number", "--on-point-spent", "best")
+    assert result.exit_code == 0, result.output
+    assert scripted_solve("--on-point-spent", "never").exit_code == 2
+
+
 def test_solve_prints_the_table_in_a_wide_terminal(scripted_solve, monkeypatch):
     monkeypatch.setenv("COLUMNS", "160")
     result = scripted_solve("--answer-type", "number")

@@ -241,6 +241,13 @@ class OnBudget(StrEnum):
     abstain = "abstain"
 
 
+class OnPointSpent(StrEnum):
+    """What the graph does when a point's retries are all rejected (`DRRConfig`)."""
+
+    backtrack = "backtrack"
+    best = "best"
+
+
 GRAPH_DEFAULTS = DRRConfig()
 """`DRRConfig`'s defaults: the graph options below default to them (``--help`` shows them)."""
 
@@ -254,6 +261,13 @@ MaxRetriesOpt = Annotated[
     int, typer.Option(min=1, help="Rejections at one point before the graph backtracks.")
 ]
 OnBudgetOpt = Annotated[OnBudget, typer.Option()]
+OnPointSpentOpt = Annotated[
+    OnPointSpent,
+    typer.Option(
+        help="When a point's retries are all rejected: backtrack, or accept the best-ranked "
+        "of them."
+    ),
+]
 
 
 def graph_config(
@@ -267,6 +281,7 @@ def graph_config(
     on_budget: OnBudget,
     max_backtracks: int = GRAPH_DEFAULTS.max_backtracks,
     max_retries_per_point: int = GRAPH_DEFAULTS.max_retries_per_point,
+    on_point_spent: OnPointSpent = OnPointSpent.backtrack,
 ) -> DRRConfig:
     """The `DRRConfig` the graph options name (``drr solve`` and ``drr eval`` share them);
     a contradiction between them (e.g. fewer calls than steps) is pydantic's ``ValueError``."""
@@ -279,6 +294,7 @@ def graph_config(
         max_reasoner_calls=max_reasoner_calls,
         max_backtracks=max_backtracks,
         max_retries_per_point=max_retries_per_point,
+        on_point_spent=on_point_spent.value,
         on_budget_exhausted=on_budget.value,
     )
 

@@ -36,6 +36,8 @@ from drr_agent.cli._common import (
     ModelOpt,
     OnBudget,
     OnBudgetOpt,
+    OnPointSpent,
+    OnPointSpentOpt,
     RayAddressOpt,
     ReasonerOpt,
     StyleOpt,
@@ -191,6 +193,7 @@ def eval_command(
     max_reasoner_calls: MaxCallsOpt = GRAPH_DEFAULTS.max_reasoner_calls,
     max_backtracks: MaxBacktracksOpt = GRAPH_DEFAULTS.max_backtracks,
     max_retries_per_point: MaxRetriesOpt = GRAPH_DEFAULTS.max_retries_per_point,
+    on_point_spent: OnPointSpentOpt = OnPointSpent.backtrack,
     on_budget: OnBudgetOpt = OnBudget.answer_best,
     concurrency: Annotated[
         int, typer.Option(min=1, help="(method, item) jobs at once (per actor on Ray).")
@@ -250,6 +253,7 @@ def eval_command(
             max_reasoner_calls=max_reasoner_calls,
             max_backtracks=max_backtracks,
             max_retries_per_point=max_retries_per_point,
+            on_point_spent=on_point_spent,
             on_budget=on_budget,
         )
         settings = MethodSettings(

@@ -36,6 +36,7 @@ _SOLVE_OPTIONS = {
     "--max-reasoner-calls": "max_reasoner_calls",
     "--max-backtracks": "max_backtracks",
     "--max-retries-per-point": "max_retries_per_point",
+    "--on-point-spent": "on_point_spent",
     "--on-budget": "on_budget_exhausted",
     "--accept-threshold": "accept_threshold",
     "--answer-threshold": "answer_threshold",

@@ -36,6 +36,8 @@ from drr_agent.cli._common import (
     ModelOpt,
     OnBudget,
     OnBudgetOpt,
+    OnPointSpent,
+    OnPointSpentOpt,
     ReasonerOpt,
     StyleOpt,
     VllmOpt,
@@ -177,6 +179,7 @@ def solve(
     max_reasoner_calls: MaxCallsOpt = GRAPH_DEFAULTS.max_reasoner_calls,
     max_backtracks: MaxBacktracksOpt = GRAPH_DEFAULTS.max_backtracks,
     max_retries_per_point: MaxRetriesOpt = GRAPH_DEFAULTS.max_retries_per_point,
+    on_point_spent: OnPointSpentOpt = OnPointSpent.backtrack,
     on_budget: OnBudgetOpt = OnBudget.answer_best,
     task: Annotated[
         str | None,
@@ -215,6 +218,7 @@ def solve(
             max_reasoner_calls=max_reasoner_calls,
             max_backtracks=max_backtracks,
             max_retries_per_point=max_retries_per_point,
+            on_point_spent=on_point_spent,
             on_budget=on_budget,
         )
         scorer = load_scorer(dm, untrained_dm, trust_remote_code, is_embedded(reasoner), dm_url)
