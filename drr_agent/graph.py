@@ -255,12 +255,7 @@ class _DRRNodes:
         tree = state.get("thoughts", [])
         steps = tuple(_accepted_steps(state))
         pending = [i for i in state.get("pending", []) if tree[i]["text"]]
-        waiting = set(pending)
-        seen = {
-            (t["parent"], t["text"]): t["id"]
-            for t in tree
-            if t["score"] is not None and t["id"] not in waiting
-        }
+        seen = {(t["parent"], t["text"]): t["id"] for t in tree if t["score"] is not None}
         ids: list[int] = []
         twins: dict[int, int] = {}  # pending id -> the id whose score it takes
         for i in pending:
