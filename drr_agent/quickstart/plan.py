@@ -259,7 +259,12 @@ PLANS: dict[str, QuickstartPlan] = {
     # tokens a trace, 128 a step, 10 steps, 24 Reasoner calls), the light DM as above on
     # 60 train x 4 traces with the first 40 dev questions for its thresholds, and 4 samples
     # that give self-consistency and DeepConf (the chain_sum dev settings, not chosen here) at
-    # k = 1..4 offline (`evals/benchmarks/deepconf_sweep.py`). ~6-8 h on 2 cores: resumable.
+    # k = 1..4 offline (`evals/benchmarks/deepconf_sweep.py`). A point whose retries the DM
+    # all rejects accepts the best-ranked of them (on_point_spent="best"): on GSM8K's dev
+    # questions the light DM, which reads question difficulty more than step quality,
+    # otherwise rejects the first step of hard questions three times and the run answers
+    # with no reasoning (drr 4 / 40 right with "backtrack", 8 / 40 with "best", stepwise 8 / 40;
+    # evals/results/gsm8k-qwen-light-dev-point-spent-*). ~6-8 h on 2 cores: resumable.
     "gsm8k": QuickstartPlan(
         task=TaskSpec(name="gsm8k"),
         reasoner="embedded-qwen2.5-0.5b",
@@ -269,7 +274,12 @@ PLANS: dict[str, QuickstartPlan] = {
         labels="outcome",
         dm=DM_RECIPES["light"],
         methods=("cot", "deepconf", "stepwise", "drr"),
-        graph=DRRConfig(max_steps=10, max_reasoner_calls=24, reasoner_timeout_s=300.0),
+        graph=DRRConfig(
+            max_steps=10,
+            max_reasoner_calls=24,
+            on_point_spent="best",
+            reasoner_timeout_s=300.0,
+        ),
         step_max_tokens=128,
         vote_temperature=0.4,
         deepconf_keep=1.0,
