@@ -156,6 +156,8 @@ def test_the_light_plan_runs_no_second_language_model_and_has_its_questions():
     items = light.task.load().items
     assert len(items) >= light.test + light.dev + (light.train or 0)
     assert light.test >= 120  # what the targets are read on
+    # chosen on dev (GSM8K and chain_sum): a point this weak a DM spends accepts its best
+    assert light.graph.on_point_spent == PLANS["gsm8k"].graph.on_point_spent == "best"
 
 
 def test_the_gsm8k_plan_evaluates_the_gsm8k_runs_test_questions_at_their_budgets():
@@ -176,8 +178,6 @@ def test_the_gsm8k_plan_evaluates_the_gsm8k_runs_test_questions_at_their_budgets
     for field in ("max_steps", "max_reasoner_calls"):
         assert getattr(plan.graph, field) == earlier["config"][field]
     assert plan.max_tokens == earlier["settings"]["max_tokens"]
-    # chosen on GSM8K's dev questions: a point the weak DM spends accepts its best candidate
-    assert plan.graph.on_point_spent == "best"
     settings = plan.method_settings()
     assert (settings.temperature, settings.deepconf_keep, settings.timeout_s) == (0.4, 1.0, 300)
     assert plan.dm == DM_RECIPES["light"] and plan.train == 60
