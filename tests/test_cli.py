@@ -131,12 +131,15 @@ def test_the_graph_options_build_the_config_they_name(scripted_solve):
         on_budget=OnBudget.abstain,
         max_retries_per_point=2,
         on_point_spent=OnPointSpent.best,
+        reasoner_timeout_s=300.0,
     )
     assert (config.max_retries_per_point, config.on_point_spent) == (2, "best")
-    assert config.on_budget_exhausted == "abstain"
-    result = scripted_solve("--answer-type", "number", "--on-point-spent", "best")
+    assert (config.on_budget_exhausted, config.reasoner_timeout_s) == ("abstain", 300.0)
+    options = ("--on-point-spent", "best", "--reasoner-timeout", "300")
+    result = scripted_solve("--answer-type", "number", *options)
     assert result.exit_code == 0, result.output
     assert scripted_solve("--on-point-spent", "never").exit_code == 2
+    assert scripted_solve("--reasoner-timeout", "0").exit_code == 2
 
 
 def test_solve_prints_the_table_in_a_wide_terminal(scripted_solve, monkeypatch):

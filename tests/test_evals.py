@@ -456,9 +456,13 @@ def test_cli_evaluates_the_held_out_items_of_a_trace_file(tmp_path, monkeypatch)
     )
     out = tmp_path / "run"
     args = ["eval", "--traces", str(tmp_path / "traces.jsonl"), "--out", str(out)]
-    result = runner.invoke(app, [*args, "--methods", "cot,self_consistency", "--k", "2"])
+    methods = ["--methods", "cot,self_consistency", "--k", "2", "--reasoner-timeout", "300"]
+    result = runner.invoke(app, [*args, *methods])
     assert result.exit_code == 0, result.output
     assert "Evaluation" in result.output and "self_consistency" in result.output
+    # one call timeout for the whole traces and the graph's steps alike
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["settings"]["timeout_s"] == manifest["config"]["reasoner_timeout_s"] == 300
     rows = RecordFile(out / "records.jsonl", EvalRecord).read()
     assert {r.item_id for r in rows} == set(split.held_out_ids)
     assert len(rows) == 2 * len(split.held_out_ids)

@@ -261,6 +261,14 @@ MaxRetriesOpt = Annotated[
     int, typer.Option(min=1, help="Rejections at one point before the graph backtracks.")
 ]
 OnBudgetOpt = Annotated[OnBudget, typer.Option()]
+ReasonerTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        min=1.0,
+        help="Seconds one Reasoner call may take before it is retried (raise it where "
+        "several long calls share few cores: a GSM8K step on 2 busy cores can take minutes).",
+    ),
+]
 OnPointSpentOpt = Annotated[
     OnPointSpent,
     typer.Option(
@@ -282,6 +290,7 @@ def graph_config(
     max_backtracks: int = GRAPH_DEFAULTS.max_backtracks,
     max_retries_per_point: int = GRAPH_DEFAULTS.max_retries_per_point,
     on_point_spent: OnPointSpent = OnPointSpent.backtrack,
+    reasoner_timeout_s: float = GRAPH_DEFAULTS.reasoner_timeout_s,
 ) -> DRRConfig:
     """The `DRRConfig` the graph options name (``drr solve`` and ``drr eval`` share them);
     a contradiction between them (e.g. fewer calls than steps) is pydantic's ``ValueError``."""
@@ -296,6 +305,7 @@ def graph_config(
         max_retries_per_point=max_retries_per_point,
         on_point_spent=on_point_spent.value,
         on_budget_exhausted=on_budget.value,
+        reasoner_timeout_s=reasoner_timeout_s,
     )
 
 

@@ -40,6 +40,7 @@ from drr_agent.cli._common import (
     OnPointSpentOpt,
     RayAddressOpt,
     ReasonerOpt,
+    ReasonerTimeoutOpt,
     StyleOpt,
     VllmOpt,
     WorkersOpt,
@@ -195,6 +196,7 @@ def eval_command(
     max_retries_per_point: MaxRetriesOpt = GRAPH_DEFAULTS.max_retries_per_point,
     on_point_spent: OnPointSpentOpt = OnPointSpent.backtrack,
     on_budget: OnBudgetOpt = OnBudget.answer_best,
+    reasoner_timeout: ReasonerTimeoutOpt = GRAPH_DEFAULTS.reasoner_timeout_s,
     concurrency: Annotated[
         int, typer.Option(min=1, help="(method, item) jobs at once (per actor on Ray).")
     ] = 4,
@@ -255,6 +257,7 @@ def eval_command(
             max_retries_per_point=max_retries_per_point,
             on_point_spent=on_point_spent,
             on_budget=on_budget,
+            reasoner_timeout_s=reasoner_timeout,
         )
         settings = MethodSettings(
             k=k,
@@ -262,6 +265,7 @@ def eval_command(
             max_tokens=max_tokens,
             seed=seed,
             aggregate=aggregate,
+            timeout_s=reasoner_timeout,  # the whole traces' calls, as the graph's steps
             **{
                 name: value
                 for name, value in (

@@ -38,6 +38,7 @@ _SOLVE_OPTIONS = {
     "--max-retries-per-point": "max_retries_per_point",
     "--on-point-spent": "on_point_spent",
     "--on-budget": "on_budget_exhausted",
+    "--reasoner-timeout": "reasoner_timeout_s",
     "--accept-threshold": "accept_threshold",
     "--answer-threshold": "answer_threshold",
 }

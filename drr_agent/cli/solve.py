@@ -39,6 +39,7 @@ from drr_agent.cli._common import (
     OnPointSpent,
     OnPointSpentOpt,
     ReasonerOpt,
+    ReasonerTimeoutOpt,
     StyleOpt,
     VllmOpt,
     app,
@@ -181,6 +182,7 @@ def solve(
     max_retries_per_point: MaxRetriesOpt = GRAPH_DEFAULTS.max_retries_per_point,
     on_point_spent: OnPointSpentOpt = OnPointSpent.backtrack,
     on_budget: OnBudgetOpt = OnBudget.answer_best,
+    reasoner_timeout: ReasonerTimeoutOpt = GRAPH_DEFAULTS.reasoner_timeout_s,
     task: Annotated[
         str | None,
         typer.Option(
@@ -220,6 +222,7 @@ def solve(
             max_retries_per_point=max_retries_per_point,
             on_point_spent=on_point_spent,
             on_budget=on_budget,
+            reasoner_timeout_s=reasoner_timeout,
         )
         scorer = load_scorer(dm, untrained_dm, trust_remote_code, is_embedded(reasoner), dm_url)
         chosen = make_reasoner(reasoner, model, style, vllm, temperature=temperature, seed=seed)
