@@ -266,7 +266,8 @@ ReasonerTimeoutOpt = Annotated[
     typer.Option(
         min=1.0,
         help="Seconds one Reasoner call may take before it is retried (raise it where "
-        "several long calls share few cores: a GSM8K step on 2 busy cores can take minutes).",
+        "several long calls share few cores: a 512-token GSM8K trace on 2 busy cores can take "
+        "minutes).",
     ),
 ]
 OnPointSpentOpt = Annotated[
