@@ -22,6 +22,17 @@ from drr_agent.scorers import StepContext, arithmetic_check, arithmetic_scorer, 
         ("x = 4", []),  # no arithmetic on the left
         ("12 / 0 = 3", []),  # not judged
         ("__import__('os') + 1 = 2", []),  # only numbers reach the evaluator
+        # a chain is judged link by link, as instruct models write it
+        ("(12 + 24) * 6 = 36 * 6 = 216", [True, True]),
+        ("(12 + 24) * 6 = 36 * 6 = 226", [True, False]),
+        ("\\((12 + 24) \\times 6 = 36 \\times 6 = 216\\)", [True, True]),
+        ("80 / 3 = 26.67", [True]),  # right to the places it writes
+        ("80 / 3 * 3 = 26.6667 * 3 = 80.0001", [True, True]),
+        ("4 + 20 + 7 + 8 = 48", [False]),
+        ("\\[ 50,000 \\times 20 = 100,000 \\]", [False]),
+        ("The total is 7 = 7.", []),  # no arithmetic on either side
+        ("9x - 20 = 9 * 6 - 20 = 34", [True]),  # "20 = 9 * 6 - 20" is a cut term, unjudged
+        ("pink = 4B + 22\n= 4 * 12 + 22 = 70", [True]),  # a chain stays on its line
     ],
 )
 def test_check_equations(text, expected):

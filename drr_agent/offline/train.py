@@ -74,9 +74,11 @@ from drr_agent.scorers.likelihood import (
     LikelihoodHead,
     LikelihoodScorer,
     ReasonerLikelihood,
+    equation_rows,
     head_inputs,
     lookahead_features,
     reads_claims,
+    reads_equations,
     reads_lookahead,
     reads_sampled,
     reads_verifier,
@@ -347,7 +349,8 @@ def _fit_likelihood(
             look = lookahead_features(likelihood, contexts, lookahead.answers(contexts))
     base = classifier.score(contexts) if classifier and CLASSIFIER_FEATURE in names else None
     sampled = sampled_rows(contexts) if reads_sampled(names) else None
-    inputs = head_inputs(x, base, look, sampled, rows=len(contexts))
+    equations = equation_rows(contexts) if reads_equations(names) else None
+    inputs = head_inputs(x, base, look, sampled, equations, rows=len(contexts))
     head = LikelihoodHead.fit(
         inputs,
         [e.label for e in train],

@@ -45,7 +45,8 @@ class DMPart(BaseModel):
             whose token statistics the likelihood head reads), ``lookahead`` (the Reasoner's
             forced answer after the step, generated for the head), ``reasoner log-probs``
             (the Reasoner's own token log-probs, returned with the step it wrote: no model
-            run, no parameters counted), ``head`` (the small network over all of these).
+            run, no parameters counted), ``equation check`` (the step's equations
+            recomputed in code: no model), ``head`` (the small network over all of these).
         model: The model's name or folder.
         parameters: Its parameter count (``None``: unknown, e.g. a folder not on this machine).
         source: Where its weights come from.
@@ -151,6 +152,16 @@ def dm_parts(folder: str | Path) -> list[DMPart]:
                 parameters=0,
                 source="its server's reply (OpenAI logprobs, top 1)",
                 per_step="none: read from the log-probs returned with the step",
+            )
+        )
+    if head.reads_equations:
+        parts.append(
+            DMPart(
+                role="equation check",
+                model="drr_agent.scorers.rules.check_equations",
+                parameters=0,
+                source="code",
+                per_step="none: recomputes the equations the step writes",
             )
         )
     if reads_lookahead(head.features):

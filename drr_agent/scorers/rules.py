@@ -10,6 +10,7 @@ scores them neutrally and leaves the decision to the thresholds. Use it through
 from __future__ import annotations
 
 import ast
+import itertools
 import operator
 import re
 from collections.abc import Callable
@@ -25,10 +26,18 @@ __all__ = [
 ]
 
 _NUMBER = r"-?\d+(?:\.\d+)?"
+_OPERATOR = r"[-+*/×x÷]"
 # "3 + 4 * (2 - 1) = 7": an arithmetic expression (at least one operator), "=", a number
 EQUATION = re.compile(
-    rf"(?P<lhs>[(\s]*{_NUMBER}(?:[\s()]*[-+*/×x÷][\s(]*{_NUMBER}[\s)]*)+)\s*=\s*(?P<rhs>{_NUMBER})"
+    rf"(?P<lhs>[(\s]*{_NUMBER}(?:[\s()]*{_OPERATOR}[\s(]*{_NUMBER}[\s)]*)+)\s*=\s*(?P<rhs>{_NUMBER})"
 )
+_TERM = rf"[( \t]*{_NUMBER}(?:[ \t()]*{_OPERATOR}[ \t(]*{_NUMBER}[ \t)]*)*"
+# "(12 + 24) * 6 = 36 * 6 = 216": expressions or numbers joined by "=" on one line, each side
+# judged against the next (an `EQUATION` alone reads "(12 + 24) * 6 = 36" and calls it wrong)
+_CHAIN = re.compile(rf"{_TERM}(?:[ \t]*=[ \t]*{_TERM})+")
+# a chain that starts right after an operator ("9x - 20 = 54 - 20": not "20 = 54 - 20") or
+# glued to a word ("f(3) = 9", "x^2 = 4") starts inside a term it cannot read
+_CUT_TERM = re.compile(r"(?:[-+*/×÷]|(?<![A-Za-z])x)[ \t]*$|[A-Za-z_^.]$")
 _OPS: dict[type[ast.operator], Callable[[float, float], float]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -71,24 +80,51 @@ def plain_math(text: str) -> str:
 
 
 def check_equations(text: str) -> list[bool]:
-    """Whether each equation ``<expression> = <number>`` written in ``text`` is right.
+    """Whether each equation ``<expression> = <expression or number>`` written in ``text`` is
+    right: one verdict per ``=`` whose sides are not both bare numbers.
 
-    LaTeX arithmetic is read too (`plain_math`). Equations whose left side does not parse
-    (unbalanced brackets, a word in between) are skipped rather than judged.
+    A chain "(12 + 24) * 6 = 36 * 6 = 216" is judged link by link (two verdicts, both right),
+    as instruct models write it. LaTeX arithmetic is read too (`plain_math`). A side that
+    does not parse (unbalanced brackets, a word in between) or divides by zero leaves its
+    links unjudged rather than wrong.
     """
     verdicts: list[bool] = []
-    for match in EQUATION.finditer(plain_math(text)):
-        lhs = match["lhs"].replace("×", "*").replace("x", "*").replace("÷", "/")
-        try:
-            value = _evaluate(ast.parse(lhs.strip(), mode="eval"))
-        except (SyntaxError, ValueError, ZeroDivisionError):
-            continue
-        rhs = match["rhs"]
-        # a rounded result is right to the places it writes: 80 / 3 = 26.67
-        places = len(rhs.partition(".")[2])
-        tolerance = 0.5 * 10**-places if places else 1e-6
-        verdicts.append(abs(value - float(rhs)) <= tolerance + 1e-9)
+    plain = plain_math(text)
+    for match in _CHAIN.finditer(plain):
+        chain = match.group(0)
+        sides = [_side(part) for part in chain.split("=")]
+        if _CUT_TERM.search(plain[: match.start() + len(chain) - len(chain.lstrip(" \t"))]):
+            sides[0] = None
+        for left, right in itertools.pairwise(sides):
+            if left is None or right is None or not (left[2] or right[2]):
+                continue
+            verdicts.append(abs(left[0] - right[0]) <= _tolerance(left, right))
     return verdicts
+
+
+def _side(text: str) -> tuple[float, int, bool] | None:
+    """One side of an equation: its value, the decimal places it is written to (a bare
+    number's; -1 for an expression) and whether it holds an operator; ``None`` if it does not
+    evaluate."""
+    expression = text.replace("×", "*").replace("x", "*").replace("÷", "/").strip()
+    try:
+        value = _evaluate(ast.parse(expression, mode="eval"))
+    except (SyntaxError, ValueError, ZeroDivisionError):
+        return None
+    bare = re.fullmatch(_NUMBER, expression) is not None
+    places = len(expression.partition(".")[2]) if bare else -1
+    return value, places, not bare
+
+
+def _tolerance(left: tuple[float, int, bool], right: tuple[float, int, bool]) -> float:
+    """How far two sides may differ: a bare number is right to the places it writes
+    (80 / 3 = 26.67); two expressions agree to a thousandth of their size (rounded
+    intermediates inside them)."""
+    bare = [places for _, places, has_operator in (left, right) if not has_operator]
+    if bare:
+        places = max(bare)
+        return (0.5 * 10**-places if places else 1e-6) + 1e-9
+    return 1e-3 * max(abs(left[0]), abs(right[0]), 1.0)
 
 
 def arithmetic_check(

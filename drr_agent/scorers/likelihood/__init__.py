@@ -33,7 +33,8 @@ One concept per module:
 
 - `features`: the feature registry — what a head can read, by name and column
   (`LIKELIHOOD_FEATURES`, `HEAD_INPUTS`, `head_inputs`; `SAMPLED_FEATURES`, the Reasoner's own
-  log-prob statistics, which a light DM reads instead of running a verifier LM).
+  log-prob statistics, which a light DM reads instead of running a verifier LM;
+  `EQUATION_FEATURES`, the step's equations recomputed).
 - `presets`: named sets of head inputs, each named by what it reads.
 - `reading`: which LM reads a step (`EMBEDDED_VERIFIER_MODEL`, ...) and after what
   (`LikelihoodContext`).
@@ -54,15 +55,18 @@ from drr_agent.scorers.likelihood.extractor import (
 )
 from drr_agent.scorers.likelihood.features import (
     CLASSIFIER_FEATURE,
+    EQUATION_FEATURES,
     HEAD_INPUTS,
     IN_CONTEXT_FEATURES,
     LIKELIHOOD_FEATURES,
     LOOKAHEAD_FEATURES,
     SAMPLED_FEATURES,
     MissingSignalsError,
+    equation_rows,
     head_columns,
     head_inputs,
     reads_claims,
+    reads_equations,
     reads_lookahead,
     reads_sampled,
     reads_verifier,
@@ -78,6 +82,7 @@ from drr_agent.scorers.likelihood.presets import (
     IN_CONTEXT_HEAD_INPUTS,
     LOOKAHEAD_HEAD_INPUTS,
     SAMPLED_AND_CLASSIFIER_HEAD_INPUTS,
+    SAMPLED_AND_EQUATION_HEAD_INPUTS,
     SAMPLED_HEAD_INPUTS,
     VERIFIER_HEAD_INPUTS,
 )
@@ -97,6 +102,7 @@ __all__ = [
     "DEFAULT_HEAD_INPUTS",
     "EMBEDDED_LIKELIHOOD_MODEL",
     "EMBEDDED_VERIFIER_MODEL",
+    "EQUATION_FEATURES",
     "HEAD_EPOCHS",
     "HEAD_INPUTS",
     "HEAD_LEARNING_RATE",
@@ -110,6 +116,7 @@ __all__ = [
     "LOOKAHEAD_HEAD_INPUTS",
     "LOOKAHEAD_PHRASE",
     "SAMPLED_AND_CLASSIFIER_HEAD_INPUTS",
+    "SAMPLED_AND_EQUATION_HEAD_INPUTS",
     "SAMPLED_FEATURES",
     "SAMPLED_HEAD_INPUTS",
     "VERIFIER_HEAD_INPUTS",
@@ -120,11 +127,13 @@ __all__ = [
     "MissingSignalsError",
     "ReasonerLikelihood",
     "embedded_likelihood_folder",
+    "equation_rows",
     "head_columns",
     "head_inputs",
     "lookahead_features",
     "native_bfloat16",
     "reads_claims",
+    "reads_equations",
     "reads_lookahead",
     "reads_sampled",
     "reads_verifier",

@@ -2,8 +2,10 @@
 
 A head's input row (`head_inputs`, columns `HEAD_INPUTS`) is the verifier's statistics of a
 step (`LIKELIHOOD_FEATURES`, computed by `ReasonerLikelihood.features`), the classifier's logit
-(`CLASSIFIER_FEATURE`) and the verifier's reading of the Reasoner's forced answer after the
-step (`LOOKAHEAD_FEATURES`). A head reads the columns it names (`head_columns`), so new inputs
+(`CLASSIFIER_FEATURE`), the verifier's reading of the Reasoner's forced answer after the
+step (`LOOKAHEAD_FEATURES`), the statistics of the Reasoner's own token log-probs
+(`SAMPLED_FEATURES`) and the verdicts of recomputing the step's equations
+(`EQUATION_FEATURES`). A head reads the columns it names (`head_columns`), so new inputs
 go at the end and a stored head keeps reading the same ones.
 """
 
@@ -15,18 +17,22 @@ import numpy as np
 
 from drr_agent.reasoners.signals import SAMPLED_FEATURES
 from drr_agent.scorers.base import StepContext
+from drr_agent.scorers.rules import check_equations
 
 __all__ = [
     "CLASSIFIER_FEATURE",
+    "EQUATION_FEATURES",
     "HEAD_INPUTS",
     "IN_CONTEXT_FEATURES",
     "LIKELIHOOD_FEATURES",
     "LOOKAHEAD_FEATURES",
     "SAMPLED_FEATURES",
     "MissingSignalsError",
+    "equation_rows",
     "head_columns",
     "head_inputs",
     "reads_claims",
+    "reads_equations",
     "reads_lookahead",
     "reads_sampled",
     "reads_verifier",
@@ -86,7 +92,23 @@ LOOKAHEAD_FEATURES = ("lookahead_claim_prob", "lookahead_has_answer")
 none), ``lookahead_has_answer`` 1 when it gave one. The labels ask exactly that question
 four times at temperature 0.8; these estimate their answer with one greedy call."""
 
-HEAD_INPUTS = (*LIKELIHOOD_FEATURES, CLASSIFIER_FEATURE, *LOOKAHEAD_FEATURES, *SAMPLED_FEATURES)
+EQUATION_FEATURES = ("equations_checked", "equations_wrong")
+"""What recomputing the step's own equations says (`drr_agent.scorers.rules.check_equations`):
+``equations_checked`` is 1 when the step writes an equation the checker can judge,
+``equations_wrong`` 1 when any of them is wrong. No model runs and no gold is read: the
+checker reads the step alone. Why: the Reasoner's token confidence mostly says how hard the
+question is, not which of its steps is right (on GSM8K dev, the light DM ordered a question's
+good and bad steps 0.567 right), while a step that computes "4 + 20 + 7 + 8 = 48" is wrong
+however sure its writer was. A step with no equation reads (0, 0), so a head that reads these
+stays defined on tasks without arithmetic."""
+
+HEAD_INPUTS = (
+    *LIKELIHOOD_FEATURES,
+    CLASSIFIER_FEATURE,
+    *LOOKAHEAD_FEATURES,
+    *SAMPLED_FEATURES,
+    *EQUATION_FEATURES,
+)
 """The columns of `head_inputs` rows; a `LikelihoodHead` reads the ones it names. New
 inputs go at the end, so the column of every input a stored head reads never moves."""
 
@@ -124,18 +146,29 @@ def sampled_rows(items: Sequence[StepContext]) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64).reshape(len(items), len(SAMPLED_FEATURES))
 
 
+def equation_rows(items: Sequence[StepContext]) -> np.ndarray:
+    """`EQUATION_FEATURES` of ``items``, one row each, from their candidate steps' text."""
+    rows = []
+    for item in items:
+        verdicts = check_equations(item.candidate)
+        rows.append([float(bool(verdicts)), float(not all(verdicts))])
+    return np.asarray(rows, dtype=np.float64).reshape(len(items), len(EQUATION_FEATURES))
+
+
 def head_inputs(
     features: np.ndarray | None,
     classifier_scores: Sequence[float] | None,
     lookahead: np.ndarray | None = None,
     sampled: np.ndarray | None = None,
+    equations: np.ndarray | None = None,
     *,
     rows: int | None = None,
 ) -> np.ndarray:
     """The head's input rows (`HEAD_INPUTS`): the likelihood features beside
-    ``logit(classifier score)``, the `lookahead_features` and the `sampled_rows` (NaN for
-    ``None``: a head that does not read them). ``rows``: how many, when no part says."""
-    parts = (features, classifier_scores, lookahead, sampled)
+    ``logit(classifier score)``, the `lookahead_features`, the `sampled_rows` and the
+    `equation_rows` (NaN for ``None``: a head that does not read them). ``rows``: how many,
+    when no part says."""
+    parts = (features, classifier_scores, lookahead, sampled, equations)
     n = next((len(p) for p in parts if p is not None), rows)
     if n is None:
         raise ValueError("head_inputs needs at least one part, or rows=")
@@ -153,6 +186,7 @@ def head_inputs(
             logits,
             nan(len(LOOKAHEAD_FEATURES)) if lookahead is None else lookahead,
             nan(len(SAMPLED_FEATURES)) if sampled is None else sampled,
+            nan(len(EQUATION_FEATURES)) if equations is None else equations,
         ]
     )
 
@@ -166,6 +200,12 @@ def reads_sampled(names: Sequence[str]) -> bool:
     """Whether inputs ``names`` include `SAMPLED_FEATURES` (the graph then asks the Reasoner
     for its token log-probs)."""
     return any(name in SAMPLED_FEATURES for name in names)
+
+
+def reads_equations(names: Sequence[str]) -> bool:
+    """Whether inputs ``names`` include `EQUATION_FEATURES` (the step's equations are then
+    recomputed; no model runs)."""
+    return any(name in EQUATION_FEATURES for name in names)
 
 
 def reads_verifier(names: Sequence[str]) -> bool:

@@ -19,6 +19,7 @@ from drr_agent.scorers.likelihood.features import (
     HEAD_INPUTS,
     head_columns,
     reads_claims,
+    reads_equations,
     reads_lookahead,
     reads_sampled,
     reads_verifier,
@@ -170,6 +171,11 @@ class LikelihoodHead(BaseModel):
         """Whether the head reads `SAMPLED_FEATURES`: the Reasoner's own token log-probs, which
         the graph then asks for with every step."""
         return reads_sampled(self.features)
+
+    @property
+    def reads_equations(self) -> bool:
+        """Whether the head reads `EQUATION_FEATURES`: the step's equations, recomputed."""
+        return reads_equations(self.features)
 
     @property
     def reads_verifier(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from drr_agent.scorers.likelihood.features import (
     CLASSIFIER_FEATURE,
+    EQUATION_FEATURES,
     IN_CONTEXT_FEATURES,
     LOOKAHEAD_FEATURES,
     SAMPLED_FEATURES,
@@ -24,6 +25,7 @@ __all__ = [
     "IN_CONTEXT_HEAD_INPUTS",
     "LOOKAHEAD_HEAD_INPUTS",
     "SAMPLED_AND_CLASSIFIER_HEAD_INPUTS",
+    "SAMPLED_AND_EQUATION_HEAD_INPUTS",
     "SAMPLED_HEAD_INPUTS",
     "VERIFIER_HEAD_INPUTS",
 ]
@@ -95,3 +97,8 @@ with 8 tanh units."""
 
 SAMPLED_AND_CLASSIFIER_HEAD_INPUTS = (*SAMPLED_FEATURES, CLASSIFIER_FEATURE)
 """`SAMPLED_HEAD_INPUTS` and the classifier's logit: the classifier (MiniLM, 22.7 M) runs too."""
+
+SAMPLED_AND_EQUATION_HEAD_INPUTS = (*SAMPLED_FEATURES, *EQUATION_FEATURES)
+"""`SAMPLED_HEAD_INPUTS` and the step's equations recomputed (`EQUATION_FEATURES`): still no
+model of its own (11 parameters), and it reads what the step *says*, not only how sure its
+writer was."""

@@ -13,7 +13,12 @@ from drr_agent.errors import DMLoadError
 from drr_agent.scorers.base import StepContext, StepScorer
 from drr_agent.scorers.coalesce import Coalescer
 from drr_agent.scorers.likelihood.extractor import ReasonerLikelihood, lookahead_features
-from drr_agent.scorers.likelihood.features import LOOKAHEAD_FEATURES, head_inputs, sampled_rows
+from drr_agent.scorers.likelihood.features import (
+    LOOKAHEAD_FEATURES,
+    equation_rows,
+    head_inputs,
+    sampled_rows,
+)
 from drr_agent.scorers.likelihood.head import LikelihoodHead
 from drr_agent.scorers.lookahead import AnswerLookahead
 
@@ -112,10 +117,14 @@ class LikelihoodScorer(StepScorer):
             x = self.likelihood.features(items, claims=self.head.reads_claims)
             if self.lookahead is not None:
                 look = lookahead_features(self.likelihood, items, self.lookahead.answers(items))
-        return head_inputs(x, base, look, self._sampled(items), rows=len(items))
+        return head_inputs(x, base, look, *self._free(items), rows=len(items))
 
-    def _sampled(self, items: Sequence[StepContext]) -> np.ndarray | None:
-        return sampled_rows(items) if self.head.reads_sampled else None
+    def _free(self, items: Sequence[StepContext]) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The inputs no model computes — the Reasoner's own log-prob statistics and the
+        equation checks — for a head that reads them (else ``None``)."""
+        sampled = sampled_rows(items) if self.head.reads_sampled else None
+        equations = equation_rows(items) if self.head.reads_equations else None
+        return sampled, equations
 
     def score(self, items: Sequence[StepContext]) -> list[float]:
         return self.head.probabilities(self.inputs(items)).tolist()
@@ -142,7 +151,7 @@ class LikelihoodScorer(StepScorer):
                 self.likelihood.features, items, claims=self.head.reads_claims
             )
 
-        sampled = self._sampled(items)  # before any model runs: a missing signal fails fast
+        free = self._free(items)  # before any model runs: a missing signal fails fast
         x, base, look = await asyncio.gather(features(), classifier(), lookahead())
-        rows = head_inputs(x, base, look, sampled, rows=len(items))
+        rows = head_inputs(x, base, look, *free, rows=len(items))
         return self.head.probabilities(rows).tolist()
