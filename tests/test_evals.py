@@ -30,7 +30,7 @@ from drr_agent.evaluation import (
     summarize,
     wilson_interval,
 )
-from drr_agent.evaluation.methods import majority_answer
+from drr_agent.evaluation.methods import DM_METHODS, majority_answer
 from drr_agent.offline.jsonl import RecordFile
 from drr_agent.offline.traces import sample_seed
 from drr_agent.scorers import SelfCritiqueScorer
@@ -159,6 +159,27 @@ async def test_best_of_n_picks_the_highest_scored_trace_even_against_the_majorit
     assert out.details["trace_scores"] == [0.9, 0.1, 0.9, 0.1]
     sc = await METHODS["self_consistency"](item, ctx)
     assert sc.answer == "12"  # the same samples, voted: the DM made the difference
+
+
+async def test_dm_vote_weights_the_samples_votes_by_their_dm_scores(task):
+    """Two 12s outweigh one 11 under a vote; under the DM's weights one well-scored 11
+    outweighs two poorly scored 12s, and a sample whose answer cannot be read never votes."""
+    item = number_item(Q)
+    texts = [
+        "7 + 4 = 11\nAnswer: X",
+        "7 + 4 = 12\nAnswer: 12",
+        "7 + 4 = 11\nAnswer: 11",
+        "7 + 4 = 12\nAnswer: 12",
+    ]
+    model = seven_plus_four(traces={sample_seed(0, item.id, i): t for i, t in enumerate(texts)})
+    ctx = _ctx(task, model, FunctionScorer(_arith_dm), k=4)
+    out = await METHODS["dm_vote"](item, ctx)
+    assert out.answer == "11" and out.details["votes"] == pytest.approx({"12": 0.2, "11": 0.9})
+    assert out.dm_calls == 1 and out.reasoner_calls == 4
+    assert "dm_vote" in DM_METHODS
+    # with the DM's doubt spread evenly, the agreement among samples decides, as in a vote
+    flat = _ctx(task, model, FunctionScorer(lambda c: 0.5), k=4)
+    assert (await METHODS["dm_vote"](item, flat)).answer == "12"
 
 
 @pytest.mark.parametrize(("aggregate", "chosen"), [("min", 1), ("mean", 0)])

@@ -135,7 +135,8 @@ def eval_command(
     ] = None,
     methods: Annotated[str, typer.Option(help="Comma-separated methods.")] = DEFAULT_METHODS,
     dm: Annotated[
-        Path | None, typer.Option(help="Trained DM folder (drr, best_of_n_dm).", envvar="DRR_DM")
+        Path | None,
+        typer.Option(help="Trained DM folder (drr, best_of_n_dm, dm_vote).", envvar="DRR_DM"),
     ] = None,
     dm_url: DmUrlOpt = None,
     untrained_dm: Annotated[
@@ -150,7 +151,10 @@ def eval_command(
         ),
     ] = None,
     k: Annotated[
-        int, typer.Option(min=1, help="Samples of self_consistency / deepconf / best_of_n_dm.")
+        int,
+        typer.Option(
+            min=1, help="Samples of self_consistency / deepconf / best_of_n_dm / dm_vote."
+        ),
     ] = 4,
     temperature: Annotated[float, typer.Option(min=0.0, help="Temperature of the k samples.")] = (
         TRACE_TEMPERATURE
@@ -158,9 +162,9 @@ def eval_command(
     max_tokens: Annotated[int, typer.Option(min=1, help="Longest whole trace (tokens).")] = (
         TRACE_MAX_TOKENS
     ),
-    aggregate: Annotated[Aggregate, typer.Option(help="best_of_n_dm: step scores -> trace.")] = (
-        Aggregate.min
-    ),
+    aggregate: Annotated[
+        Aggregate, typer.Option(help="best_of_n_dm, dm_vote: step scores -> trace.")
+    ] = (Aggregate.min),
     deepconf_keep: Annotated[
         float | None,
         typer.Option(
@@ -227,8 +231,8 @@ def eval_command(
     vllm: VllmOpt = False,
 ) -> None:
     """Evaluate methods (cot, self_consistency, deepconf, deepconf_online, stepwise,
-    self_critique, drr, oracle, lp_rank, best_of_n_dm) on test items: one record per item, a
-    summary with 95% intervals, paired differences, critic efficiency and cost, plots."""
+    self_critique, drr, oracle, lp_rank, best_of_n_dm, dm_vote) on test items: one record per
+    item, a summary with 95% intervals, paired differences, critic efficiency and cost, plots."""
     from rich.markdown import Markdown
 
     from drr_agent.evaluation.methods import DM_METHODS, MethodContext, MethodSettings
@@ -350,6 +354,6 @@ def eval_command(
     console.print(f"records, summary and plots in {out}/")
     if untrained_dm and scorer is not None:
         console.print(
-            "[yellow]note:[/] the DM is the untrained embedded MiniLM (random head): drr and "
-            "best_of_n_dm scores are noise here."
+            "[yellow]note:[/] the DM is the untrained embedded MiniLM (random head): drr, "
+            "best_of_n_dm and dm_vote scores are noise here."
         )

@@ -29,12 +29,12 @@ class MethodSettings(BaseModel):
     """Budgets and sampling of the whole-trace methods (the graph's come from `DRRConfig`).
 
     Attributes:
-        k: Traces sampled per item by ``self_consistency`` and ``best_of_n_dm``.
+        k: Traces sampled per item by ``self_consistency``, ``best_of_n_dm`` and ``dm_vote``.
         temperature: Sampling temperature of those ``k`` traces (``cot`` is always greedy).
         max_tokens: Longest whole trace (completion tokens) for ``cot`` and the ``k`` traces.
         seed: Base seed; trace ``i`` of item ``x`` uses ``sample_seed(seed, x, i)``, and the
             graph methods seed their Reasoner per item when the backend takes a seed.
-        aggregate: How ``best_of_n_dm`` turns a trace's step scores into one
+        aggregate: How ``best_of_n_dm`` and ``dm_vote`` turn a trace's step scores into one
             (`drr_agent.evaluation.methods`).
         retries: Extra attempts after a failed or timed-out Reasoner / DM call.
         timeout_s: Per-call timeout.

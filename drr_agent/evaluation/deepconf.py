@@ -17,6 +17,7 @@ from drr_agent.evaluation.context import MethodContext, MethodOutcome
 from drr_agent.evaluation.records import TokenUsage
 from drr_agent.evaluation.whole_traces import (
     SampledTrace,
+    confidence_vote,
     readable_answer,
     sample_k,
     total_tokens,
@@ -26,7 +27,6 @@ from drr_agent.tasks.base import TaskItem
 from drr_agent.usage import current_ledger, parameters_of, record_usage
 
 __all__ = [
-    "confidence_vote",
     "cut_length",
     "deepconf",
     "deepconf_online",
@@ -203,26 +203,3 @@ def _book_cut(cut: list[SampledTrace]) -> None:
         calls=len(cut),
         parameters=parameters_of(model),
     )
-
-
-def confidence_vote(
-    answers: Sequence[str | None], confidences: Sequence[float | None], keep: float
-) -> tuple[int | None, list[int], dict[str, float]]:
-    """DeepConf's vote: among the traces with a readable (normalised) answer and a
-    confidence, the most confident ``keep`` share (at least one; ties to the lower index)
-    vote with their confidence as the weight; the heaviest answer wins, a tie going to the
-    answer seen first. Returns (the winning trace's index or ``None``, the kept indices,
-    the votes)."""
-    readable = {
-        i: c
-        for i, (a, c) in enumerate(zip(answers, confidences, strict=True))
-        if a is not None and c is not None
-    }
-    count = max(1, math.ceil(len(readable) * keep)) if readable else 0
-    kept = sorted(sorted(readable, key=lambda i: (-readable[i], i))[:count])
-    votes: dict[str, float] = {}  # insertion order = lowest sample index first
-    for i in kept:
-        votes[answers[i]] = votes.get(answers[i], 0.0) + readable[i]  # type: ignore[index]
-    best = max(votes.values(), default=None)
-    chosen = next((i for i in kept if votes[answers[i]] == best), None)  # type: ignore[index]
-    return chosen, kept, votes

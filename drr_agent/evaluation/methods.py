@@ -59,6 +59,11 @@ same Reasoner (``ctx.reasoner``), under the same task instruction and answer che
   lets several easy steps hide the one wrong step that sinks an arithmetic trace (the
   small Reasoner's drift after a right first step). ``MethodSettings.aggregate="mean"``
   switches it.
+- ``dm_vote``: the same ``k`` samples and trace scores, voted: each readable answer gets the
+  sum of its traces' scores and the heaviest wins (DeepConf's vote, `confidence_vote`, with
+  the DM's trace score in place of the token confidence and every trace kept). A DM that
+  tells hard questions from easy ones better than one question's samples apart keeps the
+  samples' agreement this way, where ``best_of_n_dm`` trusts its ranking alone.
 
 Add a method by writing such a function and adding it to `METHODS` (and to `DM_METHODS` if it
 needs ``ctx.scorer``). A method raises on failure after its own bounded retries; the runner
@@ -74,12 +79,14 @@ from typing import Any
 
 from drr_agent.errors import ReasonerError, ScorerError
 from drr_agent.evaluation.context import Method, MethodContext, MethodOutcome, MethodSettings
-from drr_agent.evaluation.deepconf import confidence_vote, deepconf, deepconf_online
+from drr_agent.evaluation.deepconf import deepconf, deepconf_online
 from drr_agent.evaluation.records import TokenUsage
 from drr_agent.evaluation.whole_traces import (
     best_of_n_dm,
     best_scored,
+    confidence_vote,
     cot,
+    dm_vote,
     majority_answer,
     self_consistency,
 )
@@ -315,10 +322,11 @@ METHODS: dict[str, Method] = {
     "drr_vote": graph_vote(drr),
     "stepwise_vote": graph_vote(stepwise),
     "best_of_n_dm": best_of_n_dm,
+    "dm_vote": dm_vote,
     "oracle": oracle,
     "noisy_oracle": noisy_oracle,
 }
 """Method name -> method. The runner and ``drr eval --methods`` dispatch on these names."""
 
-DM_METHODS = frozenset({"drr", "drr_vote", "best_of_n_dm"})
+DM_METHODS = frozenset({"drr", "drr_vote", "best_of_n_dm", "dm_vote"})
 """The methods that need ``MethodContext.scorer`` (the DM)."""

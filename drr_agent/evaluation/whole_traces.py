@@ -1,10 +1,12 @@
-"""The whole-trace methods: ``cot``, ``self_consistency`` and ``best_of_n_dm``, and how they
+"""The whole-trace methods: ``cot``, ``self_consistency``, ``best_of_n_dm`` and ``dm_vote``, how
+their samples are voted (`majority_answer`, `best_scored`, `confidence_vote`), and how they
 sample (`sample_trace`, `sample_k`: the prompt and settings ``drr traces`` uses, seeded per
 item and sample index, so every method that samples sees the same samples)."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -22,7 +24,9 @@ __all__ = [
     "SampledTrace",
     "best_of_n_dm",
     "best_scored",
+    "confidence_vote",
     "cot",
+    "dm_vote",
     "majority_answer",
     "readable_answer",
     "sample_k",
@@ -169,6 +173,29 @@ def best_scored(answers: Sequence[str | None], trace_scores: Sequence[float | No
     return max(candidates, key=lambda i: (trace_scores[i], -i), default=None)
 
 
+def confidence_vote(
+    answers: Sequence[str | None], confidences: Sequence[float | None], keep: float
+) -> tuple[int | None, list[int], dict[str, float]]:
+    """DeepConf's vote: among the traces with a readable (normalised) answer and a
+    confidence, the most confident ``keep`` share (at least one; ties to the lower index)
+    vote with their confidence as the weight; the heaviest answer wins, a tie going to the
+    answer seen first. Returns (the winning trace's index or ``None``, the kept indices,
+    the votes)."""
+    readable = {
+        i: c
+        for i, (a, c) in enumerate(zip(answers, confidences, strict=True))
+        if a is not None and c is not None
+    }
+    count = max(1, math.ceil(len(readable) * keep)) if readable else 0
+    kept = sorted(sorted(readable, key=lambda i: (-readable[i], i))[:count])
+    votes: dict[str, float] = {}  # insertion order = lowest sample index first
+    for i in kept:
+        votes[answers[i]] = votes.get(answers[i], 0.0) + readable[i]  # type: ignore[index]
+    best = max(votes.values(), default=None)
+    chosen = next((i for i in kept if votes[answers[i]] == best), None)  # type: ignore[index]
+    return chosen, kept, votes
+
+
 def readable_answer(trace: SampledTrace, item: TaskItem) -> str | None:
     return normalize_answer(trace.answer, item.answer_type, item.choices)
 
@@ -177,9 +204,13 @@ def _aggregate(scores: list[float], how: str) -> float:
     return min(scores) if how == "min" else sum(scores) / len(scores)
 
 
-async def best_of_n_dm(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
-    """``k`` sampled traces, the DM picks the best-scored one."""
-    scorer = ctx.require_scorer("best_of_n_dm")
+async def _dm_scored_traces(
+    item: TaskItem, ctx: MethodContext, method: str
+) -> tuple[list[SampledTrace], list[list[float]], list[float | None]]:
+    """``k`` sampled traces, every step of them scored by the DM in one batch: the traces,
+    each trace's step scores, and each trace's score (`MethodSettings.aggregate` of its steps;
+    ``None`` for a trace with no step)."""
+    scorer = ctx.require_scorer(method)
     traces = await sample_k(item, ctx, logprobs=scorer.reads_reasoner_logprobs)
     contexts: list[StepContext] = []
     owner: list[int] = []
@@ -208,17 +239,49 @@ async def best_of_n_dm(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
     for index, score in zip(owner, scores, strict=True):
         per_trace[index].append(float(score))
     trace_scores = [_aggregate(s, ctx.settings.aggregate) if s else None for s in per_trace]
-    chosen = best_scored([readable_answer(t, item) for t in traces], trace_scores)
+    return traces, per_trace, trace_scores
+
+
+def _dm_outcome(
+    traces: list[SampledTrace],
+    per_trace: list[list[float]],
+    trace_scores: list[float | None],
+    chosen: int | None,
+    aggregate: str,
+    **details: object,
+) -> MethodOutcome:
     return MethodOutcome(
         answer=traces[chosen].answer if chosen is not None else None,
         tokens=total_tokens(traces),
         reasoner_calls=len(traces),
-        dm_calls=1 if contexts else 0,
+        dm_calls=1 if any(per_trace) else 0,
         details={
             "answers": [t.answer for t in traces],
             "step_scores": per_trace,
             "trace_scores": trace_scores,
-            "aggregate": ctx.settings.aggregate,
+            "aggregate": aggregate,
             "chosen": chosen,
+            **details,
         },
     )
+
+
+async def best_of_n_dm(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
+    """``k`` sampled traces, the DM picks the best-scored one."""
+    traces, per_trace, trace_scores = await _dm_scored_traces(item, ctx, "best_of_n_dm")
+    chosen = best_scored([readable_answer(t, item) for t in traces], trace_scores)
+    return _dm_outcome(traces, per_trace, trace_scores, chosen, ctx.settings.aggregate)
+
+
+async def dm_vote(item: TaskItem, ctx: MethodContext) -> MethodOutcome:
+    """``k`` sampled traces vote, each with its DM score as its weight (`confidence_vote`,
+    every trace kept): DeepConf's vote with the DM in place of the token confidence.
+
+    Why beside `best_of_n_dm`: a DM that mostly reads how hard a question is (the light DM)
+    ranks one question's samples barely better than chance, so picking the single
+    best-scored sample throws away the agreement among samples that majority voting lives
+    on; weighting the vote keeps the agreement and lets the DM break near-ties."""
+    traces, per_trace, trace_scores = await _dm_scored_traces(item, ctx, "dm_vote")
+    answers = [readable_answer(t, item) for t in traces]
+    chosen, _, votes = confidence_vote(answers, trace_scores, 1.0)
+    return _dm_outcome(traces, per_trace, trace_scores, chosen, ctx.settings.aggregate, votes=votes)

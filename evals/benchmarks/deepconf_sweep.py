@@ -16,7 +16,7 @@ script computes, without sampling again:
   samples (the records keep each sample's steps and their log-prob statistics), the trace
   with the highest lowest step score among the first ``k`` wins (the method's own rule,
   `drr_agent.evaluation.methods.best_scored`); and ``dm_vote``: DeepConf's weighted vote
-  with those trace scores as the weights (an analysis, not yet a method);
+  with those trace scores as the weights (the ``dm_vote`` method's own vote);
 - with ``--setting KEEP WINDOW MEASURE``, DeepConf at every ``k`` under that one setting;
 - each method's mean compute at every ``k`` (the record's compute, shared among its samples
   by their tokens), so they can be read against the graph methods at matched compute;
