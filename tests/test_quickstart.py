@@ -14,7 +14,7 @@ from drr_agent.quickstart import (
     QuickstartPlan,
     run_quickstart,
 )
-from drr_agent.scorers.likelihood import LOOKAHEAD_HEAD_INPUTS
+from drr_agent.scorers.likelihood import EQUATION_FEATURES, LOOKAHEAD_HEAD_INPUTS
 
 pytestmark = pytest.mark.embedded  # trains the real embedded MiniLM
 
@@ -135,6 +135,11 @@ def test_quickstart_runs_every_step_into_one_folder_and_resumes(tiny_quickstart)
     # another plan in the same folder is refused before any work
     with pytest.raises(QuickstartMismatchError, match="another plan"):
         run_quickstart(out, TINY.model_copy(update={"samples": 5}), reasoner=reasoner)
+    # forced on, a plan of another DM recipe is still refused while the old DM is there:
+    # the finished DM would be reused and evaluated as this plan's
+    other_dm = TINY.model_copy(update={"dm": TINY.dm.model_copy(update={"epochs": 2.0})})
+    with pytest.raises(QuickstartMismatchError, match="DM of the recorded plan's recipe"):
+        run_quickstart(out, other_dm, reasoner=reasoner, force=True)
 
 
 def test_plans_are_valid_and_sized_as_the_cli_says():
@@ -193,7 +198,8 @@ def test_the_plans_dm_is_a_named_recipe_and_drr_train_makes_the_same(tmp_path):
 
     assert {c.value for c in RecipeChoice} == set(DM_RECIPES)
     assert PLANS["small"].dm == DM_RECIPES[DEFAULT_RECIPE] == DM_RECIPES["verifier"]
-    assert PLANS["qwen-light"].dm == DM_RECIPES["light"]
+    assert PLANS["qwen-light"].dm == DM_RECIPES["light-equations"]
+    assert PLANS["qwen-light"].dm.likelihood_features[-2:] == EQUATION_FEATURES
     plan_config = PLANS["small"].train_config(tmp_path / "dm")
     assert plan_config.recipe == DM_RECIPES["verifier"]
     cli_config = TrainConfig.from_recipe(DM_RECIPES[DEFAULT_RECIPE], output_dir=tmp_path / "dm")

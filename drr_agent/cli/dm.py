@@ -50,6 +50,7 @@ class RecipeChoice(StrEnum):
 
     verifier = "verifier"
     light = "light"
+    light_equations = "light-equations"
     classifier = "classifier"
 
 
@@ -71,7 +72,8 @@ def train(
         typer.Option(
             help="The DM to make: 'verifier' (the quickstart's: MiniLM under a head over the "
             "verifier LM's reading and the Reasoner's forced answer), 'light' (a logistic head "
-            "over the Reasoner's own sampled log-probs, no model), 'classifier' (MiniLM "
+            "over the Reasoner's own sampled log-probs, no model), 'light-equations' (the same "
+            "head also reading the step's equations, recomputed), 'classifier' (MiniLM "
             "alone). The options below override single fields of it.",
         ),
     ] = _DEFAULT_RECIPE,

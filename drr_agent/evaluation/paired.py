@@ -57,11 +57,16 @@ DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (
     ("drr_vote", "stepwise_vote"),
     ("drr_vote", "self_consistency"),
     ("stepwise_vote", "self_consistency"),
+    ("dm_vote", "self_consistency"),
+    ("dm_vote", "deepconf"),
+    ("best_of_n_dm", "self_consistency"),
 )
 """(method, baseline) pairs the summary reports, when both methods are in the run: DRR against
 each baseline, and the oracle and log-prob ranking against greedy steps (what any critic, and
 the Reasoner's own ranking, add), greedy steps against whole-trace CoT, and the graph's votes
-against each other (what the DM adds) and against self-consistency's."""
+against each other (what the DM adds) and against self-consistency's; the DM-weighted samples
+(``dm_vote``, ``best_of_n_dm``) against the same samples voted plainly and by their token
+confidence (what the DM adds over no training)."""
 
 _BLOCK = 1_000_000
 """Most indices drawn at once, so that memory stays bounded at large ``n``."""

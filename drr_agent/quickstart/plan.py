@@ -236,8 +236,10 @@ PLANS: dict[str, QuickstartPlan] = {
     ),
     # the embedded Qwen (494 M) on sums of four two-digit terms, where its samples hold
     # room (on the 40 dev questions: cot 0.425, pass@4 0.700, the oracle critic 0.600),
-    # steered by the light DM: a logistic head over the Qwen's own token log-probs (9
-    # parameters, no model of its own), trained on outcome labels (free: no rollouts). A
+    # steered by the light DM: a logistic head over the Qwen's own token log-probs and the
+    # step's equations, recomputed (11 parameters, no model of its own; the equations chosen
+    # on dev: drr 21 / 40 against 17 / 40 with the log-probs alone,
+    # evals/results/light-dm-equations-dev), trained on outcome labels (free: no rollouts). A
     # point whose retries it all rejects accepts the best-ranked of them, as on GSM8K: on
     # this task's dev questions that is a wash (20 / 40 against 21 / 40 and 18 / 40 in two
     # runs that backtrack), on GSM8K's it is the difference between giving up on a hard
@@ -253,7 +255,7 @@ PLANS: dict[str, QuickstartPlan] = {
         train=60,
         max_tokens=200,
         labels="outcome",
-        dm=DM_RECIPES["light"],
+        dm=DM_RECIPES["light-equations"],
         methods=("cot", "stepwise", "drr", "oracle"),
         graph=DRRConfig(max_steps=6, max_reasoner_calls=16, on_point_spent="best"),
         concurrency=6,

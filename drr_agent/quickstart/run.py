@@ -75,14 +75,21 @@ class QuickstartMismatchError(DRRError, ValueError):
 
 
 def _check_plan(run: RunFolder, plan: QuickstartPlan, force: bool) -> None:
+    from drr_agent.scorers import DM_METADATA_FILE
+
     path = run.plan
-    if path.exists() and not force:
-        recorded = QuickstartPlan.load(path)
-        if recorded != plan:
-            raise QuickstartMismatchError(
-                f"{path} records another plan; use another folder, or force=True (--force) "
-                "to continue with this one"
-            )
+    recorded = QuickstartPlan.load(path) if path.exists() else plan
+    if recorded != plan and not force:
+        raise QuickstartMismatchError(
+            f"{path} records another plan; use another folder, or force=True (--force) "
+            "to continue with this one"
+        )
+    # a finished DM is reused, so one of another recipe would be evaluated as this plan's
+    if recorded.dm != plan.dm and (run.dm / DM_METADATA_FILE).is_file():
+        raise QuickstartMismatchError(
+            f"{run.dm} holds a DM of the recorded plan's recipe, not this plan's: move it (and "
+            f"{run.eval}, whose drr records it made) away to train this plan's DM here"
+        )
     run.root.mkdir(parents=True, exist_ok=True)
     path.write_text(plan.model_dump_json(indent=2) + "\n")
 

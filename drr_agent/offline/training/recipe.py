@@ -21,6 +21,7 @@ from drr_agent.scorers.likelihood import (
     EMBEDDED_VERIFIER_MODEL,
     HEAD_INPUTS,
     LOOKAHEAD_HEAD_INPUTS,
+    SAMPLED_AND_EQUATION_HEAD_INPUTS,
     SAMPLED_HEAD_INPUTS,
     LikelihoodContext,
     reads_lookahead,
@@ -196,6 +197,16 @@ _VERIFIER = DMRecipe(
     minimal_pairs=120,
 )
 
+_LIGHT = DMRecipe.model_validate(
+    _VERIFIER.model_dump()
+    | {
+        "likelihood_features": SAMPLED_HEAD_INPUTS,
+        "likelihood_hidden": 0,
+        "minimal_pairs": 0,
+        "max_length": 128,
+    }
+)
+
 DM_RECIPES: dict[str, DMRecipe] = {
     # the MiniLM classifier alone: every field's default
     "classifier": DMRecipe(),
@@ -208,14 +219,12 @@ DM_RECIPES: dict[str, DMRecipe] = {
     # the light DM for a Reasoner that returns its token log-probs: a logistic head over the
     # statistics of the Reasoner's own sampled log-probs (`SAMPLED_HEAD_INPUTS`, 9
     # parameters); no verifier LM, no minimal pairs (an edited step has no log-probs)
-    "light": DMRecipe.model_validate(
-        _VERIFIER.model_dump()
-        | {
-            "likelihood_features": SAMPLED_HEAD_INPUTS,
-            "likelihood_hidden": 0,
-            "minimal_pairs": 0,
-            "max_length": 128,
-        }
+    "light": _LIGHT,
+    # the light DM that also recomputes the step's equations (`SAMPLED_AND_EQUATION_HEAD_INPUTS`,
+    # 11 parameters, still no model): chosen for the qwen-light plan on its dev questions
+    # (evals/results/light-dm-equations-dev: drr 21 / 40 against 17 / 40 with `light`)
+    "light-equations": DMRecipe.model_validate(
+        _LIGHT.model_dump() | {"likelihood_features": SAMPLED_AND_EQUATION_HEAD_INPUTS}
     ),
 }
 """The recipes the project measured, by name (``drr train --recipe``, `QuickstartPlan.dm`)."""
