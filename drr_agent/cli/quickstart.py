@@ -84,9 +84,9 @@ def quickstart(
             "rest train, 4 traces per train and dev question, five methods; full: 8 traces, "
             "3 epochs, self_critique and best_of_n_dm too; qwen-light: the embedded Qwen on "
             "4-term two-digit chain sums, steered by the light DM (a head over the Qwen's own "
-            "token log-probs; no model of its own); gsm8k: the same on 300 GSM8K test "
-            "questions, with 4-sample self-consistency and DeepConf (~6-8 h on 2 cores, "
-            "resumable)."
+            "token log-probs and the step's equations, recomputed; no model of its own); "
+            "gsm8k: a light DM over the log-probs alone on 300 GSM8K test questions, with "
+            "4-sample self-consistency and DeepConf (~6-8 h on 2 cores, resumable)."
         ),
     ] = Size.small,
     task: Annotated[

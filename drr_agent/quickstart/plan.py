@@ -239,7 +239,7 @@ PLANS: dict[str, QuickstartPlan] = {
     # steered by the light DM: a logistic head over the Qwen's own token log-probs and the
     # step's equations, recomputed (11 parameters, no model of its own; the equations chosen
     # on dev: drr 21 / 40 against 17 / 40 with the log-probs alone,
-    # evals/results/light-dm-equations-dev), trained on outcome labels (free: no rollouts). A
+    # evals/results/light-dm-equations-dev-*), trained on outcome labels (free: no rollouts). A
     # point whose retries it all rejects accepts the best-ranked of them, as on GSM8K: on
     # this task's dev questions that is a wash (20 / 40 against 21 / 40 and 18 / 40 in two
     # runs that backtrack), on GSM8K's it is the difference between giving up on a hard

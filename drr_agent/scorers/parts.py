@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from drr_agent.errors import DMLoadError
 from drr_agent.models import DEFAULT_EMBEDDED, embedded_model
-from drr_agent.scorers.card import DMCard
+from drr_agent.scorers.card import DM_METADATA_FILE, DMCard
 from drr_agent.scorers.likelihood import (
     LIKELIHOOD_FEATURES,
     LikelihoodHead,
@@ -185,7 +185,7 @@ def dm_parts(folder: str | Path) -> list[DMPart]:
             role="head",
             model=f"{len(head.hidden_weights) or 'no'} hidden units, {len(head.features)} inputs",
             parameters=_head_parameters(head),
-            source=f"{path.name}/drr_dm.json",
+            source=f"the DM card ({DM_METADATA_FILE})",
             per_step="arithmetic on the inputs above",
         )
     )

@@ -222,7 +222,7 @@ DM_RECIPES: dict[str, DMRecipe] = {
     "light": _LIGHT,
     # the light DM that also recomputes the step's equations (`SAMPLED_AND_EQUATION_HEAD_INPUTS`,
     # 11 parameters, still no model): chosen for the qwen-light plan on its dev questions
-    # (evals/results/light-dm-equations-dev: drr 21 / 40 against 17 / 40 with `light`)
+    # (evals/results/light-dm-equations-dev-*: drr 21 / 40 against 17 / 40 with `light`)
     "light-equations": DMRecipe.model_validate(
         _LIGHT.model_dump() | {"likelihood_features": SAMPLED_AND_EQUATION_HEAD_INPUTS}
     ),
