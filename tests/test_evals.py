@@ -144,15 +144,21 @@ async def test_cot_is_one_greedy_trace_cut_at_the_answer(task):
     assert model.calls[0].temperature == 0.0 and model.calls[0].kwargs["max_tokens"] == 77
 
 
-async def test_best_of_n_picks_the_highest_scored_trace_even_against_the_majority(task):
-    item = number_item(Q)
+def _four_samples(item) -> dict[int, str]:
+    """Four samples by seed: two wrong 12s, one right 11, and a right trace whose answer
+    cannot be read (it cannot win, however it is scored)."""
     texts = [
-        "7 + 4 = 11\nAnswer: X",  # scored high, but its answer cannot be read: it cannot win
+        "7 + 4 = 11\nAnswer: X",
         "7 + 4 = 12\nAnswer: 12",
         "7 + 4 = 11\nAnswer: 11",
         "7 + 4 = 12\nAnswer: 12",
     ]
-    model = seven_plus_four(traces={sample_seed(0, item.id, i): t for i, t in enumerate(texts)})
+    return {sample_seed(0, item.id, i): t for i, t in enumerate(texts)}
+
+
+async def test_best_of_n_picks_the_highest_scored_trace_even_against_the_majority(task):
+    item = number_item(Q)
+    model = seven_plus_four(traces=_four_samples(item))
     ctx = _ctx(task, model, FunctionScorer(_arith_dm), k=4)
     out = await METHODS["best_of_n_dm"](item, ctx)
     assert out.answer == "11" and out.details["chosen"] == 2 and out.dm_calls == 1
@@ -165,13 +171,7 @@ async def test_dm_vote_weights_the_samples_votes_by_their_dm_scores(task):
     """Two 12s outweigh one 11 under a vote; under the DM's weights one well-scored 11
     outweighs two poorly scored 12s, and a sample whose answer cannot be read never votes."""
     item = number_item(Q)
-    texts = [
-        "7 + 4 = 11\nAnswer: X",
-        "7 + 4 = 12\nAnswer: 12",
-        "7 + 4 = 11\nAnswer: 11",
-        "7 + 4 = 12\nAnswer: 12",
-    ]
-    model = seven_plus_four(traces={sample_seed(0, item.id, i): t for i, t in enumerate(texts)})
+    model = seven_plus_four(traces=_four_samples(item))
     ctx = _ctx(task, model, FunctionScorer(_arith_dm), k=4)
     out = await METHODS["dm_vote"](item, ctx)
     assert out.answer == "11" and out.details["votes"] == pytest.approx({"12": 0.2, "11": 0.9})
