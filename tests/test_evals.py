@@ -517,9 +517,9 @@ async def test_all_methods_end_to_end_on_the_embedded_models(tmp_path, embedded,
         assert r.abstained == (r.method in graph_with_a_critic and r.answer is None)
     crit = [r for r in rows if r.method == "self_critique"]
     assert all(r.details["critic"]["calls"] >= 1 for r in crit)
-    assert all(r.dm_calls >= 1 for r in rows if r.method in ("drr", "drr_vote", "best_of_n_dm"))
+    assert all(r.dm_calls >= 1 for r in rows if r.method in DM_METHODS)
     for r in rows:  # k = 2 graph runs each, every call of both counted
-        if r.method.endswith("_vote"):
+        if r.method in ("drr_vote", "stepwise_vote"):
             assert len(r.details["answers"]) == 2 and r.reasoner_calls >= 2
     assert [m.method for m in summary.methods] == methods
     assert all(m.n == 3 for m in summary.methods)
