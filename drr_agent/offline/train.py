@@ -74,15 +74,12 @@ from drr_agent.scorers.likelihood import (
     LikelihoodHead,
     LikelihoodScorer,
     ReasonerLikelihood,
-    equation_rows,
+    free_rows,
     head_inputs,
     lookahead_features,
     reads_claims,
-    reads_equations,
     reads_lookahead,
-    reads_sampled,
     reads_verifier,
-    sampled_rows,
     worked_examples,
 )
 from drr_agent.scorers.lookahead import AnswerLookahead
@@ -348,9 +345,7 @@ def _fit_likelihood(
             lookahead.remember_recorded([*train, *reported])
             look = lookahead_features(likelihood, contexts, lookahead.answers(contexts))
     base = classifier.score(contexts) if classifier and CLASSIFIER_FEATURE in names else None
-    sampled = sampled_rows(contexts) if reads_sampled(names) else None
-    equations = equation_rows(contexts) if reads_equations(names) else None
-    inputs = head_inputs(x, base, look, sampled, equations, rows=len(contexts))
+    inputs = head_inputs(x, base, look, *free_rows(contexts, names), rows=len(contexts))
     head = LikelihoodHead.fit(
         inputs,
         [e.label for e in train],

@@ -29,6 +29,7 @@ __all__ = [
     "SAMPLED_FEATURES",
     "MissingSignalsError",
     "equation_rows",
+    "free_rows",
     "head_columns",
     "head_inputs",
     "reads_claims",
@@ -153,6 +154,17 @@ def equation_rows(items: Sequence[StepContext]) -> np.ndarray:
         verdicts = check_equations(item.candidate)
         rows.append([float(bool(verdicts)), float(not all(verdicts))])
     return np.asarray(rows, dtype=np.float64).reshape(len(items), len(EQUATION_FEATURES))
+
+
+def free_rows(
+    items: Sequence[StepContext], names: Sequence[str]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The inputs no model computes, for a head that reads inputs ``names``: its
+    `sampled_rows` and its `equation_rows` (``None`` for a kind it does not read), in the
+    order `head_inputs` takes them. Raises `MissingSignalsError` as `sampled_rows` does."""
+    sampled = sampled_rows(items) if reads_sampled(names) else None
+    equations = equation_rows(items) if reads_equations(names) else None
+    return sampled, equations
 
 
 def head_inputs(

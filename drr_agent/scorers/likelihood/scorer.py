@@ -13,12 +13,7 @@ from drr_agent.errors import DMLoadError
 from drr_agent.scorers.base import StepContext, StepScorer
 from drr_agent.scorers.coalesce import Coalescer
 from drr_agent.scorers.likelihood.extractor import ReasonerLikelihood, lookahead_features
-from drr_agent.scorers.likelihood.features import (
-    LOOKAHEAD_FEATURES,
-    equation_rows,
-    head_inputs,
-    sampled_rows,
-)
+from drr_agent.scorers.likelihood.features import LOOKAHEAD_FEATURES, free_rows, head_inputs
 from drr_agent.scorers.likelihood.head import LikelihoodHead
 from drr_agent.scorers.lookahead import AnswerLookahead
 
@@ -117,14 +112,8 @@ class LikelihoodScorer(StepScorer):
             x = self.likelihood.features(items, claims=self.head.reads_claims)
             if self.lookahead is not None:
                 look = lookahead_features(self.likelihood, items, self.lookahead.answers(items))
-        return head_inputs(x, base, look, *self._free(items), rows=len(items))
-
-    def _free(self, items: Sequence[StepContext]) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """The inputs no model computes — the Reasoner's own log-prob statistics and the
-        equation checks — for a head that reads them (else ``None``)."""
-        sampled = sampled_rows(items) if self.head.reads_sampled else None
-        equations = equation_rows(items) if self.head.reads_equations else None
-        return sampled, equations
+        free = free_rows(items, self.head.features)
+        return head_inputs(x, base, look, *free, rows=len(items))
 
     def score(self, items: Sequence[StepContext]) -> list[float]:
         return self.head.probabilities(self.inputs(items)).tolist()
@@ -151,7 +140,8 @@ class LikelihoodScorer(StepScorer):
                 self.likelihood.features, items, claims=self.head.reads_claims
             )
 
-        free = self._free(items)  # before any model runs: a missing signal fails fast
+        # before any model runs: a missing signal fails fast
+        free = free_rows(items, self.head.features)
         x, base, look = await asyncio.gather(features(), classifier(), lookahead())
         rows = head_inputs(x, base, look, *free, rows=len(items))
         return self.head.probabilities(rows).tolist()
