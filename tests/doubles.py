@@ -543,3 +543,29 @@ TINY_QUICKSTART = QuickstartPlan(
     graph=DRRConfig(max_steps=2, max_reasoner_calls=4),
     concurrency=4,
 )
+
+
+def labelled_step(
+    question: str,
+    step: str,
+    label: float,
+    *,
+    split: str = "train",
+    label_kind: str = "outcome",
+    **fields: Any,
+) -> StepExample:
+    """The first step of one trace of ``question``, labelled ``label``: the hand-made step the
+    tests that train or judge a DM on their own rows build (``fields``: any other field)."""
+    return StepExample(
+        task="t",
+        split=split,
+        item_id=question,
+        sample_index=0,
+        step_index=0,
+        question=question,
+        previous=[],
+        step=step,
+        label=label,
+        label_kind=label_kind,
+        **fields,
+    )

@@ -9,6 +9,7 @@ trainer are the real ones.
 from __future__ import annotations
 
 import numpy as np
+from doubles import labelled_step
 
 from drr_agent.offline.records import StepExample
 from drr_agent.offline.train import TrainConfig, train_dm
@@ -45,20 +46,7 @@ def test_equation_rows_say_whether_a_step_computes_and_whether_it_computes_wrong
 
 
 def _example(question: str, step: str, label: float, split: str, claim: float) -> StepExample:
-    return StepExample(
-        task="t",
-        split=split,
-        item_id=question,
-        sample_index=0,
-        step_index=0,
-        question=question,
-        previous=[],
-        step=step,
-        label=label,
-        label_kind="outcome",
-        final=False,
-        signals=_signals(claim),
-    )
+    return labelled_step(question, step, label, split=split, signals=_signals(claim))
 
 
 def test_a_light_head_learns_that_a_wrong_equation_is_wrong_however_sure_its_writer(

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from doubles import labelled_step
 
 from drr_agent import DMLoadError, StepContext
 from drr_agent.errors import EmbeddedModelMissingError
@@ -533,18 +534,7 @@ def test_a_preamble_is_read_once_and_changes_nothing_but_what_comes_before():
 
 
 def _labelled(question: str, step: str, label: float) -> StepExample:
-    return StepExample(
-        task="t",
-        split="train",
-        item_id=question,
-        sample_index=0,
-        step_index=0,
-        question=question,
-        previous=[],
-        step=step,
-        label=label,
-        label_kind="mc_answer",
-    )
+    return labelled_step(question, step, label, label_kind="mc_answer")
 
 
 def test_worked_examples_are_right_steps_of_distinct_training_questions():

@@ -12,7 +12,7 @@ import shutil
 
 import numpy as np
 import pytest
-from doubles import ScriptedChatModel
+from doubles import ScriptedChatModel, labelled_step
 from langchain_core.messages import AIMessage
 from typer.testing import CliRunner
 
@@ -204,17 +204,11 @@ def test_a_light_dm_is_its_card_alone(classifier_dir, tmp_path) -> None:
 
 def _signalled(question: str, claim: float, split: str) -> StepExample:
     """A step whose Reasoner was sure (``claim`` near 0) or not of its claim; sure is right."""
-    return StepExample(
-        task="t",
+    return labelled_step(
+        question,
+        "12 + 30 = 42",
+        float(claim > -1),
         split=split,
-        item_id=question,
-        sample_index=0,
-        step_index=0,
-        question=question,
-        previous=[],
-        step="12 + 30 = 42",
-        label=float(claim > -1),
-        label_kind="outcome",
         final=True,
         signals=_signals(claim),
     )
